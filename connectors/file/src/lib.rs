@@ -1,0 +1,41 @@
+//! # flowline-file
+//!
+//! Connectors without an external service, for the demo, tests and local
+//! runs:
+//!
+//! - [`FileSource`] (`type = "file"`): NDJSON lines, bounded, resumable from a
+//!   checkpointed position (the offset of a record is its line number);
+//! - [`FileSink`] (`type = "file"`): one payload per line; `flush` fsyncs; on
+//!   restore it truncates to its checkpointed length, so a restarted job
+//!   never duplicates a line;
+//! - [`StdoutSink`] (`type = "stdout"`);
+//! - [`MemorySource`] / [`IterSource`] and [`MemorySink`], built in code.
+
+#![warn(missing_docs)]
+
+mod file_sink;
+mod file_source;
+mod memory;
+
+pub use file_sink::{FileSink, FileSinkConfig, FileSinkFactory, StdoutSink, StdoutSinkFactory};
+pub use file_source::{FileSource, FileSourceConfig, FileSourceFactory};
+pub use memory::{IterSource, MemorySink, MemorySource};
+
+use flowline_connector_api::{ConnectorError, Registry};
+
+/// Registers this crate's connectors.
+pub fn register(r: &mut Registry) -> Result<(), ConnectorError> {
+    r.register_source(FileSourceFactory)?
+        .register_sink(FileSinkFactory)?
+        .register_sink(StdoutSinkFactory)?;
+    Ok(())
+}
+
+pub(crate) fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> ConnectorError {
+    let msg = format!("{what} {}: {e}", path.display());
+    match e.kind() {
+        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => ConnectorError::retryable(msg),
+        _ => ConnectorError::permanent(msg),
+    }
+    .with_source(e)
+}

@@ -1,0 +1,192 @@
+//! Checkpoints: what they hold and where they are kept.
+//!
+//! A checkpoint holds, per source partition, the offset after the last
+//! record processed, the partition's event-time high mark, and the state of
+//! every operator of its chain; plus each sink's state. State is kept per
+//! partition so that one partition's state can move to another process.
+//! A checkpoint is one file, written atomically (temp file, fsync, rename,
+//! fsync of the directory): a crash leaves the previous one intact.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use flowline_connector_api::PartitionId;
+use serde::{Deserialize, Serialize};
+
+use crate::RuntimeError;
+
+const MAGIC: &[u8; 8] = b"FLCKPT01";
+
+/// One partition's part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PartitionSnapshot {
+    /// The offset of the next record to read.
+    pub next_offset: u64,
+    /// The highest event time seen (the watermark derives from it).
+    pub max_ts: i64,
+    /// Each operator's state, in chain order.
+    pub operators: Vec<Vec<u8>>,
+}
+
+/// A consistent snapshot of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// Increases by one per checkpoint of a job.
+    pub id: u64,
+    /// The job graph it was taken from; a different graph refuses it.
+    pub graph: String,
+    /// When it was taken, ms since the epoch.
+    pub created_ms: i64,
+    /// Per source partition.
+    pub partitions: BTreeMap<PartitionId, PartitionSnapshot>,
+    /// Per sink name, what its `snapshot` returned.
+    pub sinks: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl Checkpoint {
+    /// Encodes for storage.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        let mut out = MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(self).map_err(|e| e.to_string())?);
+        Ok(out)
+    }
+
+    /// Decodes what `encode` wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or("not a Flowline checkpoint (bad header)")?;
+        postcard::from_bytes(body).map_err(|e| e.to_string())
+    }
+}
+
+/// Where checkpoints are kept. The local directory is the default; a Kafka-
+/// or object-store-backed one implements the same two methods.
+pub trait CheckpointStore: Send + 'static {
+    /// Stores a checkpoint atomically: after a crash, either it or the
+    /// previous one is the latest.
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<u64, RuntimeError>;
+    /// The newest checkpoint, if any.
+    fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError>;
+}
+
+/// Checkpoints as files `chk-<id>.bin` in a directory; keeps the newest few.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    dir: PathBuf,
+    retain: usize,
+}
+
+impl LocalDirStore {
+    /// A store in `dir` (created if missing), keeping the 3 newest.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        Ok(Self { dir, retain: 3 })
+    }
+
+    fn files(&self) -> Result<Vec<(u64, PathBuf)>, RuntimeError> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(|e| io_err("list", &self.dir, e))? {
+            let e = e.map_err(|e| io_err("list", &self.dir, e))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_prefix("chk-")
+                .and_then(|s| s.strip_suffix(".bin"))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                v.push((id, e.path()));
+            }
+        }
+        v.sort();
+        Ok(v)
+    }
+}
+
+fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> RuntimeError {
+    RuntimeError::Checkpoint {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl CheckpointStore for LocalDirStore {
+    fn save(&mut self, cp: &Checkpoint) -> Result<u64, RuntimeError> {
+        let bytes = cp.encode().map_err(|e| RuntimeError::state_codec("<new checkpoint>", e))?;
+        let path = self.dir.join(format!("chk-{:020}.bin", cp.id));
+        let tmp = self.dir.join(format!(".chk-{:020}.tmp", cp.id));
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        f.write_all(&bytes).map_err(|e| io_err("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        let files = self.files()?;
+        if files.len() > self.retain {
+            for (_, old) in &files[..files.len() - self.retain] {
+                let _ = fs::remove_file(old);
+            }
+        }
+        Ok(bytes.len() as u64)
+    }
+
+    fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError> {
+        let Some((_, path)) = self.files()?.pop() else {
+            return Ok(None);
+        };
+        let bytes = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
+        Checkpoint::decode(&bytes)
+            .map(Some)
+            .map_err(|e| RuntimeError::state_codec(&path.display().to_string(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(id: u64) -> Checkpoint {
+        Checkpoint {
+            id,
+            graph: "g".into(),
+            created_ms: 1,
+            partitions: [(
+                PartitionId::new("p0"),
+                PartitionSnapshot { next_offset: id * 10, max_ts: 5, operators: vec![vec![1, 2]] },
+            )]
+            .into(),
+            sinks: [("out".to_string(), Some(vec![9]))].into(),
+        }
+    }
+
+    #[test]
+    fn saves_atomically_and_keeps_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LocalDirStore::new(dir.path()).unwrap();
+        assert_eq!(s.latest().unwrap(), None);
+        for id in 1..=5 {
+            s.save(&cp(id)).unwrap();
+        }
+        assert_eq!(s.latest().unwrap(), Some(cp(5)));
+        assert_eq!(s.files().unwrap().len(), 3);
+        // A leftover temp file from a crash mid-write is ignored.
+        fs::write(dir.path().join(".chk-00000000000000000006.tmp"), b"half").unwrap();
+        assert_eq!(s.latest().unwrap().unwrap().id, 5);
+    }
+
+    #[test]
+    fn refuses_garbage_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("chk-00000000000000000001.bin"), b"nope").unwrap();
+        let err = LocalDirStore::new(dir.path()).unwrap().latest().unwrap_err();
+        assert!(err.to_string().contains("not a Flowline checkpoint"), "{err}");
+    }
+}

@@ -1,0 +1,327 @@
+//! Keyed operators: event-time windows with an aggregate function, and keyed
+//! process functions with state and timers. State lives with the source
+//! partition the keys come from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::operator::{BoxOp, Cx, Operator, NO_TIME};
+use crate::state::ProcessContext;
+use crate::window::{TimeWindow, WindowSpec};
+
+/// What a key must be: hashable, ordered (fired windows emit in key order, so
+/// output is the same on every run), printable, and storable in checkpoints.
+pub trait Key: Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static> Key for T {}
+
+/// An incremental aggregation, as Flink's `AggregateFunction`: one
+/// accumulator per key and window, updated per element.
+pub trait AggregateFunction: Clone + Send + Sync + 'static {
+    /// What it consumes.
+    type In;
+    /// The running state, kept in checkpoints.
+    type Acc: Serialize + DeserializeOwned + Send + 'static;
+    /// What a fired window emits.
+    type Out;
+    /// A fresh accumulator.
+    fn create_accumulator(&self) -> Self::Acc;
+    /// Adds one element.
+    fn add(&self, acc: &mut Self::Acc, value: &Self::In);
+    /// The result for a window.
+    fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+}
+
+/// One fired window's result for one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult<K, O> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: TimeWindow,
+    /// The aggregate.
+    pub value: O,
+    /// `true` when a late element (within the allowed lateness) updated an
+    /// already fired window and this result replaces the earlier one.
+    pub update: bool,
+}
+
+struct Slot<K, A> {
+    fired: bool,
+    keys: HashMap<K, A>,
+}
+
+pub(crate) struct WindowOp<K, A: AggregateFunction, KF> {
+    pub(crate) key_fn: Arc<KF>,
+    pub(crate) agg: A,
+    pub(crate) spec: WindowSpec,
+    pub(crate) lateness: i64,
+    slots: BTreeMap<i64, Slot<K, A::Acc>>,
+    pub(crate) down: BoxOp<WindowResult<K, A::Out>>,
+}
+
+impl<K: Key, A: AggregateFunction, KF> WindowOp<K, A, KF> {
+    pub(crate) fn new(
+        key_fn: Arc<KF>,
+        agg: A,
+        spec: WindowSpec,
+        lateness: i64,
+        down: BoxOp<WindowResult<K, A::Out>>,
+    ) -> Self {
+        Self {
+            key_fn,
+            agg,
+            spec,
+            lateness,
+            slots: BTreeMap::new(),
+            down,
+        }
+    }
+
+    fn window(&self, start: i64) -> TimeWindow {
+        TimeWindow {
+            start,
+            end: start + self.spec.size(),
+        }
+    }
+
+    fn declare_next_fire(&self, cx: &mut Cx<'_>) {
+        if let Some((&start, slot)) = self.slots.iter().find(|(_, s)| !s.fired) {
+            cx.want_fire_at(self.window(start).max_timestamp());
+            let _ = slot;
+        }
+        if let Some((&start, _)) = self.slots.iter().next() {
+            cx.want_fire_at(self.window(start).max_timestamp().saturating_add(self.lateness));
+        }
+    }
+}
+
+impl<K, A, KF> Operator<A::In> for WindowOp<K, A, KF>
+where
+    K: Key,
+    A: AggregateFunction,
+    A::In: Send,
+    A::Out: Send + 'static,
+    KF: Fn(&A::In) -> K + Send + Sync,
+{
+    fn element(&mut self, el: A::In, ts: i64, cx: &mut Cx<'_>) {
+        if ts == NO_TIME {
+            cx.bad_element("window", "the record has no event time; set one in the source or with with_timestamps".into());
+            return;
+        }
+        let key = (self.key_fn)(&el);
+        let wm = cx.watermark;
+        let mut accepted = false;
+        let (spec, lateness, size) = (self.spec, self.lateness, self.spec.size());
+        spec.for_each_window(ts, |w| {
+            if w.max_timestamp().saturating_add(lateness) <= wm {
+                return;
+            }
+            accepted = true;
+            let slot = self.slots.entry(w.start).or_insert_with(|| Slot {
+                fired: false,
+                keys: HashMap::new(),
+            });
+            if !slot.fired {
+                cx.want_fire_at(w.max_timestamp());
+            }
+            let acc = match slot.keys.get_mut(&key) {
+                Some(a) => a,
+                None => {
+                    cx.claim_key(&key);
+                    slot.keys.entry(key.clone()).or_insert_with(|| self.agg.create_accumulator())
+                }
+            };
+            self.agg.add(acc, &el);
+            if slot.fired {
+                let value = self.agg.get_result(acc);
+                let r = WindowResult { key: key.clone(), window: TimeWindow { start: w.start, end: w.start + size }, value, update: true };
+                self.down.element(r, w.max_timestamp(), cx);
+            }
+        });
+        if !accepted {
+            cx.late_record(
+                "window",
+                format!("event time {ts} is behind the watermark {wm} by more than the allowed lateness ({lateness} ms)"),
+            );
+        }
+    }
+
+    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
+        let size = self.spec.size();
+        for (&start, slot) in self.slots.iter_mut() {
+            let w = TimeWindow { start, end: start + size };
+            if w.max_timestamp() > wm {
+                break;
+            }
+            if slot.fired {
+                continue;
+            }
+            slot.fired = true;
+            let mut keys: Vec<(&K, &A::Acc)> = slot.keys.iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (k, acc) in keys {
+                let r = WindowResult { key: k.clone(), window: w, value: self.agg.get_result(acc), update: false };
+                self.down.element(r, w.max_timestamp(), cx);
+            }
+        }
+        let lateness = self.lateness;
+        self.slots.retain(|&start, _| (start + size - 1).saturating_add(lateness) > wm);
+        self.down.watermark(wm, cx);
+        self.declare_next_fire(cx);
+    }
+
+    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let state: Vec<(i64, bool, Vec<(&K, &A::Acc)>)> = self
+            .slots
+            .iter()
+            .map(|(s, slot)| (*s, slot.fired, slot.keys.iter().collect()))
+            .collect();
+        out.push(postcard::to_stdvec(&state).map_err(|e| e.to_string())?);
+        self.down.snapshot(out)
+    }
+
+    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+        let bytes = states.next().ok_or("missing window state")?;
+        let state: Vec<(i64, bool, Vec<(K, A::Acc)>)> =
+            postcard::from_bytes(&bytes).map_err(|e| format!("window state: {e}"))?;
+        self.slots.clear();
+        for (start, fired, keys) in state {
+            for (k, _) in &keys {
+                cx.claim_key(k);
+            }
+            self.slots.insert(start, Slot { fired, keys: keys.into_iter().collect() });
+        }
+        self.declare_next_fire(cx);
+        self.down.restore(states, cx)
+    }
+}
+
+/// Per-key logic with state and event-time timers, as Flink's
+/// `KeyedProcessFunction`. `State` is your own struct of
+/// [`ValueState`](crate::ValueState) / [`MapState`](crate::MapState) fields.
+pub trait KeyedProcessFunction: Clone + Send + Sync + 'static {
+    /// The key type.
+    type Key: Key;
+    /// What it consumes.
+    type In;
+    /// What it emits.
+    type Out: Send + 'static;
+    /// Per-key state, kept in checkpoints. `Default` is the state of a key
+    /// never seen.
+    type State: Default + Serialize + DeserializeOwned + Send + 'static;
+
+    /// One element of `key`.
+    fn process_element(
+        &self,
+        key: &Self::Key,
+        value: Self::In,
+        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
+    );
+
+    /// A timer registered for `key` fired. Default: nothing.
+    fn on_timer(
+        &self,
+        key: &Self::Key,
+        timestamp: i64,
+        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
+    ) {
+        let _ = (key, timestamp, ctx);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProcessState<K, S> {
+    states: Vec<(K, S)>,
+    timers: Vec<(i64, K)>,
+}
+
+pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
+    pub(crate) key_fn: Arc<KF>,
+    pub(crate) f: P,
+    pub(crate) states: HashMap<P::Key, P::State>,
+    pub(crate) timers: BTreeSet<(i64, P::Key)>,
+    pub(crate) down: BoxOp<P::Out>,
+}
+
+impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
+    fn run(
+        &mut self,
+        key: P::Key,
+        ts: i64,
+        cx: &mut Cx<'_>,
+        call: impl FnOnce(&P, &P::Key, &mut ProcessContext<'_, P::State, P::Out>),
+    ) {
+        let new = !self.states.contains_key(&key);
+        if new {
+            cx.claim_key(&key);
+        }
+        let state = self.states.entry(key.clone()).or_default();
+        let mut pc = ProcessContext::new(state, ts, cx.watermark);
+        call(&self.f, &key, &mut pc);
+        let (out, timers, cleared) = pc.finish();
+        if cleared {
+            self.states.remove(&key);
+        }
+        for t in timers {
+            cx.want_fire_at(t);
+            self.timers.insert((t, key.clone()));
+        }
+        for o in out {
+            self.down.element(o, ts, cx);
+        }
+    }
+}
+
+impl<P, KF> Operator<P::In> for ProcessOp<P, KF>
+where
+    P: KeyedProcessFunction,
+    P::In: Send,
+    KF: Fn(&P::In) -> P::Key + Send + Sync,
+{
+    fn element(&mut self, el: P::In, ts: i64, cx: &mut Cx<'_>) {
+        let key = (self.key_fn)(&el);
+        self.run(key, ts, cx, |f, k, pc| f.process_element(k, el, pc));
+    }
+
+    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
+        while let Some((t, _)) = self.timers.first() {
+            if *t > wm {
+                break;
+            }
+            let (t, key) = self.timers.pop_first().expect("checked non-empty");
+            self.run(key, t, cx, |f, k, pc| f.on_timer(k, t, pc));
+        }
+        self.down.watermark(wm, cx);
+        if let Some((t, _)) = self.timers.first() {
+            cx.want_fire_at(*t);
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let mut states: Vec<(&P::Key, &P::State)> = self.states.iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let timers: Vec<&(i64, P::Key)> = self.timers.iter().collect();
+        out.push(postcard::to_stdvec(&(states, timers)).map_err(|e| e.to_string())?);
+        self.down.snapshot(out)
+    }
+
+    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+        let bytes = states.next().ok_or("missing keyed process state")?;
+        let s: ProcessState<P::Key, P::State> =
+            postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
+        for (k, _) in &s.states {
+            cx.claim_key(k);
+        }
+        self.states = s.states.into_iter().collect();
+        self.timers = s.timers.into_iter().collect();
+        if let Some((t, _)) = self.timers.first() {
+            cx.want_fire_at(*t);
+        }
+        self.down.restore(states, cx)
+    }
+}

@@ -1,0 +1,372 @@
+//! The push-based operator chain that runs inside one source partition, and
+//! the stateless operators.
+//!
+//! A job's operators are composed, at build time, into one chain per source
+//! partition: `Operator<Record>` at the head, each operator owning the next.
+//! Elements travel with their event time; watermarks are pushed down the
+//! chain only when one passes the earliest pending window end or timer.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use flowline_connector_api::{PartitionId, Record};
+
+use crate::RuntimeError;
+
+/// Event time meaning "no event time known".
+pub const NO_TIME: i64 = i64::MIN;
+
+/// Why a record went down the bad-record path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterKind {
+    /// It could not be decoded or was invalid.
+    BadRecord,
+    /// It arrived after its windows' allowed lateness.
+    Late,
+    /// A sink rejected it.
+    Rejected,
+}
+
+impl DeadLetterKind {
+    /// `bad_record`, `late`, `rejected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::BadRecord => "bad_record",
+            DeadLetterKind::Late => "late",
+            DeadLetterKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// A record on its way to the dead-letter or late sink.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The original record.
+    pub record: Record,
+    /// Why.
+    pub kind: DeadLetterKind,
+    /// The reason, naming what was wrong.
+    pub reason: String,
+    /// Which stage sent it (`decode`, `window`, a sink's name).
+    pub stage: String,
+}
+
+/// What a partition's chain produced while handling one batch.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Output records per sink index.
+    pub(crate) sinks: Vec<Vec<Record>>,
+    pub(crate) dead: Vec<DeadLetter>,
+    pub(crate) late: Vec<DeadLetter>,
+    pub(crate) error: Option<RuntimeError>,
+}
+
+/// Which source partition owns each key, to detect a key split across
+/// partitions (see [`RuntimeError::KeySplit`]).
+#[derive(Debug, Default)]
+pub(crate) struct KeyOwners {
+    owners: HashMap<u64, PartitionId>,
+}
+
+impl KeyOwners {
+    pub(crate) fn release(&mut self, p: &PartitionId) {
+        self.owners.retain(|_, v| v != p);
+    }
+}
+
+/// Hashes a key with a fixed-key hasher (the same in every process).
+pub(crate) fn key_hash<K: Hash>(k: &K) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    k.hash(&mut h);
+    h.finish()
+}
+
+/// The context a chain runs in: the partition, its watermark, and the outbox.
+pub struct Cx<'a> {
+    pub(crate) partition: &'a PartitionId,
+    /// The source record being processed (for dead letters), if any.
+    pub(crate) record: Option<&'a Record>,
+    pub(crate) watermark: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) out_of_orderness: i64,
+    /// Earliest event time at which some operator wants a watermark.
+    pub(crate) next_fire: i64,
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) owners: &'a mut KeyOwners,
+}
+
+impl Debug for Cx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("partition", self.partition)
+            .field("watermark", &self.watermark)
+            .finish()
+    }
+}
+
+impl Cx<'_> {
+    /// Feeds an event time into the partition's watermark:
+    /// `max event time - out_of_orderness - 1` (Flink's bounded
+    /// out-of-orderness rule).
+    pub(crate) fn observe(&mut self, ts: i64) {
+        if ts > self.max_ts {
+            self.max_ts = ts;
+            let wm = ts.saturating_sub(self.out_of_orderness).saturating_sub(1);
+            if wm > self.watermark {
+                self.watermark = wm;
+            }
+        }
+    }
+
+    pub(crate) fn want_fire_at(&mut self, t: i64) {
+        if t < self.next_fire {
+            self.next_fire = t;
+        }
+    }
+
+    pub(crate) fn emit_to_sink(&mut self, sink: usize, r: Record) {
+        self.outbox.sinks[sink].push(r);
+    }
+
+    fn letter(&self, kind: DeadLetterKind, stage: &str, reason: String) -> Option<DeadLetter> {
+        let record = self.record?.clone();
+        Some(DeadLetter {
+            record,
+            kind,
+            reason,
+            stage: stage.to_string(),
+        })
+    }
+
+    /// Runs `f` with `rec` as the current source record, so that operators
+    /// further down can dead-letter it.
+    pub(crate) fn with_record<R>(&mut self, rec: &Record, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
+        let mut inner = Cx {
+            partition: self.partition,
+            record: Some(rec),
+            watermark: self.watermark,
+            max_ts: self.max_ts,
+            out_of_orderness: self.out_of_orderness,
+            next_fire: self.next_fire,
+            outbox: &mut *self.outbox,
+            owners: &mut *self.owners,
+        };
+        let r = f(&mut inner);
+        let (wm, max, nf) = (inner.watermark, inner.max_ts, inner.next_fire);
+        self.watermark = wm;
+        self.max_ts = max;
+        self.next_fire = nf;
+        r
+    }
+
+    /// Sends `rec` down the bad-record path.
+    pub(crate) fn bad_record(&mut self, rec: &Record, stage: &str, reason: String) {
+        self.outbox.dead.push(DeadLetter {
+            record: rec.clone(),
+            kind: DeadLetterKind::BadRecord,
+            reason,
+            stage: stage.to_string(),
+        });
+    }
+
+    /// Counts an element that has no source record to dead-letter.
+    pub(crate) fn bad_element(&mut self, stage: &str, reason: String) {
+        match self.letter(DeadLetterKind::BadRecord, stage, reason.clone()) {
+            Some(l) => self.outbox.dead.push(l),
+            None => self.outbox.dead.push(DeadLetter {
+                record: Record::new(Vec::new()),
+                kind: DeadLetterKind::BadRecord,
+                reason,
+                stage: stage.to_string(),
+            }),
+        }
+    }
+
+    /// Sends the current source record to the late side output (an empty
+    /// record when the chain has no source record in scope; it is counted
+    /// all the same).
+    pub(crate) fn late_record(&mut self, stage: &str, reason: String) {
+        let l = self.letter(DeadLetterKind::Late, stage, reason.clone()).unwrap_or(DeadLetter {
+            record: Record::new(Vec::new()),
+            kind: DeadLetterKind::Late,
+            reason,
+            stage: stage.to_string(),
+        });
+        self.outbox.late.push(l);
+    }
+
+    /// Records that `key` has state in this partition; fails the job if
+    /// another partition owns it.
+    pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) {
+        let h = key_hash(key);
+        match self.owners.owners.get(&h) {
+            Some(p) if p == self.partition => {}
+            Some(p) => {
+                if self.outbox.error.is_none() {
+                    self.outbox.error = Some(RuntimeError::KeySplit {
+                        key: format!("{key:?}"),
+                        first: p.clone(),
+                        second: self.partition.clone(),
+                    });
+                }
+            }
+            None => {
+                self.owners.owners.insert(h, self.partition.clone());
+            }
+        }
+    }
+}
+
+/// One operator of a partition's chain, owning the rest of the chain.
+pub(crate) trait Operator<I>: Send {
+    /// One element with its event time.
+    fn element(&mut self, el: I, ts: i64, cx: &mut Cx<'_>);
+    /// The watermark passed `cx.next_fire`, or the input ended (`i64::MAX`).
+    /// Fire what is due, pass it on, and re-declare `want_fire_at`.
+    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>);
+    /// Appends this operator's state and the rest of the chain's, in order.
+    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String>;
+    /// Restores from states in the order `snapshot` wrote them.
+    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String>;
+}
+
+pub(crate) type BoxOp<T> = Box<dyn Operator<T>>;
+
+/// Builds the head of a chain given the operator that consumes `T`.
+pub(crate) type Build<T> = Arc<dyn Fn(BoxOp<T>) -> BoxOp<Record> + Send + Sync>;
+
+macro_rules! stateless_passthrough {
+    () => {
+        fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
+            self.down.watermark(wm, cx)
+        }
+        fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+            self.down.snapshot(out)
+        }
+        fn restore(
+            &mut self,
+            states: &mut std::vec::IntoIter<Vec<u8>>,
+            cx: &mut Cx<'_>,
+        ) -> Result<(), String> {
+            self.down.restore(states, cx)
+        }
+    };
+}
+
+pub(crate) struct MapOp<F, O> {
+    pub(crate) f: Arc<F>,
+    pub(crate) down: BoxOp<O>,
+}
+
+impl<I, O: 'static, F: Fn(I) -> O + Send + Sync> Operator<I> for MapOp<F, O> {
+    fn element(&mut self, el: I, ts: i64, cx: &mut Cx<'_>) {
+        self.down.element((self.f)(el), ts, cx)
+    }
+    stateless_passthrough!();
+}
+
+pub(crate) struct FilterOp<F, T> {
+    pub(crate) f: Arc<F>,
+    pub(crate) down: BoxOp<T>,
+}
+
+impl<T: 'static, F: Fn(&T) -> bool + Send + Sync> Operator<T> for FilterOp<F, T> {
+    fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
+        if (self.f)(&el) {
+            self.down.element(el, ts, cx)
+        }
+    }
+    stateless_passthrough!();
+}
+
+pub(crate) struct FlatMapOp<F, O> {
+    pub(crate) f: Arc<F>,
+    pub(crate) down: BoxOp<O>,
+}
+
+impl<I, O: 'static, It: IntoIterator<Item = O>, F: Fn(I) -> It + Send + Sync> Operator<I>
+    for FlatMapOp<F, O>
+{
+    fn element(&mut self, el: I, ts: i64, cx: &mut Cx<'_>) {
+        for o in (self.f)(el) {
+            self.down.element(o, ts, cx)
+        }
+    }
+    stateless_passthrough!();
+}
+
+/// `try_map` on source records: an `Err` sends the record down the
+/// bad-record path; an `Ok` goes on with the record in scope, so that later
+/// operators can dead-letter it too (late events).
+pub(crate) struct TryMapOp<F, O> {
+    pub(crate) f: Arc<F>,
+    pub(crate) stage: Arc<str>,
+    pub(crate) down: BoxOp<O>,
+}
+
+impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> Result<O, E> + Send + Sync>
+    Operator<Record> for TryMapOp<F, O>
+{
+    fn element(&mut self, el: Record, ts: i64, cx: &mut Cx<'_>) {
+        match (self.f)(&el) {
+            Ok(o) => {
+                let down = &mut self.down;
+                cx.with_record(&el, |cx| down.element(o, ts, cx))
+            }
+            Err(e) => cx.bad_record(&el, &self.stage, e.to_string()),
+        }
+    }
+    stateless_passthrough!();
+}
+
+/// Event time from the element; feeds the partition's watermark.
+pub(crate) struct TimestampOp<F, T> {
+    pub(crate) f: Arc<F>,
+    pub(crate) down: BoxOp<T>,
+}
+
+impl<T: 'static, F: Fn(&T) -> i64 + Send + Sync> Operator<T> for TimestampOp<F, T> {
+    fn element(&mut self, el: T, _ts: i64, cx: &mut Cx<'_>) {
+        let ts = (self.f)(&el);
+        self.down.element(el, ts, cx);
+        cx.observe(ts);
+    }
+    stateless_passthrough!();
+}
+
+/// Encodes elements and hands them to a sink; optionally passes them on.
+pub(crate) struct SinkOp<F, T> {
+    pub(crate) encode: Arc<F>,
+    pub(crate) sink: usize,
+    pub(crate) down: Option<BoxOp<T>>,
+}
+
+impl<T: Clone + 'static, F: Fn(&T) -> Record + Send + Sync> Operator<T> for SinkOp<F, T> {
+    fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
+        cx.emit_to_sink(self.sink, (self.encode)(&el));
+        if let Some(d) = &mut self.down {
+            d.element(el, ts, cx)
+        }
+    }
+    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
+        if let Some(d) = &mut self.down {
+            d.watermark(wm, cx)
+        }
+    }
+    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        match &self.down {
+            Some(d) => d.snapshot(out),
+            None => Ok(()),
+        }
+    }
+    fn restore(&mut self, s: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+        match &mut self.down {
+            Some(d) => d.restore(s, cx),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Sink tasks: each sink runs in its own task behind a bounded channel, with
+//! bounded retries of retryable errors and rejected records dead-lettered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowline_connector_api::{BoxSink, ConnectorError, Record};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::operator::{DeadLetter, DeadLetterKind};
+use crate::stream::{DeadLetterFormat, RetryPolicy};
+use crate::RuntimeError;
+
+pub(crate) enum SinkMsg {
+    Write(Vec<Record>),
+    /// Flush, then snapshot; answers with the snapshot.
+    Checkpoint(oneshot::Sender<Result<Option<Vec<u8>>, RuntimeError>>),
+    Close(oneshot::Sender<Result<(), RuntimeError>>),
+}
+
+/// Where a sink sends the records it rejects.
+#[derive(Clone)]
+pub(crate) struct Rejects {
+    pub(crate) tx: Option<mpsc::Sender<SinkMsg>>,
+    pub(crate) format: DeadLetterFormat,
+}
+
+pub(crate) struct SinkTask {
+    pub(crate) name: String,
+    pub(crate) tx: mpsc::Sender<SinkMsg>,
+    pub(crate) join: JoinHandle<Result<(), RuntimeError>>,
+}
+
+pub(crate) struct SinkSpec {
+    pub(crate) name: String,
+    pub(crate) stage: &'static str,
+    /// Index in the metrics' sink list, if counted there.
+    pub(crate) metric_idx: Option<usize>,
+    pub(crate) capacity: usize,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl SinkTask {
+    pub(crate) fn spawn(spec: SinkSpec, sink: BoxSink, rejects: Rejects, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(spec.capacity);
+        let name = spec.name.clone();
+        let join = tokio::spawn(run(spec, sink, rx, rejects, metrics));
+        Self { name, tx, join }
+    }
+
+    /// Sends, or returns the error the task ended with.
+    pub(crate) async fn send(&mut self, msg: SinkMsg) -> Result<(), RuntimeError> {
+        if self.tx.send(msg).await.is_ok() {
+            return Ok(());
+        }
+        Err(self.failure().await)
+    }
+
+    pub(crate) async fn failure(&mut self) -> RuntimeError {
+        match (&mut self.join).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => RuntimeError::Internal(format!("sink `{}` stopped early", self.name)),
+            Err(e) => RuntimeError::Internal(format!("sink `{}` task: {e}", self.name)),
+        }
+    }
+
+    pub(crate) async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(SinkMsg::Checkpoint(tx)).await?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    pub(crate) async fn close(mut self) -> Result<(), RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(SinkMsg::Close(tx)).await?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.failure().await),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(cap, base·2^n)]`.
+pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32, seed: &mut u64) -> Duration {
+    let exp = policy
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(policy.max_backoff);
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let frac = (*seed >> 11) as f64 / (1u64 << 53) as f64;
+    exp.mul_f64(frac)
+}
+
+async fn with_retries<T, F>(
+    spec: &SinkSpec,
+    metrics: &Metrics,
+    what: &str,
+    sink: &mut BoxSink,
+    mut op: F,
+) -> Result<T, ConnectorError>
+where
+    F: for<'a> FnMut(&'a mut BoxSink) -> flowline_connector_api::BoxFuture<'a, Result<T, ConnectorError>>,
+{
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut attempt = 0;
+    loop {
+        match op(sink).await {
+            Err(e) if e.is_retryable() && attempt + 1 < spec.retry.max_attempts => {
+                let wait = backoff(&spec.retry, attempt, &mut seed);
+                attempt += 1;
+                metrics.sink_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(sink = %spec.name, attempt, wait_ms = wait.as_millis() as u64, error = %e, "{what} failed, retrying");
+                tokio::time::sleep(wait).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn fail(spec: &SinkSpec, source: ConnectorError) -> RuntimeError {
+    RuntimeError::Connector { stage: spec.stage, name: spec.name.clone(), source }
+}
+
+async fn run(
+    spec: SinkSpec,
+    mut sink: BoxSink,
+    mut rx: mpsc::Receiver<SinkMsg>,
+    rejects: Rejects,
+    metrics: Arc<Metrics>,
+) -> Result<(), RuntimeError> {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            SinkMsg::Write(batch) => {
+                let n = batch.len() as u64;
+                let res = with_retries(&spec, &metrics, "write", &mut sink, |s| s.write_dyn(batch.clone())).await;
+                match res {
+                    Ok(()) => {
+                        if let Some(i) = spec.metric_idx {
+                            metrics.sink_out(i, n)
+                        }
+                    }
+                    Err(ConnectorError::BadRecords(rejected)) => {
+                        if let Some(i) = spec.metric_idx {
+                            metrics.sink_out(i, n - rejected.len() as u64)
+                        }
+                        let letters: Vec<DeadLetter> = rejected
+                            .into_iter()
+                            .map(|r| DeadLetter {
+                                record: r.record,
+                                kind: DeadLetterKind::Rejected,
+                                reason: r.reason,
+                                stage: spec.name.clone(),
+                            })
+                            .collect();
+                        dead_letter(&spec.name, letters, &rejects, &metrics).await;
+                    }
+                    Err(e) => return Err(fail(&spec, e)),
+                }
+            }
+            SinkMsg::Checkpoint(reply) => {
+                let r = async {
+                    with_retries(&spec, &metrics, "flush", &mut sink, |s| s.flush_dyn()).await?;
+                    sink.snapshot_dyn().await
+                }
+                .await
+                .map_err(|e| fail(&spec, e));
+                let failed = r.is_err();
+                let _ = reply.send(r);
+                if failed {
+                    return Ok(());
+                }
+            }
+            SinkMsg::Close(reply) => {
+                let r = sink.close_dyn().await.map_err(|e| fail(&spec, e));
+                let _ = reply.send(r);
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes dead letters and hands them to the dead-letter sink; without one,
+/// logs them (they are already counted).
+pub(crate) async fn dead_letter(stage: &str, letters: Vec<DeadLetter>, to: &Rejects, metrics: &Metrics) {
+    if letters.is_empty() {
+        return;
+    }
+    let n = letters.len() as u64;
+    metrics.bad_records.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    match &to.tx {
+        Some(tx) => {
+            let batch = letters.iter().map(|l| encode(l, to.format)).collect();
+            if tx.send(SinkMsg::Write(batch)).await.is_ok() {
+                metrics.dead_lettered.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                tracing::error!(stage, count = n, "dead-letter sink has stopped; records counted as bad but not written");
+            }
+        }
+        None => {
+            let first = &letters[0];
+            tracing::warn!(stage, count = n, kind = first.kind.as_str(), reason = %first.reason, "bad records and no dead-letter sink configured: counted in flowline_bad_records_total, not written");
+        }
+    }
+}
+
+/// A dead letter as a record, in the chosen format.
+pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
+    let r = &l.record;
+    let partition = r.partition.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
+    match format {
+        DeadLetterFormat::Raw => {
+            let mut out = Record::new(r.payload.clone())
+                .with_header("flowline.error.kind", l.kind.as_str())
+                .with_header("flowline.error.reason", l.reason.as_bytes())
+                .with_header("flowline.error.stage", l.stage.as_bytes())
+                .with_header("flowline.source.partition", partition.as_bytes())
+                .with_header("flowline.source.offset", r.offset.to_string());
+            out.key = r.key.clone();
+            out.timestamp = r.timestamp;
+            out
+        }
+        DeadLetterFormat::Envelope => {
+            let v = serde_json::json!({
+                "kind": l.kind.as_str(),
+                "reason": l.reason,
+                "stage": l.stage,
+                "partition": partition,
+                "offset": r.offset,
+                "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "payload": String::from_utf8_lossy(&r.payload),
+            });
+            Record::new(v.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowline_connector_api::PartitionId;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let p = RetryPolicy::default();
+        let mut seed = 42;
+        let waits: Vec<Duration> = (0..12).map(|a| backoff(&p, a, &mut seed)).collect();
+        assert!(waits.iter().all(|w| *w <= p.max_backoff));
+        assert!(waits[0] <= p.initial_backoff);
+        assert!(waits.windows(2).any(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn dead_letter_formats_carry_the_reason_and_position() {
+        let l = DeadLetter {
+            record: Record::new("{bad").with_key("k").at(PartitionId::new("metrics-2"), 17),
+            kind: DeadLetterKind::BadRecord,
+            reason: "EOF while parsing".into(),
+            stage: "decode".into(),
+        };
+        let raw = encode(&l, DeadLetterFormat::Raw);
+        assert_eq!(raw.payload, b"{bad");
+        assert_eq!(raw.header("flowline.error.reason"), Some(&b"EOF while parsing"[..]));
+        assert_eq!(raw.header("flowline.source.partition"), Some(&b"metrics-2"[..]));
+        assert_eq!(raw.header("flowline.source.offset"), Some(&b"17"[..]));
+        let env = encode(&l, DeadLetterFormat::Envelope);
+        let v: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
+        assert_eq!(v["payload"], "{bad");
+        assert_eq!(v["kind"], "bad_record");
+        assert_eq!(v["offset"], 17);
+    }
+}

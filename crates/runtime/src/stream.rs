@@ -1,0 +1,446 @@
+//! The DataStream API: environment → source → transforms → key_by →
+//! windows / process → sink → execute.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowline_connector_api::{BoxSink, BoxSource, Record};
+
+use crate::checkpoint::CheckpointStore;
+use crate::executor::{self, JobHandle, JobSummary};
+use crate::keyed::{AggregateFunction, Key, KeyedProcessFunction, ProcessOp, WindowOp, WindowResult};
+use crate::operator::{
+    BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp,
+};
+use crate::window::WindowSpec;
+use crate::RuntimeError;
+
+/// How dead letters are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterFormat {
+    /// The original key and payload, with the reason in headers
+    /// (`flowline.error.kind`, `flowline.error.reason`, `flowline.error.stage`,
+    /// `flowline.source.partition`, `flowline.source.offset`). For Kafka.
+    Raw,
+    /// One JSON object per record: `{"kind","reason","stage","partition",
+    /// "offset","key","payload"}` (payload as a string, lossy UTF-8). For files.
+    Envelope,
+}
+
+/// Retries of a sink's retryable errors: bounded attempts, exponential
+/// backoff with full jitter.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Job settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobConfig {
+    /// The job's name (logs, metrics, checkpoint files).
+    pub name: String,
+    /// Bounded out-of-orderness of event time, per partition.
+    pub out_of_orderness: Duration,
+    /// A partition with no record for this long is left out of the job's
+    /// watermark.
+    pub idle_timeout: Duration,
+    /// Checkpoint every this often; `None`: only on shutdown and revoke, and
+    /// only when a store is set.
+    pub checkpoint_interval: Option<Duration>,
+    /// Capacity, in batches, of every channel between stages.
+    pub channel_capacity: usize,
+    /// Retries of retryable sink errors.
+    pub retry: RetryPolicy,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            name: "flowline".into(),
+            out_of_orderness: Duration::ZERO,
+            idle_timeout: Duration::from_secs(30),
+            checkpoint_interval: None,
+            channel_capacity: 8,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl JobConfig {
+    /// Default settings with a name.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+    /// Sets the bounded out-of-orderness.
+    pub fn out_of_orderness(mut self, d: Duration) -> Self {
+        self.out_of_orderness = d;
+        self
+    }
+    /// Sets the idle timeout.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+    /// Sets the checkpoint interval.
+    pub fn checkpoint_interval(mut self, d: Option<Duration>) -> Self {
+        self.checkpoint_interval = d;
+        self
+    }
+    /// Sets the channel capacity (at least 1).
+    pub fn channel_capacity(mut self, n: usize) -> Self {
+        self.channel_capacity = n.max(1);
+        self
+    }
+    /// Sets the sink retry policy.
+    pub fn retry(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+}
+
+pub(crate) type ChainFactory = Arc<dyn Fn() -> BoxOp<Record> + Send + Sync>;
+
+pub(crate) struct Graph {
+    pub(crate) config: JobConfig,
+    pub(crate) source: Option<(String, BoxSource)>,
+    pub(crate) sinks: Vec<(String, BoxSink)>,
+    pub(crate) dead_letter: Option<(String, BoxSink, DeadLetterFormat)>,
+    pub(crate) late: Option<(String, BoxSink, DeadLetterFormat)>,
+    pub(crate) pipeline: Option<(ChainFactory, String)>,
+    pub(crate) store: Option<Box<dyn CheckpointStore>>,
+    pub(crate) errors: Vec<String>,
+}
+
+/// Where a job is assembled; see the crate docs for an example.
+#[derive(Clone)]
+pub struct StreamEnvironment {
+    graph: Arc<Mutex<Graph>>,
+}
+
+impl std::fmt::Debug for StreamEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamEnvironment")
+    }
+}
+
+/// Names a sink added with [`StreamEnvironment::add_sink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkHandle(usize);
+
+impl StreamEnvironment {
+    /// A new environment.
+    pub fn new(config: JobConfig) -> Self {
+        Self {
+            graph: Arc::new(Mutex::new(Graph {
+                config,
+                source: None,
+                sinks: Vec::new(),
+                dead_letter: None,
+                late: None,
+                pipeline: None,
+                store: None,
+                errors: Vec::new(),
+            })),
+        }
+    }
+
+    fn graph(&self) -> std::sync::MutexGuard<'_, Graph> {
+        self.graph.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The job's source. One per job.
+    pub fn source(&self, name: &str, source: BoxSource) -> DataStream<Record> {
+        let mut g = self.graph();
+        if g.source.is_some() {
+            g.errors.push("a job has one source; source() was called twice".into());
+        }
+        g.source = Some((name.to_string(), source));
+        DataStream {
+            env: self.clone(),
+            build: Arc::new(|op| op),
+            desc: format!("source({name})"),
+        }
+    }
+
+    /// Adds a sink; elements reach it through [`DataStream::sink`].
+    pub fn add_sink(&self, name: &str, sink: BoxSink) -> SinkHandle {
+        let mut g = self.graph();
+        g.sinks.push((name.to_string(), sink));
+        SinkHandle(g.sinks.len() - 1)
+    }
+
+    /// Where bad records go (undecodable, invalid, rejected by a sink).
+    /// Without one they are counted and logged.
+    pub fn dead_letter_sink(&self, name: &str, sink: BoxSink, format: DeadLetterFormat) {
+        self.graph().dead_letter = Some((name.to_string(), sink, format));
+    }
+
+    /// Where events later than the allowed lateness go. Without one they are
+    /// counted (`flowline_late_records_total`) and dropped.
+    pub fn late_sink(&self, name: &str, sink: BoxSink, format: DeadLetterFormat) {
+        self.graph().late = Some((name.to_string(), sink, format));
+    }
+
+    /// Where checkpoints are kept. Without one the job keeps no checkpoints.
+    pub fn checkpoint_store(&self, store: impl CheckpointStore) {
+        self.graph().store = Some(Box::new(store));
+    }
+
+    /// Starts the job; the handle stops it and shows its metrics.
+    pub fn start(self) -> Result<JobHandle, RuntimeError> {
+        let graph = {
+            let mut g = self.graph();
+            let config = g.config.clone();
+            std::mem::replace(
+                &mut *g,
+                Graph {
+                    config,
+                    source: None,
+                    sinks: Vec::new(),
+                    dead_letter: None,
+                    late: None,
+                    pipeline: None,
+                    store: None,
+                    errors: Vec::new(),
+                },
+            )
+        };
+        executor::start(graph)
+    }
+
+    /// Runs the job until its bounded input ends (or until it fails).
+    pub async fn execute(self) -> Result<JobSummary, RuntimeError> {
+        self.start()?.join().await
+    }
+}
+
+/// A stream of `T` elements, each with an event time.
+pub struct DataStream<T> {
+    env: StreamEnvironment,
+    build: Build<T>,
+    desc: String,
+}
+
+impl<T> std::fmt::Debug for DataStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.desc)
+    }
+}
+
+/// Turns an element into the record a sink writes.
+pub trait IntoRecord {
+    /// The record.
+    fn to_record(&self) -> Record;
+}
+
+impl IntoRecord for Record {
+    fn to_record(&self) -> Record {
+        self.clone()
+    }
+}
+
+impl IntoRecord for String {
+    fn to_record(&self) -> Record {
+        Record::new(self.as_bytes())
+    }
+}
+
+impl DataStream<Record> {
+    /// Decodes source records. An `Err` sends the record down the
+    /// bad-record path (dead-letter sink) with the error as its reason; the
+    /// job goes on.
+    pub fn try_map<O, E, F>(self, stage: &str, f: F) -> DataStream<O>
+    where
+        O: Send + 'static,
+        E: std::fmt::Display,
+        F: Fn(&Record) -> Result<O, E> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let stage: Arc<str> = Arc::from(stage);
+        let desc = format!("try_map({stage})");
+        self.then(desc, move |down| {
+            Box::new(TryMapOp { f: f.clone(), stage: stage.clone(), down })
+        })
+    }
+}
+
+impl<T: Send + 'static> DataStream<T> {
+    fn then<U>(self, desc: String, op: impl Fn(BoxOp<U>) -> BoxOp<T> + Send + Sync + 'static) -> DataStream<U> {
+        let prev = self.build;
+        DataStream {
+            env: self.env,
+            build: Arc::new(move |down| prev(op(down))),
+            desc: format!("{}>{}", self.desc, desc),
+        }
+    }
+
+    /// One output per element.
+    pub fn map<U: Send + 'static>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DataStream<U> {
+        let f = Arc::new(f);
+        self.then("map".into(), move |down| Box::new(MapOp { f: f.clone(), down }))
+    }
+
+    /// Keeps the elements for which `f` is true.
+    pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DataStream<T> {
+        let f = Arc::new(f);
+        self.then("filter".into(), move |down| Box::new(FilterOp { f: f.clone(), down }))
+    }
+
+    /// Zero or more outputs per element, with the element's event time.
+    pub fn flat_map<U, I>(self, f: impl Fn(T) -> I + Send + Sync + 'static) -> DataStream<U>
+    where
+        U: Send + 'static,
+        I: IntoIterator<Item = U> + 'static,
+    {
+        let f = Arc::new(f);
+        self.then("flat_map".into(), move |down| Box::new(FlatMapOp { f: f.clone(), down }))
+    }
+
+    /// Takes event time (ms since the epoch) from the element; it feeds the
+    /// partition's watermark (max event time − out-of-orderness − 1).
+    pub fn with_timestamps(self, f: impl Fn(&T) -> i64 + Send + Sync + 'static) -> DataStream<T> {
+        let f = Arc::new(f);
+        self.then("timestamps".into(), move |down| Box::new(TimestampOp { f: f.clone(), down }))
+    }
+
+    /// Partitions state by key. State lives with the source partition the
+    /// key arrives on; a key seen on two partitions fails the job (see the
+    /// crate docs, "Keys and partitions").
+    pub fn key_by<K: Key, KF: Fn(&T) -> K + Send + Sync + 'static>(self, f: KF) -> KeyedStream<T, K, KF> {
+        KeyedStream {
+            stream: self,
+            key_fn: Arc::new(f),
+            _k: std::marker::PhantomData,
+        }
+    }
+
+    /// Writes a copy of each element to a sink and passes it on.
+    pub fn side_sink(self, sink: SinkHandle, encode: impl Fn(&T) -> Record + Send + Sync + 'static) -> DataStream<T>
+    where
+        T: Clone,
+    {
+        let encode = Arc::new(encode);
+        self.then(format!("side_sink({})", sink.0), move |down| {
+            Box::new(SinkOp { encode: encode.clone(), sink: sink.0, down: Some(down) })
+        })
+    }
+
+    /// Ends the pipeline in a sink, encoding each element with `encode`.
+    pub fn sink_with(self, sink: SinkHandle, encode: impl Fn(&T) -> Record + Send + Sync + 'static)
+    where
+        T: Clone,
+    {
+        let encode = Arc::new(encode);
+        let prev = self.build;
+        let factory: ChainFactory = Arc::new(move || {
+            prev(Box::new(SinkOp::<_, T> { encode: encode.clone(), sink: sink.0, down: None }))
+        });
+        let desc = format!("{}>sink({})", self.desc, sink.0);
+        let mut g = self.env.graph();
+        if g.pipeline.is_some() {
+            g.errors.push("a job has one pipeline ending in sink(); use side_sink for more outputs".into());
+        }
+        g.pipeline = Some((factory, desc));
+    }
+
+    /// Ends the pipeline in a sink.
+    pub fn sink(self, sink: SinkHandle)
+    where
+        T: IntoRecord + Clone,
+    {
+        self.sink_with(sink, |t| t.to_record())
+    }
+}
+
+/// A stream partitioned by key.
+pub struct KeyedStream<T, K, KF> {
+    stream: DataStream<T>,
+    key_fn: Arc<KF>,
+    _k: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<T, K, KF> std::fmt::Debug for KeyedStream<T, K, KF> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}>key_by", self.stream.desc)
+    }
+}
+
+impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> KeyedStream<T, K, KF> {
+    /// Event-time windows per key.
+    pub fn window(self, spec: WindowSpec) -> WindowedStream<T, K, KF> {
+        WindowedStream { keyed: self, spec, lateness: 0 }
+    }
+
+    /// Per-key logic with state and timers.
+    pub fn process<P>(self, f: P) -> DataStream<P::Out>
+    where
+        P: KeyedProcessFunction<Key = K, In = T>,
+    {
+        let key_fn = self.key_fn;
+        self.stream.then("key_by>process".into(), move |down| {
+            Box::new(ProcessOp {
+                key_fn: key_fn.clone(),
+                f: f.clone(),
+                states: Default::default(),
+                timers: Default::default(),
+                down,
+            })
+        })
+    }
+}
+
+/// A keyed stream with windows.
+pub struct WindowedStream<T, K, KF> {
+    keyed: KeyedStream<T, K, KF>,
+    spec: WindowSpec,
+    lateness: i64,
+}
+
+impl<T, K, KF> std::fmt::Debug for WindowedStream<T, K, KF> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}>window({:?})", self.keyed, self.spec)
+    }
+}
+
+impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> WindowedStream<T, K, KF> {
+    /// A late event within this much behind the watermark updates and
+    /// re-emits its window; later ones go to the late side output.
+    pub fn allowed_lateness(mut self, d: Duration) -> Self {
+        self.lateness = d.as_millis() as i64;
+        self
+    }
+
+    /// Aggregates each window incrementally.
+    pub fn aggregate<A>(self, agg: A) -> DataStream<WindowResult<K, A::Out>>
+    where
+        A: AggregateFunction<In = T>,
+        A::Out: Send + 'static,
+    {
+        let (spec, lateness, key_fn) = (self.spec, self.lateness, self.keyed.key_fn);
+        let desc = format!("key_by>window({spec:?},lateness={lateness})>aggregate");
+        self.keyed.stream.then(desc, move |down| {
+            Box::new(WindowOp::new(key_fn.clone(), agg.clone(), spec, lateness, down))
+        })
+    }
+}
