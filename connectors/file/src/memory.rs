@@ -90,6 +90,12 @@ impl IterSource {
     pub fn new(it: impl Iterator<Item = Record> + Send + 'static) -> Self {
         Self { it: Box::new(it), partition: PartitionId::new("gen-0"), next: 0, batch_size: 512 }
     }
+
+    /// Sets the batch size.
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
 }
 
 impl Source for IterSource {

@@ -1,1 +1,49 @@
-//! placeholder
+//! # flowline
+//!
+//! The metrics aggregation job and what the `flowline` CLI is made of: the
+//! job file ([`config`]), the job itself ([`job`]), the percentile sketch
+//! ([`sketch`]), the connector registry ([`registry`]) and the job builder
+//! ([`build`]).
+
+#![warn(missing_docs)]
+
+pub mod build;
+pub mod config;
+pub mod demo;
+pub mod job;
+pub mod sketch;
+
+use flowline_connector_api::{ConnectorError, Registry};
+
+/// Errors of the job builder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job file is wrong.
+    #[error("config error in `{field}`: {message}")]
+    Config {
+        /// The field (`window.size`, `source.type`).
+        field: String,
+        /// What is wrong and the fix.
+        message: String,
+    },
+    /// A connector refused its settings or is unknown / incompatible.
+    #[error("{section}: {source}")]
+    Connector {
+        /// `source`, `sink`, `dead_letter`, `late`.
+        section: String,
+        /// The connector's error.
+        #[source]
+        source: ConnectorError,
+    },
+    /// The runtime refused the job or failed.
+    #[error(transparent)]
+    Runtime(#[from] flowline_runtime::RuntimeError),
+}
+
+/// Every connector this build knows.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    flowline_file::register(&mut r).expect("built-in connectors match this runtime's API");
+    r
+}

@@ -58,8 +58,19 @@ pub struct JobSummary {
 #[derive(Debug)]
 pub struct JobHandle {
     metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
+    stop: Stopper,
     join: JoinHandle<Result<JobSummary, RuntimeError>>,
+}
+
+/// Stops a job from anywhere (a signal handler, another task).
+#[derive(Debug, Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    /// See [`JobHandle::stop`].
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl JobHandle {
@@ -71,7 +82,12 @@ impl JobHandle {
     /// Asks the job to stop: it checkpoints (when it has a store), closes its
     /// sinks and ends with [`EndReason::Stopped`].
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.stop()
+    }
+
+    /// A cloneable handle that stops the job.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
     }
 
     /// Waits for the job to end.
@@ -103,7 +119,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle, RuntimeError> {
         let driver = Driver::new(g, source_name, factory, graph, m).await?;
         driver.run(source, stop_rx).await
     });
-    Ok(JobHandle { metrics, stop, join })
+    Ok(JobHandle { metrics, stop: Stopper(Arc::new(stop)), join })
 }
 
 struct Part {

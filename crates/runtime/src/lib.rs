@@ -122,7 +122,7 @@ mod window;
 
 pub use checkpoint::{Checkpoint, CheckpointStore, LocalDirStore, PartitionSnapshot};
 pub use error::RuntimeError;
-pub use executor::{EndReason, JobHandle, JobSummary};
+pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use keyed::{AggregateFunction, Key, KeyedProcessFunction, WindowResult};
 pub use metrics::Metrics;
 pub use operator::{DeadLetter, DeadLetterKind};

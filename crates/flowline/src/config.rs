@@ -1,0 +1,289 @@
+//! The job file (`flowline run --config job.toml`): parsed and checked
+//! before any work, with errors that name the field and the fix.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flowline_runtime::{Sliding, Tumbling};
+use serde::Deserialize;
+
+use crate::job::WindowSettings;
+use crate::Error;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// `[job]`
+    #[serde(default)]
+    pub job: JobSection,
+    /// `[source]`: `type` and the connector's settings.
+    pub source: toml::Table,
+    /// `[sink]`: the window output.
+    pub sink: toml::Table,
+    /// `[window]`
+    #[serde(default)]
+    pub window: WindowSection,
+    /// `[checkpoint]`; checkpoints are off without it.
+    pub checkpoint: Option<CheckpointSection>,
+    /// `[dead_letter]`: where bad records go, with their reason.
+    pub dead_letter: Option<toml::Table>,
+    /// `[late]`: where events beyond the allowed lateness go.
+    pub late: Option<toml::Table>,
+}
+
+/// `[job]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// The job's name.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Capacity, in batches, of the channels between stages.
+    #[serde(default = "default_capacity")]
+    pub channel_capacity: usize,
+}
+
+impl Default for JobSection {
+    fn default() -> Self {
+        Self { name: default_name(), channel_capacity: default_capacity() }
+    }
+}
+
+fn default_name() -> String {
+    "flowline-metrics".into()
+}
+fn default_capacity() -> usize {
+    8
+}
+
+/// `[window]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSection {
+    /// Window length.
+    #[serde(default = "d10s")]
+    pub size: String,
+    /// Slide; sliding windows when set.
+    pub slide: Option<String>,
+    /// How late an event may be and still update its window.
+    #[serde(default = "d0s")]
+    pub allowed_lateness: String,
+    /// Bounded out-of-orderness of event time.
+    #[serde(default = "d0s")]
+    pub out_of_orderness: String,
+    /// A partition without records this long leaves the job watermark.
+    #[serde(default = "d30s")]
+    pub idle_timeout: String,
+}
+
+impl Default for WindowSection {
+    fn default() -> Self {
+        Self { size: d10s(), slide: None, allowed_lateness: d0s(), out_of_orderness: d0s(), idle_timeout: d30s() }
+    }
+}
+
+fn d10s() -> String {
+    "10s".into()
+}
+fn d0s() -> String {
+    "0s".into()
+}
+fn d30s() -> String {
+    "30s".into()
+}
+
+/// `[checkpoint]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// Directory of checkpoint files.
+    pub dir: PathBuf,
+    /// Interval; default 10s.
+    pub interval: Option<String>,
+}
+
+/// A connector section split into its type and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorSection {
+    /// `type`.
+    pub kind: String,
+    /// Everything else, as JSON for the connector's factory.
+    pub settings: serde_json::Value,
+}
+
+/// A checked job file.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    /// `[job]`.
+    pub job: JobSection,
+    /// Source.
+    pub source: ConnectorSection,
+    /// Window output sink.
+    pub sink: ConnectorSection,
+    /// Windows.
+    pub window: WindowSettings,
+    /// Bounded out-of-orderness.
+    pub out_of_orderness: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Checkpoint directory and interval.
+    pub checkpoint: Option<(PathBuf, Duration)>,
+    /// Dead-letter sink.
+    pub dead_letter: Option<ConnectorSection>,
+    /// Late sink.
+    pub late: Option<ConnectorSection>,
+}
+
+fn duration(field: &str, v: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(v).map_err(|e| Error::Config {
+        field: field.into(),
+        message: format!("`{v}` is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\""),
+    })
+}
+
+fn section(name: &str, t: &toml::Table) -> Result<ConnectorSection, Error> {
+    let mut t = t.clone();
+    let kind = match t.remove("type") {
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            return Err(Error::Config {
+                field: format!("{name}.type"),
+                message: format!("must be a string, found {other}. Fix: type = \"file\" (see `flowline connectors`)"),
+            })
+        }
+        None => {
+            return Err(Error::Config {
+                field: format!("{name}.type"),
+                message: "is missing. Fix: add type = \"...\" with a connector name from `flowline connectors`".into(),
+            })
+        }
+    };
+    let settings = serde_json::to_value(&t).map_err(|e| Error::Config { field: name.into(), message: e.to_string() })?;
+    Ok(ConnectorSection { kind, settings })
+}
+
+impl JobPlan {
+    /// Parses and checks a job file's text. Relative paths stay relative to
+    /// the working directory.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let f: JobFile = toml::from_str(text).map_err(|e| Error::Config {
+            field: "job file".into(),
+            message: e.message().to_string()
+                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+        })?;
+        let size = duration("window.size", &f.window.size)?;
+        if size.is_zero() {
+            return Err(Error::Config { field: "window.size".into(), message: "must be more than 0. Fix: size = \"10s\"".into() });
+        }
+        let spec = match &f.window.slide {
+            None => Tumbling::of(size),
+            Some(s) => {
+                let slide = duration("window.slide", s)?;
+                if slide.is_zero() {
+                    return Err(Error::Config { field: "window.slide".into(), message: "must be more than 0. Fix: remove it for tumbling windows, or slide = \"5s\"".into() });
+                }
+                Sliding::of(size, slide)
+            }
+        };
+        let checkpoint = match &f.checkpoint {
+            None => None,
+            Some(c) => Some((c.dir.clone(), duration("checkpoint.interval", c.interval.as_deref().unwrap_or("10s"))?)),
+        };
+        Ok(JobPlan {
+            source: section("source", &f.source)?,
+            sink: section("sink", &f.sink)?,
+            window: WindowSettings { spec, allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)? },
+            out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
+            idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,
+            checkpoint,
+            dead_letter: f.dead_letter.as_ref().map(|t| section("dead_letter", t)).transpose()?,
+            late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
+            job: f.job,
+        })
+    }
+
+    /// Reads and parses a job file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            field: "--config".into(),
+            message: format!("cannot read `{}`: {e}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+}
+
+const SECRET_WORDS: &[&str] = &["password", "secret", "token", "api_key", "apikey", "credential", "private_key"];
+
+/// A copy of connector settings with secret values replaced by `***`.
+pub fn redact(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let lk = k.to_ascii_lowercase();
+                    if SECRET_WORDS.iter().any(|w| lk.contains(w)) && !v.is_object() {
+                        (k.clone(), serde_json::Value::String("***".into()))
+                    } else {
+                        (k.clone(), redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT: &str = r#"
+[source]
+type = "file"
+path = "events.ndjson"
+
+[sink]
+type = "file"
+path = "windows.ndjson"
+
+[window]
+size = "10s"
+allowed_lateness = "0s"
+out_of_orderness = "3s"
+"#;
+
+    #[test]
+    fn the_short_job_file_parses_with_defaults() {
+        let p = JobPlan::parse(SHORT).unwrap();
+        assert_eq!(p.source.kind, "file");
+        assert_eq!(p.source.settings, serde_json::json!({"path": "events.ndjson"}));
+        assert_eq!(p.out_of_orderness, Duration::from_secs(3));
+        assert_eq!(p.window.spec, Tumbling::of(Duration::from_secs(10)));
+        assert!(p.checkpoint.is_none() && p.dead_letter.is_none());
+        assert_eq!(p.job.name, "flowline-metrics");
+    }
+
+    #[test]
+    fn bad_config_names_the_field_and_the_fix() {
+        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"10 parsecs\"")).unwrap_err().to_string();
+        assert!(e.contains("window.size") && e.contains("Fix"), "{e}");
+        let e = JobPlan::parse(&SHORT.replace("[window]", "[window]\nsizee = \"1s\"")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `sizee`"), "{e}");
+        let e = JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events")).unwrap_err().to_string();
+        assert!(e.contains("source.type") && e.contains("is missing"), "{e}");
+        let e = JobPlan::parse("[sink]\ntype = \"file\"").unwrap_err().to_string();
+        assert!(e.contains("missing field `source`"), "{e}");
+    }
+
+    #[test]
+    fn redacts_secrets() {
+        let v = serde_json::json!({"url": "http://x", "password": "hunter2", "auth": {"api_key": "k", "user": "u"}});
+        let r = redact(&v);
+        assert_eq!(r["password"], "***");
+        assert_eq!(r["auth"]["api_key"], "***");
+        assert_eq!(r["auth"]["user"], "u");
+        assert!(!r.to_string().contains("hunter2"));
+    }
+}

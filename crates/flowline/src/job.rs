@@ -1,0 +1,223 @@
+//! The metrics aggregation job: decode metric events, key by host and
+//! metric, aggregate event-time windows, write one document per key and
+//! window.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use flowline_connector_api::Record;
+use flowline_metric_generator::{format_rfc3339_ms, parse_rfc3339_ms};
+use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::DDSketch;
+
+/// A decoded metric event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Host name.
+    pub host: String,
+    /// Metric name.
+    pub metric: String,
+    /// Sample value.
+    pub value: f64,
+    /// Event time, ms since the epoch.
+    pub ts: i64,
+}
+
+#[derive(Deserialize)]
+struct RawMetric<'a> {
+    #[serde(borrow)]
+    host: Cow<'a, str>,
+    #[serde(borrow)]
+    metric: Cow<'a, str>,
+    value: f64,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+}
+
+/// Decodes one event (the generator's JSON; other fields are ignored). The
+/// error names what is wrong; the record goes to the dead-letter sink.
+pub fn decode(payload: &[u8]) -> Result<Metric, String> {
+    let raw: RawMetric<'_> =
+        serde_json::from_slice(payload).map_err(|e| format!("invalid metric event: {e}"))?;
+    if !raw.value.is_finite() {
+        return Err(format!("invalid metric event: value {} is not a finite number", raw.value));
+    }
+    Ok(Metric {
+        ts: parse_rfc3339_ms(&raw.timestamp)?,
+        host: raw.host.into_owned(),
+        metric: raw.metric.into_owned(),
+        value: raw.value,
+    })
+}
+
+/// The running aggregate of one key and window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Samples.
+    pub count: u64,
+    /// Sum of samples.
+    pub sum: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// Quantile sketch.
+    pub sketch: DDSketch,
+}
+
+impl Stats {
+    /// Adds a sample.
+    pub fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count += 1;
+        self.sum += v;
+        self.sketch.add(v);
+    }
+}
+
+/// count / sum / min / max / avg / p50 / p95 / p99 per key and window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricStats;
+
+impl AggregateFunction for MetricStats {
+    type In = Metric;
+    type Acc = Stats;
+    type Out = Stats;
+    fn create_accumulator(&self) -> Stats {
+        Stats::default()
+    }
+    fn add(&self, acc: &mut Stats, m: &Metric) {
+        acc.add(m.value)
+    }
+    fn get_result(&self, acc: &Stats) -> Stats {
+        acc.clone()
+    }
+}
+
+/// The window output document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowDoc {
+    /// Host.
+    pub host: String,
+    /// Metric.
+    pub metric: String,
+    /// RFC 3339, inclusive.
+    pub window_start: String,
+    /// RFC 3339, exclusive.
+    pub window_end: String,
+    /// Samples.
+    pub count: u64,
+    /// Sum.
+    pub sum: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Mean.
+    pub avg: f64,
+    /// Median (sketch, ≤ 2 % relative error).
+    pub p50: f64,
+    /// 95th percentile (sketch).
+    pub p95: f64,
+    /// 99th percentile (sketch).
+    pub p99: f64,
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl WindowDoc {
+    /// The document of one fired window.
+    pub fn from_result(r: &WindowResult<(String, String), Stats>) -> Self {
+        let s = &r.value;
+        let q = |p| round3(s.sketch.quantile(p).unwrap_or(0.0));
+        WindowDoc {
+            host: r.key.0.clone(),
+            metric: r.key.1.clone(),
+            window_start: format_rfc3339_ms(r.window.start),
+            window_end: format_rfc3339_ms(r.window.end),
+            count: s.count,
+            sum: round3(s.sum),
+            min: s.min,
+            max: s.max,
+            avg: round3(s.sum / s.count.max(1) as f64),
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+        }
+    }
+
+    /// The deterministic document id: host, metric and window start, so
+    /// that a replay overwrites the same document.
+    pub fn id(&self) -> String {
+        format!("{}|{}|{}", self.host, self.metric, self.window_start)
+    }
+
+    /// As a record: key = id, payload = JSON, timestamp = window start.
+    pub fn to_record(&self, start_ms: i64) -> Record {
+        Record::new(serde_json::to_vec(self).expect("WindowDoc serializes"))
+            .with_key(self.id())
+            .with_timestamp(start_ms)
+    }
+}
+
+/// Window settings of the job.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSettings {
+    /// Tumbling or sliding windows.
+    pub spec: WindowSpec,
+    /// Allowed lateness.
+    pub allowed_lateness: Duration,
+}
+
+/// Wires the metrics job: decode → event time → key (host, metric) →
+/// windows → [`MetricStats`] → [`WindowDoc`] records → `sink`.
+pub fn metrics_pipeline(source: DataStream<Record>, w: WindowSettings, sink: SinkHandle) {
+    source
+        .try_map("decode", |r: &Record| decode(&r.payload))
+        .with_timestamps(|m: &Metric| m.ts)
+        .key_by(|m: &Metric| (m.host.clone(), m.metric.clone()))
+        .window(w.spec)
+        .allowed_lateness(w.allowed_lateness)
+        .aggregate(MetricStats)
+        .sink_with(sink, |r| WindowDoc::from_result(r).to_record(r.window.start));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_generator_events_and_names_what_is_wrong() {
+        let m = decode(br#"{"host":"h1","metric":"cpu_util","value":1.5,"timestamp":"2026-01-01T00:00:01.500Z","region":"x","tags":{}}"#).unwrap();
+        assert_eq!(m, Metric { host: "h1".into(), metric: "cpu_util".into(), value: 1.5, ts: 1_767_225_601_500 });
+        assert!(decode(br#"{"host":"h1","metric":"m","value":"high","timestamp":"2026-01-01T00:00:00Z"}"#).unwrap_err().contains("invalid type"));
+        assert!(decode(br#"{"host":"h1","value":1}"#).unwrap_err().contains("missing field `metric`"));
+        assert!(decode(br#"{"host":"h1","metric":"m","value":1,"timestamp":"soon"}"#).unwrap_err().contains("soon"));
+        assert!(decode(b"{").unwrap_err().contains("EOF"));
+    }
+
+    #[test]
+    fn stats_track_min_max_and_percentiles() {
+        let mut s = Stats::default();
+        for v in 1..=100 {
+            s.add(v as f64);
+        }
+        let r = WindowResult { key: ("h".to_string(), "m".to_string()), window: flowline_runtime::TimeWindow { start: 0, end: 10_000 }, value: s, update: false };
+        let d = WindowDoc::from_result(&r);
+        assert_eq!((d.count, d.min, d.max, d.sum, d.avg), (100, 1.0, 100.0, 5050.0, 50.5));
+        assert!((d.p50 - 50.0).abs() <= 1.0, "{}", d.p50);
+        assert!((d.p99 - 99.0).abs() <= 2.0, "{}", d.p99);
+        assert_eq!(d.id(), "h|m|1970-01-01T00:00:00.000Z");
+        assert_eq!(d.window_end, "1970-01-01T00:00:10.000Z");
+    }
+}

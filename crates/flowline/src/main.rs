@@ -1,0 +1,211 @@
+//! The `flowline` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use flowline::config::{redact, JobPlan};
+use flowline::demo::DemoOptions;
+use flowline_connector_api::API_VERSION;
+use flowline_metric_generator::format_rfc3339_ms;
+use flowline_runtime::{JobHandle, JobSummary, Metrics};
+
+/// Flowline: stream metrics from Kafka to Elasticsearch, exactly.
+#[derive(Debug, Parser)]
+#[command(name = "flowline", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a job file until its bounded input ends, or until Ctrl-C / SIGTERM
+    /// (which checkpoint, then exit 0).
+    Run {
+        /// The job file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a job file and build its connectors, without running; prints
+    /// the resolved settings with secrets redacted.
+    Validate {
+        /// The job file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List the connectors of this build.
+    Connectors,
+    /// Generator → in-memory source → aggregation → files, with a live summary.
+    Demo {
+        /// Stop after N events (otherwise run until Ctrl-C).
+        #[arg(long)]
+        events: Option<u64>,
+        /// Hosts in the generator.
+        #[arg(long, default_value_t = 20)]
+        hosts: usize,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Events per second (0 = as fast as possible; default 0 with --events, else 2000).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Where the output files go.
+        #[arg(long, default_value = "flowline-demo-out")]
+        out: PathBuf,
+        /// Window size.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        window: Duration,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Connectors => {
+            let r = flowline::registry();
+            println!("{:<16} {:<7} {:<10} {:<5} DESCRIPTION", "NAME", "KIND", "VERSION", "API");
+            for d in r.descriptors() {
+                println!("{:<16} {:<7} {:<10} {:<5} {}", d.name, d.kind, d.version, d.api_version, d.description);
+            }
+            println!("\nThis runtime implements connector API {API_VERSION}; it runs connectors built for {}.0 up to {API_VERSION}.", API_VERSION.major);
+            Ok(())
+        }
+        Cmd::Validate { config } => {
+            let plan = JobPlan::load(&config)?;
+            flowline::build::build_job(&plan, &flowline::registry())?;
+            println!("{} is valid.", config.display());
+            println!("job        {}", plan.job.name);
+            println!("source     {} {}", plan.source.kind, redact(&plan.source.settings));
+            println!("sink       {} {}", plan.sink.kind, redact(&plan.sink.settings));
+            if let Some(d) = &plan.dead_letter {
+                println!("dead_letter {} {}", d.kind, redact(&d.settings));
+            }
+            if let Some(l) = &plan.late {
+                println!("late       {} {}", l.kind, redact(&l.settings));
+            }
+            println!("window     {:?}, allowed lateness {:?}, out-of-orderness {:?}", plan.window.spec, plan.window.allowed_lateness, plan.out_of_orderness);
+            match &plan.checkpoint {
+                Some((dir, iv)) => println!("checkpoint {} every {iv:?}", dir.display()),
+                None => println!("checkpoint off"),
+            }
+            Ok(())
+        }
+        Cmd::Run { config } => {
+            let plan = JobPlan::load(&config)?;
+            let env = flowline::build::build_job(&plan, &flowline::registry())?;
+            let handle = env.start()?;
+            tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
+            let summary = run_until_signal(handle, None).await?;
+            tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
+            Ok(())
+        }
+        Cmd::Demo { events, hosts, seed, rate, out, window } => {
+            let rate = rate.unwrap_or(if events.is_some() { 0.0 } else { 2000.0 });
+            let opts = DemoOptions { events, hosts, seed, rate, out_dir: out.clone(), window };
+            println!("flowline demo: {hosts} hosts × 5 metrics, seed {seed}, {} events, {} → {}-windows → {}",
+                events.map(|e| e.to_string()).unwrap_or_else(|| "unbounded".into()),
+                if rate > 0.0 { format!("{rate:.0} events/s") } else { "as fast as possible".into() },
+                humantime::format_duration(window), out.join("windows.ndjson").display());
+            if events.is_none() {
+                println!("Press Ctrl-C to stop.");
+            }
+            let handle = flowline::demo::start(&opts)?;
+            let summary = run_until_signal(handle, Some(Duration::from_secs(1))).await?;
+            let out_file = out.join("windows.ndjson");
+            let text = std::fs::read_to_string(&out_file).with_context(|| format!("reading {}", out_file.display()))?;
+            let lines: Vec<&str> = text.lines().collect();
+            println!(
+                "\ndone: {} events in, {} window documents, {} bad, {} late → {}",
+                summary.records_in, lines.len(), summary.bad_records, summary.late_records, out_file.display()
+            );
+            for l in lines.iter().take(3) {
+                println!("  {l}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn summary_line(m: &Metrics, t0: Instant) -> String {
+    let n = m.records_in.load(Relaxed);
+    let out: u64 = m.records_out().iter().map(|(_, v)| v).sum();
+    let wm = m.watermark.load(Relaxed);
+    let wm = if wm == i64::MIN { "-".to_string() } else { format_rfc3339_ms(wm + 1) };
+    format!(
+        "events {n:>10} ({:>8.0}/s)  windows {out:>8}  bad {:>5}  late {:>5}  watermark {wm}",
+        n as f64 / t0.elapsed().as_secs_f64().max(1e-3),
+        m.bad_records.load(Relaxed),
+        m.late_records.load(Relaxed)
+    )
+}
+
+/// Waits for the job; Ctrl-C or SIGTERM stops it gracefully (checkpoint,
+/// then exit 0). With `progress`, prints a summary line that often.
+async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Result<JobSummary> {
+    let metrics = handle.metrics();
+    let stopper = handle.stopper();
+    let t0 = Instant::now();
+    let signal = async {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await
+    };
+    tokio::pin!(signal);
+    let join = handle.join();
+    tokio::pin!(join);
+    let mut tick = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
+    tick.tick().await;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = &mut join => {
+                if progress.is_some() {
+                    println!("{}", summary_line(&metrics, t0));
+                }
+                return Ok(r?);
+            }
+            r = &mut signal, if !stopping => {
+                r.context("installing the signal handler")?;
+                tracing::info!("stop requested: checkpointing and closing sinks");
+                stopping = true;
+                stopper.stop();
+            }
+            _ = tick.tick(), if progress.is_some() => println!("{}", summary_line(&metrics, t0)),
+        }
+    }
+}
