@@ -1,1 +1,164 @@
-//! placeholder
+//! The integration-test harness: [`TestServices`] hands each test a Kafka
+//! bootstrap address and an Elasticsearch URL, from one of three places:
+//!
+//! 1. `FLOWLINE_KAFKA_BOOTSTRAP` / `FLOWLINE_ELASTICSEARCH_URL`, when set
+//!    (`scripts/services up` starts real servers from Maven Central; `eval
+//!    "$(scripts/services env)"` sets them; `scripts/test` does both);
+//! 2. otherwise, where a Docker engine answers, containers started with
+//!    `testcontainers` (Kafka `apache/kafka` in KRaft mode; Elasticsearch 8
+//!    with security off);
+//! 3. otherwise the test fails with a message saying how to get services.
+//!    Never a silent skip.
+//!
+//! Every test names its topics and indices with [`unique`], so tests run in
+//! parallel and re-run on the same servers.
+
+#![warn(missing_docs)]
+
+pub mod containers;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::Elasticsearch;
+use tokio::sync::OnceCell;
+
+/// Why services could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServicesError {
+    /// Neither variables nor Docker.
+    #[error(
+        "no Kafka / Elasticsearch for integration tests: FLOWLINE_KAFKA_BOOTSTRAP and \
+         FLOWLINE_ELASTICSEARCH_URL are not set and no Docker engine answers. Fix: run \
+         `scripts/test` (starts real services and runs every test), or `scripts/services up && \
+         eval \"$(scripts/services env)\"` before `cargo nextest run --workspace`, or start Docker"
+    )]
+    Unavailable,
+    /// Only one of the two variables is set.
+    #[error("{0} is set but {1} is not. Fix: eval \"$(scripts/services env)\" sets both")]
+    HalfConfigured(&'static str, &'static str),
+    /// Docker answered but a container failed.
+    #[error("starting test containers failed: {0}")]
+    Containers(String),
+    /// A URL could not be used.
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// Where the services are.
+#[derive(Debug)]
+pub struct TestServices {
+    /// `host:port` of a Kafka broker (PLAINTEXT).
+    pub kafka_bootstrap: String,
+    /// `http://host:port` of an Elasticsearch-API server.
+    pub elasticsearch_url: String,
+    /// SASL/SCRAM listener and credentials, when the services offer one.
+    pub kafka_sasl: Option<(String, String, String)>,
+    _containers: Option<containers::Running>,
+}
+
+static SERVICES: OnceCell<TestServices> = OnceCell::const_new();
+
+impl TestServices {
+    /// The services for this test process (started once).
+    pub async fn get() -> Result<&'static TestServices, ServicesError> {
+        SERVICES.get_or_try_init(Self::discover).await
+    }
+
+    async fn discover() -> Result<TestServices, ServicesError> {
+        let kafka = std::env::var("FLOWLINE_KAFKA_BOOTSTRAP")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let es = std::env::var("FLOWLINE_ELASTICSEARCH_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        match (kafka, es) {
+            (Some(k), Some(e)) => {
+                let sasl = match (
+                    std::env::var("FLOWLINE_KAFKA_SASL_BOOTSTRAP"),
+                    std::env::var("FLOWLINE_KAFKA_SASL_USERNAME"),
+                    std::env::var("FLOWLINE_KAFKA_SASL_PASSWORD"),
+                ) {
+                    (Ok(b), Ok(u), Ok(p)) => Some((b, u, p)),
+                    _ => None,
+                };
+                Ok(TestServices {
+                    kafka_bootstrap: k,
+                    elasticsearch_url: e,
+                    kafka_sasl: sasl,
+                    _containers: None,
+                })
+            }
+            (Some(_), None) => Err(ServicesError::HalfConfigured(
+                "FLOWLINE_KAFKA_BOOTSTRAP",
+                "FLOWLINE_ELASTICSEARCH_URL",
+            )),
+            (None, Some(_)) => Err(ServicesError::HalfConfigured(
+                "FLOWLINE_ELASTICSEARCH_URL",
+                "FLOWLINE_KAFKA_BOOTSTRAP",
+            )),
+            (None, None) if containers::docker_available() => {
+                let running = containers::start().await?;
+                Ok(TestServices {
+                    kafka_bootstrap: running.kafka_bootstrap.clone(),
+                    elasticsearch_url: running.elasticsearch_url.clone(),
+                    kafka_sasl: None,
+                    _containers: Some(running),
+                })
+            }
+            (None, None) => Err(ServicesError::Unavailable),
+        }
+    }
+
+    /// An Elasticsearch client for the server, with its explicit `http://`
+    /// URL (the crate's default is https).
+    pub fn elasticsearch(&self) -> Result<Elasticsearch, ServicesError> {
+        let url = self
+            .elasticsearch_url
+            .parse()
+            .map_err(|e| ServicesError::Invalid("FLOWLINE_ELASTICSEARCH_URL", format!("{e}")))?;
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .disable_proxy()
+            .build()
+            .map_err(|e| ServicesError::Invalid("FLOWLINE_ELASTICSEARCH_URL", e.to_string()))?;
+        Ok(Elasticsearch::new(transport))
+    }
+}
+
+/// A name no other test (or earlier run) uses: `prefix-<pid>-<time>-<n>`,
+/// lower case, valid as a Kafka topic and an index name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}-{}",
+        prefix.to_lowercase(),
+        std::process::id(),
+        t,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most
+/// `timeout`; `None` if it never did.
+pub async fn poll<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -45,7 +45,11 @@ impl FileSink {
                 ));
             }
         }
-        Ok(Self { path: config.path, out: None, len: 0 })
+        Ok(Self {
+            path: config.path,
+            out: None,
+            len: 0,
+        })
     }
 
     fn open(&mut self, len: u64) -> Result<(), ConnectorError> {
@@ -56,15 +60,20 @@ impl FileSink {
             .write(true)
             .open(&self.path)
             .map_err(|e| io_error("open", &self.path, e))?;
-        let actual = f.metadata().map_err(|e| io_error("stat", &self.path, e))?.len();
+        let actual = f
+            .metadata()
+            .map_err(|e| io_error("stat", &self.path, e))?
+            .len();
         if actual < len {
             return Err(ConnectorError::permanent(format!(
                 "sink file `{}` is {actual} bytes, shorter than the {len} bytes its checkpoint recorded: it was changed outside the job. Fix: restore the file or remove the checkpoint directory",
                 self.path.display()
             )));
         }
-        f.set_len(len).map_err(|e| io_error("truncate", &self.path, e))?;
-        f.seek(SeekFrom::Start(len)).map_err(|e| io_error("seek", &self.path, e))?;
+        f.set_len(len)
+            .map_err(|e| io_error("truncate", &self.path, e))?;
+        f.seek(SeekFrom::Start(len))
+            .map_err(|e| io_error("seek", &self.path, e))?;
         self.out = Some(BufWriter::with_capacity(1 << 16, f));
         self.len = len;
         Ok(())
@@ -78,8 +87,10 @@ impl Sink for FileSink {
         }
         let out = self.out.as_mut().expect("opened above");
         for r in &batch {
-            out.write_all(&r.payload).map_err(|e| io_error("write", &self.path, e))?;
-            out.write_all(b"\n").map_err(|e| io_error("write", &self.path, e))?;
+            out.write_all(&r.payload)
+                .map_err(|e| io_error("write", &self.path, e))?;
+            out.write_all(b"\n")
+                .map_err(|e| io_error("write", &self.path, e))?;
             self.len += r.payload.len() as u64 + 1;
         }
         Ok(())
@@ -88,7 +99,9 @@ impl Sink for FileSink {
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         if let Some(out) = self.out.as_mut() {
             out.flush().map_err(|e| io_error("flush", &self.path, e))?;
-            out.get_ref().sync_data().map_err(|e| io_error("fsync", &self.path, e))?;
+            out.get_ref()
+                .sync_data()
+                .map_err(|e| io_error("fsync", &self.path, e))?;
         }
         Ok(())
     }
@@ -101,7 +114,9 @@ impl Sink for FileSink {
         let len = match state {
             None => 0,
             Some(b) => u64::from_le_bytes(b.as_slice().try_into().map_err(|_| {
-                ConnectorError::permanent("file sink checkpoint state is not 8 bytes: written by another sink type")
+                ConnectorError::permanent(
+                    "file sink checkpoint state is not 8 bytes: written by another sink type",
+                )
             })?),
         };
         self.open(len)
@@ -140,7 +155,9 @@ impl Sink for StdoutSink {
         Ok(())
     }
     async fn flush(&mut self) -> Result<(), ConnectorError> {
-        std::io::stdout().flush().map_err(|e| ConnectorError::permanent(format!("flush stdout: {e}")))
+        std::io::stdout()
+            .flush()
+            .map_err(|e| ConnectorError::permanent(format!("flush stdout: {e}")))
     }
 }
 
@@ -175,10 +192,14 @@ mod tests {
         let path = dir.path().join("out.ndjson");
         let mut s = FileSink::new(FileSinkConfig { path: path.clone() }).unwrap();
         s.restore(None).await.unwrap();
-        s.write(vec![Record::new("a"), Record::new("bb")]).await.unwrap();
+        s.write(vec![Record::new("a"), Record::new("bb")])
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         let state = s.snapshot().await.unwrap();
-        s.write(vec![Record::new("after-checkpoint")]).await.unwrap();
+        s.write(vec![Record::new("after-checkpoint")])
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         drop(s);
         let mut s = FileSink::new(FileSinkConfig { path: path.clone() }).unwrap();
@@ -190,7 +211,10 @@ mod tests {
 
     #[test]
     fn missing_directory_is_a_config_error() {
-        let err = FileSink::new(FileSinkConfig { path: "/no/such/dir/out.ndjson".into() }).unwrap_err();
+        let err = FileSink::new(FileSinkConfig {
+            path: "/no/such/dir/out.ndjson".into(),
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

@@ -73,7 +73,9 @@ impl Source for FileSource {
         let mut buf = Vec::with_capacity(256);
         while batch.len() < self.batch_size {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| io_error("read", &self.path, e))?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| io_error("read", &self.path, e))?;
             if n == 0 {
                 self.reader = None;
                 break;
@@ -121,7 +123,12 @@ impl SourceFactory for FileSourceFactory {
         ConnectorDescriptor::new("file", env!("CARGO_PKG_VERSION"), ConnectorKind::Source)
             .with_description("Reads an NDJSON file, one record per line (bounded)")
             .with_field(ConfigField::required("path", "path", "the NDJSON file"))
-            .with_field(ConfigField::optional("batch_size", "integer", "1024", "lines per batch"))
+            .with_field(ConfigField::optional(
+                "batch_size",
+                "integer",
+                "1024",
+                "lines per batch",
+            ))
     }
     fn build(&self, c: FileSourceConfig) -> Result<FileSource, ConnectorError> {
         FileSource::open(c)
@@ -136,7 +143,10 @@ mod tests {
         let mut v = Vec::new();
         loop {
             match s.next().await.unwrap() {
-                SourceEvent::Records(b) => v.extend(b.into_iter().map(|r| (r.offset, String::from_utf8(r.payload).unwrap()))),
+                SourceEvent::Records(b) => v.extend(
+                    b.into_iter()
+                        .map(|r| (r.offset, String::from_utf8(r.payload).unwrap())),
+                ),
                 SourceEvent::End => return v,
                 _ => {}
             }
@@ -148,10 +158,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.ndjson");
         std::fs::write(&path, "{\"a\":1}\n\n{\"a\":2}\r\n{\"a\":3}").unwrap();
-        let cfg = FileSourceConfig { path: path.clone(), batch_size: 2 };
+        let cfg = FileSourceConfig {
+            path: path.clone(),
+            batch_size: 2,
+        };
         let mut s = FileSource::open(cfg.clone()).unwrap();
         let all = drain(&mut s).await;
-        assert_eq!(all, vec![(0, "{\"a\":1}".into()), (2, "{\"a\":2}".into()), (3, "{\"a\":3}".into())]);
+        assert_eq!(
+            all,
+            vec![
+                (0, "{\"a\":1}".into()),
+                (2, "{\"a\":2}".into()),
+                (3, "{\"a\":3}".into())
+            ]
+        );
         let mut s = FileSource::open(cfg).unwrap();
         let p = s.partition().clone();
         s.seek(&SourcePosition::new().with(p, 3)).await.unwrap();
@@ -160,8 +180,15 @@ mod tests {
 
     #[test]
     fn missing_file_is_a_config_error_naming_the_path() {
-        let err = FileSource::open(FileSourceConfig { path: "/nope/x.ndjson".into(), batch_size: 1 }).unwrap_err();
+        let err = FileSource::open(FileSourceConfig {
+            path: "/nope/x.ndjson".into(),
+            batch_size: 1,
+        })
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("/nope/x.ndjson") && msg.contains("Fix"), "{msg}");
+        assert!(
+            msg.contains("/nope/x.ndjson") && msg.contains("Fix"),
+            "{msg}"
+        );
     }
 }

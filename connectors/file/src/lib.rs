@@ -34,7 +34,9 @@ pub fn register(r: &mut Registry) -> Result<(), ConnectorError> {
 pub(crate) fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> ConnectorError {
     let msg = format!("{what} {}: {e}", path.display());
     match e.kind() {
-        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => ConnectorError::retryable(msg),
+        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => {
+            ConnectorError::retryable(msg)
+        }
         _ => ConnectorError::permanent(msg),
     }
     .with_source(e)

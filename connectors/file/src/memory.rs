@@ -32,7 +32,11 @@ impl MemorySource {
                 (id, recs, 0)
             })
             .collect();
-        Self { partitions, batch_size: 512, turn: 0 }
+        Self {
+            partitions,
+            batch_size: 512,
+            turn: 0,
+        }
     }
 
     /// Sets the batch size (partitions take turns per batch).
@@ -81,14 +85,21 @@ pub struct IterSource {
 
 impl std::fmt::Debug for IterSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IterSource").field("next", &self.next).finish()
+        f.debug_struct("IterSource")
+            .field("next", &self.next)
+            .finish()
     }
 }
 
 impl IterSource {
     /// A source over `it`.
     pub fn new(it: impl Iterator<Item = Record> + Send + 'static) -> Self {
-        Self { it: Box::new(it), partition: PartitionId::new("gen-0"), next: 0, batch_size: 512 }
+        Self {
+            it: Box::new(it),
+            partition: PartitionId::new("gen-0"),
+            next: 0,
+            batch_size: 512,
+        }
     }
 
     /// Sets the batch size.
@@ -146,7 +157,10 @@ impl MemorySink {
 
     /// The payloads as strings (lossy UTF-8).
     pub fn payloads(&self) -> Vec<String> {
-        self.lock().iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect()
+        self.lock()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
@@ -186,10 +200,15 @@ mod tests {
             vec![Record::new("b0")],
         ])
         .with_batch_size(1);
-        s.seek(&SourcePosition::new().with(PartitionId::new("mem-0"), 1)).await.unwrap();
+        s.seek(&SourcePosition::new().with(PartitionId::new("mem-0"), 1))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         while let SourceEvent::Records(b) = s.next().await.unwrap() {
-            got.extend(b.into_iter().map(|r| (r.partition.unwrap().to_string(), r.offset)));
+            got.extend(
+                b.into_iter()
+                    .map(|r| (r.partition.unwrap().to_string(), r.offset)),
+            );
         }
         assert_eq!(got, vec![("mem-0".into(), 1), ("mem-1".into(), 0)]);
     }
@@ -197,9 +216,19 @@ mod tests {
     #[tokio::test]
     async fn iter_source_seeks_forward_only() {
         let mut s = IterSource::new((0..10).map(|i| Record::new(i.to_string())));
-        s.seek(&SourcePosition::new().with(PartitionId::new("gen-0"), 7)).await.unwrap();
-        let SourceEvent::Records(b) = s.next().await.unwrap() else { panic!() };
-        assert_eq!(b.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![7, 8, 9]);
-        assert!(s.seek(&SourcePosition::new().with(PartitionId::new("gen-0"), 1)).await.is_err());
+        s.seek(&SourcePosition::new().with(PartitionId::new("gen-0"), 7))
+            .await
+            .unwrap();
+        let SourceEvent::Records(b) = s.next().await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            b.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
+        assert!(s
+            .seek(&SourcePosition::new().with(PartitionId::new("gen-0"), 1))
+            .await
+            .is_err());
     }
 }

@@ -116,7 +116,11 @@ impl Registry {
         }
     }
 
-    fn unknown<T>(kind: ConnectorKind, name: &str, known: Vec<&String>) -> Result<T, ConnectorError> {
+    fn unknown<T>(
+        kind: ConnectorKind,
+        name: &str,
+        known: Vec<&String>,
+    ) -> Result<T, ConnectorError> {
         let known: Vec<&str> = known.into_iter().map(String::as_str).collect();
         Err(ConnectorError::UnknownConnector {
             kind,

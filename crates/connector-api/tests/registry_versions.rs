@@ -28,7 +28,9 @@ impl SourceFactory for Factory {
 #[test]
 fn refuses_other_major_with_documented_message() {
     let mut r = Registry::for_runtime(ApiVersion::new(1, 0));
-    let err = r.register_source(Factory(ApiVersion::new(2, 0))).unwrap_err();
+    let err = r
+        .register_source(Factory(ApiVersion::new(2, 0)))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "connector `legacy` 3.1.4 was built for connector API 2.0, but this Flowline runtime \
@@ -43,7 +45,9 @@ fn refuses_other_major_with_documented_message() {
 #[test]
 fn refuses_newer_minor_accepts_older_minor() {
     let mut r = Registry::for_runtime(ApiVersion::new(1, 2));
-    let err = r.register_source(Factory(ApiVersion::new(1, 3))).unwrap_err();
+    let err = r
+        .register_source(Factory(ApiVersion::new(1, 3)))
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("built for connector API 1.3"), "{msg}");
     assert!(msg.contains("implements connector API 1.2"), "{msg}");

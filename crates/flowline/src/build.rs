@@ -18,7 +18,10 @@ fn format_for(kind: &str) -> DeadLetterFormat {
 /// the metrics pipeline and returns the environment, ready to start.
 pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironment, Error> {
     fn conn(name: &'static str) -> impl Fn(flowline_connector_api::ConnectorError) -> Error {
-        move |source| Error::Connector { section: name.to_string(), source }
+        move |source| Error::Connector {
+            section: name.to_string(),
+            source,
+        }
     }
     let cfg = JobConfig::named(&plan.job.name)
         .out_of_orderness(plan.out_of_orderness)
@@ -26,13 +29,23 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
         .checkpoint_interval(plan.checkpoint.as_ref().map(|c| c.1))
         .channel_capacity(plan.job.channel_capacity);
     let env = StreamEnvironment::new(cfg);
-    let source = registry.build_source(&plan.source.kind, plan.source.settings.clone()).map_err(conn("source"))?;
-    let sink = registry.build_sink(&plan.sink.kind, plan.sink.settings.clone()).map_err(conn("sink"))?;
+    let source = registry
+        .build_source(&plan.source.kind, plan.source.settings.clone())
+        .map_err(conn("source"))?;
+    let sink = registry
+        .build_sink(&plan.sink.kind, plan.sink.settings.clone())
+        .map_err(conn("sink"))?;
     let build_side = |s: &ConnectorSection, name: &'static str| {
-        registry.build_sink(&s.kind, s.settings.clone()).map_err(conn(name))
+        registry
+            .build_sink(&s.kind, s.settings.clone())
+            .map_err(conn(name))
     };
     if let Some(d) = &plan.dead_letter {
-        env.dead_letter_sink("dead_letter", build_side(d, "dead_letter")?, format_for(&d.kind));
+        env.dead_letter_sink(
+            "dead_letter",
+            build_side(d, "dead_letter")?,
+            format_for(&d.kind),
+        );
     }
     if let Some(l) = &plan.late {
         env.late_sink("late", build_side(l, "late")?, format_for(&l.kind));

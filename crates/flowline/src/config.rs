@@ -46,7 +46,10 @@ pub struct JobSection {
 
 impl Default for JobSection {
     fn default() -> Self {
-        Self { name: default_name(), channel_capacity: default_capacity() }
+        Self {
+            name: default_name(),
+            channel_capacity: default_capacity(),
+        }
     }
 }
 
@@ -79,7 +82,13 @@ pub struct WindowSection {
 
 impl Default for WindowSection {
     fn default() -> Self {
-        Self { size: d10s(), slide: None, allowed_lateness: d0s(), out_of_orderness: d0s(), idle_timeout: d30s() }
+        Self {
+            size: d10s(),
+            slide: None,
+            allowed_lateness: d0s(),
+            out_of_orderness: d0s(),
+            idle_timeout: d30s(),
+        }
     }
 }
 
@@ -138,7 +147,9 @@ pub struct JobPlan {
 fn duration(field: &str, v: &str) -> Result<Duration, Error> {
     humantime::parse_duration(v).map_err(|e| Error::Config {
         field: field.into(),
-        message: format!("`{v}` is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\""),
+        message: format!(
+            "`{v}` is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\""
+        ),
     })
 }
 
@@ -159,7 +170,10 @@ fn section(name: &str, t: &toml::Table) -> Result<ConnectorSection, Error> {
             })
         }
     };
-    let settings = serde_json::to_value(&t).map_err(|e| Error::Config { field: name.into(), message: e.to_string() })?;
+    let settings = serde_json::to_value(&t).map_err(|e| Error::Config {
+        field: name.into(),
+        message: e.to_string(),
+    })?;
     Ok(ConnectorSection { kind, settings })
 }
 
@@ -170,11 +184,16 @@ impl JobPlan {
         let f: JobFile = toml::from_str(text).map_err(|e| Error::Config {
             field: "job file".into(),
             message: e.message().to_string()
-                + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
         })?;
         let size = duration("window.size", &f.window.size)?;
         if size.is_zero() {
-            return Err(Error::Config { field: "window.size".into(), message: "must be more than 0. Fix: size = \"10s\"".into() });
+            return Err(Error::Config {
+                field: "window.size".into(),
+                message: "must be more than 0. Fix: size = \"10s\"".into(),
+            });
         }
         let spec = match &f.window.slide {
             None => Tumbling::of(size),
@@ -188,16 +207,29 @@ impl JobPlan {
         };
         let checkpoint = match &f.checkpoint {
             None => None,
-            Some(c) => Some((c.dir.clone(), duration("checkpoint.interval", c.interval.as_deref().unwrap_or("10s"))?)),
+            Some(c) => Some((
+                c.dir.clone(),
+                duration(
+                    "checkpoint.interval",
+                    c.interval.as_deref().unwrap_or("10s"),
+                )?,
+            )),
         };
         Ok(JobPlan {
             source: section("source", &f.source)?,
             sink: section("sink", &f.sink)?,
-            window: WindowSettings { spec, allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)? },
+            window: WindowSettings {
+                spec,
+                allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)?,
+            },
             out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
             idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,
             checkpoint,
-            dead_letter: f.dead_letter.as_ref().map(|t| section("dead_letter", t)).transpose()?,
+            dead_letter: f
+                .dead_letter
+                .as_ref()
+                .map(|t| section("dead_letter", t))
+                .transpose()?,
             late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
             job: f.job,
         })
@@ -213,7 +245,15 @@ impl JobPlan {
     }
 }
 
-const SECRET_WORDS: &[&str] = &["password", "secret", "token", "api_key", "apikey", "credential", "private_key"];
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "private_key",
+];
 
 /// A copy of connector settings with secret values replaced by `***`.
 pub fn redact(v: &serde_json::Value) -> serde_json::Value {
@@ -258,7 +298,10 @@ out_of_orderness = "3s"
     fn the_short_job_file_parses_with_defaults() {
         let p = JobPlan::parse(SHORT).unwrap();
         assert_eq!(p.source.kind, "file");
-        assert_eq!(p.source.settings, serde_json::json!({"path": "events.ndjson"}));
+        assert_eq!(
+            p.source.settings,
+            serde_json::json!({"path": "events.ndjson"})
+        );
         assert_eq!(p.out_of_orderness, Duration::from_secs(3));
         assert_eq!(p.window.spec, Tumbling::of(Duration::from_secs(10)));
         assert!(p.checkpoint.is_none() && p.dead_letter.is_none());
@@ -267,13 +310,22 @@ out_of_orderness = "3s"
 
     #[test]
     fn bad_config_names_the_field_and_the_fix() {
-        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"10 parsecs\"")).unwrap_err().to_string();
+        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"10 parsecs\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("window.size") && e.contains("Fix"), "{e}");
-        let e = JobPlan::parse(&SHORT.replace("[window]", "[window]\nsizee = \"1s\"")).unwrap_err().to_string();
+        let e = JobPlan::parse(&SHORT.replace("[window]", "[window]\nsizee = \"1s\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `sizee`"), "{e}");
-        let e = JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events")).unwrap_err().to_string();
+        let e =
+            JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events"))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("source.type") && e.contains("is missing"), "{e}");
-        let e = JobPlan::parse("[sink]\ntype = \"file\"").unwrap_err().to_string();
+        let e = JobPlan::parse("[sink]\ntype = \"file\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing field `source`"), "{e}");
     }
 

@@ -41,7 +41,12 @@ pub struct Paced<S> {
 impl<S> Paced<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, rate: f64) -> Self {
-        Self { inner, rate, sent: 0, t0: None }
+        Self {
+            inner,
+            rate,
+            sent: 0,
+            t0: None,
+        }
     }
 }
 
@@ -81,17 +86,39 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
         ..GeneratorConfig::default()
     });
     let records = gen.map(|e| Record::new(e.to_json()));
-    let batch = if o.rate > 0.0 { ((o.rate / 20.0) as usize).clamp(1, 512) } else { 512 };
+    let batch = if o.rate > 0.0 {
+        ((o.rate / 20.0) as usize).clamp(1, 512)
+    } else {
+        512
+    };
     let source = Paced::new(IterSource::new(records).with_batch_size(batch), o.rate);
-    let env = StreamEnvironment::new(JobConfig::named("flowline-demo").out_of_orderness(Duration::from_secs(3)));
+    let env = StreamEnvironment::new(
+        JobConfig::named("flowline-demo").out_of_orderness(Duration::from_secs(3)),
+    );
     let file = |name: &str| -> Result<FileSink, Error> {
-        FileSink::new(FileSinkConfig { path: o.out_dir.join(name) })
-            .map_err(|source| Error::Connector { section: "demo".into(), source })
+        FileSink::new(FileSinkConfig {
+            path: o.out_dir.join(name),
+        })
+        .map_err(|source| Error::Connector {
+            section: "demo".into(),
+            source,
+        })
     };
     let windows = env.add_sink("windows", Box::new(file("windows.ndjson")?));
-    env.dead_letter_sink("dead_letter", Box::new(file("dead-letter.ndjson")?), DeadLetterFormat::Envelope);
-    env.late_sink("late", Box::new(file("late.ndjson")?), DeadLetterFormat::Envelope);
-    let w = WindowSettings { spec: Tumbling::of(o.window), allowed_lateness: Duration::ZERO };
+    env.dead_letter_sink(
+        "dead_letter",
+        Box::new(file("dead-letter.ndjson")?),
+        DeadLetterFormat::Envelope,
+    );
+    env.late_sink(
+        "late",
+        Box::new(file("late.ndjson")?),
+        DeadLetterFormat::Envelope,
+    );
+    let w = WindowSettings {
+        spec: Tumbling::of(o.window),
+        allowed_lateness: Duration::ZERO,
+    };
     metrics_pipeline(env.source("generator", Box::new(source)), w, windows);
     Ok(env.start()?)
 }

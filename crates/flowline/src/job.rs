@@ -42,7 +42,10 @@ pub fn decode(payload: &[u8]) -> Result<Metric, String> {
     let raw: RawMetric<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("invalid metric event: {e}"))?;
     if !raw.value.is_finite() {
-        return Err(format!("invalid metric event: value {} is not a finite number", raw.value));
+        return Err(format!(
+            "invalid metric event: value {} is not a finite number",
+            raw.value
+        ));
     }
     Ok(Metric {
         ts: parse_rfc3339_ms(&raw.timestamp)?,
@@ -189,7 +192,9 @@ pub fn metrics_pipeline(source: DataStream<Record>, w: WindowSettings, sink: Sin
         .window(w.spec)
         .allowed_lateness(w.allowed_lateness)
         .aggregate(MetricStats)
-        .sink_with(sink, |r| WindowDoc::from_result(r).to_record(r.window.start));
+        .sink_with(sink, |r| {
+            WindowDoc::from_result(r).to_record(r.window.start)
+        });
 }
 
 #[cfg(test)]
@@ -199,10 +204,28 @@ mod tests {
     #[test]
     fn decodes_generator_events_and_names_what_is_wrong() {
         let m = decode(br#"{"host":"h1","metric":"cpu_util","value":1.5,"timestamp":"2026-01-01T00:00:01.500Z","region":"x","tags":{}}"#).unwrap();
-        assert_eq!(m, Metric { host: "h1".into(), metric: "cpu_util".into(), value: 1.5, ts: 1_767_225_601_500 });
-        assert!(decode(br#"{"host":"h1","metric":"m","value":"high","timestamp":"2026-01-01T00:00:00Z"}"#).unwrap_err().contains("invalid type"));
-        assert!(decode(br#"{"host":"h1","value":1}"#).unwrap_err().contains("missing field `metric`"));
-        assert!(decode(br#"{"host":"h1","metric":"m","value":1,"timestamp":"soon"}"#).unwrap_err().contains("soon"));
+        assert_eq!(
+            m,
+            Metric {
+                host: "h1".into(),
+                metric: "cpu_util".into(),
+                value: 1.5,
+                ts: 1_767_225_601_500
+            }
+        );
+        assert!(decode(
+            br#"{"host":"h1","metric":"m","value":"high","timestamp":"2026-01-01T00:00:00Z"}"#
+        )
+        .unwrap_err()
+        .contains("invalid type"));
+        assert!(decode(br#"{"host":"h1","value":1}"#)
+            .unwrap_err()
+            .contains("missing field `metric`"));
+        assert!(
+            decode(br#"{"host":"h1","metric":"m","value":1,"timestamp":"soon"}"#)
+                .unwrap_err()
+                .contains("soon")
+        );
         assert!(decode(b"{").unwrap_err().contains("EOF"));
     }
 
@@ -212,9 +235,20 @@ mod tests {
         for v in 1..=100 {
             s.add(v as f64);
         }
-        let r = WindowResult { key: ("h".to_string(), "m".to_string()), window: flowline_runtime::TimeWindow { start: 0, end: 10_000 }, value: s, update: false };
+        let r = WindowResult {
+            key: ("h".to_string(), "m".to_string()),
+            window: flowline_runtime::TimeWindow {
+                start: 0,
+                end: 10_000,
+            },
+            value: s,
+            update: false,
+        };
         let d = WindowDoc::from_result(&r);
-        assert_eq!((d.count, d.min, d.max, d.sum, d.avg), (100, 1.0, 100.0, 5050.0, 50.5));
+        assert_eq!(
+            (d.count, d.min, d.max, d.sum, d.avg),
+            (100, 1.0, 100.0, 5050.0, 50.5)
+        );
         assert!((d.p50 - 50.0).abs() <= 1.0, "{}", d.p50);
         assert!((d.p99 - 99.0).abs() <= 2.0, "{}", d.p99);
         assert_eq!(d.id(), "h|m|1970-01-01T00:00:00.000Z");

@@ -65,13 +65,19 @@ enum Cmd {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -91,9 +97,15 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Connectors => {
             let r = flowline::registry();
-            println!("{:<16} {:<7} {:<10} {:<5} DESCRIPTION", "NAME", "KIND", "VERSION", "API");
+            println!(
+                "{:<16} {:<7} {:<10} {:<5} DESCRIPTION",
+                "NAME", "KIND", "VERSION", "API"
+            );
             for d in r.descriptors() {
-                println!("{:<16} {:<7} {:<10} {:<5} {}", d.name, d.kind, d.version, d.api_version, d.description);
+                println!(
+                    "{:<16} {:<7} {:<10} {:<5} {}",
+                    d.name, d.kind, d.version, d.api_version, d.description
+                );
             }
             println!("\nThis runtime implements connector API {API_VERSION}; it runs connectors built for {}.0 up to {API_VERSION}.", API_VERSION.major);
             Ok(())
@@ -103,15 +115,26 @@ async fn run(cli: Cli) -> Result<()> {
             flowline::build::build_job(&plan, &flowline::registry())?;
             println!("{} is valid.", config.display());
             println!("job        {}", plan.job.name);
-            println!("source     {} {}", plan.source.kind, redact(&plan.source.settings));
-            println!("sink       {} {}", plan.sink.kind, redact(&plan.sink.settings));
+            println!(
+                "source     {} {}",
+                plan.source.kind,
+                redact(&plan.source.settings)
+            );
+            println!(
+                "sink       {} {}",
+                plan.sink.kind,
+                redact(&plan.sink.settings)
+            );
             if let Some(d) = &plan.dead_letter {
                 println!("dead_letter {} {}", d.kind, redact(&d.settings));
             }
             if let Some(l) = &plan.late {
                 println!("late       {} {}", l.kind, redact(&l.settings));
             }
-            println!("window     {:?}, allowed lateness {:?}, out-of-orderness {:?}", plan.window.spec, plan.window.allowed_lateness, plan.out_of_orderness);
+            println!(
+                "window     {:?}, allowed lateness {:?}, out-of-orderness {:?}",
+                plan.window.spec, plan.window.allowed_lateness, plan.out_of_orderness
+            );
             match &plan.checkpoint {
                 Some((dir, iv)) => println!("checkpoint {} every {iv:?}", dir.display()),
                 None => println!("checkpoint off"),
@@ -127,9 +150,23 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
             Ok(())
         }
-        Cmd::Demo { events, hosts, seed, rate, out, window } => {
+        Cmd::Demo {
+            events,
+            hosts,
+            seed,
+            rate,
+            out,
+            window,
+        } => {
             let rate = rate.unwrap_or(if events.is_some() { 0.0 } else { 2000.0 });
-            let opts = DemoOptions { events, hosts, seed, rate, out_dir: out.clone(), window };
+            let opts = DemoOptions {
+                events,
+                hosts,
+                seed,
+                rate,
+                out_dir: out.clone(),
+                window,
+            };
             println!("flowline demo: {hosts} hosts × 5 metrics, seed {seed}, {} events, {} → {}-windows → {}",
                 events.map(|e| e.to_string()).unwrap_or_else(|| "unbounded".into()),
                 if rate > 0.0 { format!("{rate:.0} events/s") } else { "as fast as possible".into() },
@@ -140,11 +177,16 @@ async fn run(cli: Cli) -> Result<()> {
             let handle = flowline::demo::start(&opts)?;
             let summary = run_until_signal(handle, Some(Duration::from_secs(1))).await?;
             let out_file = out.join("windows.ndjson");
-            let text = std::fs::read_to_string(&out_file).with_context(|| format!("reading {}", out_file.display()))?;
+            let text = std::fs::read_to_string(&out_file)
+                .with_context(|| format!("reading {}", out_file.display()))?;
             let lines: Vec<&str> = text.lines().collect();
             println!(
                 "\ndone: {} events in, {} window documents, {} bad, {} late → {}",
-                summary.records_in, lines.len(), summary.bad_records, summary.late_records, out_file.display()
+                summary.records_in,
+                lines.len(),
+                summary.bad_records,
+                summary.late_records,
+                out_file.display()
             );
             for l in lines.iter().take(3) {
                 println!("  {l}");
@@ -158,7 +200,11 @@ fn summary_line(m: &Metrics, t0: Instant) -> String {
     let n = m.records_in.load(Relaxed);
     let out: u64 = m.records_out().iter().map(|(_, v)| v).sum();
     let wm = m.watermark.load(Relaxed);
-    let wm = if wm == i64::MIN { "-".to_string() } else { format_rfc3339_ms(wm + 1) };
+    let wm = if wm == i64::MIN {
+        "-".to_string()
+    } else {
+        format_rfc3339_ms(wm + 1)
+    };
     format!(
         "events {n:>10} ({:>8.0}/s)  windows {out:>8}  bad {:>5}  late {:>5}  watermark {wm}",
         n as f64 / t0.elapsed().as_secs_f64().max(1e-3),
@@ -176,7 +222,8 @@ async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Resu
     let signal = async {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r,
                 _ = term.recv() => Ok(()),

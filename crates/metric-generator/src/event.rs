@@ -49,7 +49,9 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z').trim_end_matches('z'))
         .map_err(|e| format!("timestamp `{s}` is not RFC 3339 UTC: {e}"))?;
-    let d = t.duration_since(UNIX_EPOCH).map_err(|_| format!("timestamp `{s}` is before 1970"))?;
+    let d = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("timestamp `{s}` is before 1970"))?;
     Ok(d.as_millis() as i64)
 }
 
@@ -64,6 +66,8 @@ mod tests {
         assert_eq!(s, "2025-11-25T10:00:01.123Z");
         assert_eq!(parse_rfc3339_ms(&s).unwrap(), ms);
         assert_eq!(parse_rfc3339_ms("2025-11-25T10:00:01Z").unwrap(), ms - 123);
-        assert!(parse_rfc3339_ms("yesterday").unwrap_err().contains("yesterday"));
+        assert!(parse_rfc3339_ms("yesterday")
+            .unwrap_err()
+            .contains("yesterday"));
     }
 }

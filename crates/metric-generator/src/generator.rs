@@ -110,7 +110,11 @@ impl Generator {
         let hosts: Vec<_> = (0..cfg.hosts.max(1))
             .map(|h| {
                 let region = REGIONS[rng.below(REGIONS.len() as u64) as usize];
-                (format!("host-{h:04}"), region, format!("r{:02}", rng.below(16)))
+                (
+                    format!("host-{h:04}"),
+                    region,
+                    format!("r{:02}", rng.below(16)),
+                )
             })
             .collect();
         let mut series = Vec::new();
@@ -127,7 +131,16 @@ impl Generator {
                 });
             }
         }
-        Self { cfg, rng, hosts, series, tick: 0, slot: 0, emitted: 0, anomalies: Vec::new() }
+        Self {
+            cfg,
+            rng,
+            hosts,
+            series,
+            tick: 0,
+            slot: 0,
+            emitted: 0,
+            anomalies: Vec::new(),
+        }
     }
 
     /// The configuration.
@@ -163,7 +176,10 @@ impl Generator {
         if self.cfg.poison_fraction > 0.0 && self.rng.f64() < self.cfg.poison_fraction {
             let bad = match self.rng.below(3) {
                 0 => format!("{{\"host\":\"{}\",\"metric\":", ev.host),
-                1 => format!("{{\"host\":\"{}\",\"metric\":\"{}\",\"value\":\"high\",\"timestamp\":\"{}\"}}", ev.host, ev.metric, ev.timestamp),
+                1 => format!(
+                    "{{\"host\":\"{}\",\"metric\":\"{}\",\"value\":\"high\",\"timestamp\":\"{}\"}}",
+                    ev.host, ev.metric, ev.timestamp
+                ),
                 _ => format!("{{\"host\":\"{}\",\"value\":{}}}", ev.host, ev.value),
             };
             return Some((bad, true));
@@ -176,11 +192,22 @@ impl Generator {
         let day = (tick_ms as f64 / DAY_MS) * TAU + s.phase;
         let normal = s.base + s.amp * day.sin() + s.sd * self.rng.normal();
         let (base, sd, min) = (s.base, s.sd, s.min);
-        if s.anomaly.is_none() && self.cfg.anomaly_rate > 0.0 && self.rng.f64() < self.cfg.anomaly_rate {
+        if s.anomaly.is_none()
+            && self.cfg.anomaly_rate > 0.0
+            && self.rng.f64() < self.cfg.anomaly_rate
+        {
             let (kind, lift, ticks) = if self.rng.below(2) == 0 {
-                (AnomalyKind::Spike, base * (2.0 + 2.0 * self.rng.f64()), 15 + self.rng.below(30) as i64)
+                (
+                    AnomalyKind::Spike,
+                    base * (2.0 + 2.0 * self.rng.f64()),
+                    15 + self.rng.below(30) as i64,
+                )
             } else {
-                (AnomalyKind::LevelShift, sd * (6.0 + 4.0 * self.rng.f64()), 60 + self.rng.below(120) as i64)
+                (
+                    AnomalyKind::LevelShift,
+                    sd * (6.0 + 4.0 * self.rng.f64()),
+                    60 + self.rng.below(120) as i64,
+                )
             };
             let end = tick_ms + ticks * self.cfg.interval_ms;
             let (h, m) = (idx / METRICS.len(), idx % METRICS.len());
@@ -252,7 +279,14 @@ mod tests {
     use crate::parse_rfc3339_ms;
 
     fn cfg() -> GeneratorConfig {
-        GeneratorConfig { hosts: 3, count: Some(3000), max_out_of_order_ms: 2000, late_fraction: 0.01, anomaly_rate: 0.01, ..Default::default() }
+        GeneratorConfig {
+            hosts: 3,
+            count: Some(3000),
+            max_out_of_order_ms: 2000,
+            late_fraction: 0.01,
+            anomaly_rate: 0.01,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -261,7 +295,9 @@ mod tests {
         let b: Vec<String> = Generator::new(cfg()).map(|e| e.to_json()).collect();
         assert_eq!(a.len(), 3000);
         assert_eq!(a, b);
-        let c: Vec<String> = Generator::new(GeneratorConfig { seed: 43, ..cfg() }).map(|e| e.to_json()).collect();
+        let c: Vec<String> = Generator::new(GeneratorConfig { seed: 43, ..cfg() })
+            .map(|e| e.to_json())
+            .collect();
         assert_ne!(a, c);
     }
 
@@ -287,16 +323,30 @@ mod tests {
 
     #[test]
     fn injects_anomalies_that_stand_out() {
-        let mut g = Generator::new(GeneratorConfig { hosts: 2, count: Some(20_000), anomaly_rate: 0.002, ..Default::default() });
+        let mut g = Generator::new(GeneratorConfig {
+            hosts: 2,
+            count: Some(20_000),
+            anomaly_rate: 0.002,
+            ..Default::default()
+        });
         let evs: Vec<MetricEvent> = g.by_ref().collect();
         assert!(!g.anomalies().is_empty());
         let a = &g.anomalies()[0];
-        let inside: Vec<f64> = evs.iter().filter(|e| e.host == a.host && e.metric == a.metric)
-            .filter(|e| { let t = parse_rfc3339_ms(&e.timestamp).unwrap(); t >= a.start_ms && t < a.end_ms })
-            .map(|e| e.value).collect();
-        let before: Vec<f64> = evs.iter().filter(|e| e.host == a.host && e.metric == a.metric)
+        let inside: Vec<f64> = evs
+            .iter()
+            .filter(|e| e.host == a.host && e.metric == a.metric)
+            .filter(|e| {
+                let t = parse_rfc3339_ms(&e.timestamp).unwrap();
+                t >= a.start_ms && t < a.end_ms
+            })
+            .map(|e| e.value)
+            .collect();
+        let before: Vec<f64> = evs
+            .iter()
+            .filter(|e| e.host == a.host && e.metric == a.metric)
             .filter(|e| parse_rfc3339_ms(&e.timestamp).unwrap() < a.start_ms - 60_000)
-            .map(|e| e.value).collect();
+            .map(|e| e.value)
+            .collect();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         assert!(!inside.is_empty());
         if !before.is_empty() {
@@ -306,7 +356,11 @@ mod tests {
 
     #[test]
     fn poison_lines_are_not_valid_events() {
-        let mut g = Generator::new(GeneratorConfig { poison_fraction: 0.2, count: Some(500), ..cfg() });
+        let mut g = Generator::new(GeneratorConfig {
+            poison_fraction: 0.2,
+            count: Some(500),
+            ..cfg()
+        });
         let mut poisoned = 0;
         while let Some((line, bad)) = g.next_line() {
             let ok = serde_json::from_str::<MetricEvent>(&line).is_ok();

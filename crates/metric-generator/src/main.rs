@@ -61,9 +61,13 @@ fn main() -> Result<()> {
     }
     let simulated = args.start.is_some() || args.rate == 0.0;
     let start_ms = match &args.start {
-        Some(s) => parse_rfc3339_ms(s).map_err(anyhow::Error::msg).context("--start")?,
+        Some(s) => parse_rfc3339_ms(s)
+            .map_err(anyhow::Error::msg)
+            .context("--start")?,
         None => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64;
             let iv = args.interval.as_millis().max(1) as i64;
             now - now % iv
         }
@@ -109,14 +113,23 @@ fn main() -> Result<()> {
                 std::thread::sleep(due - el);
             }
         }
-        if args.progress_secs > 0 && n % 1024 == 0 && last_progress.elapsed().as_secs() >= args.progress_secs {
+        if args.progress_secs > 0
+            && n % 1024 == 0
+            && last_progress.elapsed().as_secs() >= args.progress_secs
+        {
             last_progress = Instant::now();
             let secs = t0.elapsed().as_secs_f64();
-            eprintln!("metric-generator: {n} events, {:.0} events/s", n as f64 / secs);
+            eprintln!(
+                "metric-generator: {n} events, {:.0} events/s",
+                n as f64 / secs
+            );
         }
     }
     out.flush()?;
     let secs = t0.elapsed().as_secs_f64().max(1e-9);
-    eprintln!("metric-generator: done, {n} events in {secs:.2}s ({:.0} events/s)", n as f64 / secs);
+    eprintln!(
+        "metric-generator: done, {n} events in {secs:.2}s ({:.0} events/s)",
+        n as f64 / secs
+    );
     Ok(())
 }

@@ -46,8 +46,18 @@ impl Rng {
 mod tests {
     #[test]
     fn same_seed_same_numbers() {
-        let a: Vec<u64> = (0..4).map({ let mut r = super::Rng::new(7); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut r = super::Rng::new(7); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = super::Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = super::Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a[0], super::Rng::new(8).next_u64());
     }

@@ -118,7 +118,9 @@ fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> RuntimeErr
 
 impl CheckpointStore for LocalDirStore {
     fn save(&mut self, cp: &Checkpoint) -> Result<u64, RuntimeError> {
-        let bytes = cp.encode().map_err(|e| RuntimeError::state_codec("<new checkpoint>", e))?;
+        let bytes = cp
+            .encode()
+            .map_err(|e| RuntimeError::state_codec("<new checkpoint>", e))?;
         let path = self.dir.join(format!("chk-{:020}.bin", cp.id));
         let tmp = self.dir.join(format!(".chk-{:020}.tmp", cp.id));
         let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
@@ -160,7 +162,11 @@ mod tests {
             created_ms: 1,
             partitions: [(
                 PartitionId::new("p0"),
-                PartitionSnapshot { next_offset: id * 10, max_ts: 5, operators: vec![vec![1, 2]] },
+                PartitionSnapshot {
+                    next_offset: id * 10,
+                    max_ts: 5,
+                    operators: vec![vec![1, 2]],
+                },
             )]
             .into(),
             sinks: [("out".to_string(), Some(vec![9]))].into(),
@@ -186,7 +192,13 @@ mod tests {
     fn refuses_garbage_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("chk-00000000000000000001.bin"), b"nope").unwrap();
-        let err = LocalDirStore::new(dir.path()).unwrap().latest().unwrap_err();
-        assert!(err.to_string().contains("not a Flowline checkpoint"), "{err}");
+        let err = LocalDirStore::new(dir.path())
+            .unwrap()
+            .latest()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not a Flowline checkpoint"),
+            "{err}"
+        );
     }
 }

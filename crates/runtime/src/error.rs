@@ -15,7 +15,7 @@ pub enum RuntimeError {
         name: String,
         /// The connector's error.
         #[source]
-        source: ConnectorError,
+        source: Box<ConnectorError>,
     },
     /// One key arrived on two source partitions, so its state would be split.
     #[error(

@@ -107,10 +107,11 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle, RuntimeError> {
         .source
         .take()
         .ok_or_else(|| RuntimeError::InvalidJob("the job has no source".into()))?;
-    let (factory, graph) = g
-        .pipeline
-        .take()
-        .ok_or_else(|| RuntimeError::InvalidJob("the job's stream never reaches a sink: end it with .sink(..)".into()))?;
+    let (factory, graph) = g.pipeline.take().ok_or_else(|| {
+        RuntimeError::InvalidJob(
+            "the job's stream never reaches a sink: end it with .sink(..)".into(),
+        )
+    })?;
     let sink_names: Vec<String> = g.sinks.iter().map(|(n, _)| n.clone()).collect();
     let metrics = Arc::new(Metrics::new(&source_name, &sink_names));
     let (stop, stop_rx) = watch::channel(false);
@@ -119,7 +120,11 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle, RuntimeError> {
         let driver = Driver::new(g, source_name, factory, graph, m).await?;
         driver.run(source, stop_rx).await
     });
-    Ok(JobHandle { metrics, stop: Stopper(Arc::new(stop)), join })
+    Ok(JobHandle {
+        metrics,
+        stop: Stopper(Arc::new(stop)),
+        join,
+    })
 }
 
 struct Part {
@@ -172,12 +177,19 @@ impl Driver {
             if cp.graph != graph {
                 return Err(RuntimeError::CheckpointIncompatible {
                     path: format!("checkpoint {}", cp.id),
-                    reason: format!("it was taken from job graph `{}`, this job is `{graph}`", cp.graph),
+                    reason: format!(
+                        "it was taken from job graph `{}`, this job is `{graph}`",
+                        cp.graph
+                    ),
                 });
             }
             tracing::info!(job = %cfg.name, checkpoint = cp.id, partitions = cp.partitions.len(), "restoring from checkpoint");
         }
-        let state_of = |name: &str| restored.as_ref().and_then(|cp| cp.sinks.get(name).cloned().flatten());
+        let state_of = |name: &str| {
+            restored
+                .as_ref()
+                .and_then(|cp| cp.sinks.get(name).cloned().flatten())
+        };
         let spec = |name: &str, stage, idx| SinkSpec {
             name: name.to_string(),
             stage,
@@ -185,31 +197,66 @@ impl Driver {
             capacity: cfg.channel_capacity,
             retry: cfg.retry,
         };
-        let restore = |stage: &'static str, name: String, e: ConnectorError| RuntimeError::Connector { stage, name, source: e };
+        let restore =
+            |stage: &'static str, name: String, e: ConnectorError| RuntimeError::Connector {
+                stage,
+                name,
+                source: Box::new(e),
+            };
 
-        let no_rejects = Rejects { tx: None, format: crate::DeadLetterFormat::Envelope };
+        let no_rejects = Rejects {
+            tx: None,
+            format: crate::DeadLetterFormat::Envelope,
+        };
         let (dlq, rejects) = match g.dead_letter.take() {
             Some((name, mut sink, format)) => {
-                sink.restore_dyn(state_of(&name)).await.map_err(|e| restore("dead-letter sink", name.clone(), e))?;
-                let t = SinkTask::spawn(spec(&name, "dead-letter sink", None), sink, no_rejects.clone(), metrics.clone());
-                let r = Rejects { tx: Some(t.tx.clone()), format };
+                sink.restore_dyn(state_of(&name))
+                    .await
+                    .map_err(|e| restore("dead-letter sink", name.clone(), e))?;
+                let t = SinkTask::spawn(
+                    spec(&name, "dead-letter sink", None),
+                    sink,
+                    no_rejects.clone(),
+                    metrics.clone(),
+                );
+                let r = Rejects {
+                    tx: Some(t.tx.clone()),
+                    format,
+                };
                 (Some(t), r)
             }
             None => (None, no_rejects.clone()),
         };
         let (late, late_to) = match g.late.take() {
             Some((name, mut sink, format)) => {
-                sink.restore_dyn(state_of(&name)).await.map_err(|e| restore("late sink", name.clone(), e))?;
-                let t = SinkTask::spawn(spec(&name, "late sink", None), sink, rejects.clone(), metrics.clone());
-                let r = Rejects { tx: Some(t.tx.clone()), format };
+                sink.restore_dyn(state_of(&name))
+                    .await
+                    .map_err(|e| restore("late sink", name.clone(), e))?;
+                let t = SinkTask::spawn(
+                    spec(&name, "late sink", None),
+                    sink,
+                    rejects.clone(),
+                    metrics.clone(),
+                );
+                let r = Rejects {
+                    tx: Some(t.tx.clone()),
+                    format,
+                };
                 (Some(t), r)
             }
             None => (None, no_rejects),
         };
         let mut sinks = Vec::new();
         for (i, (name, mut sink)) in std::mem::take(&mut g.sinks).into_iter().enumerate() {
-            sink.restore_dyn(state_of(&name)).await.map_err(|e| restore("sink", name.clone(), e))?;
-            sinks.push(SinkTask::spawn(spec(&name, "sink", Some(i)), sink, rejects.clone(), metrics.clone()));
+            sink.restore_dyn(state_of(&name))
+                .await
+                .map_err(|e| restore("sink", name.clone(), e))?;
+            sinks.push(SinkTask::spawn(
+                spec(&name, "sink", Some(i)),
+                sink,
+                rejects.clone(),
+                metrics.clone(),
+            ));
         }
         let mut d = Driver {
             next_checkpoint_id: restored.as_ref().map(|c| c.id + 1).unwrap_or(1),
@@ -218,7 +265,10 @@ impl Driver {
             factory,
             graph,
             store: g.store.take(),
-            outbox: Outbox { sinks: vec![Vec::new(); sinks.len()], ..Outbox::default() },
+            outbox: Outbox {
+                sinks: vec![Vec::new(); sinks.len()],
+                ..Outbox::default()
+            },
             sinks,
             dlq,
             late,
@@ -251,11 +301,15 @@ impl Driver {
 
     /// Builds the chains of these partitions from the restored checkpoint.
     fn restore_partitions(&mut self, ids: &[PartitionId]) -> Result<(), RuntimeError> {
-        let Some(cp) = self.restored.take() else { return Ok(()) };
+        let Some(cp) = self.restored.take() else {
+            return Ok(());
+        };
         let ooo = ooo_ms(&self.cfg);
         let mut result = Ok(());
         for id in ids {
-            let Some(snap) = cp.partitions.get(id) else { continue };
+            let Some(snap) = cp.partitions.get(id) else {
+                continue;
+            };
             let mut part = self.new_part();
             let mut cx = Cx {
                 partition: id,
@@ -270,8 +324,14 @@ impl Driver {
             if snap.max_ts != NO_TIME {
                 cx.observe(snap.max_ts);
             }
-            if let Err(e) = part.chain.restore(&mut snap.operators.clone().into_iter(), &mut cx) {
-                result = Err(RuntimeError::state_codec(&format!("checkpoint {} partition {id}", cp.id), e));
+            if let Err(e) = part
+                .chain
+                .restore(&mut snap.operators.clone().into_iter(), &mut cx)
+            {
+                result = Err(RuntimeError::state_codec(
+                    &format!("checkpoint {} partition {id}", cp.id),
+                    e,
+                ));
                 break;
             }
             part.watermark = cx.watermark;
@@ -285,7 +345,9 @@ impl Driver {
         if let Some(e) = self.outbox.error.take() {
             return Err(e);
         }
-        self.metrics.partitions.store(self.parts.len() as u64, Relaxed);
+        self.metrics
+            .partitions
+            .store(self.parts.len() as u64, Relaxed);
         Ok(())
     }
 
@@ -297,17 +359,25 @@ impl Driver {
         p
     }
 
-    async fn run(mut self, mut source: BoxSource, mut stop: watch::Receiver<bool>) -> Result<JobSummary, RuntimeError> {
+    async fn run(
+        mut self,
+        mut source: BoxSource,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<JobSummary, RuntimeError> {
         let restored_from = self.restored.as_ref().map(|c| c.id);
         if self.restored.is_some() {
             let pos = self.position();
-            source.seek_dyn(&pos).await.map_err(|e| self.source_err(e))?;
+            source
+                .seek_dyn(&pos)
+                .await
+                .map_err(|e| self.source_err(e))?;
         }
         let (ev_tx, mut ev_rx) = mpsc::channel(self.cfg.channel_capacity);
         let (seek_tx, seek_rx) = mpsc::channel(self.cfg.channel_capacity);
         let pos_rx = self.position_tx.subscribe();
         let src_task = tokio::spawn(source_task(source, ev_tx, pos_rx, seek_rx, self.cfg.retry));
-        let tick_every = (self.cfg.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick_every =
+            (self.cfg.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
@@ -367,10 +437,21 @@ impl Driver {
                 }
             }
         };
-        self.checkpoint(if reason == EndReason::Stopped { "shutdown" } else { "end of input" }).await?;
+        self.checkpoint(if reason == EndReason::Stopped {
+            "shutdown"
+        } else {
+            "end of input"
+        })
+        .await?;
         drop(ev_rx);
         let _ = src_task.await;
-        let Driver { sinks, dlq, late, metrics, .. } = self;
+        let Driver {
+            sinks,
+            dlq,
+            late,
+            metrics,
+            ..
+        } = self;
         for s in sinks {
             s.close().await?;
         }
@@ -389,11 +470,17 @@ impl Driver {
     }
 
     fn source_err(&self, e: ConnectorError) -> RuntimeError {
-        RuntimeError::Connector { stage: "source", name: self.source_name.clone(), source: e }
+        RuntimeError::Connector {
+            stage: "source",
+            name: self.source_name.clone(),
+            source: Box::new(e),
+        }
     }
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
-        self.metrics.records_in.fetch_add(batch.len() as u64, Relaxed);
+        self.metrics
+            .records_in
+            .fetch_add(batch.len() as u64, Relaxed);
         let ooo = ooo_ms(&self.cfg);
         let default_pid = PartitionId::new("0");
         let mut current: Option<PartitionId> = None;
@@ -408,7 +495,9 @@ impl Driver {
                 if !self.parts.contains_key(pid) {
                     let p = self.new_part();
                     self.parts.insert(pid.clone(), p);
-                    self.metrics.partitions.store(self.parts.len() as u64, Relaxed);
+                    self.metrics
+                        .partitions
+                        .store(self.parts.len() as u64, Relaxed);
                 }
             }
             let pid = current.as_ref().expect("set above");
@@ -461,7 +550,10 @@ impl Driver {
             let n = late.len() as u64;
             self.metrics.late_records.fetch_add(n, Relaxed);
             if let Some(tx) = &self.late_to.tx {
-                let batch = late.iter().map(|l| crate::sinks::encode(l, self.late_to.format)).collect();
+                let batch = late
+                    .iter()
+                    .map(|l| crate::sinks::encode(l, self.late_to.format))
+                    .collect();
                 let _ = tx.send(SinkMsg::Write(batch)).await;
             }
         }
@@ -512,7 +604,12 @@ impl Driver {
         }
         let t0 = Instant::now();
         let mut sinks = BTreeMap::new();
-        for task in self.sinks.iter_mut().chain(self.late.iter_mut()).chain(self.dlq.iter_mut()) {
+        for task in self
+            .sinks
+            .iter_mut()
+            .chain(self.late.iter_mut())
+            .chain(self.dlq.iter_mut())
+        {
             let state = task.checkpoint().await?;
             sinks.insert(task.name.clone(), state);
         }
@@ -522,7 +619,14 @@ impl Driver {
             part.chain
                 .snapshot(&mut operators)
                 .map_err(|e| RuntimeError::state_codec(&format!("partition {id}"), e))?;
-            partitions.insert(id.clone(), PartitionSnapshot { next_offset: part.next_offset, max_ts: part.max_ts, operators });
+            partitions.insert(
+                id.clone(),
+                PartitionSnapshot {
+                    next_offset: part.next_offset,
+                    max_ts: part.max_ts,
+                    operators,
+                },
+            );
         }
         let cp = Checkpoint {
             id: self.next_checkpoint_id,

@@ -16,7 +16,10 @@ use crate::window::{TimeWindow, WindowSpec};
 
 /// What a key must be: hashable, ordered (fired windows emit in key order, so
 /// output is the same on every run), printable, and storable in checkpoints.
-pub trait Key: Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static {}
+pub trait Key:
+    Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static
+{
+}
 impl<T: Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static> Key for T {}
 
 /// An incremental aggregation, as Flink's `AggregateFunction`: one
@@ -49,6 +52,9 @@ pub struct WindowResult<K, O> {
     /// already fired window and this result replaces the earlier one.
     pub update: bool,
 }
+
+/// Window slots as stored in a checkpoint: start, fired, per-key accumulators.
+type SlotsState<K, A> = Vec<(i64, bool, Vec<(K, A)>)>;
 
 struct Slot<K, A> {
     fired: bool,
@@ -95,7 +101,11 @@ impl<K: Key, A: AggregateFunction, KF> WindowOp<K, A, KF> {
             let _ = slot;
         }
         if let Some((&start, _)) = self.slots.iter().next() {
-            cx.want_fire_at(self.window(start).max_timestamp().saturating_add(self.lateness));
+            cx.want_fire_at(
+                self.window(start)
+                    .max_timestamp()
+                    .saturating_add(self.lateness),
+            );
         }
     }
 }
@@ -110,7 +120,11 @@ where
 {
     fn element(&mut self, el: A::In, ts: i64, cx: &mut Cx<'_>) {
         if ts == NO_TIME {
-            cx.bad_element("window", "the record has no event time; set one in the source or with with_timestamps".into());
+            cx.bad_element(
+                "window",
+                "the record has no event time; set one in the source or with with_timestamps"
+                    .into(),
+            );
             return;
         }
         let key = (self.key_fn)(&el);
@@ -133,13 +147,23 @@ where
                 Some(a) => a,
                 None => {
                     cx.claim_key(&key);
-                    slot.keys.entry(key.clone()).or_insert_with(|| self.agg.create_accumulator())
+                    slot.keys
+                        .entry(key.clone())
+                        .or_insert_with(|| self.agg.create_accumulator())
                 }
             };
             self.agg.add(acc, &el);
             if slot.fired {
                 let value = self.agg.get_result(acc);
-                let r = WindowResult { key: key.clone(), window: TimeWindow { start: w.start, end: w.start + size }, value, update: true };
+                let r = WindowResult {
+                    key: key.clone(),
+                    window: TimeWindow {
+                        start: w.start,
+                        end: w.start + size,
+                    },
+                    value,
+                    update: true,
+                };
                 self.down.element(r, w.max_timestamp(), cx);
             }
         });
@@ -154,7 +178,10 @@ where
     fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
         let size = self.spec.size();
         for (&start, slot) in self.slots.iter_mut() {
-            let w = TimeWindow { start, end: start + size };
+            let w = TimeWindow {
+                start,
+                end: start + size,
+            };
             if w.max_timestamp() > wm {
                 break;
             }
@@ -165,18 +192,24 @@ where
             let mut keys: Vec<(&K, &A::Acc)> = slot.keys.iter().collect();
             keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (k, acc) in keys {
-                let r = WindowResult { key: k.clone(), window: w, value: self.agg.get_result(acc), update: false };
+                let r = WindowResult {
+                    key: k.clone(),
+                    window: w,
+                    value: self.agg.get_result(acc),
+                    update: false,
+                };
                 self.down.element(r, w.max_timestamp(), cx);
             }
         }
         let lateness = self.lateness;
-        self.slots.retain(|&start, _| (start + size - 1).saturating_add(lateness) > wm);
+        self.slots
+            .retain(|&start, _| (start + size - 1).saturating_add(lateness) > wm);
         self.down.watermark(wm, cx);
         self.declare_next_fire(cx);
     }
 
     fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
-        let state: Vec<(i64, bool, Vec<(&K, &A::Acc)>)> = self
+        let state: SlotsState<&K, &A::Acc> = self
             .slots
             .iter()
             .map(|(s, slot)| (*s, slot.fired, slot.keys.iter().collect()))
@@ -185,16 +218,26 @@ where
         self.down.snapshot(out)
     }
 
-    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+    fn restore(
+        &mut self,
+        states: &mut std::vec::IntoIter<Vec<u8>>,
+        cx: &mut Cx<'_>,
+    ) -> Result<(), String> {
         let bytes = states.next().ok_or("missing window state")?;
-        let state: Vec<(i64, bool, Vec<(K, A::Acc)>)> =
+        let state: SlotsState<K, A::Acc> =
             postcard::from_bytes(&bytes).map_err(|e| format!("window state: {e}"))?;
         self.slots.clear();
         for (start, fired, keys) in state {
             for (k, _) in &keys {
                 cx.claim_key(k);
             }
-            self.slots.insert(start, Slot { fired, keys: keys.into_iter().collect() });
+            self.slots.insert(
+                start,
+                Slot {
+                    fired,
+                    keys: keys.into_iter().collect(),
+                },
+            );
         }
         self.declare_next_fire(cx);
         self.down.restore(states, cx)
@@ -310,7 +353,11 @@ where
         self.down.snapshot(out)
     }
 
-    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+    fn restore(
+        &mut self,
+        states: &mut std::vec::IntoIter<Vec<u8>>,
+        cx: &mut Cx<'_>,
+    ) -> Result<(), String> {
         let bytes = states.next().ok_or("missing keyed process state")?;
         let s: ProcessState<P::Key, P::State> =
             postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;

@@ -35,7 +35,10 @@ impl Metrics {
         Self {
             source: source.to_string(),
             records_in: AtomicU64::new(0),
-            sinks: sinks.iter().map(|s| (s.clone(), AtomicU64::new(0))).collect(),
+            sinks: sinks
+                .iter()
+                .map(|s| (s.clone(), AtomicU64::new(0)))
+                .collect(),
             bad_records: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -56,7 +59,10 @@ impl Metrics {
 
     /// Records written per sink name.
     pub fn records_out(&self) -> Vec<(String, u64)> {
-        self.sinks.iter().map(|(n, c)| (n.clone(), c.load(Relaxed))).collect()
+        self.sinks
+            .iter()
+            .map(|(n, c)| (n.clone(), c.load(Relaxed)))
+            .collect()
     }
 
     /// Prometheus text exposition.
@@ -65,27 +71,85 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        c(&mut s, "flowline_records_in_total", "Records read, per component.", "counter");
-        let _ = writeln!(s, "flowline_records_in_total{{component=\"{}\"}} {}", self.source, self.records_in.load(Relaxed));
-        c(&mut s, "flowline_records_out_total", "Records written, per component.", "counter");
+        c(
+            &mut s,
+            "flowline_records_in_total",
+            "Records read, per component.",
+            "counter",
+        );
+        let _ = writeln!(
+            s,
+            "flowline_records_in_total{{component=\"{}\"}} {}",
+            self.source,
+            self.records_in.load(Relaxed)
+        );
+        c(
+            &mut s,
+            "flowline_records_out_total",
+            "Records written, per component.",
+            "counter",
+        );
         for (n, v) in self.records_out() {
             let _ = writeln!(s, "flowline_records_out_total{{component=\"{n}\"}} {v}");
         }
         for (name, help, v) in [
-            ("flowline_bad_records_total", "Records sent down the bad-record path.", &self.bad_records),
-            ("flowline_late_records_total", "Events beyond the allowed lateness.", &self.late_records),
-            ("flowline_dead_lettered_total", "Records written to the dead-letter sink.", &self.dead_lettered),
-            ("flowline_sink_retries_total", "Retries of retryable sink errors.", &self.sink_retries),
-            ("flowline_checkpoints_total", "Completed checkpoints.", &self.checkpoints),
+            (
+                "flowline_bad_records_total",
+                "Records sent down the bad-record path.",
+                &self.bad_records,
+            ),
+            (
+                "flowline_late_records_total",
+                "Events beyond the allowed lateness.",
+                &self.late_records,
+            ),
+            (
+                "flowline_dead_lettered_total",
+                "Records written to the dead-letter sink.",
+                &self.dead_lettered,
+            ),
+            (
+                "flowline_sink_retries_total",
+                "Retries of retryable sink errors.",
+                &self.sink_retries,
+            ),
+            (
+                "flowline_checkpoints_total",
+                "Completed checkpoints.",
+                &self.checkpoints,
+            ),
         ] {
             c(&mut s, name, help, "counter");
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
-        c(&mut s, "flowline_checkpoint_duration_ms", "Duration of the last checkpoint.", "gauge");
-        let _ = writeln!(s, "flowline_checkpoint_duration_ms {}", self.checkpoint_last_ms.load(Relaxed));
-        c(&mut s, "flowline_checkpoint_size_bytes", "Size of the last checkpoint.", "gauge");
-        let _ = writeln!(s, "flowline_checkpoint_size_bytes {}", self.checkpoint_last_bytes.load(Relaxed));
-        c(&mut s, "flowline_watermark_ms", "The job watermark: min over non-idle partitions.", "gauge");
+        c(
+            &mut s,
+            "flowline_checkpoint_duration_ms",
+            "Duration of the last checkpoint.",
+            "gauge",
+        );
+        let _ = writeln!(
+            s,
+            "flowline_checkpoint_duration_ms {}",
+            self.checkpoint_last_ms.load(Relaxed)
+        );
+        c(
+            &mut s,
+            "flowline_checkpoint_size_bytes",
+            "Size of the last checkpoint.",
+            "gauge",
+        );
+        let _ = writeln!(
+            s,
+            "flowline_checkpoint_size_bytes {}",
+            self.checkpoint_last_bytes.load(Relaxed)
+        );
+        c(
+            &mut s,
+            "flowline_watermark_ms",
+            "The job watermark: min over non-idle partitions.",
+            "gauge",
+        );
         let _ = writeln!(s, "flowline_watermark_ms {}", self.watermark.load(Relaxed));
         s
     }

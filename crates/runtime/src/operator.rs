@@ -190,12 +190,14 @@ impl Cx<'_> {
     /// record when the chain has no source record in scope; it is counted
     /// all the same).
     pub(crate) fn late_record(&mut self, stage: &str, reason: String) {
-        let l = self.letter(DeadLetterKind::Late, stage, reason.clone()).unwrap_or(DeadLetter {
-            record: Record::new(Vec::new()),
-            kind: DeadLetterKind::Late,
-            reason,
-            stage: stage.to_string(),
-        });
+        let l = self
+            .letter(DeadLetterKind::Late, stage, reason.clone())
+            .unwrap_or(DeadLetter {
+                record: Record::new(Vec::new()),
+                kind: DeadLetterKind::Late,
+                reason,
+                stage: stage.to_string(),
+            });
         self.outbox.late.push(l);
     }
 
@@ -231,7 +233,11 @@ pub(crate) trait Operator<I>: Send {
     /// Appends this operator's state and the rest of the chain's, in order.
     fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String>;
     /// Restores from states in the order `snapshot` wrote them.
-    fn restore(&mut self, states: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String>;
+    fn restore(
+        &mut self,
+        states: &mut std::vec::IntoIter<Vec<u8>>,
+        cx: &mut Cx<'_>,
+    ) -> Result<(), String>;
 }
 
 pub(crate) type BoxOp<T> = Box<dyn Operator<T>>;
@@ -363,7 +369,11 @@ impl<T: Clone + 'static, F: Fn(&T) -> Record + Send + Sync> Operator<T> for Sink
             None => Ok(()),
         }
     }
-    fn restore(&mut self, s: &mut std::vec::IntoIter<Vec<u8>>, cx: &mut Cx<'_>) -> Result<(), String> {
+    fn restore(
+        &mut self,
+        s: &mut std::vec::IntoIter<Vec<u8>>,
+        cx: &mut Cx<'_>,
+    ) -> Result<(), String> {
         match &mut self.down {
             Some(d) => d.restore(s, cx),
             None => Ok(()),

@@ -43,7 +43,12 @@ pub(crate) struct SinkSpec {
 }
 
 impl SinkTask {
-    pub(crate) fn spawn(spec: SinkSpec, sink: BoxSink, rejects: Rejects, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn spawn(
+        spec: SinkSpec,
+        sink: BoxSink,
+        rejects: Rejects,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(spec.capacity);
         let name = spec.name.clone();
         let join = tokio::spawn(run(spec, sink, rx, rejects, metrics));
@@ -106,7 +111,9 @@ async fn with_retries<T, F>(
     mut op: F,
 ) -> Result<T, ConnectorError>
 where
-    F: for<'a> FnMut(&'a mut BoxSink) -> flowline_connector_api::BoxFuture<'a, Result<T, ConnectorError>>,
+    F: for<'a> FnMut(
+        &'a mut BoxSink,
+    ) -> flowline_connector_api::BoxFuture<'a, Result<T, ConnectorError>>,
 {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut attempt = 0;
@@ -115,7 +122,9 @@ where
             Err(e) if e.is_retryable() && attempt + 1 < spec.retry.max_attempts => {
                 let wait = backoff(&spec.retry, attempt, &mut seed);
                 attempt += 1;
-                metrics.sink_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .sink_retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(sink = %spec.name, attempt, wait_ms = wait.as_millis() as u64, error = %e, "{what} failed, retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -125,7 +134,11 @@ where
 }
 
 fn fail(spec: &SinkSpec, source: ConnectorError) -> RuntimeError {
-    RuntimeError::Connector { stage: spec.stage, name: spec.name.clone(), source }
+    RuntimeError::Connector {
+        stage: spec.stage,
+        name: spec.name.clone(),
+        source: Box::new(source),
+    }
 }
 
 async fn run(
@@ -139,7 +152,10 @@ async fn run(
         match msg {
             SinkMsg::Write(batch) => {
                 let n = batch.len() as u64;
-                let res = with_retries(&spec, &metrics, "write", &mut sink, |s| s.write_dyn(batch.clone())).await;
+                let res = with_retries(&spec, &metrics, "write", &mut sink, |s| {
+                    s.write_dyn(batch.clone())
+                })
+                .await;
                 match res {
                     Ok(()) => {
                         if let Some(i) = spec.metric_idx {
@@ -189,19 +205,32 @@ async fn run(
 
 /// Encodes dead letters and hands them to the dead-letter sink; without one,
 /// logs them (they are already counted).
-pub(crate) async fn dead_letter(stage: &str, letters: Vec<DeadLetter>, to: &Rejects, metrics: &Metrics) {
+pub(crate) async fn dead_letter(
+    stage: &str,
+    letters: Vec<DeadLetter>,
+    to: &Rejects,
+    metrics: &Metrics,
+) {
     if letters.is_empty() {
         return;
     }
     let n = letters.len() as u64;
-    metrics.bad_records.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .bad_records
+        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     match &to.tx {
         Some(tx) => {
             let batch = letters.iter().map(|l| encode(l, to.format)).collect();
             if tx.send(SinkMsg::Write(batch)).await.is_ok() {
-                metrics.dead_lettered.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .dead_lettered
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             } else {
-                tracing::error!(stage, count = n, "dead-letter sink has stopped; records counted as bad but not written");
+                tracing::error!(
+                    stage,
+                    count = n,
+                    "dead-letter sink has stopped; records counted as bad but not written"
+                );
             }
         }
         None => {
@@ -214,7 +243,11 @@ pub(crate) async fn dead_letter(stage: &str, letters: Vec<DeadLetter>, to: &Reje
 /// A dead letter as a record, in the chosen format.
 pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
     let r = &l.record;
-    let partition = r.partition.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let partition = r
+        .partition
+        .as_ref()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     match format {
         DeadLetterFormat::Raw => {
             let mut out = Record::new(r.payload.clone())
@@ -260,15 +293,23 @@ mod tests {
     #[test]
     fn dead_letter_formats_carry_the_reason_and_position() {
         let l = DeadLetter {
-            record: Record::new("{bad").with_key("k").at(PartitionId::new("metrics-2"), 17),
+            record: Record::new("{bad")
+                .with_key("k")
+                .at(PartitionId::new("metrics-2"), 17),
             kind: DeadLetterKind::BadRecord,
             reason: "EOF while parsing".into(),
             stage: "decode".into(),
         };
         let raw = encode(&l, DeadLetterFormat::Raw);
         assert_eq!(raw.payload, b"{bad");
-        assert_eq!(raw.header("flowline.error.reason"), Some(&b"EOF while parsing"[..]));
-        assert_eq!(raw.header("flowline.source.partition"), Some(&b"metrics-2"[..]));
+        assert_eq!(
+            raw.header("flowline.error.reason"),
+            Some(&b"EOF while parsing"[..])
+        );
+        assert_eq!(
+            raw.header("flowline.source.partition"),
+            Some(&b"metrics-2"[..])
+        );
         assert_eq!(raw.header("flowline.source.offset"), Some(&b"17"[..]));
         let env = encode(&l, DeadLetterFormat::Envelope);
         let v: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();

@@ -8,10 +8,10 @@ use flowline_connector_api::{BoxSink, BoxSource, Record};
 
 use crate::checkpoint::CheckpointStore;
 use crate::executor::{self, JobHandle, JobSummary};
-use crate::keyed::{AggregateFunction, Key, KeyedProcessFunction, ProcessOp, WindowOp, WindowResult};
-use crate::operator::{
-    BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp,
+use crate::keyed::{
+    AggregateFunction, Key, KeyedProcessFunction, ProcessOp, WindowOp, WindowResult,
 };
+use crate::operator::{BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp};
 use crate::window::WindowSpec;
 use crate::RuntimeError;
 
@@ -173,7 +173,8 @@ impl StreamEnvironment {
     pub fn source(&self, name: &str, source: BoxSource) -> DataStream<Record> {
         let mut g = self.graph();
         if g.source.is_some() {
-            g.errors.push("a job has one source; source() was called twice".into());
+            g.errors
+                .push("a job has one source; source() was called twice".into());
         }
         g.source = Some((name.to_string(), source));
         DataStream {
@@ -280,13 +281,21 @@ impl DataStream<Record> {
         let stage: Arc<str> = Arc::from(stage);
         let desc = format!("try_map({stage})");
         self.then(desc, move |down| {
-            Box::new(TryMapOp { f: f.clone(), stage: stage.clone(), down })
+            Box::new(TryMapOp {
+                f: f.clone(),
+                stage: stage.clone(),
+                down,
+            })
         })
     }
 }
 
 impl<T: Send + 'static> DataStream<T> {
-    fn then<U>(self, desc: String, op: impl Fn(BoxOp<U>) -> BoxOp<T> + Send + Sync + 'static) -> DataStream<U> {
+    fn then<U>(
+        self,
+        desc: String,
+        op: impl Fn(BoxOp<U>) -> BoxOp<T> + Send + Sync + 'static,
+    ) -> DataStream<U> {
         let prev = self.build;
         DataStream {
             env: self.env,
@@ -296,15 +305,22 @@ impl<T: Send + 'static> DataStream<T> {
     }
 
     /// One output per element.
-    pub fn map<U: Send + 'static>(self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DataStream<U> {
+    pub fn map<U: Send + 'static>(
+        self,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> DataStream<U> {
         let f = Arc::new(f);
-        self.then("map".into(), move |down| Box::new(MapOp { f: f.clone(), down }))
+        self.then("map".into(), move |down| {
+            Box::new(MapOp { f: f.clone(), down })
+        })
     }
 
     /// Keeps the elements for which `f` is true.
     pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DataStream<T> {
         let f = Arc::new(f);
-        self.then("filter".into(), move |down| Box::new(FilterOp { f: f.clone(), down }))
+        self.then("filter".into(), move |down| {
+            Box::new(FilterOp { f: f.clone(), down })
+        })
     }
 
     /// Zero or more outputs per element, with the element's event time.
@@ -314,20 +330,27 @@ impl<T: Send + 'static> DataStream<T> {
         I: IntoIterator<Item = U> + 'static,
     {
         let f = Arc::new(f);
-        self.then("flat_map".into(), move |down| Box::new(FlatMapOp { f: f.clone(), down }))
+        self.then("flat_map".into(), move |down| {
+            Box::new(FlatMapOp { f: f.clone(), down })
+        })
     }
 
     /// Takes event time (ms since the epoch) from the element; it feeds the
     /// partition's watermark (max event time − out-of-orderness − 1).
     pub fn with_timestamps(self, f: impl Fn(&T) -> i64 + Send + Sync + 'static) -> DataStream<T> {
         let f = Arc::new(f);
-        self.then("timestamps".into(), move |down| Box::new(TimestampOp { f: f.clone(), down }))
+        self.then("timestamps".into(), move |down| {
+            Box::new(TimestampOp { f: f.clone(), down })
+        })
     }
 
     /// Partitions state by key. State lives with the source partition the
     /// key arrives on; a key seen on two partitions fails the job (see the
     /// crate docs, "Keys and partitions").
-    pub fn key_by<K: Key, KF: Fn(&T) -> K + Send + Sync + 'static>(self, f: KF) -> KeyedStream<T, K, KF> {
+    pub fn key_by<K: Key, KF: Fn(&T) -> K + Send + Sync + 'static>(
+        self,
+        f: KF,
+    ) -> KeyedStream<T, K, KF> {
         KeyedStream {
             stream: self,
             key_fn: Arc::new(f),
@@ -336,13 +359,21 @@ impl<T: Send + 'static> DataStream<T> {
     }
 
     /// Writes a copy of each element to a sink and passes it on.
-    pub fn side_sink(self, sink: SinkHandle, encode: impl Fn(&T) -> Record + Send + Sync + 'static) -> DataStream<T>
+    pub fn side_sink(
+        self,
+        sink: SinkHandle,
+        encode: impl Fn(&T) -> Record + Send + Sync + 'static,
+    ) -> DataStream<T>
     where
         T: Clone,
     {
         let encode = Arc::new(encode);
         self.then(format!("side_sink({})", sink.0), move |down| {
-            Box::new(SinkOp { encode: encode.clone(), sink: sink.0, down: Some(down) })
+            Box::new(SinkOp {
+                encode: encode.clone(),
+                sink: sink.0,
+                down: Some(down),
+            })
         })
     }
 
@@ -354,12 +385,18 @@ impl<T: Send + 'static> DataStream<T> {
         let encode = Arc::new(encode);
         let prev = self.build;
         let factory: ChainFactory = Arc::new(move || {
-            prev(Box::new(SinkOp::<_, T> { encode: encode.clone(), sink: sink.0, down: None }))
+            prev(Box::new(SinkOp::<_, T> {
+                encode: encode.clone(),
+                sink: sink.0,
+                down: None,
+            }))
         });
         let desc = format!("{}>sink({})", self.desc, sink.0);
         let mut g = self.env.graph();
         if g.pipeline.is_some() {
-            g.errors.push("a job has one pipeline ending in sink(); use side_sink for more outputs".into());
+            g.errors.push(
+                "a job has one pipeline ending in sink(); use side_sink for more outputs".into(),
+            );
         }
         g.pipeline = Some((factory, desc));
     }
@@ -389,7 +426,11 @@ impl<T, K, KF> std::fmt::Debug for KeyedStream<T, K, KF> {
 impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> KeyedStream<T, K, KF> {
     /// Event-time windows per key.
     pub fn window(self, spec: WindowSpec) -> WindowedStream<T, K, KF> {
-        WindowedStream { keyed: self, spec, lateness: 0 }
+        WindowedStream {
+            keyed: self,
+            spec,
+            lateness: 0,
+        }
     }
 
     /// Per-key logic with state and timers.
@@ -440,7 +481,13 @@ impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> Windowe
         let (spec, lateness, key_fn) = (self.spec, self.lateness, self.keyed.key_fn);
         let desc = format!("key_by>window({spec:?},lateness={lateness})>aggregate");
         self.keyed.stream.then(desc, move |down| {
-            Box::new(WindowOp::new(key_fn.clone(), agg.clone(), spec, lateness, down))
+            Box::new(WindowOp::new(
+                key_fn.clone(),
+                agg.clone(),
+                spec,
+                lateness,
+                down,
+            ))
         })
     }
 }

@@ -124,10 +124,34 @@ mod tests {
     #[test]
     fn tumbling_is_epoch_aligned_start_inclusive_end_exclusive() {
         let w = Tumbling::of(Duration::from_secs(10));
-        assert_eq!(w.windows(0), vec![TimeWindow { start: 0, end: 10_000 }]);
-        assert_eq!(w.windows(9_999), vec![TimeWindow { start: 0, end: 10_000 }]);
-        assert_eq!(w.windows(10_000), vec![TimeWindow { start: 10_000, end: 20_000 }]);
-        assert_eq!(w.windows(-1), vec![TimeWindow { start: -10_000, end: 0 }]);
+        assert_eq!(
+            w.windows(0),
+            vec![TimeWindow {
+                start: 0,
+                end: 10_000
+            }]
+        );
+        assert_eq!(
+            w.windows(9_999),
+            vec![TimeWindow {
+                start: 0,
+                end: 10_000
+            }]
+        );
+        assert_eq!(
+            w.windows(10_000),
+            vec![TimeWindow {
+                start: 10_000,
+                end: 20_000
+            }]
+        );
+        assert_eq!(
+            w.windows(-1),
+            vec![TimeWindow {
+                start: -10_000,
+                end: 0
+            }]
+        );
     }
 
     #[test]
@@ -136,15 +160,30 @@ mod tests {
         assert_eq!(
             w.windows(12_000),
             vec![
-                TimeWindow { start: 10_000, end: 20_000 },
-                TimeWindow { start: 5_000, end: 15_000 }
+                TimeWindow {
+                    start: 10_000,
+                    end: 20_000
+                },
+                TimeWindow {
+                    start: 5_000,
+                    end: 15_000
+                }
             ]
         );
         assert_eq!(w.windows(15_000).len(), 2);
-        assert!(w.windows(15_000).iter().all(|x| x.start <= 15_000 && 15_000 < x.end));
+        assert!(w
+            .windows(15_000)
+            .iter()
+            .all(|x| x.start <= 15_000 && 15_000 < x.end));
         // slide larger than size: gaps hold no window
         let g = Sliding::of(Duration::from_secs(1), Duration::from_secs(5));
         assert!(g.windows(2_000).is_empty());
-        assert_eq!(g.windows(5_500), vec![TimeWindow { start: 5_000, end: 6_000 }]);
+        assert_eq!(
+            g.windows(5_500),
+            vec![TimeWindow {
+                start: 5_000,
+                end: 6_000
+            }]
+        );
     }
 }
