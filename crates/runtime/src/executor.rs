@@ -376,18 +376,31 @@ impl Driver {
         let (seek_tx, seek_rx) = mpsc::channel(self.cfg.channel_capacity);
         let pos_rx = self.position_tx.subscribe();
         let src_task = tokio::spawn(source_task(source, ev_tx, pos_rx, seek_rx, self.cfg.retry));
-        let tick_every =
-            (self.cfg.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick_every = (self.cfg.idle_timeout / 2)
+            .min(self.cfg.checkpoint_interval.unwrap_or(Duration::MAX))
+            .clamp(Duration::from_millis(1), Duration::from_secs(1));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
 
+        let mut stop_open = true;
         let reason = loop {
             tokio::select! {
                 biased;
-                r = stop.changed() => {
-                    if r.is_ok() && *stop.borrow() {
-                        break EndReason::Stopped;
+                r = stop.changed(), if stop_open => {
+                    match r {
+                        Ok(()) if *stop.borrow() => break EndReason::Stopped,
+                        Ok(()) => {}
+                        Err(_) => stop_open = false,
+                    }
+                }
+                _ = tick.tick() => {
+                    self.update_job_watermark();
+                    if let Some(iv) = self.cfg.checkpoint_interval {
+                        if last_checkpoint.elapsed() >= iv {
+                            self.checkpoint("interval").await?;
+                            last_checkpoint = Instant::now();
+                        }
                     }
                 }
                 ev = ev_rx.recv() => match ev {
@@ -426,15 +439,6 @@ impl Driver {
                     Some(Err(e)) => return Err(self.source_err(e)),
                     None => return Err(RuntimeError::Internal("source task ended".into())),
                 },
-                _ = tick.tick() => {
-                    self.update_job_watermark();
-                    if let Some(iv) = self.cfg.checkpoint_interval {
-                        if last_checkpoint.elapsed() >= iv {
-                            self.checkpoint("interval").await?;
-                            last_checkpoint = Instant::now();
-                        }
-                    }
-                }
             }
         };
         self.checkpoint(if reason == EndReason::Stopped {

@@ -49,7 +49,8 @@ pub struct WindowResult<K, O> {
     /// The aggregate.
     pub value: O,
     /// `true` when a late element (within the allowed lateness) updated an
-    /// already fired window and this result replaces the earlier one.
+    /// already fired window of this key, so this result replaces the one
+    /// emitted before for the same key and window.
     pub update: bool,
 }
 
@@ -143,13 +144,15 @@ where
             if !slot.fired {
                 cx.want_fire_at(w.max_timestamp());
             }
-            let acc = match slot.keys.get_mut(&key) {
-                Some(a) => a,
+            let (acc, existed) = match slot.keys.get_mut(&key) {
+                Some(a) => (a, true),
                 None => {
                     cx.claim_key(&key);
-                    slot.keys
+                    let a = slot
+                        .keys
                         .entry(key.clone())
-                        .or_insert_with(|| self.agg.create_accumulator())
+                        .or_insert_with(|| self.agg.create_accumulator());
+                    (a, false)
                 }
             };
             self.agg.add(acc, &el);
@@ -162,7 +165,9 @@ where
                         end: w.start + size,
                     },
                     value,
-                    update: true,
+                    // A key first seen after its window fired for the other
+                    // keys: its first result, not an update.
+                    update: existed,
                 };
                 self.down.element(r, w.max_timestamp(), cx);
             }
