@@ -90,6 +90,11 @@ impl JobHandle {
         self.stop.clone()
     }
 
+    /// Whether the job has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
     /// Waits for the job to end.
     pub async fn join(self) -> Result<JobSummary, RuntimeError> {
         match self.join.await {
