@@ -25,7 +25,12 @@ impl KeyedProcessFunction for CountWords {
     type Out = (String, u64);
     type State = ValueState<u64>;
 
-    fn process_element(&self, _word: &String, _value: String, ctx: &mut ProcessContext<'_, ValueState<u64>, (String, u64)>) {
+    fn process_element(
+        &self,
+        _word: &String,
+        _value: String,
+        ctx: &mut ProcessContext<'_, ValueState<u64>, (String, u64)>,
+    ) {
         let first = ctx.state().value().is_none();
         *ctx.state().get_or_insert(0) += 1;
         if first {
@@ -33,7 +38,12 @@ impl KeyedProcessFunction for CountWords {
         }
     }
 
-    fn on_timer(&self, word: &String, _ts: i64, ctx: &mut ProcessContext<'_, ValueState<u64>, (String, u64)>) {
+    fn on_timer(
+        &self,
+        word: &String,
+        _ts: i64,
+        ctx: &mut ProcessContext<'_, ValueState<u64>, (String, u64)>,
+    ) {
         let n = ctx.state().value().copied().unwrap_or(0);
         ctx.emit((word.clone(), n));
         ctx.clear_state();
@@ -52,7 +62,10 @@ fn words(line: &str) -> Vec<String> {
 async fn word_count(path: &str, sink: impl Sink) -> Result<(), Box<dyn std::error::Error>> {
     let env = StreamEnvironment::new(JobConfig::named("word-count"));
     let out = env.add_sink("stdout", Box::new(sink));
-    let source = FileSource::open(FileSourceConfig { path: path.into(), batch_size: 1024 })?;
+    let source = FileSource::open(FileSourceConfig {
+        path: path.into(),
+        batch_size: 1024,
+    })?;
     env.source("file", Box::new(source))
         .try_map("utf8", |r: &Record| String::from_utf8(r.payload.clone()))
         .flat_map(|line: String| words(&line))
@@ -79,12 +92,21 @@ mod tests {
     async fn counts_every_word_once_in_word_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.txt");
-        std::fs::write(&path, "The quick brown fox\njumps over the lazy dog.\n\nThe END, the end!\n").unwrap();
+        std::fs::write(
+            &path,
+            "The quick brown fox\njumps over the lazy dog.\n\nThe END, the end!\n",
+        )
+        .unwrap();
         let out = MemorySink::new();
-        word_count(path.to_str().unwrap(), out.clone()).await.unwrap();
+        word_count(path.to_str().unwrap(), out.clone())
+            .await
+            .unwrap();
         assert_eq!(
             out.payloads(),
-            ["brown\t1", "dog\t1", "end\t2", "fox\t1", "jumps\t1", "lazy\t1", "over\t1", "quick\t1", "the\t4"]
+            [
+                "brown\t1", "dog\t1", "end\t2", "fox\t1", "jumps\t1", "lazy\t1", "over\t1",
+                "quick\t1", "the\t4"
+            ]
         );
     }
 }

@@ -6,11 +6,13 @@ use flowline_connector_api::{
     ConnectorError, PartitionId, Record, Sink, Source, SourceEvent, SourcePosition,
 };
 
-/// Replays fixed records, one or more partitions, bounded. Seekable: the
-/// offset of a record is its index in its partition.
-#[derive(Debug, Clone)]
+/// Replays fixed records, one or more partitions, bounded. Records are
+/// moved out, not copied. Seekable forward (a restarted job builds a new
+/// source over the same records and seeks to its checkpoint): the offset of
+/// a record is its index in its partition.
+#[derive(Debug)]
 pub struct MemorySource {
-    partitions: Vec<(PartitionId, Arc<[Record]>, usize)>,
+    partitions: Vec<(PartitionId, std::vec::IntoIter<Record>, u64)>,
     batch_size: usize,
     turn: usize,
 }
@@ -24,12 +26,12 @@ impl MemorySource {
             .enumerate()
             .map(|(i, recs)| {
                 let id = PartitionId::new(format!("mem-{i}"));
-                let recs: Arc<[Record]> = recs
+                let recs: Vec<Record> = recs
                     .into_iter()
                     .enumerate()
                     .map(|(o, r)| r.at(id.clone(), o as u64))
                     .collect();
-                (id, recs, 0)
+                (id, recs.into_iter(), 0)
             })
             .collect();
         Self {
@@ -52,10 +54,9 @@ impl Source for MemorySource {
         for i in 0..n {
             let idx = (self.turn + i) % n;
             let (_, recs, pos) = &mut self.partitions[idx];
-            if *pos < recs.len() {
-                let end = (*pos + self.batch_size).min(recs.len());
-                let batch = recs[*pos..end].to_vec();
-                *pos = end;
+            let batch: Vec<Record> = recs.by_ref().take(self.batch_size).collect();
+            if !batch.is_empty() {
+                *pos += batch.len() as u64;
                 self.turn = idx + 1;
                 return Ok(SourceEvent::Records(batch));
             }
@@ -66,7 +67,16 @@ impl Source for MemorySource {
     async fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
         for (id, recs, pos) in &mut self.partitions {
             if let Some(o) = position.get(id) {
-                *pos = (o as usize).min(recs.len());
+                if o < *pos {
+                    return Err(ConnectorError::permanent(format!(
+                        "memory source partition {id} cannot seek back from {pos} to {o}: build a new source"
+                    )));
+                }
+                let skip = (o - *pos) as usize;
+                if skip > 0 {
+                    recs.nth(skip - 1);
+                }
+                *pos = o;
             }
         }
         Ok(())

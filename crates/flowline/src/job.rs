@@ -15,10 +15,8 @@ use crate::sketch::DDSketch;
 /// A decoded metric event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
-    /// Host name.
-    pub host: String,
-    /// Metric name.
-    pub metric: String,
+    /// The key: host name and metric name.
+    pub key: (String, String),
     /// Sample value.
     pub value: f64,
     /// Event time, ms since the epoch.
@@ -49,8 +47,7 @@ pub fn decode(payload: &[u8]) -> Result<Metric, String> {
     }
     Ok(Metric {
         ts: parse_rfc3339_ms(&raw.timestamp)?,
-        host: raw.host.into_owned(),
-        metric: raw.metric.into_owned(),
+        key: (raw.host.into_owned(), raw.metric.into_owned()),
         value: raw.value,
     })
 }
@@ -188,7 +185,7 @@ pub fn metrics_pipeline(source: DataStream<Record>, w: WindowSettings, sink: Sin
     source
         .try_map("decode", |r: &Record| decode(&r.payload))
         .with_timestamps(|m: &Metric| m.ts)
-        .key_by(|m: &Metric| (m.host.clone(), m.metric.clone()))
+        .key_by_ref(|m: &Metric| &m.key)
         .window(w.spec)
         .allowed_lateness(w.allowed_lateness)
         .aggregate(MetricStats)
@@ -207,8 +204,7 @@ mod tests {
         assert_eq!(
             m,
             Metric {
-                host: "h1".into(),
-                metric: "cpu_util".into(),
+                key: ("h1".into(), "cpu_util".into()),
                 value: 1.5,
                 ts: 1_767_225_601_500
             }

@@ -492,29 +492,26 @@ impl Driver {
             .fetch_add(batch.len() as u64, Relaxed);
         let ooo = ooo_ms(&self.cfg);
         let default_pid = PartitionId::new("0");
-        let mut current: Option<PartitionId> = None;
         let now = Instant::now();
-        for rec in batch {
-            let pid = match &rec.partition {
-                Some(p) => p,
-                None => &default_pid,
-            };
-            if current.as_ref() != Some(pid) {
-                current = Some(pid.clone());
-                if !self.parts.contains_key(pid) {
-                    let p = self.new_part();
-                    self.parts.insert(pid.clone(), p);
-                    self.metrics
-                        .partitions
-                        .store(self.parts.len() as u64, Relaxed);
-                }
+        let mut records = batch.into_iter().peekable();
+        // Records come in runs of one partition: look the partition up once
+        // per run, not per record.
+        while let Some(first) = records.peek() {
+            let pid = first
+                .partition
+                .clone()
+                .unwrap_or_else(|| default_pid.clone());
+            if !self.parts.contains_key(&pid) {
+                let p = self.new_part();
+                self.parts.insert(pid.clone(), p);
+                self.metrics
+                    .partitions
+                    .store(self.parts.len() as u64, Relaxed);
             }
-            let pid = current.as_ref().expect("set above");
-            let part = self.parts.get_mut(pid).expect("inserted above");
+            let part = self.parts.get_mut(&pid).expect("inserted above");
             part.last_seen = now;
-            let (offset, ts) = (rec.offset, rec.timestamp);
             let mut cx = Cx {
-                partition: pid,
+                partition: &pid,
                 record: None,
                 watermark: part.watermark,
                 max_ts: part.max_ts,
@@ -523,19 +520,26 @@ impl Driver {
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
             };
-            part.chain.element(rec, ts.unwrap_or(NO_TIME), &mut cx);
-            if let Some(t) = ts {
-                cx.observe(t);
-            }
-            if cx.watermark >= cx.next_fire {
-                cx.next_fire = i64::MAX;
-                let wm = cx.watermark;
-                part.chain.watermark(wm, &mut cx);
+            let same = |r: &Record| match &r.partition {
+                Some(p) => *p == pid,
+                None => pid == default_pid,
+            };
+            while let Some(rec) = records.next_if(|r| same(r)) {
+                let (offset, ts) = (rec.offset, rec.timestamp);
+                part.chain.element(rec, ts.unwrap_or(NO_TIME), &mut cx);
+                if let Some(t) = ts {
+                    cx.observe(t);
+                }
+                if cx.watermark >= cx.next_fire {
+                    cx.next_fire = i64::MAX;
+                    let wm = cx.watermark;
+                    part.chain.watermark(wm, &mut cx);
+                }
+                part.next_offset = offset + 1;
             }
             part.watermark = cx.watermark;
             part.max_ts = cx.max_ts;
             part.next_fire = cx.next_fire;
-            part.next_offset = offset + 1;
         }
         self.route().await
     }

@@ -22,6 +22,38 @@ pub trait Key:
 }
 impl<T: Hash + Eq + Ord + Clone + Debug + Serialize + DeserializeOwned + Send + 'static> Key for T {}
 
+/// Extracts an element's key: [`ByValue`] computes one (`key_by`),
+/// [`ByRef`] borrows a field (`key_by_ref`, no allocation per element).
+pub trait KeySelector<T, K>: Send + Sync + 'static {
+    /// Calls `f` with the key of `el`.
+    fn with_key<R>(&self, el: &T, f: impl FnOnce(&K) -> R) -> R;
+}
+
+/// A key computed from the element.
+#[derive(Debug, Clone, Copy)]
+pub struct ByValue<F>(pub F);
+
+impl<T, K, F: Fn(&T) -> K + Send + Sync + 'static> KeySelector<T, K> for ByValue<F> {
+    #[inline]
+    fn with_key<R>(&self, el: &T, f: impl FnOnce(&K) -> R) -> R {
+        f(&(self.0)(el))
+    }
+}
+
+/// A key borrowed from the element.
+#[derive(Debug, Clone, Copy)]
+pub struct ByRef<F>(pub F);
+
+impl<T, K, F> KeySelector<T, K> for ByRef<F>
+where
+    F: for<'a> Fn(&'a T) -> &'a K + Send + Sync + 'static,
+{
+    #[inline]
+    fn with_key<R>(&self, el: &T, f: impl FnOnce(&K) -> R) -> R {
+        f((self.0)(el))
+    }
+}
+
 /// An incremental aggregation, as Flink's `AggregateFunction`: one
 /// accumulator per key and window, updated per element.
 pub trait AggregateFunction: Clone + Send + Sync + 'static {
@@ -117,7 +149,7 @@ where
     A: AggregateFunction,
     A::In: Send,
     A::Out: Send + 'static,
-    KF: Fn(&A::In) -> K + Send + Sync,
+    KF: KeySelector<A::In, K>,
 {
     fn element(&mut self, el: A::In, ts: i64, cx: &mut Cx<'_>) {
         if ts == NO_TIME {
@@ -128,49 +160,51 @@ where
             );
             return;
         }
-        let key = (self.key_fn)(&el);
         let wm = cx.watermark;
         let mut accepted = false;
         let (spec, lateness, size) = (self.spec, self.lateness, self.spec.size());
-        spec.for_each_window(ts, |w| {
-            if w.max_timestamp().saturating_add(lateness) <= wm {
-                return;
-            }
-            accepted = true;
-            let slot = self.slots.entry(w.start).or_insert_with(|| Slot {
-                fired: false,
-                keys: HashMap::new(),
-            });
-            if !slot.fired {
-                cx.want_fire_at(w.max_timestamp());
-            }
-            let (acc, existed) = match slot.keys.get_mut(&key) {
-                Some(a) => (a, true),
-                None => {
-                    cx.claim_key(&key);
-                    let a = slot
-                        .keys
-                        .entry(key.clone())
-                        .or_insert_with(|| self.agg.create_accumulator());
-                    (a, false)
+        let (slots, agg, down) = (&mut self.slots, &self.agg, &mut self.down);
+        self.key_fn.with_key(&el, |key| {
+            spec.for_each_window(ts, |w| {
+                if w.max_timestamp().saturating_add(lateness) <= wm {
+                    return;
                 }
-            };
-            self.agg.add(acc, &el);
-            if slot.fired {
-                let value = self.agg.get_result(acc);
-                let r = WindowResult {
-                    key: key.clone(),
-                    window: TimeWindow {
-                        start: w.start,
-                        end: w.start + size,
-                    },
-                    value,
-                    // A key first seen after its window fired for the other
-                    // keys: its first result, not an update.
-                    update: existed,
+                accepted = true;
+                let slot = slots.entry(w.start).or_insert_with(|| Slot {
+                    fired: false,
+                    keys: HashMap::new(),
+                });
+                if !slot.fired {
+                    cx.want_fire_at(w.max_timestamp());
+                }
+                let (acc, existed) = match slot.keys.get_mut(key) {
+                    Some(a) => (a, true),
+                    None => {
+                        cx.claim_key(key);
+                        let a = slot
+                            .keys
+                            .entry(key.clone())
+                            .or_insert_with(|| agg.create_accumulator());
+                        (a, false)
+                    }
                 };
-                self.down.element(r, w.max_timestamp(), cx);
-            }
+                agg.add(acc, &el);
+                if slot.fired {
+                    let value = agg.get_result(acc);
+                    let r = WindowResult {
+                        key: key.clone(),
+                        window: TimeWindow {
+                            start: w.start,
+                            end: w.start + size,
+                        },
+                        value,
+                        // A key first seen after its window fired for the other
+                        // keys: its first result, not an update.
+                        update: existed,
+                    };
+                    down.element(r, w.max_timestamp(), cx);
+                }
+            });
         });
         if !accepted {
             cx.late_record(
@@ -329,10 +363,10 @@ impl<P, KF> Operator<P::In> for ProcessOp<P, KF>
 where
     P: KeyedProcessFunction,
     P::In: Send,
-    KF: Fn(&P::In) -> P::Key + Send + Sync,
+    KF: KeySelector<P::In, P::Key>,
 {
     fn element(&mut self, el: P::In, ts: i64, cx: &mut Cx<'_>) {
-        let key = (self.key_fn)(&el);
+        let key = self.key_fn.with_key(&el, |k| k.clone());
         self.run(key, ts, cx, |f, k, pc| f.process_element(k, el, pc));
     }
 

@@ -123,7 +123,9 @@ mod window;
 pub use checkpoint::{Checkpoint, CheckpointStore, LocalDirStore, PartitionSnapshot};
 pub use error::RuntimeError;
 pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
-pub use keyed::{AggregateFunction, Key, KeyedProcessFunction, WindowResult};
+pub use keyed::{
+    AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
+};
 pub use metrics::Metrics;
 pub use operator::{DeadLetter, DeadLetterKind};
 pub use sinks::encode as encode_dead_letter;

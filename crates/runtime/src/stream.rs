@@ -9,7 +9,8 @@ use flowline_connector_api::{BoxSink, BoxSource, Record};
 use crate::checkpoint::CheckpointStore;
 use crate::executor::{self, JobHandle, JobSummary};
 use crate::keyed::{
-    AggregateFunction, Key, KeyedProcessFunction, ProcessOp, WindowOp, WindowResult,
+    AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
+    WindowResult,
 };
 use crate::operator::{BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp};
 use crate::window::WindowSpec;
@@ -350,10 +351,24 @@ impl<T: Send + 'static> DataStream<T> {
     pub fn key_by<K: Key, KF: Fn(&T) -> K + Send + Sync + 'static>(
         self,
         f: KF,
-    ) -> KeyedStream<T, K, KF> {
+    ) -> KeyedStream<T, K, ByValue<KF>> {
         KeyedStream {
             stream: self,
-            key_fn: Arc::new(f),
+            key_fn: Arc::new(ByValue(f)),
+            _k: std::marker::PhantomData,
+        }
+    }
+
+    /// As [`key_by`](DataStream::key_by), with the key borrowed from a field
+    /// of the element: no key is built per element (it is cloned only when
+    /// state for it is created).
+    pub fn key_by_ref<K: Key, KF>(self, f: KF) -> KeyedStream<T, K, ByRef<KF>>
+    where
+        KF: for<'a> Fn(&'a T) -> &'a K + Send + Sync + 'static,
+    {
+        KeyedStream {
+            stream: self,
+            key_fn: Arc::new(ByRef(f)),
             _k: std::marker::PhantomData,
         }
     }
@@ -423,7 +438,7 @@ impl<T, K, KF> std::fmt::Debug for KeyedStream<T, K, KF> {
     }
 }
 
-impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> KeyedStream<T, K, KF> {
+impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> KeyedStream<T, K, KF> {
     /// Event-time windows per key.
     pub fn window(self, spec: WindowSpec) -> WindowedStream<T, K, KF> {
         WindowedStream {
@@ -464,7 +479,7 @@ impl<T, K, KF> std::fmt::Debug for WindowedStream<T, K, KF> {
     }
 }
 
-impl<T: Send + 'static, K: Key, KF: Fn(&T) -> K + Send + Sync + 'static> WindowedStream<T, K, KF> {
+impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> WindowedStream<T, K, KF> {
     /// A late event within this much behind the watermark updates and
     /// re-emits its window; later ones go to the late side output.
     pub fn allowed_lateness(mut self, d: Duration) -> Self {

@@ -45,7 +45,11 @@ fn input(seed: u64) -> Vec<Vec<Record>> {
 }
 
 fn setup() -> Setup {
-    Setup { spec: Tumbling::of(Duration::from_millis(1_000)), ooo: 200, lateness: 300 }
+    Setup {
+        spec: Tumbling::of(Duration::from_millis(1_000)),
+        ooo: 200,
+        lateness: 300,
+    }
 }
 
 fn config() -> JobConfig {
@@ -53,7 +57,11 @@ fn config() -> JobConfig {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -64,7 +72,13 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 fn crash_and_recover(seed: u64) {
     let parts = input(seed);
     let reference = MemorySink::new();
-    run(job(parts.clone(), &setup(), &reference, None, JobConfig::named("reference")));
+    run(job(
+        parts.clone(),
+        &setup(),
+        &reference,
+        None,
+        JobConfig::named("reference"),
+    ));
     let want = sorted(reference.payloads());
     assert!(want.len() > 100, "the input produces windows");
 
@@ -79,22 +93,34 @@ fn crash_and_recover(seed: u64) {
         let finished = rt.block_on(async {
             let handle = env.start().unwrap();
             let m = handle.metrics();
-            while !handle.is_finished() && m.records_in.load(std::sync::atomic::Ordering::Relaxed) < crash_at {
+            while !handle.is_finished()
+                && m.records_in.load(std::sync::atomic::Ordering::Relaxed) < crash_at
+            {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             handle.is_finished()
         });
         drop(rt); // the crash: every task dropped where it stands
-        assert!(!finished, "seed {seed}: crash {crash} came after the job had finished; lower crash points");
+        assert!(
+            !finished,
+            "seed {seed}: crash {crash} came after the job had finished; lower crash points"
+        );
     }
     let env = job(parts, &setup(), &out, None, config());
     env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
     let summary = run(env);
-    assert!(summary.restored_from.is_some(), "seed {seed}: the final run restored from a checkpoint");
+    assert!(
+        summary.restored_from.is_some(),
+        "seed {seed}: the final run restored from a checkpoint"
+    );
     let got = sorted(out.payloads());
     let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
     let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
-    assert_eq!(got.len(), want.len(), "seed {seed}: window count differs; missing {missing:?}, extra {extra:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "seed {seed}: window count differs; missing {missing:?}, extra {extra:?}"
+    );
     assert!(got == want, "seed {seed}: output differs from the uninterrupted run; missing {missing:?}, extra {extra:?}");
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use flowline_connector_api::{ConnectorError, PartitionId, Record, Source, SourceEvent, SourcePosition};
+use flowline_connector_api::{
+    ConnectorError, PartitionId, Record, Source, SourceEvent, SourcePosition,
+};
 use flowline_file::MemorySink;
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 
@@ -35,7 +37,8 @@ impl Source for TwoPartitions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partition_leaves_the_job_watermark() {
-    let env = StreamEnvironment::new(JobConfig::named("idle").idle_timeout(Duration::from_millis(300)));
+    let env =
+        StreamEnvironment::new(JobConfig::named("idle").idle_timeout(Duration::from_millis(300)));
     let out = MemorySink::new();
     let sink = env.add_sink("out", Box::new(out.clone()));
     env.source("two", Box::new(TwoPartitions { n: 0 }))
@@ -59,8 +62,18 @@ async fn an_idle_partition_leaves_the_job_watermark() {
     }
     handle.stop();
     let summary = handle.join().await.unwrap();
-    assert!(passed, "job watermark stuck at {} with the slow partition idle", m.watermark.load(Relaxed));
+    assert!(
+        passed,
+        "job watermark stuck at {} with the slow partition idle",
+        m.watermark.load(Relaxed)
+    );
     assert!(summary.records_in > 5);
     // The fast partition's windows fired on its own watermark meanwhile.
-    assert!(out.payloads().iter().any(|l| l.starts_with("f 1000 2000 1 1")), "{:?}", out.payloads());
+    assert!(
+        out.payloads()
+            .iter()
+            .any(|l| l.starts_with("f 1000 2000 1 1")),
+        "{:?}",
+        out.payloads()
+    );
 }

@@ -12,6 +12,11 @@ use flowline_runtime::*;
 
 pub type Key = String;
 
+/// (key, window start, window end).
+pub type WinKey = (Key, i64, i64);
+/// Final (sum, count) per window.
+pub type Finals = BTreeMap<WinKey, (i64, u64)>;
+
 #[derive(Debug, Clone)]
 pub struct Ev {
     pub key: Key,
@@ -100,10 +105,7 @@ pub fn job(
 /// watermark rule (max ts − ooo − 1); an event is late when every window it
 /// belongs to has `end − 1 + lateness <= watermark`. Returns the final
 /// (sum, count) per (key, start, end), and the number of late events.
-pub fn reference(
-    partitions: &[Vec<Ev>],
-    s: &Setup,
-) -> (BTreeMap<(Key, i64, i64), (i64, u64)>, usize) {
+pub fn reference(partitions: &[Vec<Ev>], s: &Setup) -> (Finals, usize) {
     let mut out = BTreeMap::new();
     let mut late = 0;
     for events in partitions {
@@ -133,12 +135,7 @@ pub fn reference(
 
 /// The last emission per (key, start, end) of a run's output lines, and how
 /// many first (non-update) emissions each had.
-pub fn finals(
-    lines: &[String],
-) -> (
-    BTreeMap<(Key, i64, i64), (i64, u64)>,
-    BTreeMap<(Key, i64, i64), usize>,
-) {
+pub fn finals(lines: &[String]) -> (Finals, BTreeMap<WinKey, usize>) {
     let mut last = BTreeMap::new();
     let mut firsts = BTreeMap::new();
     for l in lines {
