@@ -1,0 +1,298 @@
+//! `flowline run` end to end on files: the window documents equal a
+//! reference computed independently from the generator's events; bad config
+//! fails before any work; a killed job restarted from its checkpoint writes
+//! exactly what an uninterrupted run writes; SIGTERM checkpoints and exits 0.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flowline_metric_generator::{parse_rfc3339_ms, Generator, GeneratorConfig, MetricEvent};
+
+fn flowline() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowline"));
+    c.env("FLOWLINE_LOG", "warn");
+    c
+}
+
+fn events(n: u64) -> Vec<MetricEvent> {
+    Generator::new(GeneratorConfig {
+        hosts: 7,
+        count: Some(n),
+        max_out_of_order_ms: 2_000,
+        ..GeneratorConfig::default()
+    })
+    .collect()
+}
+
+fn write_events(dir: &Path, evs: &[MetricEvent]) -> PathBuf {
+    let p = dir.join("events.ndjson");
+    let mut text: String = evs.iter().map(|e| e.to_json() + "\n").collect();
+    text.push_str("{\"host\":\"broken\n");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn job_file(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("job.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[source]\ntype = \"file\"\npath = \"{}\"\n\n[sink]\ntype = \"file\"\npath = \"{}\"\n\n[window]\nsize = \"10s\"\nallowed_lateness = \"0s\"\nout_of_orderness = \"3s\"\n{extra}",
+            dir.join("events.ndjson").display(),
+            dir.join("windows.ndjson").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
+}
+
+#[test]
+fn windows_equal_an_independent_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let evs = events(20_000);
+    write_events(dir.path(), &evs);
+    let dlq = dir.path().join("dlq.ndjson");
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "\n[dead_letter]\ntype = \"file\"\npath = \"{}\"\n",
+            dlq.display()
+        ),
+    );
+    let out = flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut want: BTreeMap<(String, String, i64), Vec<f64>> = BTreeMap::new();
+    for e in &evs {
+        let ts = parse_rfc3339_ms(&e.timestamp).unwrap();
+        want.entry((e.host.clone(), e.metric.clone(), ts - ts.rem_euclid(10_000)))
+            .or_default()
+            .push(e.value);
+    }
+    let text = std::fs::read_to_string(dir.path().join("windows.ndjson")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), want.len(), "one document per key and window");
+    for d in &docs {
+        let start = parse_rfc3339_ms(d["window_start"].as_str().unwrap()).unwrap();
+        let key = (
+            d["host"].as_str().unwrap().to_string(),
+            d["metric"].as_str().unwrap().to_string(),
+            start,
+        );
+        let mut vals = want
+            .get(&key)
+            .unwrap_or_else(|| panic!("unexpected window {key:?}"))
+            .clone();
+        vals.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let close = |a: f64, b: f64, rel: f64| (a - b).abs() <= rel * b.abs() + 1e-6;
+        assert_eq!(d["count"].as_u64().unwrap() as usize, vals.len(), "{key:?}");
+        assert!(
+            close(d["sum"].as_f64().unwrap(), vals.iter().sum(), 1e-9),
+            "{key:?}"
+        );
+        assert_eq!(d["min"].as_f64().unwrap(), vals[0]);
+        assert_eq!(d["max"].as_f64().unwrap(), *vals.last().unwrap());
+        assert_eq!(
+            parse_rfc3339_ms(d["window_end"].as_str().unwrap()).unwrap(),
+            start + 10_000
+        );
+        for (f, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+            let exact = nearest_rank(&vals, q);
+            assert!(
+                close(d[f].as_f64().unwrap(), exact, 0.02),
+                "{key:?} {f}: {} vs exact {exact}",
+                d[f]
+            );
+        }
+    }
+    let bad: Vec<serde_json::Value> = std::fs::read_to_string(&dlq)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["payload"], "{\"host\":\"broken");
+    assert!(
+        bad[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid metric event"),
+        "{}",
+        bad[0]
+    );
+}
+
+#[test]
+fn bad_config_fails_before_any_work_naming_the_field_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(dir.path(), &events(10));
+    let job = job_file(dir.path(), "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    for (bad, expect) in [
+        (
+            text.replace("size = \"10s\"", "size = \"ten seconds\""),
+            vec!["window.size", "Fix"],
+        ),
+        (
+            text.replace("[window]", "[window]\nwindow_size = \"1s\""),
+            vec!["unknown field `window_size`"],
+        ),
+        (
+            text.replacen("type = \"file\"", "type = \"kafak\"", 1),
+            vec![
+                "unknown source connector `kafak`",
+                "known source connectors: file",
+            ],
+        ),
+        (
+            text.replace("events.ndjson", "missing.ndjson"),
+            vec!["missing.ndjson", "Fix"],
+        ),
+    ] {
+        std::fs::write(&job, &bad).unwrap();
+        let out = flowline()
+            .args(["run", "--config"])
+            .arg(&job)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted: {bad}");
+        for e in expect {
+            assert!(err.contains(e), "stderr lacks `{e}`: {err}");
+        }
+        assert!(
+            !dir.path().join("windows.ndjson").exists(),
+            "work was done before the config error"
+        );
+    }
+}
+
+fn wait_for_checkpoint(child: &mut Child, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+            })
+            .unwrap_or(false);
+        if found {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before its first checkpoint"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Signal {
+    Kill,
+    Term,
+}
+
+fn recovery(signal: Signal) {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(dir.path(), &events(150_000));
+    // Reference: an uninterrupted run.
+    let job = job_file(dir.path(), "");
+    assert!(flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .status()
+        .unwrap()
+        .success());
+    let want = std::fs::read(dir.path().join("windows.ndjson")).unwrap();
+    std::fs::remove_file(dir.path().join("windows.ndjson")).unwrap();
+
+    let chk = dir.path().join("checkpoints");
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "\n[checkpoint]\ndir = \"{}\"\ninterval = \"20ms\"\n",
+            chk.display()
+        ),
+    );
+    let mut child = flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&mut child, &chk);
+    let name = if signal == Signal::Kill {
+        "-KILL"
+    } else {
+        "-TERM"
+    };
+    assert!(Command::new("kill")
+        .arg(name)
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    if signal == Signal::Kill {
+        assert!(!status.success(), "killed job reported success");
+    } else {
+        assert!(
+            status.success(),
+            "SIGTERM: checkpoint then exit 0, got {status}"
+        );
+    }
+    let partial = std::fs::metadata(dir.path().join("windows.ndjson"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        (partial as usize) < want.len(),
+        "the job had finished before the signal"
+    );
+    let out = flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(dir.path().join("windows.ndjson")).unwrap();
+    assert!(
+        got == want,
+        "after restart the output differs: {} bytes vs {} uninterrupted",
+        got.len(),
+        want.len()
+    );
+}
+
+#[test]
+fn sigkill_then_restart_writes_exactly_the_uninterrupted_output() {
+    recovery(Signal::Kill);
+}
+
+#[test]
+fn sigterm_checkpoints_exits_zero_and_the_restart_completes_exactly() {
+    recovery(Signal::Term);
+}
