@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod containers;
+pub mod proxy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -161,4 +162,37 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Builds an Elasticsearch sink through its factory, from JSON settings
+/// (as a job file would give them), and starts it (`restore(None)`).
+pub async fn es_sink(
+    settings: serde_json::Value,
+) -> Result<flowline_elasticsearch::EsSink, flowline_connector_api::ConnectorError> {
+    use flowline_connector_api::{Sink, SinkFactory};
+    let c = flowline_connector_api::parse_config("elasticsearch", settings)?;
+    let mut s = flowline_elasticsearch::ElasticsearchSinkFactory.build(c)?;
+    s.restore(None).await?;
+    Ok(s)
+}
+
+/// The number of documents in `index` after a refresh.
+pub async fn count(es: &Elasticsearch, index: &str) -> u64 {
+    use elasticsearch::indices::IndicesRefreshParts;
+    es.indices()
+        .refresh(IndicesRefreshParts::Index(&[index]))
+        .send()
+        .await
+        .expect("refresh");
+    let v: serde_json::Value = es
+        .count(elasticsearch::CountParts::Index(&[index]))
+        .send()
+        .await
+        .expect("count")
+        .json()
+        .await
+        .expect("count body");
+    v["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("count of {index}: {v}"))
 }

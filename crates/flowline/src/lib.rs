@@ -45,5 +45,6 @@ pub enum Error {
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     flowline_file::register(&mut r).expect("built-in connectors match this runtime's API");
+    flowline_elasticsearch::register(&mut r).expect("built-in connectors match this runtime's API");
     r
 }

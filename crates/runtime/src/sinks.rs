@@ -164,7 +164,7 @@ async fn run(
                     }
                     Err(ConnectorError::BadRecords(rejected)) => {
                         if let Some(i) = spec.metric_idx {
-                            metrics.sink_out(i, n - rejected.len() as u64)
+                            metrics.sink_out(i, n.saturating_sub(rejected.len() as u64))
                         }
                         let letters: Vec<DeadLetter> = rejected
                             .into_iter()
@@ -182,7 +182,7 @@ async fn run(
             }
             SinkMsg::Checkpoint(reply) => {
                 let r = async {
-                    with_retries(&spec, &metrics, "flush", &mut sink, |s| s.flush_dyn()).await?;
+                    flush_dead_lettering(&spec, &mut sink, &rejects, &metrics).await?;
                     sink.snapshot_dyn().await
                 }
                 .await
@@ -194,13 +194,45 @@ async fn run(
                 }
             }
             SinkMsg::Close(reply) => {
-                let r = sink.close_dyn().await.map_err(|e| fail(&spec, e));
+                let r = async {
+                    flush_dead_lettering(&spec, &mut sink, &rejects, &metrics).await?;
+                    sink.close_dyn().await
+                }
+                .await
+                .map_err(|e| fail(&spec, e));
                 let _ = reply.send(r);
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Flushes with retries; records the sink rejects while flushing go to the
+/// dead-letter sink (flushed after this one), then the flush is complete.
+async fn flush_dead_lettering(
+    spec: &SinkSpec,
+    sink: &mut BoxSink,
+    rejects: &Rejects,
+    metrics: &Metrics,
+) -> Result<(), ConnectorError> {
+    loop {
+        match with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await {
+            Err(ConnectorError::BadRecords(rejected)) => {
+                let letters = rejected
+                    .into_iter()
+                    .map(|r| DeadLetter {
+                        record: r.record,
+                        kind: DeadLetterKind::Rejected,
+                        reason: r.reason,
+                        stage: spec.name.clone(),
+                    })
+                    .collect();
+                dead_letter(&spec.name, letters, rejects, metrics).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Encodes dead letters and hands them to the dead-letter sink; without one,

@@ -1,0 +1,139 @@
+//! Bulk requests: the NDJSON body and the per-item outcome of a response.
+
+use flowline_connector_api::Record;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// One document of a bulk request: its encoded lines and the record, kept
+/// for dead-lettering.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The record as the sink received it.
+    pub record: Record,
+    /// Action line and document line, newline-terminated.
+    pub lines: Vec<u8>,
+}
+
+/// The request body of `items`.
+pub fn body(items: &[Item]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(items.iter().map(|i| i.lines.len()).sum());
+    for i in items {
+        b.extend_from_slice(&i.lines);
+    }
+    b
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored (a version conflict of an idempotent write counts as stored).
+    Done,
+    /// 429 or 5xx: send again.
+    Retry(String),
+    /// Mapping, parsing or another 4xx: dead-letter with this reason.
+    Reject(String),
+}
+
+#[derive(Deserialize)]
+struct Response {
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, ItemResult>>,
+}
+
+#[derive(Deserialize)]
+struct ItemResult {
+    status: u16,
+    error: Option<ItemError>,
+}
+
+#[derive(Deserialize)]
+struct ItemError {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Classifies one item's status and error.
+pub fn classify(status: u16, kind: &str, reason: &str) -> Outcome {
+    match status {
+        200..=299 => Outcome::Done,
+        409 => Outcome::Done,
+        429 => Outcome::Retry(format!("429 {kind}: {reason}")),
+        s if s >= 500 => Outcome::Retry(format!("{s} {kind}: {reason}")),
+        s => Outcome::Reject(format!("{s} {kind}: {reason}")),
+    }
+}
+
+/// The outcome of each of the `n` items sent, in order.
+pub fn outcomes(body: &[u8], n: usize) -> Result<Vec<Outcome>, Error> {
+    let r: Response = serde_json::from_slice(body).map_err(|e| Error::Status {
+        what: "bulk response".into(),
+        status: 200,
+        body: format!("cannot be read: {e}"),
+    })?;
+    if r.items.len() != n {
+        return Err(Error::Status {
+            what: "bulk response".into(),
+            status: 200,
+            body: format!("{} items for {n} actions", r.items.len()),
+        });
+    }
+    Ok(r.items
+        .into_iter()
+        .map(|m| match m.into_values().next() {
+            Some(ItemResult { status, error }) => {
+                let (k, reason) = error.map(|e| (e.kind, e.reason)).unwrap_or_default();
+                classify(status, &k, &reason)
+            }
+            None => Outcome::Retry("empty bulk item".into()),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_the_concatenated_lines() {
+        let items: Vec<Item> = (0..2)
+            .map(|i| Item {
+                record: Record::new("{}"),
+                lines: format!(
+                    "{{\"index\":{{\"_index\":\"x\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+                )
+                .into_bytes(),
+            })
+            .collect();
+        insta::assert_snapshot!(String::from_utf8(body(&items)).unwrap());
+    }
+
+    #[test]
+    fn items_are_classified() {
+        let resp = br#"{"took":3,"errors":true,"items":[
+            {"index":{"_index":"x","_id":"1","status":201}},
+            {"create":{"_index":"x","_id":"2","status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
+            {"index":{"_index":"x","_id":"3","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"index":{"_index":"x","_id":"4","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [count] of type [long]"}}},
+            {"index":{"_index":"x","_id":"5","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary not active"}}},
+            {"index":{"_index":"x","_id":"6","status":404,"error":{"type":"index_not_found_exception","reason":"no such index"}}}
+        ]}"#;
+        let o = outcomes(resp, 6).unwrap();
+        assert_eq!(o[0], Outcome::Done);
+        assert_eq!(o[1], Outcome::Done);
+        assert!(
+            matches!(&o[2], Outcome::Retry(r) if r.contains("es_rejected_execution_exception"))
+        );
+        assert_eq!(
+            o[3],
+            Outcome::Reject(
+                "400 mapper_parsing_exception: failed to parse field [count] of type [long]".into()
+            )
+        );
+        assert!(matches!(&o[4], Outcome::Retry(_)));
+        assert!(matches!(&o[5], Outcome::Reject(r) if r.starts_with("404")));
+        assert!(outcomes(resp, 5).is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! `[sink] type = "elasticsearch"`: settings, defaults and checks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The bulk action per document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Create or replace (the default; idempotent with deterministic ids).
+    #[default]
+    Index,
+    /// Create only; an existing id is a version conflict, counted as done.
+    Create,
+    /// Partial update with upsert.
+    Update,
+}
+
+/// The settings as written in the job file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsSinkConfig {
+    /// One server URL (`http://127.0.0.1:9200`).
+    pub url: Option<String>,
+    /// Several server URLs, used round robin.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Index name, or a date pattern on the time field
+    /// (`flowline-metrics-%Y.%m.%d`).
+    pub index: String,
+    /// `index`, `create` or `update`.
+    #[serde(default)]
+    pub action: Action,
+    /// Write to a data stream (`index` names it; action `create`).
+    #[serde(default)]
+    pub data_stream: bool,
+    /// Fields whose values, joined by `|`, make the document id. Default: the
+    /// record key (window documents: host, metric and window start).
+    pub id_fields: Option<Vec<String>>,
+    /// The document's time field (date patterns, template).
+    #[serde(default = "d_time_field")]
+    pub time_field: String,
+    /// Flush when this many actions are buffered.
+    #[serde(default = "d_max_actions")]
+    pub max_actions: usize,
+    /// Flush when the buffer reaches this many bytes.
+    #[serde(default = "d_max_bytes")]
+    pub max_bytes: usize,
+    /// Flush a non-empty buffer this long after its first document.
+    #[serde(default = "d_flush_interval")]
+    pub flush_interval: String,
+    /// Bulk requests in flight at once.
+    #[serde(default = "d_in_flight")]
+    pub max_in_flight: usize,
+    /// Attempts per bulk request (first included) for 429, 5xx and
+    /// connection errors.
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// First retry backoff (exponential, full jitter).
+    #[serde(default = "d_backoff")]
+    pub initial_backoff: String,
+    /// Backoff cap.
+    #[serde(default = "d_max_backoff")]
+    pub max_backoff: String,
+    /// Timeout of one HTTP request.
+    #[serde(default = "d_timeout")]
+    pub request_timeout: String,
+    /// Basic auth user.
+    pub username: Option<String>,
+    /// Basic auth password.
+    pub password: Option<String>,
+    /// API key, `id:key` or the encoded form.
+    pub api_key: Option<String>,
+    /// Bearer token.
+    pub bearer_token: Option<String>,
+    /// CA certificate (PEM) to verify the server with; default: system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the server's certificate. Logged as a warning.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Create or update the index template at start.
+    #[serde(default = "d_true")]
+    pub template: bool,
+    /// The template's name; default: the index name's prefix.
+    pub template_name: Option<String>,
+    /// Replicas in the template (default 1 on a cluster; set 0 for one node).
+    pub replicas: Option<u32>,
+    /// Shards in the template.
+    pub shards: Option<u32>,
+}
+
+impl std::fmt::Debug for EsSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |o: &Option<String>| o.as_ref().map(|_| "***");
+        f.debug_struct("EsSinkConfig")
+            .field("urls", &self.urls())
+            .field("index", &self.index)
+            .field("action", &self.action)
+            .field("username", &self.username)
+            .field("password", &hide(&self.password))
+            .field("api_key", &hide(&self.api_key))
+            .field("bearer_token", &hide(&self.bearer_token))
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish_non_exhaustive()
+    }
+}
+
+fn d_time_field() -> String {
+    "window_start".into()
+}
+fn d_max_actions() -> usize {
+    1000
+}
+fn d_max_bytes() -> usize {
+    5 * 1024 * 1024
+}
+fn d_flush_interval() -> String {
+    "1s".into()
+}
+fn d_in_flight() -> usize {
+    2
+}
+fn d_attempts() -> u32 {
+    8
+}
+fn d_backoff() -> String {
+    "100ms".into()
+}
+fn d_max_backoff() -> String {
+    "10s".into()
+}
+fn d_timeout() -> String {
+    "30s".into()
+}
+fn d_true() -> bool {
+    true
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config.
+    pub config: EsSinkConfig,
+    /// Parsed URLs.
+    pub urls: Vec<String>,
+    /// Parsed durations.
+    pub flush_interval: Duration,
+    /// Parsed.
+    pub initial_backoff: Duration,
+    /// Parsed.
+    pub max_backoff: Duration,
+    /// Parsed.
+    pub request_timeout: Duration,
+}
+
+fn dur(field: &str, v: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(v).map_err(|e| {
+        Error::Config(format!(
+            "`{field}` = \"{v}\" is not a duration ({e}). Fix: write it like \"1s\" or \"500ms\""
+        ))
+    })
+}
+
+impl EsSinkConfig {
+    /// Every configured URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.url
+            .iter()
+            .cloned()
+            .chain(self.urls.iter().cloned())
+            .collect()
+    }
+
+    /// Checks the settings; fails before any work.
+    pub fn check(self) -> Result<Settings, Error> {
+        let urls = self.urls();
+        if urls.is_empty() {
+            return Err(Error::Config(
+                "no server: set url = \"http://127.0.0.1:9200\" (or urls = [...])".into(),
+            ));
+        }
+        for u in &urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "url `{u}` must start with http:// or https://. Fix: url = \"http://{u}\""
+                )));
+            }
+        }
+        let name = crate::encode::expand_date(&self.index, 0);
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?#".contains(c))
+        {
+            return Err(Error::Config(format!(
+                "index `{}` is not a valid index name: lower case, without spaces or any of \" * \\ < | , > / ? #. Fix: index = \"flowline-metrics\" or \"flowline-metrics-%Y.%m.%d\"",
+                self.index
+            )));
+        }
+        if self.password.is_some() != self.username.is_some() {
+            return Err(Error::Config(
+                "username and password go together. Fix: set both, or neither".into(),
+            ));
+        }
+        let auths = [
+            self.username.is_some(),
+            self.api_key.is_some(),
+            self.bearer_token.is_some(),
+        ];
+        if auths.iter().filter(|a| **a).count() > 1 {
+            return Err(Error::Config(
+                "choose one of username/password, api_key, bearer_token".into(),
+            ));
+        }
+        if self.max_actions == 0
+            || self.max_bytes == 0
+            || self.max_in_flight == 0
+            || self.max_attempts == 0
+        {
+            return Err(Error::Config(
+                "max_actions, max_bytes, max_in_flight and max_attempts must be at least 1".into(),
+            ));
+        }
+        if let Some(ca) = &self.ca_file {
+            if !ca.is_file() {
+                return Err(Error::Config(format!(
+                    "ca_file `{}` does not exist. Fix: point it at a PEM file",
+                    ca.display()
+                )));
+            }
+        }
+        Ok(Settings {
+            flush_interval: dur("flush_interval", &self.flush_interval)?,
+            initial_backoff: dur("initial_backoff", &self.initial_backoff)?,
+            max_backoff: dur("max_backoff", &self.max_backoff)?,
+            request_timeout: dur("request_timeout", &self.request_timeout)?,
+            urls,
+            config: self,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Settings, String> {
+        let c: EsSinkConfig =
+            serde_json::from_value(serde_json::from_str(s).unwrap()).map_err(|e| e.to_string())?;
+        c.check().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn short_config_is_enough() {
+        let s = parse(r#"{"url":"http://127.0.0.1:9200","index":"flowline-metrics"}"#).unwrap();
+        assert_eq!(s.urls, ["http://127.0.0.1:9200"]);
+        assert_eq!(
+            (
+                s.config.max_actions,
+                s.config.max_bytes,
+                s.config.max_in_flight
+            ),
+            (1000, 5 * 1024 * 1024, 2)
+        );
+        assert_eq!(s.flush_interval, Duration::from_secs(1));
+        assert_eq!(s.config.action, Action::Index);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field_and_fix() {
+        assert!(parse(r#"{"url":"127.0.0.1:9200","index":"x"}"#)
+            .unwrap_err()
+            .contains("Fix: url = \"http://127.0.0.1:9200\""));
+        assert!(parse(r#"{"url":"http://h","index":"Bad Index"}"#)
+            .unwrap_err()
+            .contains("not a valid index name"));
+        assert!(
+            parse(r#"{"url":"http://h","index":"x","flush_interval":"soon"}"#)
+                .unwrap_err()
+                .contains("flush_interval")
+        );
+        assert!(parse(r#"{"url":"http://h","index":"x","pasword":"p"}"#)
+            .unwrap_err()
+            .contains("unknown field `pasword`"));
+        assert!(parse(r#"{"url":"http://h","index":"x","password":"p"}"#)
+            .unwrap_err()
+            .contains("username and password"));
+        assert!(parse(r#"{"index":"x"}"#).unwrap_err().contains("no server"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s =
+            parse(r#"{"url":"http://h","index":"x","username":"u","password":"hunter2"}"#).unwrap();
+        let d = format!("{:?}", s.config);
+        assert!(!d.contains("hunter2") && d.contains("***"), "{d}");
+    }
+}

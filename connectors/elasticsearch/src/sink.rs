@@ -1,0 +1,429 @@
+//! The sink: buffers documents, sends bounded bulk requests concurrently,
+//! retries what is worth retrying and hands back what the server rejects.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::transport::{
+    MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
+};
+use elasticsearch::http::{Method, Url};
+use elasticsearch::Elasticsearch;
+use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::bulk::{self, Item, Outcome};
+use crate::config::{Action, Settings};
+use crate::detect::Server;
+use crate::encode::Encoder;
+use crate::retry::{Jitter, Policy};
+use crate::{template, Error};
+
+/// Counters of one sink (read them in tests and for metrics).
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Bulk requests sent (retries included).
+    pub bulk_requests: AtomicU64,
+    /// Documents acknowledged.
+    pub documents: AtomicU64,
+    /// Retried requests or items.
+    pub retries: AtomicU64,
+    /// Documents rejected (dead-lettered).
+    pub rejected: AtomicU64,
+    /// Bulk latency, sum of ms (with `bulk_requests`, the mean).
+    pub bulk_latency_ms: AtomicU64,
+}
+
+/// The Elasticsearch / OpenSearch sink.
+pub struct EsSink {
+    client: Elasticsearch,
+    settings: Settings,
+    encoder: Encoder,
+    policy: Policy,
+    buffer: Vec<Item>,
+    buffer_bytes: usize,
+    buffer_since: Option<Instant>,
+    in_flight: JoinSet<Result<Vec<Rejected>, Error>>,
+    permits: Arc<Semaphore>,
+    rejected: Vec<Rejected>,
+    stats: Arc<SinkStats>,
+    server: Option<Server>,
+}
+
+impl std::fmt::Debug for EsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsSink")
+            .field("config", &self.settings.config)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+fn client(s: &Settings) -> Result<Elasticsearch, Error> {
+    let urls: Vec<Url> = s
+        .urls
+        .iter()
+        .map(|u| Url::parse(u).map_err(|e| Error::Config(format!("url `{u}`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let mut b = if urls.len() == 1 {
+        TransportBuilder::new(SingleNodeConnectionPool::new(urls[0].clone()))
+    } else {
+        TransportBuilder::new(MultiNodeConnectionPool::round_robin(urls, None))
+    };
+    b = b.disable_proxy().timeout(s.request_timeout);
+    let c = &s.config;
+    if let (Some(u), Some(p)) = (&c.username, &c.password) {
+        b = b.auth(Credentials::Basic(u.clone(), p.clone()));
+    } else if let Some(k) = &c.api_key {
+        b = b.auth(match k.split_once(':') {
+            Some((id, key)) => Credentials::ApiKey(id.into(), key.into()),
+            None => Credentials::EncodedApiKey(k.clone()),
+        });
+    } else if let Some(t) = &c.bearer_token {
+        b = b.auth(Credentials::Bearer(t.clone()));
+    }
+    if c.insecure_skip_verify {
+        tracing::warn!("insecure_skip_verify = true: the server's TLS certificate is NOT verified");
+        b = b.cert_validation(CertificateValidation::None);
+    } else if let Some(ca) = &c.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| Error::Config(format!("ca_file `{}`: {e}", ca.display())))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| {
+            Error::Config(format!(
+                "ca_file `{}` is not a PEM certificate: {e}",
+                ca.display()
+            ))
+        })?;
+        b = b.cert_validation(CertificateValidation::Full(cert));
+    }
+    Ok(Elasticsearch::new(
+        b.build().map_err(|e| Error::Config(e.to_string()))?,
+    ))
+}
+
+impl EsSink {
+    /// A sink for checked settings. Talks to no server until `restore`.
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        let c = &settings.config;
+        let action = if c.data_stream {
+            Action::Create
+        } else {
+            c.action
+        };
+        let encoder = Encoder::new(&c.index, c.id_fields.clone(), &c.time_field, action);
+        let policy = Policy {
+            max_attempts: c.max_attempts,
+            initial: settings.initial_backoff,
+            max: settings.max_backoff,
+        };
+        Ok(Self {
+            client: client(&settings)?,
+            permits: Arc::new(Semaphore::new(c.max_in_flight)),
+            encoder,
+            policy,
+            buffer: Vec::new(),
+            buffer_bytes: 0,
+            buffer_since: None,
+            in_flight: JoinSet::new(),
+            rejected: Vec::new(),
+            stats: Arc::new(SinkStats::default()),
+            server: None,
+            settings,
+        })
+    }
+
+    /// The sink's counters.
+    pub fn stats(&self) -> Arc<SinkStats> {
+        self.stats.clone()
+    }
+
+    /// The server, once detected.
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
+    }
+
+    /// Detects the server (bounded retries while it is unreachable), refuses
+    /// an unsupported one, and installs the index template.
+    pub async fn start(&mut self) -> Result<(), Error> {
+        let mut jitter = Jitter::new();
+        let url = self.settings.urls.join(", ");
+        let mut attempt = 0;
+        let body = loop {
+            let r = self
+                .client
+                .transport()
+                .send(
+                    Method::Get,
+                    "/",
+                    HeaderMap::new(),
+                    None::<&()>,
+                    None::<Vec<u8>>,
+                    None,
+                )
+                .await;
+            let err = match r {
+                Ok(resp) if resp.status_code().is_success() => {
+                    break resp.json::<serde_json::Value>().await.map_err(|e| {
+                        Error::Unreachable {
+                            url: url.clone(),
+                            message: e.to_string(),
+                        }
+                    })?
+                }
+                Ok(resp) => Error::Status {
+                    what: format!("GET / on {url}"),
+                    status: resp.status_code().as_u16(),
+                    body: resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect(),
+                },
+                Err(e) => Error::Unreachable {
+                    url: url.clone(),
+                    message: e.to_string(),
+                },
+            };
+            attempt += 1;
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            if attempt >= self.policy.max_attempts {
+                return Err(Error::RetriesExhausted {
+                    attempts: attempt,
+                    last: format!("{err}. Fix: start the server, or correct url"),
+                });
+            }
+            let wait = self.policy.backoff(attempt - 1, &mut jitter);
+            tracing::warn!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "search server not reachable yet, retrying");
+            tokio::time::sleep(wait).await;
+        };
+        let server = Server::parse(&body)?;
+        server.check_supported()?;
+        tracing::info!(%server, %url, "connected");
+        let c = &self.settings.config;
+        if c.template {
+            let pattern = self.encoder.index_pattern();
+            let name = c
+                .template_name
+                .clone()
+                .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string());
+            let body = template::body(
+                &pattern,
+                &c.time_field,
+                c.shards,
+                c.replicas,
+                server.composable_templates(),
+            );
+            template::ensure(&self.client, &server, &name, &body).await?;
+        }
+        self.server = Some(server);
+        Ok(())
+    }
+
+    async fn dispatch(&mut self) -> Result<(), ConnectorError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.buffer);
+        self.buffer_bytes = 0;
+        self.buffer_since = None;
+        // Waits while max_in_flight requests are out: backpressure.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ConnectorError::permanent("sink closed"))?;
+        let (client, policy, stats) = (self.client.clone(), self.policy, self.stats.clone());
+        self.in_flight.spawn(async move {
+            let r = send(&client, items, policy, &stats).await;
+            drop(permit);
+            r
+        });
+        self.reap(false).await
+    }
+
+    /// Collects finished requests (all of them when `all`).
+    async fn reap(&mut self, all: bool) -> Result<(), ConnectorError> {
+        loop {
+            let next = if all {
+                self.in_flight.join_next().await
+            } else {
+                self.in_flight.try_join_next()
+            };
+            match next {
+                None => return Ok(()),
+                Some(Ok(Ok(rejected))) => self.rejected.extend(rejected),
+                Some(Ok(Err(e))) => {
+                    // Retries ran out or the request was refused whole: fail the
+                    // job; it restarts from its checkpoint and loses nothing.
+                    return Err(ConnectorError::permanent(e.to_string()).with_source(e));
+                }
+                Some(Err(e)) => return Err(ConnectorError::permanent(format!("bulk task: {e}"))),
+            }
+        }
+    }
+
+    fn take_rejected(&mut self) -> Result<(), ConnectorError> {
+        if self.rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectorError::BadRecords(std::mem::take(
+                &mut self.rejected,
+            )))
+        }
+    }
+}
+
+/// Sends one bulk request, retrying the whole request on connection errors,
+/// timeouts, 429 and 5xx, and the items that failed with 429 / 5xx, with
+/// exponential backoff and full jitter, up to `policy.max_attempts`.
+async fn send(
+    client: &Elasticsearch,
+    mut items: Vec<Item>,
+    policy: Policy,
+    stats: &SinkStats,
+) -> Result<Vec<Rejected>, Error> {
+    let mut rejected = Vec::new();
+    let mut jitter = Jitter::new();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    let mut attempt = 0;
+    loop {
+        let t0 = Instant::now();
+        stats.bulk_requests.fetch_add(1, Relaxed);
+        let r = client
+            .transport()
+            .send(
+                Method::Post,
+                "/_bulk",
+                headers.clone(),
+                None::<&()>,
+                Some(bulk::body(&items)),
+                None,
+            )
+            .await;
+        stats
+            .bulk_latency_ms
+            .fetch_add(t0.elapsed().as_millis() as u64, Relaxed);
+        let failure = match r {
+            Err(e) => Error::Unreachable {
+                url: "/_bulk".into(),
+                message: e.to_string(),
+            },
+            Ok(resp) => {
+                let status = resp.status_code().as_u16();
+                let body = resp.bytes().await.map_err(|e| Error::Unreachable {
+                    url: "/_bulk".into(),
+                    message: e.to_string(),
+                });
+                match body {
+                    Err(e) => e,
+                    Ok(body) if (200..300).contains(&status) => {
+                        let outcomes = bulk::outcomes(&body, items.len())?;
+                        let mut retry = Vec::new();
+                        let mut last = String::new();
+                        for (item, o) in items.into_iter().zip(outcomes) {
+                            match o {
+                                Outcome::Done => {
+                                    stats.documents.fetch_add(1, Relaxed);
+                                }
+                                Outcome::Retry(why) => {
+                                    last = why;
+                                    retry.push(item);
+                                }
+                                Outcome::Reject(why) => {
+                                    stats.rejected.fetch_add(1, Relaxed);
+                                    rejected.push(Rejected::new(item.record, why));
+                                }
+                            }
+                        }
+                        if retry.is_empty() {
+                            return Ok(rejected);
+                        }
+                        items = retry;
+                        Error::Status {
+                            what: format!("{} bulk items", items.len()),
+                            status: 429,
+                            body: last,
+                        }
+                    }
+                    Ok(body) => Error::Status {
+                        what: "POST /_bulk".into(),
+                        status,
+                        body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+                    },
+                }
+            }
+        };
+        if !failure.is_retryable() {
+            return Err(failure);
+        }
+        attempt += 1;
+        if attempt >= policy.max_attempts {
+            return Err(Error::RetriesExhausted {
+                attempts: attempt,
+                last: failure.to_string(),
+            });
+        }
+        stats.retries.fetch_add(1, Relaxed);
+        let wait = policy.backoff(attempt - 1, &mut jitter);
+        tracing::warn!(attempt, items = items.len(), wait_ms = wait.as_millis() as u64, error = %failure, "bulk request retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl Sink for EsSink {
+    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
+        if self.server.is_none() {
+            self.start().await?;
+        }
+        let c = &self.settings.config;
+        let (max_actions, max_bytes, interval) =
+            (c.max_actions, c.max_bytes, self.settings.flush_interval);
+        for r in batch {
+            match self.encoder.encode(&r) {
+                Ok(lines) => {
+                    self.buffer_bytes += lines.len();
+                    self.buffer.push(Item { record: r, lines });
+                    self.buffer_since.get_or_insert_with(Instant::now);
+                    if self.buffer.len() >= max_actions || self.buffer_bytes >= max_bytes {
+                        self.dispatch().await?;
+                    }
+                }
+                Err(reason) => {
+                    self.stats.rejected.fetch_add(1, Relaxed);
+                    self.rejected.push(Rejected::new(r, reason));
+                }
+            }
+        }
+        if self.buffer_since.is_some_and(|t| t.elapsed() >= interval) {
+            self.dispatch().await?;
+        }
+        self.reap(false).await?;
+        self.take_rejected()
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        self.dispatch().await?;
+        self.reap(true).await?;
+        self.take_rejected()
+    }
+
+    async fn restore(&mut self, _state: Option<Vec<u8>>) -> Result<(), ConnectorError> {
+        // Idempotent ids make replays overwrite: no state to restore. This
+        // is the sink's start: detect the server, install the template.
+        self.start().await.map_err(ConnectorError::from)
+    }
+}

@@ -1,0 +1,121 @@
+//! The index template: installed once, date fields searchable with a
+//! `date_histogram`, and the flowline job writing windows through the sink.
+
+use elasticsearch::indices::IndicesGetMappingParts;
+use elasticsearch::SearchParts;
+use flowline_connector_api::{Record, Sink};
+use flowline_elasticsearch::{detect::Server, template};
+use flowline_integration_tests::{count, es_sink, unique, TestServices};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_types_dates_and_is_installed_once() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let prefix = unique("flowline-es-tpl");
+    let index = format!("{prefix}-%Y.%m.%d");
+    let mut sink = es_sink(json!({"url": s.elasticsearch_url, "index": index, "replicas": 0}))
+        .await
+        .unwrap();
+    let server = sink.server().cloned().expect("detected");
+    let recs: Vec<Record> = (0..120)
+        .map(|i| Record::new(json!({"host": "h1", "metric": "cpu_util", "window_start": format!("2026-03-0{}T00:{:02}:00.000Z", 1 + i / 60, i % 60), "avg": i}).to_string()).with_key(format!("k{i}")))
+        .collect();
+    sink.write(recs).await.unwrap();
+    sink.flush().await.unwrap();
+    let day1 = format!("{prefix}-2026.03.01");
+    let day2 = format!("{prefix}-2026.03.02");
+    assert_eq!(
+        count(&es, &day1).await,
+        60,
+        "documents routed by their date"
+    );
+    assert_eq!(count(&es, &day2).await, 60);
+
+    let m: Value = es
+        .indices()
+        .get_mapping(IndicesGetMappingParts::Index(&[&day1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let props = &m[&day1]["mappings"]["properties"];
+    assert_eq!(props["window_start"]["type"], "date", "{m}");
+    assert_eq!(props["host"]["type"], "keyword");
+    assert_eq!(props["avg"]["type"], "double");
+
+    let r: Value = es
+        .search(SearchParts::Index(&[&format!("{prefix}-*")]))
+        .body(json!({"size": 0, "aggs": {"per_day": {"date_histogram": {"field": "window_start", "calendar_interval": "1d"}}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let buckets = r["aggregations"]["per_day"]["buckets"].as_array().unwrap();
+    assert_eq!(
+        buckets
+            .iter()
+            .map(|b| b["doc_count"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [60, 60]
+    );
+
+    // Starting again finds the same template and does not rewrite it.
+    let pattern = format!("{prefix}-*");
+    let body = template::body(
+        &pattern,
+        "window_start",
+        None,
+        Some(0),
+        Server::composable_templates(&server),
+    );
+    assert!(
+        !template::ensure(&es, &server, &prefix, &body)
+            .await
+            .unwrap(),
+        "same template rewritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_job_writes_its_windows_through_the_sink() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let dir = std::env::temp_dir().join(unique("flowline-job"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = dir.join("events.ndjson");
+    let gen =
+        flowline_metric_generator::Generator::new(flowline_metric_generator::GeneratorConfig {
+            hosts: 4,
+            count: Some(4_000),
+            ..Default::default()
+        });
+    std::fs::write(&events, gen.map(|e| e.to_json() + "\n").collect::<String>()).unwrap();
+    let index = unique("flowline-es-job");
+    let job = format!(
+        "[source]\ntype = \"file\"\npath = \"{}\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"{}\"\nindex = \"{index}\"\nreplicas = 0\n\n[window]\nsize = \"10s\"\n",
+        events.display(),
+        s.elasticsearch_url
+    );
+    let plan = flowline::config::JobPlan::parse(&job).unwrap();
+    let registry = flowline::registry();
+    for _ in 0..2 {
+        let summary = flowline::build::build_job(&plan, &registry)
+            .unwrap()
+            .execute()
+            .await
+            .unwrap();
+        assert_eq!(summary.records_in, 4_000);
+    }
+    // 4 hosts × 5 metrics, 200 one-second ticks = 20 windows of 10 s each.
+    assert_eq!(
+        count(&es, &index).await,
+        4 * 5 * 20,
+        "one document per key and window, even after a second run"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
