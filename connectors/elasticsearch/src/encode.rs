@@ -117,17 +117,25 @@ impl Encoder {
             Action::Create => "create",
             Action::Update => "update",
         };
-        let mut meta = serde_json::Map::new();
-        meta.insert("_index".into(), Value::String(index));
-        if let Some(id) = id {
-            meta.insert("_id".into(), Value::String(id));
-        } else if self.action == Action::Update {
+        if id.is_none() && self.action == Action::Update {
             return Err(
                 "an update needs a document id: set id_fields or give records a key".into(),
             );
         }
-        let mut out = serde_json::to_vec(&serde_json::json!({ op: meta })).expect("serializes");
-        out.push(b'\n');
+        // The action line, written directly (strings JSON-escaped).
+        let quote = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        let mut out = Vec::with_capacity(r.payload.len() + 96);
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(op.as_bytes());
+        out.extend_from_slice(b"\":{");
+        if let Some(id) = &id {
+            out.extend_from_slice(b"\"_id\":");
+            out.extend_from_slice(quote(id).as_bytes());
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"_index\":");
+        out.extend_from_slice(quote(&index).as_bytes());
+        out.extend_from_slice(b"}}\n");
         if self.action == Action::Update {
             out.extend_from_slice(b"{\"doc\":");
             out.extend_from_slice(&r.payload);

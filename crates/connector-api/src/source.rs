@@ -11,7 +11,9 @@ pub enum SourceEvent {
     /// Records, in partition order (records of one partition never reorder).
     Records(Vec<Record>),
     /// These partitions are now this source's. The runtime restores their
-    /// state; records of them follow.
+    /// state, then always calls [`Source::seek`] (with the checkpointed
+    /// offsets of those it has, possibly none). A source must not hand out
+    /// records of a newly assigned partition before that `seek`.
     Assigned(Vec<PartitionId>),
     /// These partitions are being taken away. The runtime checkpoints their
     /// state before the next call to `next`.

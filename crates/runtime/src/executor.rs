@@ -435,9 +435,10 @@ impl Driver {
                                 pos = pos.with(id.clone(), p.next_offset);
                             }
                         }
-                        if !pos.offsets.is_empty() {
-                            let _ = seek_tx.send(pos).await;
-                        }
+                        // Always answer an assignment with a seek, empty when
+                        // nothing was checkpointed: the source holds back the
+                        // new partitions' records until it has it.
+                        let _ = seek_tx.send(pos).await;
                     }
                     Some(Ok(SourceEvent::Idle)) => {}
                     Some(Ok(_)) => {}
