@@ -196,3 +196,71 @@ pub async fn count(es: &Elasticsearch, index: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("count of {index}: {v}"))
 }
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create_topics");
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+}
+
+/// Produces `(key, payload, timestamp)` records and waits for every delivery.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, String, Option<i64>)>,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::new();
+    for (k, v, ts) in records {
+        let mut r = FutureRecord::to(topic).key(&k).payload(&v);
+        if let Some(ts) = ts {
+            r = r.timestamp(ts);
+        }
+        pending.push(p.send_result(r).map_err(|(e, _)| e).expect("enqueue"));
+        if pending.len() >= 5_000 {
+            for f in pending.drain(..) {
+                f.await
+                    .expect("delivery")
+                    .map_err(|(e, _)| e)
+                    .expect("delivered");
+            }
+        }
+    }
+    for f in pending {
+        f.await
+            .expect("delivery")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+/// Seeded generator events (`hosts`, `count`, bounded out-of-order) as
+/// `(host, json)`.
+pub fn metric_events(hosts: usize, count: u64, seed: u64) -> Vec<(String, String)> {
+    flowline_metric_generator::Generator::new(flowline_metric_generator::GeneratorConfig {
+        hosts,
+        count: Some(count),
+        seed,
+        max_out_of_order_ms: 1_500,
+        ..Default::default()
+    })
+    .map(|e| (e.host.clone(), e.to_json()))
+    .collect()
+}

@@ -18,7 +18,7 @@ pub enum ConnectorKind {
 
 impl fmt::Display for ConnectorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             ConnectorKind::Source => "source",
             ConnectorKind::Sink => "sink",
         })

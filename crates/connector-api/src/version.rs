@@ -32,7 +32,7 @@ impl ApiVersion {
 
 impl fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+        f.pad(&format!("{}.{}", self.major, self.minor))
     }
 }
 

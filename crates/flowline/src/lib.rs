@@ -46,5 +46,6 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     flowline_file::register(&mut r).expect("built-in connectors match this runtime's API");
     flowline_elasticsearch::register(&mut r).expect("built-in connectors match this runtime's API");
+    flowline_kafka::register(&mut r).expect("built-in connectors match this runtime's API");
     r
 }

@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use flowline_metric_generator::{parse_rfc3339_ms, Generator, GeneratorConfig};
 
+mod kafka;
+
 /// Writes realistic host metrics as JSON lines (see the crate docs for the
 /// event format). The same --seed and flags give the same events.
 #[derive(Debug, Parser)]
@@ -43,9 +45,12 @@ struct Args {
     /// Fraction of events replaced by malformed JSON (tests of dead-lettering).
     #[arg(long, default_value_t = 0.0)]
     poison_fraction: f64,
-    /// stdout | file:PATH
+    /// stdout | file:PATH | kafka://HOST:PORT/TOPIC
     #[arg(long, default_value = "stdout")]
     output: String,
+    /// Partitions of the Kafka topic, when the generator creates it.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
     /// Seconds between progress lines on stderr (0: none).
     #[arg(long, default_value_t = 5)]
     progress_secs: u64,
@@ -89,11 +94,25 @@ fn main() -> Result<()> {
         "stdout" | "-" => Box::new(std::io::stdout().lock()),
         o if o.starts_with("file:") => {
             let path = &o["file:".len()..];
-            Box::new(std::fs::File::create(path).with_context(|| format!("cannot create output file `{path}`"))?)
+            Box::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create output file `{path}`"))?,
+            )
         }
-        o if o.starts_with("kafka://") => bail!(
-            "--output {o}: Kafka output is not in this build yet. Fix: use --output stdout or file:PATH and load the file with a Kafka producer"
-        ),
+        o if o.starts_with("kafka://") => {
+            let (bootstrap, topic) = o["kafka://".len()..]
+                .split_once('/')
+                .filter(|(b, t)| !b.is_empty() && !t.is_empty())
+                .with_context(|| format!("--output {o}: expected kafka://HOST:PORT/TOPIC"))?;
+            return kafka::run(
+                bootstrap,
+                topic,
+                args.partitions,
+                cfg,
+                args.rate,
+                args.progress_secs,
+            );
+        }
         o => bail!("--output `{o}` is not understood. Fix: use stdout or file:PATH"),
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);

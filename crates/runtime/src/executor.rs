@@ -694,7 +694,9 @@ async fn source_task(
         if ended {
             tokio::select! {
                 biased;
-                r = pos_rx.changed() => if r.is_err() { break } else { continue },
+                // `changed` marks the value seen: re-flag it so the top of
+                // the loop hands it to the source.
+                r = pos_rx.changed() => if r.is_err() { break } else { pos_rx.mark_changed(); continue },
                 _ = tx.closed() => break,
             }
         }

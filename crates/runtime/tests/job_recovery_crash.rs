@@ -89,13 +89,17 @@ fn crash_and_recover(seed: u64) {
         let env = job(parts.clone(), &setup(), &out, None, config());
         env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
         let rt = runtime();
-        let crash_at = 1 + rng.below(EVENTS as u64 / 3);
+        // A random point in the first sixth of the input, once the run has
+        // taken at least one checkpoint (so that every restart restores).
+        let crash_at = 1 + rng.below(EVENTS as u64 / 6);
         let finished = rt.block_on(async {
             let handle = env.start().unwrap();
             let m = handle.metrics();
-            while !handle.is_finished()
-                && m.records_in.load(std::sync::atomic::Ordering::Relaxed) < crash_at
-            {
+            let due = || {
+                m.records_in.load(std::sync::atomic::Ordering::Relaxed) >= crash_at
+                    && m.checkpoints.load(std::sync::atomic::Ordering::Relaxed) >= 1
+            };
+            while !handle.is_finished() && !due() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             handle.is_finished()

@@ -1,0 +1,341 @@
+//! Source and sink settings, with Kafka Connect's names where they exist,
+//! and the librdkafka client configuration they become.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// `security_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No TLS, no SASL.
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+/// Connection and security settings shared by source and sink.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// `plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`.
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user.
+    pub sasl_username: Option<String>,
+    /// SASL password (never logged).
+    pub sasl_password: Option<String>,
+    /// CA certificate (PEM).
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// Client key (PEM).
+    pub ssl_key_location: Option<PathBuf>,
+    /// Client key password (never logged).
+    pub ssl_key_password: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a consumer group with no committed offset starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The oldest record.
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+fn start_position(s: &str) -> Result<StartPosition, Error> {
+    match s {
+        "earliest" => Ok(StartPosition::Earliest),
+        "latest" => Ok(StartPosition::Latest),
+        t => {
+            let ms = t.parse::<i64>().ok().or_else(|| {
+                humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64)
+            });
+            ms.map(StartPosition::Timestamp).ok_or_else(|| {
+                Error::Config(format!(
+                    "auto_offset_reset = \"{t}\" is not earliest, latest, a time (RFC 3339) or ms since the epoch. Fix: auto_offset_reset = \"earliest\""
+                ))
+            })
+        }
+    }
+}
+
+/// `[source] type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// `host:port,...`.
+    pub bootstrap_servers: String,
+    /// Topics to read.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regex of topics (`^metrics-.*`), instead of `topics`.
+    pub topic_pattern: Option<String>,
+    /// Consumer group.
+    pub group_id: String,
+    /// `earliest`, `latest`, or a time.
+    #[serde(default = "d_earliest")]
+    pub auto_offset_reset: String,
+    /// Read up to the end offsets seen at start, then end the input.
+    #[serde(default)]
+    pub bounded: bool,
+    /// Event time from this payload field (RFC 3339 or ms); default: the
+    /// Kafka record timestamp.
+    pub timestamp_field: Option<String>,
+    /// Records per batch handed to the runtime.
+    #[serde(default = "d_batch")]
+    pub max_batch: usize,
+    /// How long `next` waits for records before reporting idle.
+    #[serde(default = "d_poll")]
+    pub poll_timeout: String,
+    /// How long to wait for the broker at start before failing.
+    #[serde(default = "d_connect")]
+    pub connect_timeout: String,
+    /// Security.
+    #[serde(flatten)]
+    pub security: Security,
+    /// Any librdkafka property, passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn d_earliest() -> String {
+    "earliest".into()
+}
+fn d_batch() -> usize {
+    1024
+}
+fn d_poll() -> String {
+    "200ms".into()
+}
+fn d_connect() -> String {
+    "10s".into()
+}
+
+/// `[sink] type = "kafka"` (also a dead-letter destination).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `host:port,...`.
+    pub bootstrap_servers: String,
+    /// The topic.
+    pub topic: String,
+    /// Take the message key from this payload field; default: the record key.
+    pub key_field: Option<String>,
+    /// `linger.ms`.
+    #[serde(default = "d_linger")]
+    pub linger_ms: u32,
+    /// `batch.size` in bytes.
+    #[serde(default = "d_batch_size")]
+    pub batch_size: u32,
+    /// `none`, `gzip`, `snappy`, `lz4`, `zstd`.
+    #[serde(default = "d_compression")]
+    pub compression: String,
+    /// How long to wait for the broker at start before failing.
+    #[serde(default = "d_connect")]
+    pub connect_timeout: String,
+    /// Security.
+    #[serde(flatten)]
+    pub security: Security,
+    /// Any librdkafka property, passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn d_linger() -> u32 {
+    5
+}
+fn d_batch_size() -> u32 {
+    1 << 20
+}
+fn d_compression() -> String {
+    "lz4".into()
+}
+
+/// A duration setting.
+pub fn duration(field: &str, v: &str) -> Result<std::time::Duration, Error> {
+    humantime::parse_duration(v).map_err(|e| {
+        Error::Config(format!(
+            "`{field}` = \"{v}\" is not a duration ({e}). Fix: \"10s\" or \"200ms\""
+        ))
+    })
+}
+
+/// The librdkafka configuration of the connection and security settings.
+pub fn client_config(
+    bootstrap: &str,
+    s: &Security,
+    props: &BTreeMap<String, String>,
+) -> Result<ClientConfig, Error> {
+    if bootstrap.trim().is_empty() {
+        return Err(Error::Config(
+            "bootstrap_servers is empty. Fix: bootstrap_servers = \"127.0.0.1:9092\"".into(),
+        ));
+    }
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    let proto = match s.security_protocol {
+        SecurityProtocol::Plaintext => "plaintext",
+        SecurityProtocol::Ssl => "ssl",
+        SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+        SecurityProtocol::SaslSsl => "sasl_ssl",
+    };
+    c.set("security.protocol", proto);
+    let sasl = matches!(
+        s.security_protocol,
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    );
+    if sasl {
+        let mech = s
+            .sasl_mechanism
+            .clone()
+            .unwrap_or_else(|| "SCRAM-SHA-512".into());
+        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mech.as_str()) {
+            return Err(Error::Config(format!("sasl_mechanism `{mech}` is not supported. Fix: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")));
+        }
+        let (Some(u), Some(p)) = (&s.sasl_username, &s.sasl_password) else {
+            return Err(Error::Config(format!(
+                "security_protocol = \"{proto}\" needs sasl_username and sasl_password"
+            )));
+        };
+        c.set("sasl.mechanism", mech)
+            .set("sasl.username", u)
+            .set("sasl.password", p);
+    } else if s.sasl_username.is_some() || s.sasl_password.is_some() {
+        return Err(Error::Config("sasl_username / sasl_password are set but security_protocol is not sasl_plaintext or sasl_ssl. Fix: security_protocol = \"sasl_ssl\"".into()));
+    }
+    for (key, v) in [
+        ("ssl.ca.location", &s.ssl_ca_location),
+        ("ssl.certificate.location", &s.ssl_certificate_location),
+        ("ssl.key.location", &s.ssl_key_location),
+    ] {
+        if let Some(p) = v {
+            if !p.is_file() {
+                return Err(Error::Config(format!(
+                    "{key}: `{}` does not exist",
+                    p.display()
+                )));
+            }
+            c.set(key, p.display().to_string());
+        }
+    }
+    if let Some(p) = &s.ssl_key_password {
+        c.set("ssl.key.password", p);
+    }
+    for (k, v) in props {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+impl KafkaSourceConfig {
+    /// Checks the settings.
+    pub fn start_position(&self) -> Result<StartPosition, Error> {
+        if self.topics.is_empty() == self.topic_pattern.is_none() {
+            return Err(Error::Config(
+                "set either topics = [\"...\"] or topic_pattern = \"^...\"".into(),
+            ));
+        }
+        if self.group_id.is_empty() {
+            return Err(Error::Config(
+                "group_id is empty. Fix: group_id = \"flowline-metrics\"".into(),
+            ));
+        }
+        start_position(&self.auto_offset_reset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(extra: serde_json::Value) -> Result<KafkaSourceConfig, String> {
+        let mut v = serde_json::json!({"bootstrap_servers": "127.0.0.1:9092", "topics": ["metrics"], "group_id": "g"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn start_positions() {
+        assert_eq!(
+            src(serde_json::json!({}))
+                .unwrap()
+                .start_position()
+                .unwrap(),
+            StartPosition::Earliest
+        );
+        assert_eq!(
+            src(serde_json::json!({"auto_offset_reset": "latest"}))
+                .unwrap()
+                .start_position()
+                .unwrap(),
+            StartPosition::Latest
+        );
+        assert_eq!(
+            src(serde_json::json!({"auto_offset_reset": "2026-01-01T00:00:00Z"}))
+                .unwrap()
+                .start_position()
+                .unwrap(),
+            StartPosition::Timestamp(1_767_225_600_000)
+        );
+        assert!(src(serde_json::json!({"auto_offset_reset": "yesterday"}))
+            .unwrap()
+            .start_position()
+            .unwrap_err()
+            .to_string()
+            .contains("Fix"));
+    }
+
+    #[test]
+    fn security_settings_are_checked_and_secrets_hidden() {
+        let c = src(serde_json::json!({"security_protocol": "sasl_plaintext", "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "u", "sasl_password": "hunter2"})).unwrap();
+        assert!(client_config(&c.bootstrap_servers, &c.security, &c.properties).is_ok());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = src(serde_json::json!({"security_protocol": "sasl_plaintext"})).unwrap();
+        assert!(
+            client_config(&c.bootstrap_servers, &c.security, &c.properties)
+                .unwrap_err()
+                .to_string()
+                .contains("sasl_username")
+        );
+        let c = src(serde_json::json!({"sasl_username": "u"})).unwrap();
+        assert!(client_config(&c.bootstrap_servers, &c.security, &c.properties).is_err());
+        assert!(src(serde_json::json!({"topic": "x"}))
+            .unwrap_err()
+            .contains("unknown field `topic`"));
+        let both = src(serde_json::json!({"topic_pattern": "^m"})).unwrap();
+        assert!(both.start_position().is_err());
+    }
+}

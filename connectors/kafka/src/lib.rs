@@ -1,0 +1,144 @@
+//! # flowline-kafka
+//!
+//! Kafka source and sink for Flowline's connector API 1.0, with `rdkafka`.
+//!
+//! ```toml
+//! [source]
+//! type = "kafka"
+//! bootstrap_servers = "127.0.0.1:9092"
+//! topics = ["metrics"]
+//! group_id = "flowline-metrics"
+//! auto_offset_reset = "earliest"   # or "latest", or a time
+//! bounded = false
+//!
+//! [source.properties]              # any librdkafka property, passed through
+//! "fetch.max.bytes" = "52428800"
+//! ```
+//!
+//! - **Positions from checkpoints.** `enable.auto.commit` is off. The
+//!   runtime seeks the source to its checkpointed offsets; offsets are
+//!   committed to the group only when a checkpoint completes, so lag tools
+//!   show the truth.
+//! - **Rebalances** surface as `Revoked` (the runtime checkpoints the
+//!   partitions' state) and `Assigned` (the runtime restores their state and
+//!   answers with a seek). A newly assigned partition is paused, and any
+//!   record of it held back, until that seek: no record is processed against
+//!   the wrong state. Cooperative-sticky assignment is the default.
+//! - **Bounded** (`bounded = true`): every partition of `topics`, from the
+//!   committed offset (or `auto_offset_reset`) to the end offset seen at
+//!   start, then the input ends and every window fires. A restart continues
+//!   from its checkpoint.
+//! - **Event time** from a payload field (`timestamp_field`) or the Kafka
+//!   timestamp.
+//! - **Backpressure**: when the runtime stops reading, the consumer stops
+//!   polling; librdkafka's prefetch is bounded by
+//!   `queued.max.messages.kbytes` (16 MB here). A stall longer than
+//!   `max.poll.interval.ms` makes the group rebalance.
+//! - **Sink**: idempotent producer (`enable.idempotence`, `acks=all`),
+//!   key from a payload field or the record key, headers written as Kafka
+//!   headers (so it serves as the dead-letter topic), `flush` returns when
+//!   every record is delivered.
+//! - **Security**: `security_protocol` (`plaintext`, `ssl`,
+//!   `sasl_plaintext`, `sasl_ssl`), `sasl_mechanism` (PLAIN, SCRAM-SHA-256,
+//!   SCRAM-SHA-512), `sasl_username`, `sasl_password`, `ssl_ca_location`,
+//!   `ssl_certificate_location`, `ssl_key_location`. Secrets are never logged.
+//! - **Unreachable broker**: a clear error after `connect_timeout` (10 s).
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod sink;
+pub mod source;
+
+pub use config::{KafkaSinkConfig, KafkaSourceConfig};
+pub use error::{is_retryable, Error};
+pub use sink::KafkaSink;
+pub use source::{partition_id, KafkaSource};
+
+use flowline_connector_api::{
+    ConfigField, ConnectorDescriptor, ConnectorError, ConnectorKind, Registry, SinkFactory,
+    SourceFactory,
+};
+
+/// Builds [`KafkaSource`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaSourceFactory;
+
+impl SourceFactory for KafkaSourceFactory {
+    type Config = KafkaSourceConfig;
+    type Source = KafkaSource;
+    fn descriptor(&self) -> ConnectorDescriptor {
+        ConnectorDescriptor::new("kafka", env!("CARGO_PKG_VERSION"), ConnectorKind::Source)
+            .with_description(
+                "Reads Kafka topics as a consumer group, or bounded to the end offsets at start",
+            )
+            .with_field(ConfigField::required(
+                "bootstrap_servers",
+                "string",
+                "host:port,...",
+            ))
+            .with_field(ConfigField::required(
+                "topics",
+                "[string]",
+                "topics (or topic_pattern)",
+            ))
+            .with_field(ConfigField::required(
+                "group_id",
+                "string",
+                "consumer group",
+            ))
+            .with_field(ConfigField::optional(
+                "auto_offset_reset",
+                "string",
+                "earliest",
+                "earliest | latest | a time",
+            ))
+            .with_field(ConfigField::optional(
+                "bounded",
+                "bool",
+                "false",
+                "stop at the end offsets seen at start",
+            ))
+    }
+    fn build(&self, c: KafkaSourceConfig) -> Result<KafkaSource, ConnectorError> {
+        Ok(KafkaSource::new(c)?)
+    }
+}
+
+/// Builds [`KafkaSink`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaSinkFactory;
+
+impl SinkFactory for KafkaSinkFactory {
+    type Config = KafkaSinkConfig;
+    type Sink = KafkaSink;
+    fn descriptor(&self) -> ConnectorDescriptor {
+        ConnectorDescriptor::new("kafka", env!("CARGO_PKG_VERSION"), ConnectorKind::Sink)
+            .with_description(
+                "Writes to a Kafka topic with an idempotent producer (also a dead-letter topic)",
+            )
+            .with_field(ConfigField::required(
+                "bootstrap_servers",
+                "string",
+                "host:port,...",
+            ))
+            .with_field(ConfigField::required("topic", "string", "the topic"))
+            .with_field(ConfigField::optional(
+                "key_field",
+                "string",
+                "record key",
+                "payload field used as message key",
+            ))
+    }
+    fn build(&self, c: KafkaSinkConfig) -> Result<KafkaSink, ConnectorError> {
+        Ok(KafkaSink::new(c)?)
+    }
+}
+
+/// Registers this crate's connectors.
+pub fn register(r: &mut Registry) -> Result<(), ConnectorError> {
+    r.register_source(KafkaSourceFactory)?
+        .register_sink(KafkaSinkFactory)?;
+    Ok(())
+}

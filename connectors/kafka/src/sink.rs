@@ -1,0 +1,190 @@
+//! The Kafka sink: an idempotent producer; `flush` returns when every record
+//! is delivered. Also the dead-letter destination: record headers (the
+//! reason, the source position) are written as Kafka headers.
+
+use std::time::Duration;
+
+use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use crate::config::{client_config, duration, KafkaSinkConfig};
+use crate::error::Error;
+
+/// Delivery reports awaited at most this many at a time in `write`.
+const MAX_PENDING: usize = 100_000;
+
+/// The sink.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    key_field: Option<String>,
+    pending: Vec<(DeliveryFuture, Record)>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// Connects (bounded wait) and checks the topic exists.
+    pub fn new(cfg: KafkaSinkConfig) -> Result<Self, Error> {
+        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
+        let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
+        cc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", cfg.linger_ms.to_string())
+            .set("batch.size", cfg.batch_size.to_string())
+            .set("compression.type", &cfg.compression);
+        for (k, v) in &cfg.properties {
+            cc.set(k, v);
+        }
+        let producer: FutureProducer = cc.create().map_err(|source| Error::Kafka {
+            what: "creating the Kafka producer".into(),
+            source,
+        })?;
+        let md = producer.client().fetch_metadata(Some(&cfg.topic), connect).map_err(|e| {
+            Error::Config(format!(
+                "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",
+                cfg.bootstrap_servers,
+                humantime::format_duration(connect)
+            ))
+        })?;
+        if md
+            .topics()
+            .first()
+            .is_none_or(|t| t.partitions().is_empty())
+        {
+            return Err(Error::Config(format!(
+                "topic `{}` does not exist on {}. Fix: create it first",
+                cfg.topic, cfg.bootstrap_servers
+            )));
+        }
+        Ok(Self {
+            producer,
+            topic: cfg.topic,
+            key_field: cfg.key_field,
+            pending: Vec::new(),
+        })
+    }
+
+    fn key_of(&self, r: &Record) -> Option<Vec<u8>> {
+        match &self.key_field {
+            None => r.key.clone(),
+            Some(f) => {
+                let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
+                match &v[f] {
+                    serde_json::Value::String(s) => Some(s.clone().into_bytes()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string().into_bytes()),
+                }
+            }
+        }
+    }
+
+    /// Awaits every pending delivery; rejected records come back, any other
+    /// failure is final (librdkafka has already retried until
+    /// `message.timeout.ms`; the job restarts from its checkpoint).
+    async fn settle(&mut self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
+        let mut rejected = Vec::new();
+        let n = self.pending.len().saturating_sub(keep);
+        for (fut, record) in self.pending.drain(..n) {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                    _,
+                ))) => {
+                    rejected.push(Rejected::new(record, "MessageSizeTooLarge: the record is larger than the topic's max.message.bytes"));
+                }
+                Ok(Err((e, _))) => {
+                    return Err(ConnectorError::permanent(format!(
+                        "delivery to `{}` failed after the producer's retries: {e}",
+                        self.topic
+                    )));
+                }
+                Err(_) => {
+                    return Err(ConnectorError::permanent(
+                        "the producer was dropped with deliveries pending",
+                    ))
+                }
+            }
+        }
+        Ok(rejected)
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
+        let mut rejected = Vec::new();
+        for r in batch {
+            let key = self.key_of(&r);
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            loop {
+                let mut fr = FutureRecord::to(&self.topic)
+                    .payload(&r.payload)
+                    .headers(headers.clone());
+                if let Some(k) = &key {
+                    fr = fr.key(k);
+                }
+                if let Some(ts) = r.timestamp {
+                    fr = fr.timestamp(ts);
+                }
+                match self.producer.send_result(fr) {
+                    Ok(f) => {
+                        self.pending.push((f, r));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // Backpressure: wait for half of what is in flight.
+                        let keep = self.pending.len() / 2;
+                        rejected.extend(self.settle(keep).await?);
+                        if self.pending.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    Err((e, _)) => {
+                        return Err(ConnectorError::permanent(format!(
+                            "producing to `{}`: {e}",
+                            self.topic
+                        )))
+                    }
+                }
+            }
+            if self.pending.len() >= MAX_PENDING {
+                rejected.extend(self.settle(MAX_PENDING / 2).await?);
+            }
+        }
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectorError::BadRecords(rejected))
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        let rejected = self.settle(0).await?;
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectorError::BadRecords(rejected))
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        self.flush().await?;
+        let _ = self.producer.flush(Duration::from_secs(10));
+        Ok(())
+    }
+}
