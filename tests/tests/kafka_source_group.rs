@@ -20,7 +20,12 @@ fn source(bootstrap: &str, topic: &str, group: &str) -> KafkaSource {
 
 /// Polls `src` until `pred` holds for what it saw, answering every
 /// assignment with `seek(pos)`.
-async fn drive(src: &mut KafkaSource, pos: &SourcePosition, seen: &mut Seen, until: impl Fn(&Seen) -> bool) {
+async fn drive(
+    src: &mut KafkaSource,
+    pos: &SourcePosition,
+    seen: &mut Seen,
+    until: impl Fn(&Seen) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !until(seen) {
         assert!(Instant::now() < deadline, "timed out; saw {seen:?}");
@@ -52,14 +57,25 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let topic = unique("group");
     create_topic(&s.kafka_bootstrap, &topic, 4).await;
-    produce(&s.kafka_bootstrap, &topic, (0..200).map(|i| (format!("key-{i}"), format!("{i}"), None))).await;
+    produce(
+        &s.kafka_bootstrap,
+        &topic,
+        (0..200).map(|i| (format!("key-{i}"), format!("{i}"), None)),
+    )
+    .await;
     let group = unique("g");
     let mut a = source(&s.kafka_bootstrap, &topic, &group);
     let mut seen_a = Seen::default();
-    drive(&mut a, &SourcePosition::new(), &mut seen_a, |s| s.assigned.len() == 4 && s.records.len() == 200).await;
+    drive(&mut a, &SourcePosition::new(), &mut seen_a, |s| {
+        s.assigned.len() == 4 && s.records.len() == 200
+    })
+    .await;
 
     let end = |p: &PartitionId| seen_a.records.iter().filter(|(q, _)| q == p).count() as u64;
-    let ends: std::collections::BTreeMap<PartitionId, u64> = (0..4).map(|p| partition_id(&topic, p)).map(|p| (p.clone(), end(&p))).collect();
+    let ends: std::collections::BTreeMap<PartitionId, u64> = (0..4)
+        .map(|p| partition_id(&topic, p))
+        .map(|p| (p.clone(), end(&p)))
+        .collect();
     assert!(ends.values().all(|e| *e > 20), "{ends:?}");
     // A "checkpoint" at offset 20 of every partition, then a second member joins.
     let mut pos = SourcePosition::new();
@@ -71,16 +87,27 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
     let both = tokio::join!(
         drive(&mut a, &pos, &mut seen_a, |s| !s.revoked.is_empty()),
         drive(&mut b, &pos, &mut seen_b, |s| {
-            !s.assigned.is_empty() && s.records.len() as u64 >= s.assigned.iter().map(|p| ends[p] - 20).sum::<u64>()
+            !s.assigned.is_empty()
+                && s.records.len() as u64 >= s.assigned.iter().map(|p| ends[p] - 20).sum::<u64>()
         })
     );
     let _ = both;
     // Cooperative-sticky: what b got, a gave up; a keeps the rest.
-    assert!(seen_b.assigned.is_subset(&seen_a.revoked) || seen_b.assigned == seen_a.revoked, "a revoked {:?}, b assigned {:?}", seen_a.revoked, seen_b.assigned);
+    assert!(
+        seen_b.assigned.is_subset(&seen_a.revoked) || seen_b.assigned == seen_a.revoked,
+        "a revoked {:?}, b assigned {:?}",
+        seen_a.revoked,
+        seen_b.assigned
+    );
     assert!(seen_b.assigned.len() < 4);
     // b starts every partition it got at the checkpointed offset 20, in order.
     for p in &seen_b.assigned {
-        let offs: Vec<u64> = seen_b.records.iter().filter(|(q, _)| q == p).map(|(_, o)| *o).collect();
+        let offs: Vec<u64> = seen_b
+            .records
+            .iter()
+            .filter(|(q, _)| q == p)
+            .map(|(_, o)| *o)
+            .collect();
         assert_eq!(offs, (20..ends[p]).collect::<Vec<_>>(), "partition {p}");
     }
 }

@@ -9,6 +9,7 @@
 //! until the runtime has answered the assignment with a `seek`.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ type Tp = (String, i32);
 #[derive(Debug, Default)]
 pub struct Ctx {
     events: Mutex<Vec<(bool, Vec<Tp>)>>,
+    /// Set with every event, so the per-message check is one load.
+    any: std::sync::atomic::AtomicBool,
 }
 
 fn tps(l: &TopicPartitionList) -> Vec<Tp> {
@@ -48,6 +51,7 @@ impl ConsumerContext for Ctx {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((false, tps(l)));
+            self.any.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -61,6 +65,7 @@ impl ConsumerContext for Ctx {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((true, tps(l)));
+            self.any.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct KafkaSource {
     pending: VecDeque<SourceEvent>,
     known: HashMap<PartitionId, u64>,
     committed: Option<TopicPartitionList>,
+    topic_buf: String,
+    stop_reached: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -146,6 +153,8 @@ impl KafkaSource {
             pending: VecDeque::new(),
             known: HashMap::new(),
             committed: None,
+            topic_buf: String::new(),
+            stop_reached: false,
             cfg,
         };
         if src.cfg.bounded {
@@ -251,6 +260,13 @@ impl KafkaSource {
     }
 
     fn take_rebalance_events(&mut self) {
+        if !self.has_rebalance_events() {
+            return;
+        }
+        self.consumer
+            .context()
+            .any
+            .store(false, std::sync::atomic::Ordering::Release);
         let evs = std::mem::take(
             &mut *self
                 .consumer
@@ -290,13 +306,10 @@ impl KafkaSource {
     }
 
     fn has_rebalance_events(&self) -> bool {
-        !self
-            .consumer
+        self.consumer
             .context()
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+            .any
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn bounded_done(&self) -> bool {
@@ -325,7 +338,7 @@ impl KafkaSource {
     }
 
     /// Copies what is needed out of a message (it borrows the consumer).
-    fn read(m: &BorrowedMessage<'_>) -> (Tp, i64, Option<i64>, Record) {
+    fn read(m: &BorrowedMessage<'_>, buf: &mut String) -> (Tp, i64, Option<i64>, Record) {
         let mut r = Record::new(m.payload().unwrap_or_default());
         r.key = m.key().map(<[u8]>::to_vec);
         if let Some(h) = m.headers() {
@@ -336,8 +349,13 @@ impl KafkaSource {
                 ));
             }
         }
+        let mut topic = std::mem::take(buf);
+        if topic != m.topic() {
+            topic.clear();
+            topic.push_str(m.topic());
+        }
         (
-            (m.topic().to_string(), m.partition()),
+            (topic, m.partition()),
             m.offset(),
             m.timestamp().to_millis(),
             r,
@@ -346,11 +364,23 @@ impl KafkaSource {
 
     /// Applies the position rules to one message; returns it as a record
     /// when it is to be delivered.
-    fn accept(&mut self, tp: Tp, off: i64, kafka_ts: Option<i64>, mut r: Record) -> Option<Record> {
-        if !self.parts.contains_key(&tp) {
+    fn accept(&mut self, tp: Tp, off: i64, kafka_ts: Option<i64>, r: Record) -> Option<Record> {
+        let out = self.accept_at(&tp, off, kafka_ts, r);
+        self.topic_buf = tp.0;
+        out
+    }
+
+    fn accept_at(
+        &mut self,
+        tp: &Tp,
+        off: i64,
+        kafka_ts: Option<i64>,
+        mut r: Record,
+    ) -> Option<Record> {
+        if !self.parts.contains_key(tp) {
             self.take_rebalance_events();
         }
-        let part = self.parts.get_mut(&tp)?;
+        let part = self.parts.get_mut(tp)?;
         if part.awaiting {
             part.first_seen = Some(part.first_seen.map_or(off, |f| f.min(off)));
             return None;
@@ -375,9 +405,13 @@ impl KafkaSource {
         }
         if part.stop.is_some_and(|s| off >= s) {
             part.next = part.next.max(off);
+            self.stop_reached = true;
             return None;
         }
         part.next = off + 1;
+        if part.stop.is_some_and(|s| part.next >= s) {
+            self.stop_reached = true;
+        }
         let pid = part.pid.clone();
         r.timestamp = self.event_time(&r.payload, kafka_ts);
         Some(r.at(pid, off as u64))
@@ -414,14 +448,25 @@ impl Source for KafkaSource {
         }
         let mut batch = Vec::new();
         loop {
-            let wait = if batch.is_empty() {
-                self.poll_timeout
+            // The first record may wait up to poll_timeout; the rest of the
+            // batch takes only what is ready (one poll, no timer).
+            let polled = if batch.is_empty() {
+                tokio::time::timeout(self.poll_timeout, self.consumer.recv())
+                    .await
+                    .ok()
             } else {
-                Duration::ZERO
+                let mut fut = std::pin::pin!(self.consumer.recv());
+                match fut
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+                {
+                    std::task::Poll::Ready(r) => Some(r),
+                    std::task::Poll::Pending => None,
+                }
             };
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Err(_) => break,
-                Ok(Err(e)) => {
+            match polled {
+                None => break,
+                Some(Err(e)) => {
                     if !batch.is_empty() {
                         break;
                     }
@@ -436,8 +481,8 @@ impl Source for KafkaSource {
                         err.into()
                     });
                 }
-                Ok(Ok(m)) => {
-                    let (tp, off, ts, r) = Self::read(&m);
+                Some(Ok(m)) => {
+                    let (tp, off, ts, r) = Self::read(&m, &mut self.topic_buf);
                     drop(m);
                     if let Some(r) = self.accept(tp, off, ts, r) {
                         batch.push(r);
@@ -446,7 +491,7 @@ impl Source for KafkaSource {
             }
             if self.has_rebalance_events()
                 || batch.len() >= self.cfg.max_batch
-                || self.bounded_done()
+                || (self.stop_reached && self.bounded_done())
             {
                 break;
             }

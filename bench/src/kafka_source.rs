@@ -1,0 +1,129 @@
+//! Source drain rate of a pre-filled topic through the Kafka connector, next
+//! to a raw rdkafka consumer loop in the same process; prints both and the
+//! ratio.
+//!
+//! ```sh
+//! scripts/services up && eval "$(scripts/services env)"
+//! cargo run --release -p flowline-bench --bin kafka_source -- [EVENTS] [PARTITIONS]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::{Source, SourceEvent};
+use flowline_integration_tests::{create_topic, metric_events, produce, unique, TestServices};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// The raw loop; with `owned`, it copies each payload and key out, as any
+/// consumer that hands records on must.
+async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: bool) -> f64 {
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "16384")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    let mut bytes = 0usize;
+    let mut kept: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(1024);
+    while got < n {
+        let m = c.recv().await.unwrap();
+        if owned {
+            kept.push((
+                m.payload().unwrap_or_default().to_vec(),
+                m.key().map(<[u8]>::to_vec),
+            ));
+            if kept.len() == 1024 {
+                bytes += kept.len();
+                kept.clear();
+            }
+        } else {
+            bytes += m.payload().map_or(0, |p| p.len());
+        }
+        got += 1;
+    }
+    std::hint::black_box((bytes, kept));
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+async fn connector(bootstrap: &str, topic: &str, n: u64) -> f64 {
+    let cfg: flowline_kafka::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
+        "bootstrap_servers": bootstrap, "topics": [topic], "group_id": unique("conn"), "bounded": true
+    }))
+    .unwrap();
+    let mut src = flowline_kafka::KafkaSource::new(cfg).unwrap();
+    let t0 = Instant::now();
+    let mut got = 0u64;
+    let mut batches = 0u64;
+    loop {
+        match src.next().await.unwrap() {
+            SourceEvent::Records(b) => {
+                got += b.len() as u64;
+                batches += 1;
+            }
+            SourceEvent::End => break,
+            _ => {}
+        }
+    }
+    assert_eq!(got, n);
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        println!(
+            "    connector: {batches} batches, {:.0} records per batch",
+            got as f64 / batches.max(1) as f64
+        );
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args
+        .next()
+        .map(|a| a.parse().expect("EVENTS"))
+        .unwrap_or(1_000_000);
+    let partitions: i32 = args
+        .next()
+        .map(|a| a.parse().expect("PARTITIONS"))
+        .unwrap_or(4);
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("bench-drain");
+    create_topic(&s.kafka_bootstrap, &topic, partitions).await;
+    let t0 = Instant::now();
+    produce(
+        &s.kafka_bootstrap,
+        &topic,
+        metric_events(2_000, n, 1)
+            .into_iter()
+            .map(|(h, j)| (h, j, None)),
+    )
+    .await;
+    println!("kafka_source: {n} metric events (~180 bytes) in {partitions} partitions, pre-filled in {:.1}s", t0.elapsed().as_secs_f64());
+    let (mut best_raw, mut best_owned, mut best_conn) = (0f64, 0f64, 0f64);
+    for round in 1..=3 {
+        let r = raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
+        let o = raw(&s.kafka_bootstrap, &topic, partitions, n, true).await;
+        let c = connector(&s.kafka_bootstrap, &topic, n).await;
+        println!("  round {round}: raw loop {r:>9.0}/s, raw loop copying records out {o:>9.0}/s, connector {c:>9.0}/s");
+        best_raw = best_raw.max(r);
+        best_owned = best_owned.max(o);
+        best_conn = best_conn.max(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("raw rdkafka consumer loop (borrowed payloads):    {best_raw:>9.0} events/s");
+    println!("raw rdkafka consumer loop (copies payload + key): {best_owned:>9.0} events/s");
+    println!("flowline-kafka source:                            {best_conn:>9.0} events/s");
+    println!(
+        "ratio connector / raw: {:.2} (target >= 0.95); connector / raw copying: {:.2}",
+        best_conn / best_raw,
+        best_conn / best_owned
+    );
+}
