@@ -20,7 +20,14 @@ fn connectors_lists_kinds_versions_and_the_api_range() {
     let names: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
     assert_eq!(
         names,
-        [("file", "source"), ("file", "sink"), ("stdout", "sink")]
+        [
+            ("file", "source"),
+            ("kafka", "source"),
+            ("elasticsearch", "sink"),
+            ("file", "sink"),
+            ("kafka", "sink"),
+            ("stdout", "sink")
+        ]
     );
     assert!(rows.iter().all(|r| r[3] == "1.0"), "{text}");
     assert!(
