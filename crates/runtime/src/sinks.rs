@@ -166,15 +166,7 @@ async fn run(
                         if let Some(i) = spec.metric_idx {
                             metrics.sink_out(i, n.saturating_sub(rejected.len() as u64))
                         }
-                        let letters: Vec<DeadLetter> = rejected
-                            .into_iter()
-                            .map(|r| DeadLetter {
-                                record: r.record,
-                                kind: DeadLetterKind::Rejected,
-                                reason: r.reason,
-                                stage: spec.name.clone(),
-                            })
-                            .collect();
+                        let letters = rejected_letters(&spec.name, rejected);
                         dead_letter(&spec.name, letters, &rejects, &metrics).await;
                     }
                     Err(e) => return Err(fail(&spec, e)),
@@ -208,6 +200,22 @@ async fn run(
     Ok(())
 }
 
+/// Records a sink rejected, as dead letters of that sink.
+fn rejected_letters(
+    sink: &str,
+    rejected: Vec<flowline_connector_api::Rejected>,
+) -> Vec<DeadLetter> {
+    rejected
+        .into_iter()
+        .map(|r| DeadLetter {
+            record: r.record,
+            kind: DeadLetterKind::Rejected,
+            reason: r.reason,
+            stage: sink.to_string(),
+        })
+        .collect()
+}
+
 /// Flushes with retries; records the sink rejects while flushing go to the
 /// dead-letter sink (flushed after this one), then the flush is complete.
 async fn flush_dead_lettering(
@@ -219,15 +227,7 @@ async fn flush_dead_lettering(
     loop {
         match with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await {
             Err(ConnectorError::BadRecords(rejected)) => {
-                let letters = rejected
-                    .into_iter()
-                    .map(|r| DeadLetter {
-                        record: r.record,
-                        kind: DeadLetterKind::Rejected,
-                        reason: r.reason,
-                        stage: spec.name.clone(),
-                    })
-                    .collect();
+                let letters = rejected_letters(&spec.name, rejected);
                 dead_letter(&spec.name, letters, rejects, metrics).await;
             }
             other => return other,
