@@ -30,6 +30,16 @@ pub struct JobFile {
     pub dead_letter: Option<toml::Table>,
     /// `[late]`: where events beyond the allowed lateness go.
     pub late: Option<toml::Table>,
+    /// `[http]`: the operations endpoint.
+    pub http: Option<HttpSection>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address of `/health`, `/metrics`, `/api/status`.
+    pub listen: String,
 }
 
 /// `[job]`
@@ -142,6 +152,8 @@ pub struct JobPlan {
     pub dead_letter: Option<ConnectorSection>,
     /// Late sink.
     pub late: Option<ConnectorSection>,
+    /// Operations endpoint address.
+    pub http_listen: Option<String>,
 }
 
 fn duration(field: &str, v: &str) -> Result<Duration, Error> {
@@ -231,6 +243,7 @@ impl JobPlan {
                 .map(|t| section("dead_letter", t))
                 .transpose()?,
             late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
+            http_listen: f.http.as_ref().map(|h| h.listen.clone()),
             job: f.job,
         })
     }

@@ -10,6 +10,7 @@
 pub mod build;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod job;
 pub mod sketch;
 

@@ -144,7 +144,15 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Run { config } => {
             let plan = JobPlan::load(&config)?;
             let env = flowline::build::build_job(&plan, &flowline::registry())?;
+            let listener = match &plan.http_listen {
+                Some(addr) => Some(flowline::http::bind(addr).await?),
+                None => None,
+            };
             let handle = env.start()?;
+            if let Some(l) = listener {
+                tracing::info!(listen = %l.local_addr()?, "serving /health, /metrics, /api/status");
+                tokio::spawn(flowline::http::serve(l, handle.metrics()));
+            }
             tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
             let summary = run_until_signal(handle, None).await?;
             tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");

@@ -609,6 +609,23 @@ impl Driver {
         if let Some(wm) = wm {
             self.metrics.watermark.store(wm, Relaxed);
         }
+        let mut parts: Vec<crate::metrics::PartitionStatus> = self
+            .parts
+            .iter()
+            .map(|(id, p)| crate::metrics::PartitionStatus {
+                id: id.to_string(),
+                watermark: (p.watermark != NO_TIME).then_some(p.watermark),
+                next_offset: p.next_offset,
+                idle: p.last_seen.elapsed() >= idle,
+            })
+            .collect();
+        parts.sort_by(|a, b| a.id.cmp(&b.id));
+        let (job, graph) = (&self.cfg.name, &self.graph);
+        self.metrics.set_status(|s| {
+            s.job.clone_from(job);
+            s.graph.clone_from(graph);
+            s.partitions = parts;
+        });
     }
 
     /// Flushes every sink, then snapshots state and positions together.
@@ -661,6 +678,9 @@ impl Driver {
         self.metrics.checkpoint_last_bytes.store(size, Relaxed);
         tracing::debug!(job = %self.cfg.name, id = cp.id, why, bytes = size, ms, "checkpoint complete");
         let _ = self.position_tx.send(Some(self.position()));
+        let created = cp.created_ms;
+        self.metrics
+            .set_status(|s| s.last_checkpoint = Some((cp.id, created)));
         Ok(())
     }
 }

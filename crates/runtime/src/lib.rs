@@ -126,7 +126,7 @@ pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
 };
-pub use metrics::Metrics;
+pub use metrics::{JobStatus, Metrics, PartitionStatus};
 pub use operator::{DeadLetter, DeadLetterKind};
 pub use sinks::encode as encode_dead_letter;
 pub use state::{MapState, ProcessContext, ValueState};

@@ -2,6 +2,37 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One source partition, as `/api/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PartitionStatus {
+    /// The partition.
+    pub id: String,
+    /// Its watermark, ms (`null` before any event time).
+    pub watermark: Option<i64>,
+    /// The offset of the next record to read.
+    pub next_offset: u64,
+    /// Whether it is left out of the job watermark for being idle.
+    pub idle: bool,
+}
+
+/// What the job is doing, for `/api/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct JobStatus {
+    /// The job's name.
+    pub job: String,
+    /// The operator chain, source to sink.
+    pub graph: String,
+    /// Partitions owned, by id.
+    pub partitions: Vec<PartitionStatus>,
+    /// The last completed checkpoint: id and time (ms).
+    pub last_checkpoint: Option<(u64, i64)>,
+}
 
 /// Counters and gauges of one job. Cheap to update (relaxed atomics).
 #[derive(Debug)]
@@ -28,6 +59,7 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// Partitions the job holds.
     pub partitions: AtomicU64,
+    status: Mutex<JobStatus>,
 }
 
 impl Metrics {
@@ -48,7 +80,20 @@ impl Metrics {
             checkpoint_last_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
+            status: Mutex::new(JobStatus::default()),
         }
+    }
+
+    /// The job's status, as last updated (every tick and checkpoint).
+    pub fn status(&self) -> JobStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_status(&self, f: impl FnOnce(&mut JobStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub(crate) fn sink_out(&self, idx: usize, n: u64) {

@@ -1,0 +1,156 @@
+//! The operations endpoint: `/health`, `/metrics` (Prometheus text) and
+//! `/api/status` (JSON), on a configured address (`[http] listen`).
+//!
+//! A deliberately small HTTP/1.1 server: GET only, one request per
+//! connection, bounded request size, no dependencies beyond tokio.
+
+use std::sync::Arc;
+
+use flowline_runtime::Metrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Binds `addr`; fails at start (before any work) when it cannot.
+pub async fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
+    TcpListener::bind(addr).await.map_err(|e| crate::Error::Config {
+        field: "http.listen".into(),
+        message: format!("cannot listen on {addr}: {e}. Fix: choose a free port, e.g. listen = \"127.0.0.1:9464\""),
+    })
+}
+
+fn respond(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {
+    match path {
+        "/health" => (200, "text/plain", "ok\n".into()),
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4",
+            metrics.render_prometheus(),
+        ),
+        "/api/status" => {
+            let mut v = serde_json::to_value(metrics.status()).unwrap_or_default();
+            v["records_in"] = metrics
+                .records_in
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into();
+            v["records_out"] = serde_json::to_value(metrics.records_out()).unwrap_or_default();
+            let wm = metrics.watermark.load(std::sync::atomic::Ordering::Relaxed);
+            v["watermark"] = if wm == i64::MIN {
+                serde_json::Value::Null
+            } else {
+                wm.into()
+            };
+            (200, "application/json", v.to_string())
+        }
+        _ => (
+            404,
+            "text/plain",
+            "not found: try /health, /metrics or /api/status\n".into(),
+        ),
+    }
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf);
+            let mut parts = head.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let (status, ctype, body) = if method == "GET" {
+                respond(path.split('?').next().unwrap_or(path), &metrics)
+            } else {
+                (405, "text/plain", "only GET\n".into())
+            };
+            let reason = match status {
+                200 => "OK",
+                404 => "Not Found",
+                _ => "Method Not Allowed",
+            };
+            let out = format!(
+                "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(out.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowline_connector_api::Record;
+    use flowline_file::{MemorySink, MemorySource};
+    use flowline_runtime::{JobConfig, StreamEnvironment};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out[9..12].parse().unwrap();
+        (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_health_metrics_and_status_of_a_job() {
+        let env = StreamEnvironment::new(JobConfig::named("http-test"));
+        let sink = env.add_sink("out", Box::new(MemorySink::new()));
+        env.source(
+            "mem",
+            Box::new(MemorySource::new(vec![(0..10)
+                .map(|i| Record::new(i.to_string()).with_timestamp(i * 1000))
+                .collect()])),
+        )
+        .sink(sink);
+        let handle = env.start().unwrap();
+        let metrics = handle.metrics();
+        handle.join().await.unwrap();
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, metrics));
+        assert_eq!(get(addr, "/health").await, (200, "ok\n".into()));
+        let (st, body) = get(addr, "/metrics").await;
+        assert_eq!(st, 200);
+        assert!(
+            body.contains("flowline_records_in_total{component=\"mem\"} 10"),
+            "{body}"
+        );
+        assert!(
+            body.contains("flowline_records_out_total{component=\"out\"} 10"),
+            "{body}"
+        );
+        let (st, body) = get(addr, "/api/status").await;
+        assert_eq!(st, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["job"], "http-test");
+        assert_eq!(v["records_in"], 10);
+        assert_eq!(v["partitions"][0]["id"], "mem-0");
+        assert_eq!(v["partitions"][0]["next_offset"], 10);
+        assert_eq!(get(addr, "/nope").await.0, 404);
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = busy.local_addr().unwrap().to_string();
+        assert!(bind(&taken)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("http.listen"));
+        server.abort();
+    }
+}
