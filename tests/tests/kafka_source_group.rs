@@ -84,14 +84,23 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
     }
     let mut b = source(&s.kafka_bootstrap, &topic, &group);
     let mut seen_b = Seen::default();
-    let both = tokio::join!(
-        drive(&mut a, &pos, &mut seen_a, |s| !s.revoked.is_empty()),
-        drive(&mut b, &pos, &mut seen_b, |s| {
-            !s.assigned.is_empty()
-                && s.records.len() as u64 >= s.assigned.iter().map(|p| ends[p] - 20).sum::<u64>()
-        })
+    // `a` keeps polling until `b` is done: a cooperative rebalance takes two
+    // rounds, and the second needs every member to poll.
+    let b_done = std::sync::atomic::AtomicBool::new(false);
+    tokio::join!(
+        drive(&mut a, &pos, &mut seen_a, |s| {
+            !s.revoked.is_empty() && b_done.load(std::sync::atomic::Ordering::SeqCst)
+        }),
+        async {
+            drive(&mut b, &pos, &mut seen_b, |s| {
+                !s.assigned.is_empty()
+                    && s.records.len() as u64
+                        >= s.assigned.iter().map(|p| ends[p] - 20).sum::<u64>()
+            })
+            .await;
+            b_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     );
-    let _ = both;
     // Cooperative-sticky: what b got, a gave up; a keeps the rest.
     assert!(
         seen_b.assigned.is_subset(&seen_a.revoked) || seen_b.assigned == seen_a.revoked,
