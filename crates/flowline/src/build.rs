@@ -52,6 +52,11 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
     }
     if let Some((dir, _)) = &plan.checkpoint {
         env.checkpoint_store(LocalDirStore::new(dir)?);
+    } else if plan.source.kind == "kafka" {
+        tracing::warn!(
+            "no [checkpoint] section: Kafka offsets are committed only with checkpoints, so this job commits none \
+             and a restart reads again from auto_offset_reset; add [checkpoint] dir = \"...\" for exact restarts"
+        );
     }
     let out = env.add_sink("windows", sink);
     metrics_pipeline(env.source(&plan.source.kind, source), plan.window, out);
