@@ -264,3 +264,18 @@ pub fn metric_events(hosts: usize, count: u64, seed: u64) -> Vec<(String, String
     .map(|e| (e.host.clone(), e.to_json()))
     .collect()
 }
+
+/// The mapped properties of `index`.
+pub async fn mapping_properties(es: &Elasticsearch, index: &str) -> serde_json::Value {
+    use elasticsearch::indices::IndicesGetMappingParts;
+    let m: serde_json::Value = es
+        .indices()
+        .get_mapping(IndicesGetMappingParts::Index(&[index]))
+        .send()
+        .await
+        .expect("get mapping")
+        .json()
+        .await
+        .expect("mapping body");
+    m[index]["mappings"]["properties"].clone()
+}

@@ -1,11 +1,9 @@
 //! Index template, bulk indexing, search and aggregations against the real
 //! Elasticsearch-API server, with the `elasticsearch` crate.
 
-use elasticsearch::indices::{
-    IndicesGetMappingParts, IndicesPutIndexTemplateParts, IndicesRefreshParts,
-};
-use elasticsearch::{BulkOperation, BulkParts, CountParts, SearchParts};
-use flowline_integration_tests::{unique, TestServices};
+use elasticsearch::indices::IndicesPutIndexTemplateParts;
+use elasticsearch::{BulkOperation, BulkParts, SearchParts};
+use flowline_integration_tests::{count, mapping_properties, unique, TestServices};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -56,33 +54,10 @@ async fn template_bulk_search_and_aggregate() {
         .expect("bulk request");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"], false, "{body}");
-    es.indices()
-        .refresh(IndicesRefreshParts::Index(&[&index]))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(count(&es, &index).await, 1000);
 
-    let count: Value = es
-        .count(CountParts::Index(&[&index]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(count["count"], 1000);
-
-    let mapping: Value = es
-        .indices()
-        .get_mapping(IndicesGetMappingParts::Index(&[&index]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let props = &mapping[&index]["mappings"]["properties"];
-    assert_eq!(props["window_start"]["type"], "date", "{mapping}");
+    let props = mapping_properties(&es, &index).await;
+    assert_eq!(props["window_start"]["type"], "date", "{props}");
     assert_eq!(props["host"]["type"], "keyword");
 
     let r: Value = es
@@ -136,18 +111,5 @@ async fn template_bulk_search_and_aggregate() {
         .await
         .unwrap();
     assert_eq!(body["errors"], false);
-    es.indices()
-        .refresh(IndicesRefreshParts::Index(&[&index]))
-        .send()
-        .await
-        .unwrap();
-    let count: Value = es
-        .count(CountParts::Index(&[&index]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(count["count"], 1000);
+    assert_eq!(count(&es, &index).await, 1000);
 }

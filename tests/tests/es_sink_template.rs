@@ -1,11 +1,10 @@
 //! The index template: installed once, date fields searchable with a
 //! `date_histogram`, and the flowline job writing windows through the sink.
 
-use elasticsearch::indices::IndicesGetMappingParts;
 use elasticsearch::SearchParts;
 use flowline_connector_api::{Record, Sink};
 use flowline_elasticsearch::{detect::Server, template};
-use flowline_integration_tests::{count, es_sink, unique, TestServices};
+use flowline_integration_tests::{count, es_sink, mapping_properties, unique, TestServices};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,17 +31,8 @@ async fn template_types_dates_and_is_installed_once() {
     );
     assert_eq!(count(&es, &day2).await, 60);
 
-    let m: Value = es
-        .indices()
-        .get_mapping(IndicesGetMappingParts::Index(&[&day1]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let props = &m[&day1]["mappings"]["properties"];
-    assert_eq!(props["window_start"]["type"], "date", "{m}");
+    let props = mapping_properties(&es, &day1).await;
+    assert_eq!(props["window_start"]["type"], "date", "{props}");
     assert_eq!(props["host"]["type"], "keyword");
     assert_eq!(props["avg"]["type"], "double");
 
