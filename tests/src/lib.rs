@@ -279,3 +279,16 @@ pub async fn mapping_properties(es: &Elasticsearch, index: &str) -> serde_json::
         .expect("mapping body");
     m[index]["mappings"]["properties"].clone()
 }
+
+/// A consumer in a fresh group, subscribed to `topic` from its start.
+pub fn earliest_consumer(bootstrap: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let c: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("g"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}

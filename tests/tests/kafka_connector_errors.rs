@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use flowline::config::JobPlan;
-use flowline_integration_tests::{create_topic, unique, TestServices};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use rdkafka::message::Headers;
 use rdkafka::Message;
 
@@ -36,13 +35,7 @@ async fn bad_records_land_on_the_dead_letter_topic_with_headers() {
         .unwrap();
     assert_eq!(summary.bad_records, 2);
 
-    let c: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &s.kafka_bootstrap)
-        .set("group.id", unique("g"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&[&dlq]).unwrap();
+    let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
     let mut got = Vec::new();
     while got.len() < 2 {
         let m = tokio::time::timeout(Duration::from_secs(30), c.recv())

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use flowline_integration_tests::{unique, TestServices};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use flowline_integration_tests::{earliest_consumer, unique, TestServices};
 use rdkafka::Message;
 
 /// The generator binary, built next to this test (`cargo nextest run
@@ -75,13 +74,7 @@ async fn generator_to_kafka_round_trips_keyed_by_host() {
         .map(str::to_string)
         .collect();
 
-    let c: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &s.kafka_bootstrap)
-        .set("group.id", unique("g"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let c = earliest_consumer(&s.kafka_bootstrap, &topic);
     let mut got = Vec::new();
     let mut partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     while got.len() < want.len() {

@@ -378,6 +378,7 @@ impl KafkaSource {
         mut r: Record,
     ) -> Option<Record> {
         if !self.parts.contains_key(tp) {
+            // A partition assigned during this poll: pick up the event.
             self.take_rebalance_events();
         }
         let part = self.parts.get_mut(tp)?;

@@ -2,6 +2,17 @@
 
 use std::process::Command;
 
+/// Runs `flowline ARGS JOB`, asserting it succeeds.
+fn run_ok(args: &[&str], job: &std::path::Path) -> std::process::Output {
+    let out = flowline().args(args).arg(job).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn flowline() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flowline"))
 }
@@ -42,16 +53,7 @@ fn validate_accepts_a_good_file_and_changes_nothing() {
     std::fs::write(dir.path().join("e.ndjson"), "").unwrap();
     let job = dir.path().join("job.toml");
     std::fs::write(&job, format!("[source]\ntype = \"file\"\npath = \"{0}/e.ndjson\"\n[sink]\ntype = \"file\"\npath = \"{0}/w.ndjson\"\n", dir.path().display())).unwrap();
-    let out = flowline()
-        .args(["validate", "--config"])
-        .arg(&job)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&["validate", "--config"], &job);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("is valid") && text.contains("checkpoint off"),

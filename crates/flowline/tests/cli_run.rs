@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 
 use flowline_metric_generator::{parse_rfc3339_ms, Generator, GeneratorConfig, MetricEvent};
 
+/// Runs `flowline ARGS JOB`, asserting it succeeds.
+fn run_ok(args: &[&str], job: &std::path::Path) -> std::process::Output {
+    let out = flowline().args(args).arg(job).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn flowline() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_flowline"));
     c.env("FLOWLINE_LOG", "warn");
@@ -66,16 +77,7 @@ fn windows_equal_an_independent_reference() {
             dlq.display()
         ),
     );
-    let out = flowline()
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["run", "--config"], &job);
 
     let mut want: BTreeMap<(String, String, i64), Vec<f64>> = BTreeMap::new();
     for e in &evs {
@@ -268,16 +270,7 @@ fn recovery(signal: Signal) {
         (partial as usize) < want.len(),
         "the job had finished before the signal"
     );
-    let out = flowline()
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["run", "--config"], &job);
     let got = std::fs::read(dir.path().join("windows.ndjson")).unwrap();
     assert!(
         got == want,
