@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowline::job::{decode, metrics_pipeline, Stats, WindowSettings};
+use flowline::anomaly::AnomalySettings;
+use flowline::job::{decode, metrics_pipeline, Outputs, Stats, WindowSettings};
 use flowline_connector_api::{ConnectorError, Record, Sink};
 use flowline_file::MemorySource;
 use flowline_metric_generator::{Generator, GeneratorConfig};
@@ -52,7 +53,16 @@ fn runtime_run(rt: &tokio::runtime::Runtime, records: &[Record]) -> (Duration, u
         spec: Tumbling::of(Duration::from_secs(10)),
         allowed_lateness: Duration::ZERO,
     };
-    metrics_pipeline(env.source("mem", Box::new(source)), w, sink);
+    metrics_pipeline(
+        env.source("mem", Box::new(source)),
+        w,
+        AnomalySettings::default(),
+        Outputs {
+            windows: sink,
+            anomalies: None,
+            current: None,
+        },
+    );
     let t0 = Instant::now();
     let summary = rt.block_on(env.execute()).expect("bench job");
     let el = t0.elapsed();

@@ -4,7 +4,7 @@ use flowline_connector_api::Registry;
 use flowline_runtime::{DeadLetterFormat, JobConfig, LocalDirStore, StreamEnvironment};
 
 use crate::config::{ConnectorSection, JobPlan};
-use crate::job::metrics_pipeline;
+use crate::job::{metrics_pipeline, Outputs};
 use crate::Error;
 
 fn format_for(kind: &str) -> DeadLetterFormat {
@@ -58,7 +58,24 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
              and a restart reads again from auto_offset_reset; add [checkpoint] dir = \"...\" for exact restarts"
         );
     }
-    let out = env.add_sink("windows", sink);
-    metrics_pipeline(env.source(&plan.source.kind, source), plan.window, out);
+    let anomalies = match &plan.anomalies {
+        Some(s) => Some(env.add_sink("anomalies", build_side(s, "anomalies")?)),
+        None => None,
+    };
+    let current = match &plan.current {
+        Some(s) => Some(env.add_sink("current", build_side(s, "current")?)),
+        None => None,
+    };
+    let out = Outputs {
+        windows: env.add_sink("windows", sink),
+        anomalies,
+        current,
+    };
+    metrics_pipeline(
+        env.source(&plan.source.kind, source),
+        plan.window,
+        plan.anomaly,
+        out,
+    );
     Ok(env)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use flowline_runtime::{Sliding, Tumbling};
 use serde::Deserialize;
 
+use crate::anomaly::AnomalySettings;
 use crate::job::WindowSettings;
 use crate::Error;
 
@@ -32,6 +33,29 @@ pub struct JobFile {
     pub late: Option<toml::Table>,
     /// `[http]`: the operations endpoint.
     pub http: Option<HttpSection>,
+    /// `[anomaly]`: detector settings.
+    pub anomaly: Option<AnomalySection>,
+    /// `[anomalies]`: where confirmed anomalies go (off when absent).
+    pub anomalies: Option<toml::Table>,
+    /// `[current]`: where the current status per key is upserted (off when
+    /// absent).
+    pub current: Option<toml::Table>,
+}
+
+/// `[anomaly]`: the detector's settings (see [`AnomalySettings`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySection {
+    /// Weight of the newest window in the baseline.
+    pub alpha: Option<f64>,
+    /// |z| at or above which a window is anomalous.
+    pub threshold: Option<f64>,
+    /// Anomalous windows in a row before an anomaly is reported.
+    pub consecutive: Option<u32>,
+    /// Windows seen before any verdict.
+    pub warmup: Option<u32>,
+    /// Anomalous windows in a row after which the level is the new baseline.
+    pub relearn_after: Option<u32>,
 }
 
 /// `[http]`
@@ -154,6 +178,12 @@ pub struct JobPlan {
     pub late: Option<ConnectorSection>,
     /// Operations endpoint address.
     pub http_listen: Option<String>,
+    /// Detector settings.
+    pub anomaly: AnomalySettings,
+    /// Anomaly output sink.
+    pub anomalies: Option<ConnectorSection>,
+    /// Current-status output sink.
+    pub current: Option<ConnectorSection>,
 }
 
 fn duration(field: &str, v: &str) -> Result<Duration, Error> {
@@ -227,7 +257,29 @@ impl JobPlan {
                 )?,
             )),
         };
+        let mut anomaly = AnomalySettings::default();
+        if let Some(a) = &f.anomaly {
+            anomaly.alpha = a.alpha.unwrap_or(anomaly.alpha);
+            anomaly.threshold = a.threshold.unwrap_or(anomaly.threshold);
+            anomaly.consecutive = a.consecutive.unwrap_or(anomaly.consecutive);
+            anomaly.warmup = a.warmup.unwrap_or(anomaly.warmup);
+            anomaly.relearn_after = a.relearn_after.unwrap_or(anomaly.relearn_after);
+        }
+        anomaly
+            .check()
+            .map_err(|(field, message)| Error::Config { field, message })?;
         Ok(JobPlan {
+            anomaly,
+            anomalies: f
+                .anomalies
+                .as_ref()
+                .map(|t| section("anomalies", t))
+                .transpose()?,
+            current: f
+                .current
+                .as_ref()
+                .map(|t| section("current", t))
+                .transpose()?,
             source: section("source", &f.source)?,
             sink: section("sink", &f.sink)?,
             window: WindowSettings {
@@ -340,6 +392,13 @@ out_of_orderness = "3s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing field `source`"), "{e}");
+        let e = JobPlan::parse(&format!("{SHORT}\n[anomaly]\nconsecutive = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("anomaly.consecutive") && e.contains("Fix"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use flowline_file::{FileSink, FileSinkConfig, IterSource};
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{DeadLetterFormat, JobConfig, JobHandle, StreamEnvironment, Tumbling};
 
-use crate::job::{metrics_pipeline, WindowSettings};
+use crate::anomaly::AnomalySettings;
+use crate::job::{metrics_pipeline, Outputs, WindowSettings};
 use crate::Error;
 
 /// Demo settings.
@@ -23,7 +24,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Events per second; 0: as fast as possible.
     pub rate: f64,
-    /// Directory for `windows.ndjson` and `dead-letter.ndjson`.
+    /// Directory for `windows.ndjson`, `anomalies.ndjson`, `dead-letter.ndjson`
+    /// and `late.ndjson`.
     pub out_dir: PathBuf,
     /// Window size.
     pub window: Duration,
@@ -119,6 +121,16 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
         spec: Tumbling::of(o.window),
         allowed_lateness: Duration::ZERO,
     };
-    metrics_pipeline(env.source("generator", Box::new(source)), w, windows);
+    let anomalies = env.add_sink("anomalies", Box::new(file("anomalies.ndjson")?));
+    metrics_pipeline(
+        env.source("generator", Box::new(source)),
+        w,
+        AnomalySettings::default(),
+        Outputs {
+            windows,
+            anomalies: Some(anomalies),
+            current: None,
+        },
+    );
     Ok(env.start()?)
 }

@@ -10,6 +10,7 @@ use flowline_metric_generator::{format_rfc3339_ms, parse_rfc3339_ms};
 use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::sketch::DDSketch;
 
 /// A decoded metric event.
@@ -179,19 +180,55 @@ pub struct WindowSettings {
     pub allowed_lateness: Duration,
 }
 
+/// Where the job's outputs go: the window sink always; the anomaly and
+/// current-status sinks when configured (the detector runs only then).
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs {
+    /// Window documents.
+    pub windows: SinkHandle,
+    /// Confirmed anomalies.
+    pub anomalies: Option<SinkHandle>,
+    /// Current status per key (upserts).
+    pub current: Option<SinkHandle>,
+}
+
 /// Wires the metrics job: decode → event time → key (host, metric) →
-/// windows → [`MetricStats`] → [`WindowDoc`] records → `sink`.
-pub fn metrics_pipeline(source: DataStream<Record>, w: WindowSettings, sink: SinkHandle) {
-    source
+/// windows → [`MetricStats`] → [`WindowDoc`] records → the window sink; and,
+/// when an anomaly or current-status output is configured, the window
+/// results → [`Detector`] keyed by the same key → those outputs.
+pub fn metrics_pipeline(
+    source: DataStream<Record>,
+    w: WindowSettings,
+    detector: AnomalySettings,
+    out: Outputs,
+) {
+    let windows = source
         .try_map("decode", |r: &Record| decode(&r.payload))
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)
         .window(w.spec)
         .allowed_lateness(w.allowed_lateness)
-        .aggregate(MetricStats)
-        .sink_with(sink, |r| {
+        .aggregate(MetricStats);
+    if out.anomalies.is_none() && out.current.is_none() {
+        windows.sink_with(out.windows, |r| {
             WindowDoc::from_result(r).to_record(r.window.start)
         });
+        return;
+    }
+    let mut assessed = windows
+        .key_by_ref(|r: &WindowResult<(String, String), Stats>| &r.key)
+        .process(Detector(detector));
+    if let Some(c) = out.current {
+        assessed = assessed.side_sink_some(c, |a: &Assessed| {
+            a.current.as_ref().map(CurrentDoc::to_record)
+        });
+    }
+    if let Some(an) = out.anomalies {
+        assessed = assessed.side_sink_some(an, |a: &Assessed| {
+            a.anomaly.as_ref().map(AnomalyDoc::to_record)
+        });
+    }
+    assessed.sink_with(out.windows, |a: &Assessed| a.window.to_record(a.start_ms));
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anomaly;
 pub mod build;
 pub mod config;
 pub mod demo;

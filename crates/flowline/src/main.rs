@@ -188,16 +188,22 @@ async fn run(cli: Cli) -> Result<()> {
             let text = std::fs::read_to_string(&out_file)
                 .with_context(|| format!("reading {}", out_file.display()))?;
             let lines: Vec<&str> = text.lines().collect();
+            let anomalies =
+                std::fs::read_to_string(out.join("anomalies.ndjson")).unwrap_or_default();
             println!(
-                "\ndone: {} events in, {} window documents, {} bad, {} late → {}",
+                "\ndone: {} events in, {} window documents, {} anomalies, {} bad, {} late → {}",
                 summary.records_in,
                 lines.len(),
+                anomalies.lines().count(),
                 summary.bad_records,
                 summary.late_records,
                 out_file.display()
             );
             for l in lines.iter().take(3) {
                 println!("  {l}");
+            }
+            if let Some(a) = anomalies.lines().next() {
+                println!("first anomaly:\n  {a}");
             }
             Ok(())
         }
@@ -214,7 +220,7 @@ fn summary_line(m: &Metrics, t0: Instant) -> String {
         format_rfc3339_ms(wm + 1)
     };
     format!(
-        "events {n:>10} ({:>8.0}/s)  windows {out:>8}  bad {:>5}  late {:>5}  watermark {wm}",
+        "events {n:>10} ({:>8.0}/s)  out {out:>8}  bad {:>5}  late {:>5}  watermark {wm}",
         n as f64 / t0.elapsed().as_secs_f64().max(1e-3),
         m.bad_records.load(Relaxed),
         m.late_records.load(Relaxed)

@@ -351,9 +351,11 @@ pub(crate) struct SinkOp<F, T> {
     pub(crate) down: Option<BoxOp<T>>,
 }
 
-impl<T: Clone + 'static, F: Fn(&T) -> Record + Send + Sync> Operator<T> for SinkOp<F, T> {
+impl<T: Clone + 'static, F: Fn(&T) -> Option<Record> + Send + Sync> Operator<T> for SinkOp<F, T> {
     fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
-        cx.emit_to_sink(self.sink, (self.encode)(&el));
+        if let Some(r) = (self.encode)(&el) {
+            cx.emit_to_sink(self.sink, r);
+        }
         if let Some(d) = &mut self.down {
             d.element(el, ts, cx)
         }

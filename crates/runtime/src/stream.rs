@@ -382,6 +382,19 @@ impl<T: Send + 'static> DataStream<T> {
     where
         T: Clone,
     {
+        self.side_sink_some(sink, move |t| Some(encode(t)))
+    }
+
+    /// Writes to a sink the elements for which `encode` returns a record,
+    /// and passes every element on.
+    pub fn side_sink_some(
+        self,
+        sink: SinkHandle,
+        encode: impl Fn(&T) -> Option<Record> + Send + Sync + 'static,
+    ) -> DataStream<T>
+    where
+        T: Clone,
+    {
         let encode = Arc::new(encode);
         self.then(format!("side_sink({})", sink.0), move |down| {
             Box::new(SinkOp {
@@ -397,7 +410,7 @@ impl<T: Send + 'static> DataStream<T> {
     where
         T: Clone,
     {
-        let encode = Arc::new(encode);
+        let encode = Arc::new(move |t: &T| Some(encode(t)));
         let prev = self.build;
         let factory: ChainFactory = Arc::new(move || {
             prev(Box::new(SinkOp::<_, T> {
