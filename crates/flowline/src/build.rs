@@ -3,7 +3,8 @@
 use flowline_connector_api::Registry;
 use flowline_runtime::{DeadLetterFormat, JobConfig, LocalDirStore, StreamEnvironment};
 
-use crate::config::{ConnectorSection, JobPlan};
+use crate::config::{ConnectorSection, JobPlan, StoreChoice};
+use crate::kafka_store::KafkaCheckpointStore;
 use crate::job::{metrics_pipeline, Outputs};
 use crate::Error;
 
@@ -50,8 +51,13 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
     if let Some(l) = &plan.late {
         env.late_sink("late", build_side(l, "late")?, format_for(&l.kind));
     }
-    if let Some((dir, _)) = &plan.checkpoint {
-        env.checkpoint_store(LocalDirStore::new(dir)?);
+    if let Some((store, _)) = &plan.checkpoint {
+        match store {
+            StoreChoice::Dir(dir) => env.checkpoint_store(LocalDirStore::new(dir)?),
+            StoreChoice::Kafka(k) => {
+                env.checkpoint_store(KafkaCheckpointStore::connect(&plan.job.name, k)?)
+            }
+        }
     } else if plan.source.kind == "kafka" {
         tracing::warn!(
             "no [checkpoint] section: Kafka offsets are committed only with checkpoints, so this job commits none \

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::anomaly::AnomalySettings;
 use crate::job::WindowSettings;
+use crate::kafka_store::KafkaStoreConfig;
 use crate::Error;
 
 /// The file as written.
@@ -136,14 +137,27 @@ fn d30s() -> String {
     "30s".into()
 }
 
-/// `[checkpoint]`
+/// `[checkpoint]`: a local directory (`dir`, one process) or a compacted
+/// Kafka topic (`[checkpoint.kafka]`, shared by the processes of a
+/// scaled-out job).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSection {
     /// Directory of checkpoint files.
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// Kafka-backed store settings.
+    pub kafka: Option<toml::Table>,
     /// Interval; default 10s.
     pub interval: Option<String>,
+}
+
+/// Where checkpoints are kept.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// Files in a directory.
+    Dir(PathBuf),
+    /// A compacted Kafka topic.
+    Kafka(KafkaStoreConfig),
 }
 
 /// A connector section split into its type and its settings.
@@ -170,8 +184,8 @@ pub struct JobPlan {
     pub out_of_orderness: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
-    /// Checkpoint directory and interval.
-    pub checkpoint: Option<(PathBuf, Duration)>,
+    /// Checkpoint store and interval.
+    pub checkpoint: Option<(StoreChoice, Duration)>,
     /// Dead-letter sink.
     pub dead_letter: Option<ConnectorSection>,
     /// Late sink.
@@ -219,6 +233,34 @@ fn section(name: &str, t: &toml::Table) -> Result<ConnectorSection, Error> {
     Ok(ConnectorSection { kind, settings })
 }
 
+fn store_choice(c: &CheckpointSection) -> Result<StoreChoice, Error> {
+    match (&c.dir, &c.kafka) {
+        (Some(d), None) => Ok(StoreChoice::Dir(d.clone())),
+        (None, Some(k)) => {
+            let cfg: KafkaStoreConfig = k.clone().try_into().map_err(|e: toml::de::Error| Error::Config {
+                field: "checkpoint.kafka".into(),
+                message: format!("{}. Fix: bootstrap_servers = \"127.0.0.1:9092\" and optionally topic, replication_factor, timeout, security settings, properties", e.message()),
+            })?;
+            if cfg.bootstrap_servers.trim().is_empty() {
+                return Err(Error::Config {
+                    field: "checkpoint.kafka.bootstrap_servers".into(),
+                    message: "is empty. Fix: bootstrap_servers = \"127.0.0.1:9092\"".into(),
+                });
+            }
+            duration("checkpoint.kafka.timeout", &cfg.timeout)?;
+            Ok(StoreChoice::Kafka(cfg))
+        }
+        (Some(_), Some(_)) => Err(Error::Config {
+            field: "checkpoint".into(),
+            message: "has both `dir` and `[checkpoint.kafka]`. Fix: keep one: dir for one process, kafka for processes that share a group".into(),
+        }),
+        (None, None) => Err(Error::Config {
+            field: "checkpoint".into(),
+            message: "names no store. Fix: dir = \"checkpoints\", or a [checkpoint.kafka] table with bootstrap_servers".into(),
+        }),
+    }
+}
+
 impl JobPlan {
     /// Parses and checks a job file's text. Relative paths stay relative to
     /// the working directory.
@@ -250,7 +292,7 @@ impl JobPlan {
         let checkpoint = match &f.checkpoint {
             None => None,
             Some(c) => Some((
-                c.dir.clone(),
+                store_choice(c)?,
                 duration(
                     "checkpoint.interval",
                     c.interval.as_deref().unwrap_or("10s"),
@@ -399,6 +441,33 @@ out_of_orderness = "3s"
             e.contains("anomaly.consecutive") && e.contains("Fix"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn checkpoint_store_is_a_dir_or_kafka() {
+        let p = JobPlan::parse(&format!("{SHORT}\n[checkpoint]\ndir = \"c\"\n")).unwrap();
+        assert!(matches!(p.checkpoint, Some((StoreChoice::Dir(_), _))));
+        let p = JobPlan::parse(&format!(
+            "{SHORT}\n[checkpoint]\ninterval = \"2s\"\n[checkpoint.kafka]\nbootstrap_servers = \"k:9092\"\n"
+        ))
+        .unwrap();
+        match p.checkpoint {
+            Some((StoreChoice::Kafka(k), iv)) => {
+                assert_eq!(k.topic, "flowline-checkpoints");
+                assert_eq!(iv, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = JobPlan::parse(&format!("{SHORT}\n[checkpoint]\ninterval = \"2s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no store") && e.contains("Fix"), "{e}");
+        let e = JobPlan::parse(&format!(
+            "{SHORT}\n[checkpoint]\n[checkpoint.kafka]\ntopic = \"t\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bootstrap_servers"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod job;
+pub mod kafka_store;
 pub mod sketch;
 
 use flowline_connector_api::{ConnectorError, Registry};

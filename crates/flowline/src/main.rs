@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use flowline::config::{redact, JobPlan};
+use flowline::config::{redact, JobPlan, StoreChoice};
 use flowline::demo::DemoOptions;
 use flowline_connector_api::API_VERSION;
 use flowline_metric_generator::format_rfc3339_ms;
@@ -135,8 +135,23 @@ async fn run(cli: Cli) -> Result<()> {
                 "window     {:?}, allowed lateness {:?}, out-of-orderness {:?}",
                 plan.window.spec, plan.window.allowed_lateness, plan.out_of_orderness
             );
+            if let Some(a) = &plan.anomalies {
+                println!("anomalies  {} {}", a.kind, redact(&a.settings));
+            }
+            if let Some(c) = &plan.current {
+                println!("current    {} {}", c.kind, redact(&c.settings));
+            }
+            if plan.anomalies.is_some() || plan.current.is_some() {
+                println!("anomaly    {:?}", plan.anomaly);
+            }
             match &plan.checkpoint {
-                Some((dir, iv)) => println!("checkpoint {} every {iv:?}", dir.display()),
+                Some((StoreChoice::Dir(dir), iv)) => {
+                    println!("checkpoint dir {} every {iv:?}", dir.display())
+                }
+                Some((StoreChoice::Kafka(k), iv)) => println!(
+                    "checkpoint kafka topic {} at {} every {iv:?}",
+                    k.topic, k.bootstrap_servers
+                ),
                 None => println!("checkpoint off"),
             }
             Ok(())

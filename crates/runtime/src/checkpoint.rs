@@ -47,7 +47,35 @@ pub struct Checkpoint {
     pub sinks: BTreeMap<String, Option<Vec<u8>>>,
 }
 
+impl PartitionSnapshot {
+    /// A snapshot (for checkpoint stores that rebuild checkpoints).
+    pub fn new(next_offset: u64, max_ts: i64, operators: Vec<Vec<u8>>) -> Self {
+        Self {
+            next_offset,
+            max_ts,
+            operators,
+        }
+    }
+}
+
 impl Checkpoint {
+    /// A checkpoint (for checkpoint stores that rebuild checkpoints).
+    pub fn new(
+        id: u64,
+        graph: String,
+        created_ms: i64,
+        partitions: BTreeMap<PartitionId, PartitionSnapshot>,
+        sinks: BTreeMap<String, Option<Vec<u8>>>,
+    ) -> Self {
+        Self {
+            id,
+            graph,
+            created_ms,
+            partitions,
+            sinks,
+        }
+    }
+
     /// Encodes for storage.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = MAGIC.to_vec();

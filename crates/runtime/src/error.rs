@@ -44,13 +44,17 @@ pub enum RuntimeError {
     },
     /// A checkpoint could not be decoded: written by another job graph or
     /// another version.
-    #[error("checkpoint {path} cannot be restored: {reason}. Fix: point [checkpoint] dir at this job's own directory, or remove it to start afresh")]
+    #[error("checkpoint {path} cannot be restored: {reason}. Fix: point [checkpoint] at this job's own store (directory or job name), or remove the old checkpoints to start afresh")]
     CheckpointIncompatible {
         /// The checkpoint file.
         path: String,
         /// What did not match.
         reason: String,
     },
+    /// A checkpoint store other than a directory failed (the message names
+    /// the store, what was being done and the cause).
+    #[error("{0}")]
+    CheckpointStore(String),
     /// The job graph is not runnable (no source, no sink).
     #[error("invalid job: {0}")]
     InvalidJob(String),

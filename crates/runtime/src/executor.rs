@@ -139,6 +139,10 @@ struct Part {
     watermark: i64,
     next_fire: i64,
     last_seen: Instant,
+    /// Assigned to this process, or has had records here. A partition
+    /// restored at start that is neither may belong to another process: on
+    /// assignment its state is read from the store again.
+    live: bool,
 }
 
 struct Driver {
@@ -161,6 +165,19 @@ struct Driver {
     position_tx: watch::Sender<Option<SourcePosition>>,
 }
 
+fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
+    if cp.graph != graph {
+        return Err(RuntimeError::CheckpointIncompatible {
+            path: format!("checkpoint {}", cp.id),
+            reason: format!(
+                "it was taken from job graph `{}`, this job is `{graph}`",
+                cp.graph
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn ooo_ms(cfg: &JobConfig) -> i64 {
     cfg.out_of_orderness.as_millis() as i64
 }
@@ -179,15 +196,7 @@ impl Driver {
             None => None,
         };
         if let Some(cp) = &restored {
-            if cp.graph != graph {
-                return Err(RuntimeError::CheckpointIncompatible {
-                    path: format!("checkpoint {}", cp.id),
-                    reason: format!(
-                        "it was taken from job graph `{}`, this job is `{graph}`",
-                        cp.graph
-                    ),
-                });
-            }
+            check_graph(cp, &graph)?;
             tracing::info!(job = %cfg.name, checkpoint = cp.id, partitions = cp.partitions.len(), "restoring from checkpoint");
         }
         let state_of = |name: &str| {
@@ -301,6 +310,7 @@ impl Driver {
             watermark: NO_TIME,
             next_fire: i64::MAX,
             last_seen: Instant::now(),
+            live: false,
         }
     }
 
@@ -422,13 +432,33 @@ impl Driver {
                         }
                     }
                     Some(Ok(SourceEvent::Assigned(ids))) => {
-                        if self.restored.is_none() {
-                            if let Some(s) = self.store.as_mut() {
-                                self.restored = s.latest()?;
+                        // Read the store again: with a shared store, another
+                        // process may have checkpointed these partitions
+                        // when it gave them up.
+                        if let Some(s) = self.store.as_mut() {
+                            let cp = tokio::task::block_in_place(|| s.latest())?;
+                            if let Some(cp) = &cp {
+                                check_graph(cp, &self.graph)?;
+                                self.next_checkpoint_id = self.next_checkpoint_id.max(cp.id + 1);
+                            }
+                            self.restored = cp;
+                        }
+                        let fresh: Vec<PartitionId> = ids
+                            .iter()
+                            .filter(|i| self.parts.get(*i).is_none_or(|p| !p.live))
+                            .cloned()
+                            .collect();
+                        for id in &fresh {
+                            if self.parts.remove(id).is_some() {
+                                self.owners.release(id);
                             }
                         }
-                        let fresh: Vec<PartitionId> = ids.iter().filter(|i| !self.parts.contains_key(*i)).cloned().collect();
                         self.restore_partitions(&fresh)?;
+                        for id in &ids {
+                            if let Some(p) = self.parts.get_mut(id) {
+                                p.live = true;
+                            }
+                        }
                         let mut pos = SourcePosition::new();
                         for id in &fresh {
                             if let Some(p) = self.parts.get(id) {
@@ -511,6 +541,7 @@ impl Driver {
             }
             let part = self.parts.get_mut(&pid).expect("inserted above");
             part.last_seen = now;
+            part.live = true;
             let mut cx = Cx {
                 partition: &pid,
                 record: None,

@@ -1,0 +1,403 @@
+//! A checkpoint store in a compacted Kafka topic, for jobs that scale out:
+//! several `flowline run` processes with one `group_id` share a topic's
+//! partitions, and a partition's state moves with it through this store.
+//!
+//! Layout: one message per job and source partition (key
+//! `<job>/partition/<id>`) holding that partition's snapshot, and one per
+//! job for the sink states (key `<job>/sinks`). Compaction keeps the newest
+//! of each key. `latest` reads the topic to its end and merges the newest
+//! entry of every partition of the job into one checkpoint.
+//!
+//! A process writes only the partitions whose snapshot changed since it was
+//! read or written: a partition restored at start that another process owns
+//! is never written back over that process's newer entry. Writes are
+//! acknowledged by all in-sync replicas (`acks=all`, idempotent producer)
+//! before `save` returns, so a checkpoint taken on revoke is readable by the
+//! process the partition moves to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::PartitionId;
+use flowline_kafka::config::{client_config, Security};
+use flowline_runtime::{Checkpoint, CheckpointStore, PartitionSnapshot, RuntimeError};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 8] = b"FLKSTO01";
+/// The largest entry (one partition's state), also the topic's
+/// `max.message.bytes`.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
+
+/// `[checkpoint.kafka]`.
+#[derive(Clone, Deserialize)]
+pub struct KafkaStoreConfig {
+    /// Brokers.
+    pub bootstrap_servers: String,
+    /// The compacted topic (created with one partition when missing).
+    #[serde(default = "d_topic")]
+    pub topic: String,
+    /// Replication factor when the store creates the topic.
+    #[serde(default = "d_rf")]
+    pub replication_factor: i32,
+    /// How long a save or a read may take before it fails.
+    #[serde(default = "d_timeout")]
+    pub timeout: String,
+    /// Security, as for the Kafka source.
+    #[serde(flatten)]
+    pub security: Security,
+    /// Any librdkafka property, passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStoreConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic", &self.topic)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+fn d_topic() -> String {
+    "flowline-checkpoints".into()
+}
+fn d_rf() -> i32 {
+    1
+}
+fn d_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Serialize, Deserialize)]
+enum Body {
+    Partition(PartitionSnapshot),
+    Sinks(BTreeMap<String, Option<Vec<u8>>>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    id: u64,
+    graph: String,
+    created_ms: i64,
+    body: Body,
+}
+
+impl Entry {
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        let mut out = MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(self).map_err(|e| e.to_string())?);
+        Ok(out)
+    }
+    fn decode(b: &[u8]) -> Result<Self, String> {
+        let body = b
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or("not a Flowline checkpoint entry (bad header)")?;
+        postcard::from_bytes(body).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Default)]
+struct DeliveryCtx {
+    errors: Mutex<Vec<String>>,
+}
+
+impl ClientContext for DeliveryCtx {}
+
+impl ProducerContext for DeliveryCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            self.errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(e.to_string());
+        }
+    }
+}
+
+/// The store.
+pub struct KafkaCheckpointStore {
+    job: String,
+    topic: String,
+    timeout: Duration,
+    producer: BaseProducer<DeliveryCtx>,
+    consumer_config: rdkafka::ClientConfig,
+    /// What this process last read or wrote per partition.
+    known: HashMap<PartitionId, PartitionSnapshot>,
+}
+
+impl std::fmt::Debug for KafkaCheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCheckpointStore")
+            .field("job", &self.job)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::CheckpointStore(format!(
+        "Kafka checkpoint store, topic `{topic}`: {what}: {e}"
+    ))
+}
+
+/// Runs a future to completion on a private single-thread runtime (the
+/// admin client's futures), also when called from inside a runtime.
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("admin thread")
+    })
+}
+
+impl KafkaCheckpointStore {
+    /// Connects, and creates the compacted topic when it is missing. Fails
+    /// with the broker's error when Kafka cannot be reached in `timeout`.
+    pub fn connect(job: &str, cfg: &KafkaStoreConfig) -> Result<Self, RuntimeError> {
+        let topic = cfg.topic.clone();
+        let timeout = humantime::parse_duration(&cfg.timeout)
+            .map_err(|e| err("timeout", &topic, format!("`{}` ({e})", cfg.timeout)))?;
+        let base = client_config(&cfg.bootstrap_servers, &cfg.security, &cfg.properties)
+            .map_err(|e| err("settings", &topic, e))?;
+        let admin: AdminClient<DefaultClientContext> = base
+            .create()
+            .map_err(|e| err("creating the admin client", &topic, e))?;
+        let max = MAX_ENTRY_BYTES.to_string();
+        let nt = NewTopic::new(&topic, 1, TopicReplication::Fixed(cfg.replication_factor))
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max);
+        let opts = AdminOptions::new().operation_timeout(Some(timeout));
+        let res = block_on(admin.create_topics([&nt], &opts))
+            .map_err(|e| err("creating the topic (is Kafka reachable?)", &topic, e))?;
+        for r in res {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(err("creating the topic", &topic, code)),
+            }
+        }
+        let mut pc = base.clone();
+        pc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", &max)
+            .set("linger.ms", "0");
+        let producer = pc
+            .create_with_context(DeliveryCtx::default())
+            .map_err(|e| err("creating the producer", &topic, e))?;
+        let mut cc = base;
+        cc.set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("group.id", format!("flowline-checkpoint-reader-{job}"))
+            .set("fetch.max.bytes", (MAX_ENTRY_BYTES * 2).to_string())
+            .set("receive.message.max.bytes", (MAX_ENTRY_BYTES * 2 + 1024).to_string());
+        Ok(Self {
+            job: job.to_string(),
+            topic,
+            timeout,
+            producer,
+            consumer_config: cc,
+            known: HashMap::new(),
+        })
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}/", self.job)
+    }
+
+    fn send(&self, key: &str, value: &[u8]) -> Result<(), RuntimeError> {
+        if value.len() > MAX_ENTRY_BYTES {
+            return Err(err(
+                "entry too large",
+                &self.topic,
+                format!(
+                    "`{key}` is {} bytes, the limit is {MAX_ENTRY_BYTES}. Fix: more source partitions, or a local checkpoint dir",
+                    value.len()
+                ),
+            ));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut rec = BaseRecord::to(&self.topic).key(key).payload(value);
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < deadline =>
+                {
+                    rec = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(err("producing", &self.topic, e)),
+            }
+        }
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<String, Entry>, RuntimeError> {
+        let t = &self.topic;
+        let consumer: BaseConsumer = self
+            .consumer_config
+            .create()
+            .map_err(|e| err("creating the reader", t, e))?;
+        let md = consumer
+            .fetch_metadata(Some(t), self.timeout)
+            .map_err(|e| err("reading metadata", t, e))?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .flat_map(|tm| tm.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for p in parts {
+            let (lo, hi) = consumer
+                .fetch_watermarks(t, p, self.timeout)
+                .map_err(|e| err("reading end offsets", t, e))?;
+            if hi > lo {
+                ends.insert(p, hi);
+                tpl.add_partition_offset(t, p, Offset::Beginning)
+                    .map_err(|e| err("assigning", t, e))?;
+            }
+        }
+        let mut out = BTreeMap::new();
+        if ends.is_empty() {
+            return Ok(out);
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| err("assigning", t, e))?;
+        let prefix = self.prefix();
+        let deadline = Instant::now() + self.timeout;
+        while !ends.is_empty() {
+            if Instant::now() > deadline {
+                return Err(err(
+                    "reading",
+                    t,
+                    format!("not at the end after {:?}", self.timeout),
+                ));
+            }
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.map_err(|e| err("reading", t, e))?;
+            if ends.get(&m.partition()).is_some_and(|&hi| m.offset() + 1 >= hi) {
+                ends.remove(&m.partition());
+            }
+            let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            let Some(rest) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            match m.payload() {
+                None => {
+                    out.remove(rest);
+                }
+                Some(v) => {
+                    let e = Entry::decode(v).map_err(|e| err(&format!("entry `{key}`"), t, e))?;
+                    out.insert(rest.to_string(), e);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CheckpointStore for KafkaCheckpointStore {
+    fn save(&mut self, cp: &Checkpoint) -> Result<u64, RuntimeError> {
+        let mut bytes = 0u64;
+        let mut written = Vec::new();
+        for (id, snap) in &cp.partitions {
+            if self.known.get(id) == Some(snap) {
+                continue;
+            }
+            let e = Entry {
+                id: cp.id,
+                graph: cp.graph.clone(),
+                created_ms: cp.created_ms,
+                body: Body::Partition(snap.clone()),
+            };
+            let v = e.encode().map_err(|e| err("encoding", &self.topic, e))?;
+            bytes += v.len() as u64;
+            self.send(&format!("{}partition/{id}", self.prefix()), &v)?;
+            written.push(id.clone());
+        }
+        if cp.sinks.values().any(Option::is_some) {
+            let e = Entry {
+                id: cp.id,
+                graph: cp.graph.clone(),
+                created_ms: cp.created_ms,
+                body: Body::Sinks(cp.sinks.clone()),
+            };
+            let v = e.encode().map_err(|e| err("encoding", &self.topic, e))?;
+            bytes += v.len() as u64;
+            self.send(&format!("{}sinks", self.prefix()), &v)?;
+        }
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| err("flushing", &self.topic, e))?;
+        let errors = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if let Some(e) = errors.first() {
+            return Err(err("delivering", &self.topic, e));
+        }
+        for id in written {
+            self.known.insert(id.clone(), cp.partitions[&id].clone());
+        }
+        Ok(bytes)
+    }
+
+    fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError> {
+        let entries = self.read_all()?;
+        let Some(newest) = entries.values().max_by_key(|e| e.id) else {
+            return Ok(None);
+        };
+        let (id, graph, created) = (newest.id, newest.graph.clone(), newest.created_ms);
+        let mut partitions = BTreeMap::new();
+        let mut sinks = BTreeMap::new();
+        for (key, e) in entries {
+            if e.graph != graph {
+                return Err(RuntimeError::CheckpointIncompatible {
+                    path: format!("{} entry {}{key}", self.topic, self.prefix()),
+                    reason: format!(
+                        "entries of two job graphs: `{}` and `{graph}`; a changed job needs a new job name",
+                        e.graph
+                    ),
+                });
+            }
+            match e.body {
+                Body::Partition(s) => {
+                    let pid = PartitionId::new(key.trim_start_matches("partition/"));
+                    self.known.insert(pid.clone(), s.clone());
+                    partitions.insert(pid, s);
+                }
+                Body::Sinks(s) => sinks = s,
+            }
+        }
+        Ok(Some(Checkpoint::new(id, graph, created, partitions, sinks)))
+    }
+}
