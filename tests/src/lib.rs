@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod containers;
+pub mod job;
 pub mod proxy;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -162,6 +162,8 @@ struct Driver {
     metrics: Arc<Metrics>,
     next_checkpoint_id: u64,
     restored: Option<Checkpoint>,
+    /// Source record times feed the watermark (no `with_timestamps`).
+    source_times: bool,
     position_tx: watch::Sender<Option<SourcePosition>>,
 }
 
@@ -292,6 +294,7 @@ impl Driver {
             owners: KeyOwners::default(),
             metrics,
             restored: None,
+            source_times: !g.assigns_timestamps,
             position_tx: watch::channel(None).0,
         };
         if let Some(cp) = &restored {
@@ -552,6 +555,7 @@ impl Driver {
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
             };
+            let source_times = self.source_times;
             let same = |r: &Record| match &r.partition {
                 Some(p) => *p == pid,
                 None => pid == default_pid,
@@ -559,7 +563,7 @@ impl Driver {
             while let Some(rec) = records.next_if(|r| same(r)) {
                 let (offset, ts) = (rec.offset, rec.timestamp);
                 part.chain.element(rec, ts.unwrap_or(NO_TIME), &mut cx);
-                if let Some(t) = ts {
+                if let Some(t) = ts.filter(|_| source_times) {
                     cx.observe(t);
                 }
                 if cx.watermark >= cx.next_fire {

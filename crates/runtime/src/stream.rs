@@ -131,6 +131,9 @@ pub(crate) struct Graph {
     pub(crate) pipeline: Option<(ChainFactory, String)>,
     pub(crate) store: Option<Box<dyn CheckpointStore>>,
     pub(crate) errors: Vec<String>,
+    /// `with_timestamps` is in the pipeline: its times, not the source
+    /// records', drive the watermark.
+    pub(crate) assigns_timestamps: bool,
 }
 
 /// Where a job is assembled; see the crate docs for an example.
@@ -162,6 +165,7 @@ impl StreamEnvironment {
                 pipeline: None,
                 store: None,
                 errors: Vec::new(),
+                assigns_timestamps: false,
             })),
         }
     }
@@ -225,6 +229,7 @@ impl StreamEnvironment {
                     pipeline: None,
                     store: None,
                     errors: Vec::new(),
+                    assigns_timestamps: false,
                 },
             )
         };
@@ -339,6 +344,7 @@ impl<T: Send + 'static> DataStream<T> {
     /// Takes event time (ms since the epoch) from the element; it feeds the
     /// partition's watermark (max event time − out-of-orderness − 1).
     pub fn with_timestamps(self, f: impl Fn(&T) -> i64 + Send + Sync + 'static) -> DataStream<T> {
+        self.env.graph().assigns_timestamps = true;
         let f = Arc::new(f);
         self.then("timestamps".into(), move |down| {
             Box::new(TimestampOp { f: f.clone(), down })

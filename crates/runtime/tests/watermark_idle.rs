@@ -77,3 +77,34 @@ async fn an_idle_partition_leaves_the_job_watermark() {
         out.payloads()
     );
 }
+
+/// With `with_timestamps` in the pipeline, its times drive the watermark:
+/// the source records' own times (for Kafka, when the record was produced)
+/// are ignored, so events from long ago are not all late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_timestamps_replace_the_source_record_times() {
+    let env = StreamEnvironment::new(JobConfig::named("assigned"));
+    let out = MemorySink::new();
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    // Payload times 1000..5000; record times a year later.
+    let batch: Vec<Record> = (0..5)
+        .map(|i| {
+            let mut r = rec("k", 1_000 + i * 1_000, 1).at(PartitionId::new("0"), i as u64);
+            r.timestamp = Some(31_536_000_000 + i * 1_000);
+            r
+        })
+        .collect();
+    env.source(
+        "mem",
+        Box::new(flowline_file::MemorySource::new(vec![batch])),
+    )
+    .try_map("decode", |r: &Record| decode(r))
+    .with_timestamps(|e: &Ev| e.ts)
+    .key_by(|e: &Ev| e.key.clone())
+    .window(Tumbling::of(Duration::from_secs(1)))
+    .aggregate(SumCount)
+    .sink_with(sink, line);
+    let summary = env.execute().await.unwrap();
+    assert_eq!(summary.late_records, 0);
+    assert_eq!(out.payloads().len(), 5, "{:?}", out.payloads());
+}

@@ -1,0 +1,182 @@
+//! Running the `flowline` job as a process against the test services, and
+//! an independent reference for its window documents.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use elasticsearch::Elasticsearch;
+use flowline_metric_generator::{format_rfc3339_ms, parse_rfc3339_ms};
+
+/// A binary of the workspace (`flowline`, `metric-generator`), next to the
+/// test executable's directory. `scripts/test` builds them first; when one
+/// is missing it is built here.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let p = dir.join(name);
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.args(["build", "-p", "flowline", "-p", "flowline-metric-generator"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        let st = c.status().expect("cargo build");
+        assert!(st.success(), "building {name} failed");
+    }
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+/// Starts `flowline run --config <config>`, its log to `<config>.<n>.log`.
+pub fn spawn_job(config: &Path, n: usize) -> Child {
+    let log = std::fs::File::create(config.with_extension(format!("{n}.log"))).expect("log file");
+    Command::new(bin("flowline"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn flowline")
+}
+
+/// The log a job process wrote (for failure messages).
+pub fn job_log(config: &Path, n: usize) -> String {
+    std::fs::read_to_string(config.with_extension(format!("{n}.log"))).unwrap_or_default()
+}
+
+/// What a window document must hold, computed from the events alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefWindow {
+    /// Samples.
+    pub count: u64,
+    /// Sum (rounded to 3 decimals, as the job writes it).
+    pub sum: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// Tumbling-window aggregates per `host|metric|window_start`, computed with
+/// a plain group-by from the valid events' JSON (the job's window documents
+/// must equal this when no event is late).
+pub fn reference_windows<'a>(
+    events: impl IntoIterator<Item = &'a str>,
+    size_ms: i64,
+) -> BTreeMap<String, RefWindow> {
+    let mut acc: BTreeMap<String, (u64, f64, f64, f64)> = BTreeMap::new();
+    for e in events {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(e) else {
+            continue;
+        };
+        let (Some(host), Some(metric), Some(value), Some(ts)) = (
+            v["host"].as_str(),
+            v["metric"].as_str(),
+            v["value"].as_f64(),
+            v["timestamp"].as_str(),
+        ) else {
+            continue;
+        };
+        let ts = parse_rfc3339_ms(ts).expect("timestamp");
+        let start = ts - ts.rem_euclid(size_ms);
+        let id = format!("{host}|{metric}|{}", format_rfc3339_ms(start));
+        let a = acc
+            .entry(id)
+            .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+        a.0 += 1;
+        a.1 += value;
+        a.2 = a.2.min(value);
+        a.3 = a.3.max(value);
+    }
+    acc.into_iter()
+        .map(|(k, (count, sum, min, max))| {
+            (
+                k,
+                RefWindow {
+                    count,
+                    sum: (sum * 1000.0).round() / 1000.0,
+                    min,
+                    max,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Every document of the indices matching `pattern`, by `_id` (at most
+/// 10 000; tests keep below that).
+pub async fn all_docs(es: &Elasticsearch, pattern: &str) -> BTreeMap<String, serde_json::Value> {
+    use elasticsearch::indices::IndicesRefreshParts;
+    use elasticsearch::SearchParts;
+    es.indices()
+        .refresh(IndicesRefreshParts::Index(&[pattern]))
+        .send()
+        .await
+        .expect("refresh");
+    let r: serde_json::Value = es
+        .search(SearchParts::Index(&[pattern]))
+        .size(10_000)
+        .body(serde_json::json!({"query": {"match_all": {}}, "track_total_hits": true}))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("search body");
+    let total = r["hits"]["total"]["value"].as_u64().unwrap_or(0);
+    assert!(total <= 10_000, "{pattern} has {total} documents; tests keep below 10 000");
+    r["hits"]["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|h| {
+                    (
+                        h["_id"].as_str().unwrap_or_default().to_string(),
+                        h["_source"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Differences between the indexed window documents and the reference, as
+/// readable lines (empty when they are equal).
+pub fn window_diff(
+    docs: &BTreeMap<String, serde_json::Value>,
+    reference: &BTreeMap<String, RefWindow>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, r) in reference {
+        match docs.get(id) {
+            None => out.push(format!("missing {id}")),
+            Some(d) => {
+                let got = RefWindow {
+                    count: d["count"].as_u64().unwrap_or(0),
+                    sum: d["sum"].as_f64().unwrap_or(f64::NAN),
+                    min: d["min"].as_f64().unwrap_or(f64::NAN),
+                    max: d["max"].as_f64().unwrap_or(f64::NAN),
+                };
+                let close = got.count == r.count
+                    && (got.sum - r.sum).abs() <= 0.002
+                    && got.min == r.min
+                    && got.max == r.max;
+                if !close {
+                    out.push(format!("{id}: indexed {got:?}, expected {r:?}"));
+                }
+            }
+        }
+    }
+    for id in docs.keys() {
+        if !reference.contains_key(id) {
+            out.push(format!("unexpected {id}"));
+        }
+    }
+    out
+}
