@@ -1,7 +1,15 @@
 //! Running the `flowline` job as a process against the test services, and
 //! an independent reference for its window documents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use flowline::anomaly::AnomalySettings;
+use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
+use flowline_connector_api::Record;
+use flowline_file::{IterSource, MemorySink};
+use flowline_metric_generator::{Generator, GeneratorConfig};
+use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -130,7 +138,10 @@ pub async fn all_docs(es: &Elasticsearch, pattern: &str) -> BTreeMap<String, ser
         .await
         .expect("search body");
     let total = r["hits"]["total"]["value"].as_u64().unwrap_or(0);
-    assert!(total <= 10_000, "{pattern} has {total} documents; tests keep below 10 000");
+    assert!(
+        total <= 10_000,
+        "{pattern} has {total} documents; tests keep below 10 000"
+    );
     r["hits"]["hits"]
         .as_array()
         .map(|hits| {
@@ -179,4 +190,95 @@ pub fn window_diff(
         }
     }
     out
+}
+
+/// `(host, line, poisoned)` from the seeded generator.
+pub fn lines(cfg: GeneratorConfig) -> Vec<(String, String, bool)> {
+    let mut g = Generator::new(cfg);
+    std::iter::from_fn(|| g.next_line())
+        .map(|(l, bad)| {
+            let host = l
+                .strip_prefix("{\"host\":\"")
+                .and_then(|r| r.split('"').next())
+                .expect("every line names its host")
+                .to_string();
+            (host, l, bad)
+        })
+        .collect()
+}
+
+/// The anomaly document ids the metrics pipeline gives in-process (one
+/// partition, memory sinks) for these lines and window size.
+pub fn anomaly_ids_in_process(
+    lines: &[(String, String, bool)],
+    window_ms: i64,
+) -> BTreeSet<String> {
+    let env =
+        StreamEnvironment::new(JobConfig::named("ref").out_of_orderness(Duration::from_secs(2)));
+    let w = env.add_sink("w", Box::new(MemorySink::new()));
+    let a = MemorySink::new();
+    let ah = env.add_sink("a", Box::new(a.clone()));
+    let recs: Vec<Record> = lines
+        .iter()
+        .map(|(_, l, _)| Record::new(l.as_bytes()))
+        .collect();
+    metrics_pipeline(
+        env.source("mem", Box::new(IterSource::new(recs.into_iter()))),
+        WindowSettings {
+            spec: Tumbling::of(Duration::from_millis(window_ms as u64)),
+            allowed_lateness: Duration::ZERO,
+        },
+        AnomalySettings::default(),
+        Outputs {
+            windows: w,
+            anomalies: Some(ah),
+            current: None,
+        },
+    );
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(env.execute())
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    a.records()
+        .iter()
+        .map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap())
+        .collect()
+}
+
+/// GET `http://<addr><path>` as JSON (`None` while nothing answers).
+pub async fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    r.json().await.ok()
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The ids of `chk-<id>.bin` files in a checkpoint directory, newest last.
+pub fn checkpoint_ids(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_prefix("chk-")?
+                        .strip_suffix(".bin")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

@@ -8,59 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flowline::anomaly::AnomalySettings;
-use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
-use flowline_connector_api::Record;
-use flowline_file::{IterSource, MemorySink};
-use flowline_integration_tests::job::{all_docs, job_log, reference_windows, spawn_job, window_diff};
+use flowline_integration_tests::job::{
+    all_docs, anomaly_ids_in_process, job_log, lines, reference_windows, spawn_job, window_diff,
+};
 use flowline_integration_tests::{create_topic, earliest_consumer, produce, unique, TestServices};
-use flowline_metric_generator::{Generator, GeneratorConfig};
-use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
+use flowline_metric_generator::GeneratorConfig;
 use rdkafka::message::Headers;
 use rdkafka::Message;
 
 const WINDOW_MS: i64 = 30_000;
-
-/// `(host, line, poisoned)` from the seeded generator.
-pub fn lines(cfg: GeneratorConfig) -> Vec<(String, String, bool)> {
-    let mut g = Generator::new(cfg);
-    std::iter::from_fn(|| g.next_line())
-        .map(|(l, bad)| {
-            let host = l
-                .strip_prefix("{\"host\":\"")
-                .and_then(|r| r.split('"').next())
-                .expect("every line names its host")
-                .to_string();
-            (host, l, bad)
-        })
-        .collect()
-}
-
-fn anomaly_ids_in_process(lines: &[(String, String, bool)]) -> BTreeSet<String> {
-    let env = StreamEnvironment::new(JobConfig::named("ref").out_of_orderness(Duration::from_secs(2)));
-    let w = env.add_sink("w", Box::new(MemorySink::new()));
-    let a = MemorySink::new();
-    let ah = env.add_sink("a", Box::new(a.clone()));
-    let recs: Vec<Record> = lines.iter().map(|(_, l, _)| Record::new(l.as_bytes())).collect();
-    metrics_pipeline(
-        env.source("mem", Box::new(IterSource::new(recs.into_iter()))),
-        WindowSettings {
-            spec: Tumbling::of(Duration::from_millis(WINDOW_MS as u64)),
-            allowed_lateness: Duration::ZERO,
-        },
-        AnomalySettings::default(),
-        Outputs { windows: w, anomalies: Some(ah), current: None },
-    );
-    std::thread::spawn(move || {
-        tokio::runtime::Runtime::new().unwrap().block_on(env.execute()).unwrap()
-    })
-    .join()
-    .unwrap();
-    a.records()
-        .iter()
-        .map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_anomalies_current_status_and_dead_letters_are_exact() {
@@ -78,7 +34,11 @@ async fn windows_anomalies_current_status_and_dead_letters_are_exact() {
         poison_fraction: 0.01,
         ..GeneratorConfig::default()
     });
-    let poisoned: BTreeSet<&str> = events.iter().filter(|e| e.2).map(|e| e.1.as_str()).collect();
+    let poisoned: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.2)
+        .map(|e| e.1.as_str())
+        .collect();
     let poison_count = events.iter().filter(|e| e.2).count();
     assert!(poison_count > 100);
     produce(
@@ -138,17 +98,38 @@ interval = "1s"
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(t0.elapsed() < Duration::from_secs(240), "job still running:\n{}", job_log(&config, 0));
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "job still running:\n{}",
+            job_log(&config, 0)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(status.success(), "job failed ({status}):\n{}", job_log(&config, 0));
-    println!("bounded job over {} events took {:?}", events.len(), t0.elapsed());
+    assert!(
+        status.success(),
+        "job failed ({status}):\n{}",
+        job_log(&config, 0)
+    );
+    println!(
+        "bounded job over {} events took {:?}",
+        events.len(),
+        t0.elapsed()
+    );
 
     // Windows: equal to the reference, no duplicates, nothing more.
-    let reference = reference_windows(events.iter().filter(|e| !e.2).map(|e| e.1.as_str()), WINDOW_MS);
+    let reference = reference_windows(
+        events.iter().filter(|e| !e.2).map(|e| e.1.as_str()),
+        WINDOW_MS,
+    );
     let docs = all_docs(&es, &format!("{topic}-windows-*")).await;
     let diff = window_diff(&docs, &reference);
-    assert!(diff.is_empty(), "{} differences, first: {:?}\njob log:\n{}", diff.len(), &diff[..diff.len().min(5)], job_log(&config, 0));
+    assert!(
+        diff.is_empty(),
+        "{} differences, first: {:?}\njob log:\n{}",
+        diff.len(),
+        &diff[..diff.len().min(5)],
+        job_log(&config, 0)
+    );
 
     // Current status: one per key, at the key's last window.
     let mut last: BTreeMap<String, String> = BTreeMap::new();
@@ -164,24 +145,36 @@ interval = "1s"
     assert_eq!(current.len(), last.len());
     for (key, start) in &last {
         let d = &current[key];
-        assert_eq!(d["window_start"].as_str(), Some(start.as_str()), "{key}: {d}");
-        assert!(["ok", "warming_up", "suspect", "anomalous"].contains(&d["status"].as_str().unwrap()));
+        assert_eq!(
+            d["window_start"].as_str(),
+            Some(start.as_str()),
+            "{key}: {d}"
+        );
+        assert!(
+            ["ok", "warming_up", "suspect", "anomalous"].contains(&d["status"].as_str().unwrap())
+        );
     }
 
     // Anomalies: the same as the pipeline gives in-process.
-    let expected = anomaly_ids_in_process(&events);
+    let expected = anomaly_ids_in_process(&events, WINDOW_MS);
     let anomalies = all_docs(&es, &format!("{topic}-anomalies")).await;
     let got: BTreeSet<String> = anomalies.keys().cloned().collect();
     assert!(!expected.is_empty(), "the seeded run has anomalies");
     assert_eq!(got, expected);
-    assert!(anomalies.values().all(|d| d["explanation"].as_str().is_some_and(|x| x.contains("standard deviations"))));
+    assert!(anomalies.values().all(|d| d["explanation"]
+        .as_str()
+        .is_some_and(|x| x.contains("standard deviations"))));
 
     // Dead letters: every poison record, with its reason and position.
     let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < poison_count {
-        assert!(Instant::now() < deadline, "{} of {poison_count} dead letters", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {poison_count} dead letters",
+            seen.len()
+        );
         let m = tokio::time::timeout(Duration::from_secs(5), c.recv()).await;
         let Ok(m) = m else { continue };
         let m = m.unwrap();
@@ -189,14 +182,37 @@ interval = "1s"
             .headers()
             .unwrap()
             .iter()
-            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
             .collect();
-        assert!(h["flowline.error.reason"].contains("invalid metric event"), "{h:?}");
+        assert!(
+            h["flowline.error.reason"].contains("invalid metric event"),
+            "{h:?}"
+        );
         assert!(h["flowline.source.partition"].starts_with(&topic), "{h:?}");
         assert!(h.contains_key("flowline.source.offset"), "{h:?}");
         let payload = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
-        assert!(poisoned.contains(payload.as_str()), "not a poison record: {payload}");
-        assert!(seen.insert((h["flowline.source.partition"].clone(), h["flowline.source.offset"].clone())), "dead letter twice");
+        assert!(
+            poisoned.contains(payload.as_str()),
+            "not a poison record: {payload}"
+        );
+        assert!(
+            seen.insert((
+                h["flowline.source.partition"].clone(),
+                h["flowline.source.offset"].clone()
+            )),
+            "dead letter twice"
+        );
     }
-    println!("{} windows, {} keys, {} anomalies, {} dead letters: all exact", docs.len(), current.len(), got.len(), seen.len());
+    println!(
+        "{} windows, {} keys, {} anomalies, {} dead letters: all exact",
+        docs.len(),
+        current.len(),
+        got.len(),
+        seen.len()
+    );
 }

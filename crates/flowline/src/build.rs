@@ -4,8 +4,8 @@ use flowline_connector_api::Registry;
 use flowline_runtime::{DeadLetterFormat, JobConfig, LocalDirStore, StreamEnvironment};
 
 use crate::config::{ConnectorSection, JobPlan, StoreChoice};
-use crate::kafka_store::KafkaCheckpointStore;
 use crate::job::{metrics_pipeline, Outputs};
+use crate::kafka_store::KafkaCheckpointStore;
 use crate::Error;
 
 fn format_for(kind: &str) -> DeadLetterFormat {

@@ -209,7 +209,10 @@ impl KafkaCheckpointStore {
             .set("enable.partition.eof", "false")
             .set("group.id", format!("flowline-checkpoint-reader-{job}"))
             .set("fetch.max.bytes", (MAX_ENTRY_BYTES * 2).to_string())
-            .set("receive.message.max.bytes", (MAX_ENTRY_BYTES * 2 + 1024).to_string());
+            .set(
+                "receive.message.max.bytes",
+                (MAX_ENTRY_BYTES * 2 + 1024).to_string(),
+            );
         Ok(Self {
             job: job.to_string(),
             topic,
@@ -281,9 +284,7 @@ impl KafkaCheckpointStore {
         if ends.is_empty() {
             return Ok(out);
         }
-        consumer
-            .assign(&tpl)
-            .map_err(|e| err("assigning", t, e))?;
+        consumer.assign(&tpl).map_err(|e| err("assigning", t, e))?;
         let prefix = self.prefix();
         let deadline = Instant::now() + self.timeout;
         while !ends.is_empty() {
@@ -298,7 +299,10 @@ impl KafkaCheckpointStore {
                 continue;
             };
             let m = m.map_err(|e| err("reading", t, e))?;
-            if ends.get(&m.partition()).is_some_and(|&hi| m.offset() + 1 >= hi) {
+            if ends
+                .get(&m.partition())
+                .is_some_and(|&hi| m.offset() + 1 >= hi)
+            {
                 ends.remove(&m.partition());
             }
             let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {

@@ -652,6 +652,7 @@ impl Driver {
                 watermark: (p.watermark != NO_TIME).then_some(p.watermark),
                 next_offset: p.next_offset,
                 idle: p.last_seen.elapsed() >= idle,
+                active: p.live,
             })
             .collect();
         parts.sort_by(|a, b| a.id.cmp(&b.id));

@@ -18,6 +18,9 @@ pub struct PartitionStatus {
     pub next_offset: u64,
     /// Whether it is left out of the job watermark for being idle.
     pub idle: bool,
+    /// Assigned to this process or read here. `false`: state restored at
+    /// start for a partition another process may own.
+    pub active: bool,
 }
 
 /// What the job is doing, for `/api/status`.
