@@ -282,3 +282,9 @@ pub fn checkpoint_ids(dir: &Path) -> Vec<u64> {
     v.sort();
     v
 }
+
+/// GET `http://<addr><path>` as text (`None` while nothing answers).
+pub async fn get_text(addr: &str, path: &str) -> Option<String> {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    r.text().await.ok()
+}

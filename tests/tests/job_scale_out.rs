@@ -8,7 +8,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, free_port, get_json, job_log, lines, reference_windows, spawn_job, window_diff,
+    all_docs, free_port, get_json, get_text, job_log, lines, reference_windows, spawn_job,
+    window_diff,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{format_rfc3339_ms, GeneratorConfig};
@@ -209,6 +210,30 @@ listen = "127.0.0.1:{port}"
         job_log(&cfg_a, 0),
         job_log(&cfg_b, 0)
     );
+    // Everything read: the lag metric shows 0 for each of the 4 partitions.
+    let lag_lines = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("flowline_consumer_lag{"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let t0 = Instant::now();
+    loop {
+        let m = get_text(&format!("127.0.0.1:{port_b}"), "/metrics")
+            .await
+            .unwrap_or_default();
+        let l = lag_lines(&m);
+        if l.len() == 4 && l.iter().all(|x| x.ends_with(" 0")) {
+            assert!(
+                l.iter()
+                    .all(|x| x.contains(&format!("partition=\"{topic}/"))),
+                "{l:?}"
+            );
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "lag metric: {l:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let st = std::process::Command::new("kill")
         .args(["-TERM", &b.id().to_string()])
         .status()

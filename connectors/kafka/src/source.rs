@@ -33,6 +33,9 @@ pub struct Ctx {
     events: Mutex<Vec<(bool, Vec<Tp>)>>,
     /// Set with every event, so the per-message check is one load.
     any: std::sync::atomic::AtomicBool,
+    /// End offsets per partition from librdkafka's statistics (once a
+    /// second), for the lag metric.
+    ends: Mutex<HashMap<Tp, i64>>,
 }
 
 fn tps(l: &TopicPartitionList) -> Vec<Tp> {
@@ -42,7 +45,18 @@ fn tps(l: &TopicPartitionList) -> Vec<Tp> {
         .collect()
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, s: rdkafka::Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, topic) in s.topics {
+            for (p, part) in topic.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    ends.insert((t.clone(), p), part.hi_offset);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
@@ -428,6 +442,7 @@ impl BTreeMapDefaults {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("partition.assignment.strategy", "cooperative-sticky"),
+            ("statistics.interval.ms", "1000"),
             // Bounded prefetch: when the runtime applies backpressure the
             // consumer stops fetching after this much.
             ("queued.max.messages.kbytes", "16384"),
@@ -439,6 +454,28 @@ impl BTreeMapDefaults {
 }
 
 impl Source for KafkaSource {
+    /// End offset (as last fetched, no request) minus the next offset to
+    /// read, per owned partition.
+    fn lag(&self) -> Vec<(PartitionId, u64)> {
+        let ends = self
+            .consumer
+            .context()
+            .ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(PartitionId, u64)> = self
+            .parts
+            .iter()
+            .filter_map(|((t, p), part)| {
+                let hi = *ends.get(&(t.clone(), *p))?;
+                let pos = part.next.max(part.target.unwrap_or(0));
+                Some((part.pid.clone(), (hi - pos).max(0) as u64))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
         self.take_rebalance_events();
         if let Some(ev) = self.pending.pop_front() {

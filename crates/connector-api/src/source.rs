@@ -61,6 +61,14 @@ pub trait Source: Send + 'static {
     fn close(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
         async { Ok(()) }
     }
+
+    /// Records not yet read, per partition, as far as the source knows
+    /// without asking the server (Kafka: cached end offset minus position).
+    /// Shown as `flowline_consumer_lag`. Cheap; called about once a second.
+    /// Default: none known. Since API 1.1.
+    fn lag(&self) -> Vec<(PartitionId, u64)> {
+        Vec::new()
+    }
 }
 
 /// The object-safe twin of [`Source`], for the registry and the runtime.
@@ -80,6 +88,8 @@ pub trait DynSource: Send + 'static {
     ) -> BoxFuture<'a, Result<(), ConnectorError>>;
     /// See [`Source::close`].
     fn close_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>>;
+    /// See [`Source::lag`].
+    fn lag_dyn(&self) -> Vec<(PartitionId, u64)>;
 }
 
 impl<S: Source> DynSource for S {
@@ -100,6 +110,9 @@ impl<S: Source> DynSource for S {
     }
     fn close_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(self.close())
+    }
+    fn lag_dyn(&self) -> Vec<(PartitionId, u64)> {
+        self.lag()
     }
 }
 

@@ -157,7 +157,7 @@ pub enum StoreChoice {
     /// Files in a directory.
     Dir(PathBuf),
     /// A compacted Kafka topic.
-    Kafka(KafkaStoreConfig),
+    Kafka(Box<KafkaStoreConfig>),
 }
 
 /// A connector section split into its type and its settings.
@@ -248,7 +248,7 @@ fn store_choice(c: &CheckpointSection) -> Result<StoreChoice, Error> {
                 });
             }
             duration("checkpoint.kafka.timeout", &cfg.timeout)?;
-            Ok(StoreChoice::Kafka(cfg))
+            Ok(StoreChoice::Kafka(Box::new(cfg)))
         }
         (Some(_), Some(_)) => Err(Error::Config {
             field: "checkpoint".into(),

@@ -393,7 +393,14 @@ impl Driver {
         let (ev_tx, mut ev_rx) = mpsc::channel(self.cfg.channel_capacity);
         let (seek_tx, seek_rx) = mpsc::channel(self.cfg.channel_capacity);
         let pos_rx = self.position_tx.subscribe();
-        let src_task = tokio::spawn(source_task(source, ev_tx, pos_rx, seek_rx, self.cfg.retry));
+        let src_task = tokio::spawn(source_task(
+            source,
+            ev_tx,
+            pos_rx,
+            seek_rx,
+            self.cfg.retry,
+            self.metrics.clone(),
+        ));
         let tick_every = (self.cfg.idle_timeout / 2)
             .min(self.cfg.checkpoint_interval.unwrap_or(Duration::MAX))
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
@@ -728,8 +735,10 @@ async fn source_task(
     mut pos_rx: watch::Receiver<Option<SourcePosition>>,
     mut seek_rx: mpsc::Receiver<SourcePosition>,
     retry: crate::RetryPolicy,
+    metrics: Arc<Metrics>,
 ) {
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut lag_at = Instant::now();
     let mut failures = 0;
     let mut ended = false;
     loop {
@@ -755,6 +764,11 @@ async fn source_task(
                 r = pos_rx.changed() => if r.is_err() { break } else { pos_rx.mark_changed(); continue },
                 _ = tx.closed() => break,
             }
+        }
+        if lag_at.elapsed() >= Duration::from_secs(1) {
+            lag_at = Instant::now();
+            let lag = source.lag_dyn();
+            metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
         }
         let ev = source.next_dyn().await;
         match ev {

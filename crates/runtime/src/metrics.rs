@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Partitions the job holds.
     pub partitions: AtomicU64,
     status: Mutex<JobStatus>,
+    lag: Mutex<Vec<(String, u64)>>,
+    flush_ms: Mutex<Vec<(String, u64)>>,
 }
 
 impl Metrics {
@@ -84,6 +86,34 @@ impl Metrics {
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
             status: Mutex::new(JobStatus::default()),
+            lag: Mutex::new(Vec::new()),
+            flush_ms: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records not yet read per source partition, as the source reports it.
+    pub fn consumer_lag(&self) -> Vec<(String, u64)> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_lag(&self, lag: Vec<(String, u64)>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// Duration of each sink's last flush (for Elasticsearch: the bulk
+    /// requests still in flight), ms.
+    pub fn flush_durations(&self) -> Vec<(String, u64)> {
+        self.flush_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_flush_ms(&self, sink: &str, ms: u64) {
+        let mut v = self.flush_ms.lock().unwrap_or_else(|e| e.into_inner());
+        match v.iter_mut().find(|(n, _)| n == sink) {
+            Some(e) => e.1 = ms,
+            None => v.push((sink.to_string(), ms)),
         }
     }
 
@@ -199,6 +229,58 @@ impl Metrics {
             "gauge",
         );
         let _ = writeln!(s, "flowline_watermark_ms {}", self.watermark.load(Relaxed));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let wm = self.watermark.load(Relaxed);
+        if wm != i64::MIN {
+            c(
+                &mut s,
+                "flowline_watermark_lag_ms",
+                "Wall-clock time minus the job watermark.",
+                "gauge",
+            );
+            let _ = writeln!(s, "flowline_watermark_lag_ms {}", now.saturating_sub(wm));
+        }
+        if let Some((_, at)) = self.status().last_checkpoint {
+            c(
+                &mut s,
+                "flowline_checkpoint_age_seconds",
+                "Time since the last completed checkpoint.",
+                "gauge",
+            );
+            let _ = writeln!(
+                s,
+                "flowline_checkpoint_age_seconds {:.3}",
+                now.saturating_sub(at) as f64 / 1000.0
+            );
+        }
+        c(
+            &mut s,
+            "flowline_consumer_lag",
+            "Records not yet read, per source partition.",
+            "gauge",
+        );
+        for (p, v) in self.consumer_lag() {
+            let _ = writeln!(
+                s,
+                "flowline_consumer_lag{{component=\"{}\",partition=\"{p}\"}} {v}",
+                self.source
+            );
+        }
+        c(
+            &mut s,
+            "flowline_sink_flush_duration_ms",
+            "Duration of each sink's last flush (Elasticsearch: bulk requests in flight).",
+            "gauge",
+        );
+        for (n, v) in self.flush_durations() {
+            let _ = writeln!(
+                s,
+                "flowline_sink_flush_duration_ms{{component=\"{n}\"}} {v}"
+            );
+        }
         s
     }
 }

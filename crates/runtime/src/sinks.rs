@@ -224,8 +224,11 @@ async fn flush_dead_lettering(
     rejects: &Rejects,
     metrics: &Metrics,
 ) -> Result<(), ConnectorError> {
+    let t0 = std::time::Instant::now();
     loop {
-        match with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await {
+        let r = with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await;
+        metrics.set_flush_ms(&spec.name, t0.elapsed().as_millis() as u64);
+        match r {
             Err(ConnectorError::BadRecords(rejected)) => {
                 let letters = rejected_letters(&spec.name, rejected);
                 dead_letter(&spec.name, letters, rejects, metrics).await;
