@@ -1,0 +1,289 @@
+//! The metrics job's figures, each next to a baseline run in the same
+//! binary:
+//!
+//! - `e2e [EVENTS]`: EVENTS pre-produced events (default 10M), Kafka → job →
+//!   the search server, events/s next to a raw rdkafka drain of the same
+//!   topic; the ratio.
+//! - `rss [KEYS]`: peak RSS of the job holding KEYS keys (default 100k) of
+//!   window and detector state, next to the process's RSS before the job.
+//! - `restore [KEYS]`: time to restore a checkpoint of KEYS keys (default
+//!   1M), next to the time to write it.
+//!
+//! ```sh
+//! scripts/services up && eval "$(scripts/services env)"
+//! cargo run --release -p flowline-bench --bin job -- e2e 10000000
+//! cargo run --release -p flowline-bench --bin job -- rss 100000
+//! cargo run --release -p flowline-bench --bin job -- restore 1000000
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowline::anomaly::AnomalySettings;
+use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
+use flowline_connector_api::{
+    ConnectorError, Record, Sink, Source, SourceEvent, SourcePosition,
+};
+use flowline_file::IterSource;
+use flowline_integration_tests::{create_topic, produce, unique, TestServices};
+use flowline_metric_generator::{Generator, GeneratorConfig};
+use flowline_runtime::{JobConfig, LocalDirStore, StreamEnvironment, Tumbling};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+#[derive(Clone, Default)]
+struct Discard(Arc<AtomicU64>);
+
+impl Sink for Discard {
+    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+fn vm(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+fn events(hosts: usize, count: u64) -> impl Iterator<Item = Record> + Send + 'static {
+    Generator::new(GeneratorConfig {
+        hosts,
+        count: Some(count),
+        max_out_of_order_ms: 2_000,
+        ..GeneratorConfig::default()
+    })
+    .map(|e| Record::new(e.to_json()))
+}
+
+fn pipeline(env: &StreamEnvironment, source: flowline_connector_api::BoxSource, size_s: u64) {
+    let w = env.add_sink("windows", Box::new(Discard::default()));
+    let a = env.add_sink("anomalies", Box::new(Discard::default()));
+    let c = env.add_sink("current", Box::new(Discard::default()));
+    metrics_pipeline(
+        env.source("src", source),
+        WindowSettings {
+            spec: Tumbling::of(Duration::from_secs(size_s)),
+            allowed_lateness: Duration::ZERO,
+        },
+        AnomalySettings::default(),
+        Outputs {
+            windows: w,
+            anomalies: Some(a),
+            current: Some(c),
+        },
+    );
+}
+
+/// Records from an iterator, then idle forever (the job stops on request,
+/// with its windows open).
+struct ThenIdle(IterSource);
+
+impl Source for ThenIdle {
+    async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
+        match self.0.next().await? {
+            SourceEvent::End => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(SourceEvent::Idle)
+            }
+            ev => Ok(ev),
+        }
+    }
+    async fn seek(&mut self, p: &SourcePosition) -> Result<(), ConnectorError> {
+        self.0.seek(p).await
+    }
+}
+
+/// `ticks` events of every key (`keys / 5` hosts × 5 metrics) in windows of
+/// `size_s`; the job then idles with its last windows open.
+fn fill(keys: usize, ticks: usize, size_s: u64) -> (StreamEnvironment, u64) {
+    let env = StreamEnvironment::new(
+        JobConfig::named("bench-state").out_of_orderness(Duration::from_secs(3)),
+    );
+    let hosts = keys / 5;
+    let n = (hosts * 5 * ticks) as u64;
+    pipeline(
+        &env,
+        Box::new(ThenIdle(IterSource::new(events(hosts, n)).with_batch_size(1024))),
+        size_s,
+    );
+    (env, n)
+}
+
+async fn run_until_read(env: StreamEnvironment, n: u64) -> flowline_runtime::JobSummary {
+    let h = env.start().unwrap();
+    let m = h.metrics();
+    while m.records_in.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.stop();
+    h.join().await.unwrap()
+}
+
+async fn rss(keys: usize) {
+    let before = vm("VmRSS:");
+    // 15 ticks in 10 s windows: every key has fired a window (detector
+    // state) and has one open.
+    let (env, n) = fill(keys, 15, 10);
+    let t0 = Instant::now();
+    run_until_read(env, n).await;
+    println!(
+        "rss: {keys} keys ({n} events, 10 s windows, detector and current status on) in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    println!("RSS before the job:  {before:>6} MB");
+    println!(
+        "peak RSS (VmHWM):    {:>6} MB (target <= 150 MB)",
+        vm("VmHWM:")
+    );
+}
+
+async fn restore(keys: usize) {
+    let dir = std::env::temp_dir().join(unique("bench-restore"));
+    // 3 ticks in 60 s windows: every key has an open window.
+    let (env, n) = fill(keys, 3, 60);
+    env.checkpoint_store(LocalDirStore::new(&dir).unwrap());
+    let t0 = Instant::now();
+    run_until_read(env, n).await;
+    let filled = t0.elapsed();
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    // Restore: the same graph, a source with nothing more to read.
+    let env = StreamEnvironment::new(
+        JobConfig::named("bench-state").out_of_orderness(Duration::from_secs(3)),
+    );
+    pipeline(
+        &env,
+        Box::new(ThenIdle(IterSource::new(events(keys / 5, 0)))),
+        60,
+    );
+    env.checkpoint_store(LocalDirStore::new(&dir).unwrap());
+    let t0 = Instant::now();
+    let h = env.start().unwrap();
+    let m = h.metrics();
+    while m.partitions.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let restored = t0.elapsed();
+    h.stop();
+    let s = h.join().await.unwrap();
+    assert!(s.restored_from.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("restore: checkpoint of {keys} keys, {} MB", size / 1_000_000);
+    println!(
+        "filling the state and writing the checkpoint: {:.2}s",
+        filled.as_secs_f64()
+    );
+    println!(
+        "restore (read, decode, rebuild):              {:.2}s (target <= 2 s)",
+        restored.as_secs_f64()
+    );
+}
+
+async fn raw_drain(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> f64 {
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let t0 = Instant::now();
+    let mut bytes = 0usize;
+    for _ in 0..n {
+        bytes += c.recv().await.unwrap().payload().map_or(0, |p| p.len());
+    }
+    std::hint::black_box(bytes);
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+async fn e2e(n: u64) {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("bench-e2e");
+    let partitions = 4;
+    create_topic(&s.kafka_bootstrap, &topic, partitions).await;
+    let t0 = Instant::now();
+    let hosts = 100;
+    let gen = Generator::new(GeneratorConfig {
+        hosts,
+        count: Some(n),
+        max_out_of_order_ms: 2_000,
+        ..GeneratorConfig::default()
+    });
+    produce(
+        &s.kafka_bootstrap,
+        &topic,
+        gen.map(|e| (e.host.clone(), e.to_json(), None)),
+    )
+    .await;
+    println!(
+        "e2e: {n} events ({hosts} hosts × 5 metrics) pre-produced to {partitions} partitions in {:.0}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let raw = raw_drain(&s.kafka_bootstrap, &topic, partitions, n).await;
+    let text = format!(
+        r#"
+[job]
+name = "{topic}"
+[source]
+type = "kafka"
+bootstrap_servers = "{k}"
+topics = ["{topic}"]
+group_id = "{topic}"
+bounded = true
+[sink]
+type = "elasticsearch"
+url = "{e}"
+index = "{topic}-windows"
+[window]
+size = "60s"
+out_of_orderness = "3s"
+"#,
+        k = s.kafka_bootstrap,
+        e = s.elasticsearch_url
+    );
+    let plan = flowline::config::JobPlan::parse(&text).unwrap();
+    let env = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
+    let t0 = Instant::now();
+    let summary = env.execute().await.unwrap();
+    let el = t0.elapsed();
+    assert_eq!(summary.records_in, n);
+    let docs: u64 = summary.records_out.iter().map(|(_, v)| v).sum();
+    let job = n as f64 / el.as_secs_f64();
+    println!("raw rdkafka drain of the topic:           {raw:>9.0} events/s");
+    println!(
+        "job Kafka → 60 s windows → search server: {job:>9.0} events/s ({docs} documents, {:.1}s)",
+        el.as_secs_f64()
+    );
+    println!("ratio job / raw drain: {:.2} (target >= 0.9)", job / raw);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "e2e".into());
+    let n: Option<u64> = args.next().map(|a| a.parse().expect("a number"));
+    match what.as_str() {
+        "e2e" => e2e(n.unwrap_or(10_000_000)).await,
+        "rss" => rss(n.unwrap_or(100_000) as usize).await,
+        "restore" => restore(n.unwrap_or(1_000_000) as usize).await,
+        other => panic!("unknown `{other}`: e2e, rss or restore"),
+    }
+}
