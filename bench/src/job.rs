@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
 use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
-use flowline_connector_api::{
-    ConnectorError, Record, Sink, Source, SourceEvent, SourcePosition,
-};
+use flowline_connector_api::{ConnectorError, Record, Sink, Source, SourceEvent, SourcePosition};
 use flowline_file::IterSource;
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{Generator, GeneratorConfig};
@@ -114,7 +112,9 @@ fn fill(keys: usize, ticks: usize, size_s: u64) -> (StreamEnvironment, u64) {
     let n = (hosts * 5 * ticks) as u64;
     pipeline(
         &env,
-        Box::new(ThenIdle(IterSource::new(events(hosts, n)).with_batch_size(1024))),
+        Box::new(ThenIdle(
+            IterSource::new(events(hosts, n)).with_batch_size(1024),
+        )),
         size_s,
     );
     (env, n)
@@ -182,7 +182,10 @@ async fn restore(keys: usize) {
     let s = h.join().await.unwrap();
     assert!(s.restored_from.is_some());
     let _ = std::fs::remove_dir_all(&dir);
-    println!("restore: checkpoint of {keys} keys, {} MB", size / 1_000_000);
+    println!(
+        "restore: checkpoint of {keys} keys, {} MB",
+        size / 1_000_000
+    );
     println!(
         "filling the state and writing the checkpoint: {:.2}s",
         filled.as_secs_f64()
@@ -202,7 +205,8 @@ async fn raw_drain(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> f64
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let t0 = Instant::now();

@@ -17,15 +17,29 @@ use crate::Error;
 pub fn mappings(time_field: &str) -> Value {
     let date = json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"});
     let mut props = serde_json::Map::new();
-    for f in ["host", "metric", "region", "status"] {
+    for f in ["host", "metric", "region", "status", "direction"] {
         props.insert(f.into(), json!({"type": "keyword"}));
     }
-    for f in ["window_start", "window_end", "detected_at", time_field] {
+    for f in ["window_start", "window_end", "episode_start", time_field] {
         props.insert(f.into(), date.clone());
     }
-    props.insert("count".into(), json!({"type": "long"}));
+    for f in ["count", "consecutive_windows", "anomalous_windows"] {
+        props.insert(f.into(), json!({"type": "long"}));
+    }
+    props.insert("explanation".into(), json!({"type": "text"}));
     for f in [
-        "sum", "min", "max", "avg", "p50", "p95", "p99", "value", "mean", "stddev", "zscore",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "p50",
+        "p95",
+        "p99",
+        "value",
+        "baseline_mean",
+        "baseline_std",
+        "z_score",
+        "threshold",
     ] {
         props.insert(f.into(), json!({"type": "double"}));
     }

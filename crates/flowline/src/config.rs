@@ -342,14 +342,47 @@ impl JobPlan {
         })
     }
 
-    /// Reads and parses a job file.
+    /// Reads a job file, replaces `${NAME}` with environment variables
+    /// (so secrets need not be written in it), and parses it.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             field: "--config".into(),
             message: format!("cannot read `{}`: {e}", path.display()),
         })?;
-        Self::parse(&text)
+        Self::parse(&expand_env(&text, |k| std::env::var(k).ok())?)
     }
+}
+
+/// Replaces `${NAME}` with `lookup(NAME)`; `$${` stays a literal `${`. An
+/// unset variable is an error that names it.
+pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i + 2..].find('}') else {
+            return Err(Error::Config {
+                field: "job file".into(),
+                message: "`${` without a closing `}`. Fix: write ${NAME}, or $${ for a literal"
+                    .into(),
+            });
+        };
+        let name = &rest[i + 2..i + 2 + end];
+        let v = lookup(name).ok_or_else(|| Error::Config {
+            field: format!("${{{name}}}"),
+            message: format!("environment variable `{name}` is not set. Fix: export {name}=..."),
+        })?;
+        out.push_str(&v);
+        rest = &rest[i + 3 + end..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 const SECRET_WORDS: &[&str] = &[
@@ -468,6 +501,18 @@ out_of_orderness = "3s"
         .unwrap_err()
         .to_string();
         assert!(e.contains("bootstrap_servers"), "{e}");
+    }
+
+    #[test]
+    fn expands_environment_variables() {
+        let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
+        assert_eq!(
+            expand_env("password = \"${PW}\" # $${PW}", env).unwrap(),
+            "password = \"s3cret\" # ${PW}"
+        );
+        let e = expand_env("x = \"${NOPE}\"", env).unwrap_err().to_string();
+        assert!(e.contains("NOPE") && e.contains("export"), "{e}");
+        assert!(expand_env("x = \"${PW\"", env).is_err());
     }
 
     #[test]
