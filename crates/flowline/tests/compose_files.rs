@@ -173,11 +173,7 @@ fn dockerfile_builds_what_ci_builds() {
         minor(v) >= minor(want),
         "builder Rust {v} < rust-version {want}"
     );
-    let last_user = df
-        .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
-        .expect("USER");
+    let last_user = df.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
     assert_ne!(last_user.trim(), "USER root");
     assert!(root().join(".dockerignore").is_file());
 }
