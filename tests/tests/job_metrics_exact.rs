@@ -25,6 +25,7 @@ async fn windows_anomalies_current_status_and_dead_letters_are_exact() {
     let topic = unique("metrics");
     let dlq = format!("{topic}-dlq");
     create_topic(&s.kafka_bootstrap, &topic, 3).await;
+    create_topic(&s.kafka_bootstrap, &dlq, 1).await;
     let events = lines(GeneratorConfig {
         hosts: 8,
         seed: 7,

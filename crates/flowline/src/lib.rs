@@ -14,6 +14,7 @@ pub mod demo;
 pub mod http;
 pub mod job;
 pub mod kafka_store;
+pub mod scaffold;
 pub mod sketch;
 
 use flowline_connector_api::{ConnectorError, Registry};

@@ -39,6 +39,11 @@ enum Cmd {
     },
     /// List the connectors of this build.
     Connectors,
+    /// Generate something new.
+    New {
+        #[command(subcommand)]
+        what: NewWhat,
+    },
     /// Generator → in-memory source → aggregation → files, with a live summary.
     Demo {
         /// Stop after N events (otherwise run until Ctrl-C).
@@ -60,6 +65,31 @@ enum Cmd {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         window: Duration,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum NewWhat {
+    /// A connector crate that builds and passes the conformance suites,
+    /// with the places to fill in marked TODO.
+    Connector {
+        /// Its type name in job files (`type = "NAME"`).
+        name: String,
+        /// Source or sink.
+        #[arg(long, value_enum, default_value = "source")]
+        kind: KindArg,
+        /// Directory to create (default: ./flowline-NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Depend on this Flowline checkout by path (default: crates.io versions).
+        #[arg(long)]
+        flowline: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Source,
+    Sink,
 }
 
 fn init_tracing() {
@@ -87,14 +117,58 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, each cause once: a cause whose text the
+/// message already holds is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::New {
+            what:
+                NewWhat::Connector {
+                    name,
+                    kind,
+                    path,
+                    flowline,
+                },
+        } => {
+            flowline::scaffold::check_name(&name)?;
+            let o = flowline::scaffold::NewConnector {
+                path: path.unwrap_or_else(|| flowline::scaffold::default_path(&name)),
+                name,
+                kind: match kind {
+                    KindArg::Source => flowline::scaffold::Kind::Source,
+                    KindArg::Sink => flowline::scaffold::Kind::Sink,
+                },
+                flowline,
+            };
+            for f in flowline::scaffold::generate(&o)? {
+                println!("created {}", f.display());
+            }
+            println!(
+                "\nNext: cd {} && cargo test   (the conformance suite)",
+                o.path.display()
+            );
+            Ok(())
+        }
         Cmd::Connectors => {
             let r = flowline::registry();
             println!(
