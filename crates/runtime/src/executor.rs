@@ -319,13 +319,15 @@ impl Driver {
 
     /// Builds the chains of these partitions from the restored checkpoint.
     fn restore_partitions(&mut self, ids: &[PartitionId]) -> Result<(), RuntimeError> {
-        let Some(cp) = self.restored.take() else {
+        let Some(mut cp) = self.restored.take() else {
             return Ok(());
         };
         let ooo = ooo_ms(&self.cfg);
         let mut result = Ok(());
         for id in ids {
-            let Some(snap) = cp.partitions.get(id) else {
+            // Taken out: restored once (a later assignment reads the store
+            // again).
+            let Some(snap) = cp.partitions.remove(id) else {
                 continue;
             };
             let mut part = self.new_part();
@@ -342,10 +344,7 @@ impl Driver {
             if snap.max_ts != NO_TIME {
                 cx.observe(snap.max_ts);
             }
-            if let Err(e) = part
-                .chain
-                .restore(&mut snap.operators.clone().into_iter(), &mut cx)
-            {
+            if let Err(e) = part.chain.restore(&mut snap.operators.into_iter(), &mut cx) {
                 result = Err(RuntimeError::state_codec(
                     &format!("checkpoint {} partition {id}", cp.id),
                     e,

@@ -3,6 +3,9 @@
 //! partition the keys come from.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Hashing of keyed state: fast, seeded per process (no hash flooding).
+type FastState = foldhash::fast::RandomState;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -91,7 +94,7 @@ type SlotsState<K, A> = Vec<(i64, bool, Vec<(K, A)>)>;
 
 struct Slot<K, A> {
     fired: bool,
-    keys: HashMap<K, A>,
+    keys: HashMap<K, A, FastState>,
 }
 
 pub(crate) struct WindowOp<K, A: AggregateFunction, KF> {
@@ -172,7 +175,7 @@ where
                 accepted = true;
                 let slot = slots.entry(w.start).or_insert_with(|| Slot {
                     fired: false,
-                    keys: HashMap::new(),
+                    keys: HashMap::default(),
                 });
                 if !slot.fired {
                     cx.want_fire_at(w.max_timestamp());
@@ -325,7 +328,7 @@ struct ProcessState<K, S> {
 pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
     pub(crate) key_fn: Arc<KF>,
     pub(crate) f: P,
-    pub(crate) states: HashMap<P::Key, P::State>,
+    pub(crate) states: HashMap<P::Key, P::State, FastState>,
     pub(crate) timers: BTreeSet<(i64, P::Key)>,
     pub(crate) down: BoxOp<P::Out>,
 }

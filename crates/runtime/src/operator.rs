@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use flowline_connector_api::{PartitionId, Record};
@@ -68,7 +68,7 @@ pub(crate) struct Outbox {
 /// partitions (see [`RuntimeError::KeySplit`]).
 #[derive(Debug, Default)]
 pub(crate) struct KeyOwners {
-    owners: HashMap<u64, PartitionId>,
+    owners: HashMap<u64, PartitionId, foldhash::fast::RandomState>,
 }
 
 impl KeyOwners {
@@ -79,10 +79,8 @@ impl KeyOwners {
 
 /// Hashes a key with a fixed-key hasher (the same in every process).
 pub(crate) fn key_hash<K: Hash>(k: &K) -> u64 {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    k.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5EED_F10E).hash_one(k)
 }
 
 /// The context a chain runs in: the partition, its watermark, and the outbox.
