@@ -136,9 +136,19 @@ interval = "300ms"
     let reference = reference_windows(events.iter().map(|e| e.1.as_str()), WINDOW_MS);
     let docs = all_docs(&es, &format!("{topic}-windows")).await;
     let diff = window_diff(&docs, &reference);
+    let logs: String = (0..4)
+        .map(|n| {
+            let l = job_log(&config, n);
+            let tail: Vec<&str> = l.lines().rev().take(15).collect();
+            format!(
+                "--- run {n} ---\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect();
     assert!(
         diff.is_empty(),
-        "{} differences, first: {:?}",
+        "{} differences, first: {:?}\n{logs}",
         diff.len(),
         &diff[..diff.len().min(5)]
     );

@@ -340,6 +340,7 @@ impl Driver {
                 next_fire: i64::MAX,
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
+                again: false,
             };
             if snap.max_ts != NO_TIME {
                 cx.observe(snap.max_ts);
@@ -560,12 +561,14 @@ impl Driver {
                 next_fire: part.next_fire,
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
+                again: false,
             };
             let source_times = self.source_times;
             let same = |r: &Record| match &r.partition {
                 Some(p) => *p == pid,
                 None => pid == default_pid,
             };
+            let mut fire_more = false;
             while let Some(rec) = records.next_if(|r| same(r)) {
                 let (offset, ts) = (rec.offset, rec.timestamp);
                 part.chain.element(rec, ts.unwrap_or(NO_TIME), &mut cx);
@@ -578,12 +581,51 @@ impl Driver {
                     part.chain.watermark(wm, &mut cx);
                 }
                 part.next_offset = offset + 1;
+                if cx.again {
+                    fire_more = true;
+                    break;
+                }
             }
             part.watermark = cx.watermark;
             part.max_ts = cx.max_ts;
             part.next_fire = cx.next_fire;
+            if fire_more {
+                // A firing stopped at a full outbox: route, then go on
+                // firing before the next record of this partition.
+                let wm = part.watermark;
+                self.route().await?;
+                self.fire(&pid, wm).await?;
+            }
         }
         self.route().await
+    }
+
+    /// Calls the partition's chain with watermark `wm` until it has emitted
+    /// everything due, routing the outbox after every call (operators stop
+    /// at [`FIRE_CHUNK`](crate::operator::FIRE_CHUNK) records).
+    async fn fire(&mut self, id: &PartitionId, wm: i64) -> Result<(), RuntimeError> {
+        let ooo = ooo_ms(&self.cfg);
+        loop {
+            let part = self.parts.get_mut(id).expect("a known partition");
+            let mut cx = Cx {
+                partition: id,
+                record: None,
+                watermark: wm,
+                max_ts: part.max_ts,
+                out_of_orderness: ooo,
+                next_fire: i64::MAX,
+                outbox: &mut self.outbox,
+                owners: &mut self.owners,
+                again: false,
+            };
+            part.chain.watermark(wm, &mut cx);
+            let again = cx.again;
+            part.next_fire = cx.next_fire;
+            self.route().await?;
+            if !again {
+                return Ok(());
+            }
+        }
     }
 
     /// Sends what the chains produced to the sinks (waiting when they are
@@ -592,6 +634,7 @@ impl Driver {
         if let Some(e) = self.outbox.error.take() {
             return Err(e);
         }
+        self.outbox.pending = 0;
         for (i, task) in self.sinks.iter_mut().enumerate() {
             if !self.outbox.sinks[i].is_empty() {
                 let batch = std::mem::take(&mut self.outbox.sinks[i]);
@@ -616,24 +659,10 @@ impl Driver {
     }
 
     async fn end_of_input(&mut self) -> Result<(), RuntimeError> {
-        let ooo = ooo_ms(&self.cfg);
         let mut ids: Vec<PartitionId> = self.parts.keys().cloned().collect();
         ids.sort();
         for id in ids {
-            let part = self.parts.get_mut(&id).expect("listed");
-            let mut cx = Cx {
-                partition: &id,
-                record: None,
-                watermark: i64::MAX,
-                max_ts: part.max_ts,
-                out_of_orderness: ooo,
-                next_fire: i64::MAX,
-                outbox: &mut self.outbox,
-                owners: &mut self.owners,
-            };
-            part.chain.watermark(i64::MAX, &mut cx);
-            part.next_fire = cx.next_fire;
-            self.route().await?;
+            self.fire(&id, i64::MAX).await?;
         }
         self.update_job_watermark();
         Ok(())

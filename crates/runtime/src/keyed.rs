@@ -97,12 +97,29 @@ struct Slot<K, A> {
     keys: HashMap<K, A, FastState>,
 }
 
+/// A window being fired in chunks: its keys in order, and how many have
+/// been emitted. Not checkpointed: the slot counts as not fired until all
+/// are out, so a restore fires it again (the sinks' ids make that
+/// idempotent).
+struct Firing<K> {
+    start: i64,
+    keys: Vec<K>,
+    next: usize,
+}
+
+impl<K: Ord> Firing<K> {
+    fn emitted(&self, start: i64, k: &K) -> bool {
+        self.start == start && self.keys[..self.next].binary_search(k).is_ok()
+    }
+}
+
 pub(crate) struct WindowOp<K, A: AggregateFunction, KF> {
     pub(crate) key_fn: Arc<KF>,
     pub(crate) agg: A,
     pub(crate) spec: WindowSpec,
     pub(crate) lateness: i64,
     slots: BTreeMap<i64, Slot<K, A::Acc>>,
+    firing: Option<Firing<K>>,
     pub(crate) down: BoxOp<WindowResult<K, A::Out>>,
 }
 
@@ -120,6 +137,7 @@ impl<K: Key, A: AggregateFunction, KF> WindowOp<K, A, KF> {
             spec,
             lateness,
             slots: BTreeMap::new(),
+            firing: None,
             down,
         }
     }
@@ -166,7 +184,7 @@ where
         let wm = cx.watermark;
         let mut accepted = false;
         let (spec, lateness, size) = (self.spec, self.lateness, self.spec.size());
-        let (slots, agg, down) = (&mut self.slots, &self.agg, &mut self.down);
+        let (slots, agg, down, firing) = (&mut self.slots, &self.agg, &mut self.down, &self.firing);
         self.key_fn.with_key(&el, |key| {
             spec.for_each_window(ts, |w| {
                 if w.max_timestamp().saturating_add(lateness) <= wm {
@@ -192,7 +210,8 @@ where
                     }
                 };
                 agg.add(acc, &el);
-                if slot.fired {
+                // Fired, or being fired and this key already out: an update.
+                if slot.fired || firing.as_ref().is_some_and(|f| f.emitted(w.start, key)) {
                     let value = agg.get_result(acc);
                     let r = WindowResult {
                         key: key.clone(),
@@ -230,10 +249,29 @@ where
             if slot.fired {
                 continue;
             }
-            slot.fired = true;
-            let mut keys: Vec<(&K, &A::Acc)> = slot.keys.iter().collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (k, acc) in keys {
+            let f = match &mut self.firing {
+                Some(f) if f.start == start => f,
+                other => {
+                    let mut keys: Vec<K> = slot.keys.keys().cloned().collect();
+                    keys.sort_unstable();
+                    other.insert(Firing {
+                        start,
+                        keys,
+                        next: 0,
+                    })
+                }
+            };
+            while f.next < f.keys.len() {
+                if cx.outbox_full() {
+                    // Let the driver route what is out; it calls again.
+                    cx.fire_again();
+                    return;
+                }
+                let k = &f.keys[f.next];
+                f.next += 1;
+                let Some(acc) = slot.keys.get(k) else {
+                    continue;
+                };
                 let r = WindowResult {
                     key: k.clone(),
                     window: w,
@@ -242,6 +280,8 @@ where
                 };
                 self.down.element(r, w.max_timestamp(), cx);
             }
+            slot.fired = true;
+            self.firing = None;
         }
         let lateness = self.lateness;
         self.slots
@@ -269,6 +309,7 @@ where
         let state: SlotsState<K, A::Acc> =
             postcard::from_bytes(&bytes).map_err(|e| format!("window state: {e}"))?;
         self.slots.clear();
+        self.firing = None;
         for (start, fired, keys) in state {
             for (k, _) in &keys {
                 cx.claim_key(k);

@@ -59,6 +59,8 @@ pub struct DeadLetter {
 pub(crate) struct Outbox {
     /// Output records per sink index.
     pub(crate) sinks: Vec<Vec<Record>>,
+    /// Records in `sinks` (reset when routed).
+    pub(crate) pending: usize,
     pub(crate) dead: Vec<DeadLetter>,
     pub(crate) late: Vec<DeadLetter>,
     pub(crate) error: Option<RuntimeError>,
@@ -95,7 +97,15 @@ pub struct Cx<'a> {
     pub(crate) next_fire: i64,
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) owners: &'a mut KeyOwners,
+    /// Set by an operator that stopped firing early (the outbox is full):
+    /// the driver routes the outbox, then calls `watermark` again.
+    pub(crate) again: bool,
 }
+
+/// Records a watermark call may put in the outbox before it stops and
+/// lets the driver route them: firing 100k windows at once does not hold
+/// 100k outputs in memory.
+pub(crate) const FIRE_CHUNK: usize = 4096;
 
 impl Debug for Cx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,6 +138,17 @@ impl Cx<'_> {
 
     pub(crate) fn emit_to_sink(&mut self, sink: usize, r: Record) {
         self.outbox.sinks[sink].push(r);
+        self.outbox.pending += 1;
+    }
+
+    /// Whether a firing operator should stop and let the outbox be routed.
+    pub(crate) fn outbox_full(&self) -> bool {
+        self.outbox.pending >= FIRE_CHUNK
+    }
+
+    /// Asks to be called again with the same watermark after routing.
+    pub(crate) fn fire_again(&mut self) {
+        self.again = true;
     }
 
     fn letter(&self, kind: DeadLetterKind, stage: &str, reason: String) -> Option<DeadLetter> {
@@ -152,8 +173,10 @@ impl Cx<'_> {
             next_fire: self.next_fire,
             outbox: &mut *self.outbox,
             owners: &mut *self.owners,
+            again: self.again,
         };
         let r = f(&mut inner);
+        self.again = inner.again;
         let (wm, max, nf) = (inner.watermark, inner.max_ts, inner.next_fire);
         self.watermark = wm;
         self.max_ts = max;
