@@ -138,7 +138,11 @@ async fn rss(keys: usize) {
     let before = vm("VmRSS:");
     // 15 ticks in 10 s windows: every key has fired a window (detector
     // state) and has one open.
-    let (env, n) = fill(keys, 15, 10);
+    let ticks = std::env::var("BENCH_TICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let (env, n) = fill(keys, ticks, 10);
     let t0 = Instant::now();
     run_until_read(env, n).await;
     println!(

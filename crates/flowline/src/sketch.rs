@@ -21,7 +21,10 @@ const MIN_VALUE: f64 = 1e-9;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Store {
     offset: i32,
-    counts: Vec<u64>,
+    /// u32: a window's bucket never holds 4 billion samples, and the state
+    /// of 100k keys is half the size (postcard writes both as varints, so
+    /// checkpoints are unchanged).
+    counts: Vec<u32>,
 }
 
 impl Store {
@@ -34,7 +37,7 @@ impl Store {
             let grow = (self.offset - idx) as usize;
             if self.counts.len() + grow > MAX_BUCKETS {
                 // Collapse: count it in the lowest bucket we keep.
-                self.counts[0] += 1;
+                self.counts[0] = self.counts[0].saturating_add(1);
                 return;
             }
             let mut v = vec![0; grow];
@@ -47,14 +50,14 @@ impl Store {
             self.counts.resize(pos + 1, 0);
             if self.counts.len() > MAX_BUCKETS {
                 let excess = self.counts.len() - MAX_BUCKETS;
-                let low: u64 = self.counts[..=excess].iter().sum();
+                let low: u64 = self.counts[..=excess].iter().map(|&c| u64::from(c)).sum();
                 self.counts.drain(..excess);
-                self.counts[0] = low;
+                self.counts[0] = u32::try_from(low).unwrap_or(u32::MAX);
                 self.offset += excess as i32;
             }
         }
         let pos = (idx - self.offset) as usize;
-        self.counts[pos] += 1;
+        self.counts[pos] = self.counts[pos].saturating_add(1);
     }
 }
 
@@ -128,7 +131,7 @@ impl DDSketch {
         let mut seen = 0u64;
         // Negative values, most negative first (highest index first).
         for (i, &c) in self.neg.counts.iter().enumerate().rev() {
-            seen += c;
+            seen += u64::from(c);
             if seen > rank {
                 return Some(-Self::value(self.neg.offset + i as i32));
             }
@@ -138,7 +141,7 @@ impl DDSketch {
             return Some(0.0);
         }
         for (i, &c) in self.pos.counts.iter().enumerate() {
-            seen += c;
+            seen += u64::from(c);
             if seen > rank {
                 return Some(Self::value(self.pos.offset + i as i32));
             }

@@ -98,18 +98,22 @@ struct Slot<K, A> {
 }
 
 /// A window being fired in chunks: its keys in order, and how many have
-/// been emitted. Not checkpointed: the slot counts as not fired until all
-/// are out, so a restore fires it again (the sinks' ids make that
-/// idempotent).
-struct Firing<K> {
+/// been emitted. Without allowed lateness the accumulators are moved out of
+/// the slot (it is dropped after firing anyway), so firing does not copy
+/// the state; with lateness they stay in the slot for updates. The slot
+/// counts as not fired until all are out; a snapshot holds what is left.
+struct Firing<K, A> {
     start: i64,
-    keys: Vec<K>,
+    entries: Vec<(K, Option<A>)>,
     next: usize,
 }
 
-impl<K: Ord> Firing<K> {
+impl<K: Ord, A> Firing<K, A> {
     fn emitted(&self, start: i64, k: &K) -> bool {
-        self.start == start && self.keys[..self.next].binary_search(k).is_ok()
+        self.start == start
+            && self.entries[..self.next]
+                .binary_search_by(|(e, _)| e.cmp(k))
+                .is_ok()
     }
 }
 
@@ -119,7 +123,7 @@ pub(crate) struct WindowOp<K, A: AggregateFunction, KF> {
     pub(crate) spec: WindowSpec,
     pub(crate) lateness: i64,
     slots: BTreeMap<i64, Slot<K, A::Acc>>,
-    firing: Option<Firing<K>>,
+    firing: Option<Firing<K, A::Acc>>,
     pub(crate) down: BoxOp<WindowResult<K, A::Out>>,
 }
 
@@ -252,30 +256,38 @@ where
             let f = match &mut self.firing {
                 Some(f) if f.start == start => f,
                 other => {
-                    let mut keys: Vec<K> = slot.keys.keys().cloned().collect();
-                    keys.sort_unstable();
+                    let mut entries: Vec<(K, Option<A::Acc>)> = if self.lateness == 0 {
+                        slot.keys.drain().map(|(k, a)| (k, Some(a))).collect()
+                    } else {
+                        slot.keys.keys().map(|k| (k.clone(), None)).collect()
+                    };
+                    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                     other.insert(Firing {
                         start,
-                        keys,
+                        entries,
                         next: 0,
                     })
                 }
             };
-            while f.next < f.keys.len() {
+            while f.next < f.entries.len() {
                 if cx.outbox_full() {
                     // Let the driver route what is out; it calls again.
                     cx.fire_again();
                     return;
                 }
-                let k = &f.keys[f.next];
+                let (k, owned) = &mut f.entries[f.next];
                 f.next += 1;
-                let Some(acc) = slot.keys.get(k) else {
-                    continue;
+                let value = match owned.take() {
+                    Some(acc) => self.agg.get_result(&acc),
+                    None => match slot.keys.get(k) {
+                        Some(acc) => self.agg.get_result(acc),
+                        None => continue,
+                    },
                 };
                 let r = WindowResult {
                     key: k.clone(),
                     window: w,
-                    value: self.agg.get_result(acc),
+                    value,
                     update: false,
                 };
                 self.down.element(r, w.max_timestamp(), cx);
@@ -294,7 +306,18 @@ where
         let state: SlotsState<&K, &A::Acc> = self
             .slots
             .iter()
-            .map(|(s, slot)| (*s, slot.fired, slot.keys.iter().collect()))
+            .map(|(s, slot)| {
+                let mut keys: Vec<(&K, &A::Acc)> = slot.keys.iter().collect();
+                // Accumulators moved out for a firing still in progress.
+                if let Some(f) = self.firing.as_ref().filter(|f| f.start == *s) {
+                    keys.extend(
+                        f.entries[f.next..]
+                            .iter()
+                            .filter_map(|(k, a)| a.as_ref().map(|a| (k, a))),
+                    );
+                }
+                (*s, slot.fired, keys)
+            })
             .collect();
         out.push(postcard::to_stdvec(&state).map_err(|e| e.to_string())?);
         self.down.snapshot(out)
