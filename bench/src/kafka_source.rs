@@ -54,9 +54,10 @@ async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: bool)
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-async fn connector(bootstrap: &str, topic: &str, n: u64) -> f64 {
+async fn connector(bootstrap: &str, topic: &str, n: u64, headers: bool) -> f64 {
     let cfg: flowline_kafka::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
-        "bootstrap_servers": bootstrap, "topics": [topic], "group_id": unique("conn"), "bounded": true
+        "bootstrap_servers": bootstrap, "topics": [topic], "group_id": unique("conn"), "bounded": true,
+        "headers": headers
     }))
     .unwrap();
     let mut src = flowline_kafka::KafkaSource::new(cfg).unwrap();
@@ -111,15 +112,18 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let (mut raws, mut owneds, mut conns) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raws, mut owneds, mut conns, mut nohs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let r = raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
         let o = raw(&s.kafka_bootstrap, &topic, partitions, n, true).await;
-        let c = connector(&s.kafka_bootstrap, &topic, n).await;
-        println!("  round {round}: raw loop {r:>9.0}/s, raw loop copying records out {o:>9.0}/s, connector {c:>9.0}/s");
+        let c = connector(&s.kafka_bootstrap, &topic, n, true).await;
+        let h = connector(&s.kafka_bootstrap, &topic, n, false).await;
+        println!("  round {round}: raw loop {r:>9.0}/s, raw loop copying records out {o:>9.0}/s, connector {c:>9.0}/s, connector without headers {h:>9.0}/s");
         raws.push(r);
         owneds.push(o);
         conns.push(c);
+        nohs.push(h);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Medians: single rounds swing widely with the broker on the same cores.
@@ -127,14 +131,21 @@ async fn main() {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
-    let (r, o, c) = (median(&mut raws), median(&mut owneds), median(&mut conns));
+    let (r, o, c, h) = (
+        median(&mut raws),
+        median(&mut owneds),
+        median(&mut conns),
+        median(&mut nohs),
+    );
     println!("medians of {rounds} rounds:");
     println!("raw rdkafka consumer loop (borrowed payloads):    {r:>9.0} events/s");
     println!("raw rdkafka consumer loop (copies payload + key): {o:>9.0} events/s");
     println!("flowline-kafka source:                            {c:>9.0} events/s");
+    println!("flowline-kafka source, headers = false:           {h:>9.0} events/s");
     println!(
-        "ratio connector / raw: {:.2} (target >= 0.95); connector / raw copying: {:.2}",
+        "ratio connector / raw: {:.2} (target >= 0.95); connector / raw copying: {:.2}; without headers / raw: {:.2}",
         c / r,
-        c / o
+        c / o,
+        h / r
     );
 }

@@ -103,3 +103,56 @@ async fn kafka_sink_passes_the_sink_suite_at_least_once() {
     };
     sink_suite(make, read, Guarantee::AtLeastOnce).await;
 }
+
+/// Kafka headers are copied into records by default, and skipped with
+/// `headers = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_source_copies_headers_unless_told_not_to() {
+    use flowline_connector_api::SourceEvent;
+    use rdkafka::message::{Header, OwnedHeaders};
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("suite-headers");
+    create_topic(&s.kafka_bootstrap, &topic, 1).await;
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &s.kafka_bootstrap)
+        .create()
+        .unwrap();
+    p.send(
+        FutureRecord::<(), _>::to(&topic)
+            .payload("x")
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "trace",
+                value: Some("abc"),
+            })),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    for headers in [true, false] {
+        let c = parse_config(
+            "kafka",
+            serde_json::json!({"bootstrap_servers": s.kafka_bootstrap, "topics": [topic],
+                "group_id": unique("h"), "bounded": true, "headers": headers}),
+        )
+        .unwrap();
+        let mut src = flowline_kafka::KafkaSourceFactory.build(c).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match flowline_connector_api::Source::next(&mut src)
+                .await
+                .unwrap()
+            {
+                SourceEvent::Records(b) => got.extend(b),
+                SourceEvent::End => break,
+                _ => {}
+            }
+        }
+        assert_eq!(got.len(), 1);
+        let want: Vec<(String, Vec<u8>)> = if headers {
+            vec![("trace".into(), b"abc".to_vec())]
+        } else {
+            vec![]
+        };
+        assert_eq!(got[0].headers, want, "headers = {headers}");
+    }
+}

@@ -100,7 +100,7 @@ pub struct KafkaSource {
     cfg: KafkaSourceConfig,
     start: StartPosition,
     poll_timeout: Duration,
-    parts: HashMap<Tp, Part>,
+    parts: HashMap<Tp, Part, foldhash::fast::RandomState>,
     pending: VecDeque<SourceEvent>,
     known: HashMap<PartitionId, u64>,
     committed: Option<TopicPartitionList>,
@@ -163,7 +163,7 @@ impl KafkaSource {
             consumer,
             start,
             poll_timeout,
-            parts: HashMap::new(),
+            parts: HashMap::default(),
             pending: VecDeque::new(),
             known: HashMap::new(),
             committed: None,
@@ -352,10 +352,16 @@ impl KafkaSource {
     }
 
     /// Copies what is needed out of a message (it borrows the consumer).
-    fn read(m: &BorrowedMessage<'_>, buf: &mut String) -> (Tp, i64, Option<i64>, Record) {
+    fn read(
+        m: &BorrowedMessage<'_>,
+        buf: &mut String,
+        headers: bool,
+    ) -> (Tp, i64, Option<i64>, Record) {
         let mut r = Record::new(m.payload().unwrap_or_default());
         r.key = m.key().map(<[u8]>::to_vec);
-        if let Some(h) = m.headers() {
+        // librdkafka parses (and allocates) headers on request: skipped
+        // when the job does not want them.
+        if let Some(h) = m.headers().filter(|_| headers) {
             for h in h.iter() {
                 r.headers.push((
                     h.key.to_string(),
@@ -391,7 +397,7 @@ impl KafkaSource {
         kafka_ts: Option<i64>,
         mut r: Record,
     ) -> Option<Record> {
-        if !self.parts.contains_key(tp) {
+        if self.has_rebalance_events() && !self.parts.contains_key(tp) {
             // A partition assigned during this poll: pick up the event.
             self.take_rebalance_events();
         }
@@ -520,7 +526,7 @@ impl Source for KafkaSource {
                     });
                 }
                 Some(Ok(m)) => {
-                    let (tp, off, ts, r) = Self::read(&m, &mut self.topic_buf);
+                    let (tp, off, ts, r) = Self::read(&m, &mut self.topic_buf, self.cfg.headers);
                     drop(m);
                     if let Some(r) = self.accept(tp, off, ts, r) {
                         batch.push(r);
