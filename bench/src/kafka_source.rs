@@ -14,6 +14,10 @@ use flowline_integration_tests::{create_topic, metric_events, produce, unique, T
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+/// As the `flowline` binary: mimalloc (for the raw loops too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The raw loop; with `owned`, it copies each payload and key out, as any
 /// consumer that hands records on must.
 async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: bool) -> f64 {
