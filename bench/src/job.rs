@@ -272,6 +272,7 @@ bootstrap_servers = "{k}"
 topics = ["{topic}"]
 group_id = "{topic}"
 bounded = true
+headers = false
 [sink]
 type = "elasticsearch"
 url = "{e}"

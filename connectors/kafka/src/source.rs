@@ -361,7 +361,7 @@ impl KafkaSource {
         r.key = m.key().map(<[u8]>::to_vec);
         // librdkafka parses (and allocates) headers on request: skipped
         // when the job does not want them.
-        if let Some(h) = m.headers().filter(|_| headers) {
+        if let Some(h) = headers.then(|| m.headers()).flatten() {
             for h in h.iter() {
                 r.headers.push((
                     h.key.to_string(),
