@@ -27,8 +27,8 @@ use flowline_file::IterSource;
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, LocalDirStore, StreamEnvironment, Tumbling};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+
+mod common;
 
 /// As the `flowline` binary: mimalloc.
 #[global_allocator]
@@ -216,28 +216,6 @@ async fn restore(keys: usize) {
     );
 }
 
-async fn raw_drain(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> f64 {
-    let c: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("raw"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let t0 = Instant::now();
-    let mut bytes = 0usize;
-    for _ in 0..n {
-        bytes += c.recv().await.unwrap().payload().map_or(0, |p| p.len());
-    }
-    std::hint::black_box(bytes);
-    n as f64 / t0.elapsed().as_secs_f64()
-}
-
 async fn e2e(n: u64) {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let topic = unique("bench-e2e");
@@ -261,7 +239,7 @@ async fn e2e(n: u64) {
         "e2e: {n} events ({hosts} hosts × 5 metrics) pre-produced to {partitions} partitions in {:.0}s",
         t0.elapsed().as_secs_f64()
     );
-    let raw = raw_drain(&s.kafka_bootstrap, &topic, partitions, n).await;
+    let raw = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
     let text = format!(
         r#"
 [job]

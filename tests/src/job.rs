@@ -288,3 +288,35 @@ pub async fn get_text(addr: &str, path: &str) -> Option<String> {
     let r = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
     r.text().await.ok()
 }
+
+/// Produces generator lines (`(host, line, poisoned)`) keyed by host.
+pub async fn produce_lines(bootstrap: &str, topic: &str, lines: &[(String, String, bool)]) {
+    crate::produce(
+        bootstrap,
+        topic,
+        lines.iter().map(|(h, l, _)| (h.clone(), l.clone(), None)),
+    )
+    .await
+}
+
+/// Waits for job process `n` of `config` to exit, polling; panics with its
+/// log after `timeout`.
+pub async fn wait_exit(
+    child: &mut Child,
+    config: &Path,
+    n: usize,
+    timeout: Duration,
+) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("child status") {
+            return st;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "job process {n} still running after {timeout:?}:\n{}",
+            job_log(config, n)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

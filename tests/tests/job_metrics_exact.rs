@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, anomaly_ids_in_process, job_log, lines, reference_windows, spawn_job, window_diff,
+    all_docs, anomaly_ids_in_process, job_log, lines, produce_lines, reference_windows, spawn_job,
+    wait_exit, window_diff,
 };
-use flowline_integration_tests::{create_topic, earliest_consumer, produce, unique, TestServices};
+use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
 use rdkafka::message::Headers;
 use rdkafka::Message;
@@ -42,12 +43,7 @@ async fn windows_anomalies_current_status_and_dead_letters_are_exact() {
         .collect();
     let poison_count = events.iter().filter(|e| e.2).count();
     assert!(poison_count > 100);
-    produce(
-        &s.kafka_bootstrap,
-        &topic,
-        events.iter().map(|(h, l, _)| (h.clone(), l.clone(), None)),
-    )
-    .await;
+    produce_lines(&s.kafka_bootstrap, &topic, &events).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("job.toml");
@@ -95,17 +91,7 @@ interval = "1s"
     .unwrap();
     let t0 = Instant::now();
     let mut child = spawn_job(&config, 0);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(240),
-            "job still running:\n{}",
-            job_log(&config, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = wait_exit(&mut child, &config, 0, Duration::from_secs(240)).await;
     assert!(
         status.success(),
         "job failed ({status}):\n{}",

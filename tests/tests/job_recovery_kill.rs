@@ -7,10 +7,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, anomaly_ids_in_process, checkpoint_ids, job_log, lines, reference_windows, spawn_job,
-    window_diff,
+    all_docs, anomaly_ids_in_process, checkpoint_ids, job_log, lines, produce_lines,
+    reference_windows, spawn_job, wait_exit, window_diff,
 };
-use flowline_integration_tests::{count, create_topic, produce, unique, TestServices};
+use flowline_integration_tests::{count, create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
 
 const WINDOW_MS: i64 = 30_000;
@@ -29,12 +29,7 @@ async fn three_sigkills_leave_the_indexed_results_exact() {
         anomaly_rate: 0.0005,
         ..GeneratorConfig::default()
     });
-    produce(
-        &s.kafka_bootstrap,
-        &topic,
-        events.iter().map(|(h, l, _)| (h.clone(), l.clone(), None)),
-    )
-    .await;
+    produce_lines(&s.kafka_bootstrap, &topic, &events).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("cp");
     let config = dir.path().join("job.toml");
@@ -112,17 +107,7 @@ interval = "300ms"
         docs_at_kill.push(count(&es, &format!("{topic}-windows")).await);
     }
     let mut child = spawn_job(&config, 3);
-    let t0 = Instant::now();
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "final run still going"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = wait_exit(&mut child, &config, 3, Duration::from_secs(300)).await;
     assert!(
         st.success(),
         "final run failed ({st}):\n{}",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
     all_docs, free_port, get_json, get_text, job_log, lines, reference_windows, spawn_job,
-    window_diff,
+    wait_exit, window_diff,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{format_rfc3339_ms, GeneratorConfig};
@@ -239,17 +239,7 @@ listen = "127.0.0.1:{port}"
         .status()
         .unwrap();
     assert!(st.success());
-    let t0 = Instant::now();
-    let st = loop {
-        if let Some(st) = b.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "B did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = wait_exit(&mut b, &cfg_b, 0, Duration::from_secs(60)).await;
     assert!(st.success(), "B on SIGTERM: {st}\n{}", job_log(&cfg_b, 0));
     println!("{} windows exact across a join and a SIGKILL", docs.len());
 }
