@@ -8,30 +8,18 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
 use flowline::job::{decode, metrics_pipeline, Outputs, Stats, WindowSettings};
-use flowline_connector_api::{ConnectorError, Record, Sink};
+use flowline_connector_api::Record;
 use flowline_file::MemorySource;
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 
-/// Counts what it is given, keeps nothing.
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Sink for Discard {
-    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
+mod common;
+use common::Discard;
 
 fn input(events: u64) -> Vec<Record> {
     let g = Generator::new(GeneratorConfig {

@@ -1,8 +1,14 @@
 //! What the benchmark binaries share: the raw rdkafka consumer loop they
-//! measure connectors and jobs against.
+//! measure connectors and jobs against, and a sink that discards.
 
+// Each binary includes this module and uses part of it.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use flowline_connector_api::{ConnectorError, Record, Sink};
 use flowline_integration_tests::unique;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -45,4 +51,18 @@ pub async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: b
     }
     std::hint::black_box((bytes, kept));
     n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Counts what it is given, keeps nothing.
+#[derive(Clone, Default)]
+pub struct Discard(pub Arc<AtomicU64>);
+
+impl Sink for Discard {
+    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }

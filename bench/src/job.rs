@@ -16,36 +16,23 @@
 //! cargo run --release -p flowline-bench --bin job -- restore 1000000
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
 use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
-use flowline_connector_api::{ConnectorError, Record, Sink, Source, SourceEvent, SourcePosition};
+use flowline_connector_api::{ConnectorError, Record, Source, SourceEvent, SourcePosition};
 use flowline_file::IterSource;
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, LocalDirStore, StreamEnvironment, Tumbling};
 
 mod common;
+use common::Discard;
 
 /// As the `flowline` binary: mimalloc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Sink for Discard {
-    async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    async fn flush(&mut self) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
 
 fn vm(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -241,15 +228,7 @@ async fn e2e(n: u64) {
     );
     let raw = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
     let text = format!(
-        r#"
-[job]
-name = "{topic}"
-[source]
-type = "kafka"
-bootstrap_servers = "{k}"
-topics = ["{topic}"]
-group_id = "{topic}"
-bounded = true
+        r#"{head}bounded = true
 headers = false
 [sink]
 type = "elasticsearch"
@@ -259,7 +238,7 @@ index = "{topic}-windows"
 size = "60s"
 out_of_orderness = "3s"
 "#,
-        k = s.kafka_bootstrap,
+        head = flowline_integration_tests::job::kafka_job_head(&topic, &s.kafka_bootstrap),
         e = s.elasticsearch_url
     );
     let plan = flowline::config::JobPlan::parse(&text).unwrap();

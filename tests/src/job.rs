@@ -320,3 +320,12 @@ pub async fn wait_exit(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The start of a job file reading `topic` as a consumer group of the same
+/// name, as `[job]` and `[source]`; callers add their source settings and
+/// the other sections after it.
+pub fn kafka_job_head(topic: &str, bootstrap: &str) -> String {
+    format!(
+        "[job]\nname = \"{topic}\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{topic}\"\n"
+    )
+}

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, anomaly_ids_in_process, job_log, lines, produce_lines, reference_windows, spawn_job,
-    wait_exit, window_diff,
+    all_docs, anomaly_ids_in_process, job_log, kafka_job_head, lines, produce_lines,
+    reference_windows, spawn_job, wait_exit, window_diff,
 };
 use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -50,15 +50,7 @@ async fn windows_anomalies_current_status_and_dead_letters_are_exact() {
     std::fs::write(
         &config,
         format!(
-            r#"
-[job]
-name = "{topic}"
-[source]
-type = "kafka"
-bootstrap_servers = "{k}"
-topics = ["{topic}"]
-group_id = "{topic}"
-bounded = true
+            r#"{head}bounded = true
 [sink]
 type = "elasticsearch"
 url = "{e}"
@@ -83,6 +75,7 @@ out_of_orderness = "2s"
 dir = "{cp}"
 interval = "1s"
 "#,
+            head = kafka_job_head(&topic, &s.kafka_bootstrap),
             k = s.kafka_bootstrap,
             e = s.elasticsearch_url,
             cp = dir.path().join("cp").display()

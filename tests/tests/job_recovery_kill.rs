@@ -7,8 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, anomaly_ids_in_process, checkpoint_ids, job_log, lines, produce_lines,
-    reference_windows, spawn_job, wait_exit, window_diff,
+    all_docs, anomaly_ids_in_process, checkpoint_ids, job_log, kafka_job_head, lines,
+    produce_lines, reference_windows, spawn_job, wait_exit, window_diff,
 };
 use flowline_integration_tests::{count, create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -36,15 +36,7 @@ async fn three_sigkills_leave_the_indexed_results_exact() {
     std::fs::write(
         &config,
         format!(
-            r#"
-[job]
-name = "{topic}"
-[source]
-type = "kafka"
-bootstrap_servers = "{k}"
-topics = ["{topic}"]
-group_id = "{topic}"
-bounded = true
+            r#"{head}bounded = true
 [sink]
 type = "elasticsearch"
 url = "{e}"
@@ -61,7 +53,7 @@ out_of_orderness = "2s"
 dir = "{cp}"
 interval = "300ms"
 "#,
-            k = s.kafka_bootstrap,
+            head = kafka_job_head(&topic, &s.kafka_bootstrap),
             e = s.elasticsearch_url,
             cp = cp.display()
         ),

@@ -8,8 +8,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, free_port, get_json, get_text, job_log, lines, reference_windows, spawn_job,
-    wait_exit, window_diff,
+    all_docs, free_port, get_json, get_text, job_log, kafka_job_head, lines, reference_windows,
+    spawn_job, wait_exit, window_diff,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{format_rfc3339_ms, GeneratorConfig};
@@ -101,15 +101,7 @@ async fn two_processes_share_partitions_and_survive_one_being_killed() {
         std::fs::write(
             &path,
             format!(
-                r#"
-[job]
-name = "{topic}"
-[source]
-type = "kafka"
-bootstrap_servers = "{k}"
-topics = ["{topic}"]
-group_id = "{topic}"
-poll_timeout = "100ms"
+                r#"{head}poll_timeout = "100ms"
 [source.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
@@ -128,6 +120,7 @@ topic = "{topic}-checkpoints"
 [http]
 listen = "127.0.0.1:{port}"
 "#,
+                head = kafka_job_head(&topic, &s.kafka_bootstrap),
                 k = s.kafka_bootstrap,
                 e = s.elasticsearch_url,
             ),
