@@ -6,21 +6,46 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flowline_connector_api::{ConnectorError, Record, Sink};
 use flowline_integration_tests::unique;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+/// How long a drain of `n` records took, and how much of that went before
+/// the first record (connecting, offset lookups, the first fetch).
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub n: u64,
+    pub first: Duration,
+    pub total: Duration,
+}
+
+impl Drain {
+    /// Records per second, start-up included.
+    pub fn rate(&self) -> f64 {
+        self.n as f64 / self.total.as_secs_f64()
+    }
+
+    /// Records per second from the first record to the last: the drain
+    /// rate proper, without the start-up latency.
+    pub fn steady_rate(&self) -> f64 {
+        (self.n - 1) as f64 / (self.total - self.first).as_secs_f64()
+    }
+}
+
 /// The raw loop; with `owned`, it copies each payload and key out, as any
 /// consumer that hands records on must.
-pub async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: bool) -> f64 {
+pub async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: bool) -> Drain {
     let c: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("raw"))
         .set("enable.auto.commit", "false")
         .set("queued.max.messages.kbytes", "16384")
+        // As the connector sets it: without, the fetcher stalls for a
+        // second whenever the prefetch queue is full.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -30,11 +55,13 @@ pub async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: b
     }
     c.assign(&tpl).unwrap();
     let t0 = Instant::now();
+    let mut first = None;
     let mut got = 0u64;
     let mut bytes = 0usize;
     let mut kept: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(1024);
     while got < n {
         let m = c.recv().await.unwrap();
+        first.get_or_insert_with(|| t0.elapsed());
         if owned {
             kept.push((
                 m.payload().unwrap_or_default().to_vec(),
@@ -50,7 +77,11 @@ pub async fn raw(bootstrap: &str, topic: &str, partitions: i32, n: u64, owned: b
         got += 1;
     }
     std::hint::black_box((bytes, kept));
-    n as f64 / t0.elapsed().as_secs_f64()
+    Drain {
+        n,
+        first: first.unwrap_or_default(),
+        total: t0.elapsed(),
+    }
 }
 
 /// Counts what it is given, keeps nothing.

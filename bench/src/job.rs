@@ -226,7 +226,10 @@ async fn e2e(n: u64) {
         "e2e: {n} events ({hosts} hosts × 5 metrics) pre-produced to {partitions} partitions in {:.0}s",
         t0.elapsed().as_secs_f64()
     );
-    let raw = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
+    // Start-up included, as in the job's figure.
+    let raw = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false)
+        .await
+        .rate();
     let text = format!(
         r#"{head}bounded = true
 headers = false

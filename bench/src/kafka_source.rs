@@ -13,13 +13,13 @@ use flowline_connector_api::{Source, SourceEvent};
 use flowline_integration_tests::{create_topic, metric_events, produce, unique, TestServices};
 
 mod common;
-use common::raw;
+use common::{raw, Drain};
 
 /// As the `flowline` binary: mimalloc (for the raw loops too).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-async fn connector(bootstrap: &str, topic: &str, n: u64, headers: bool) -> f64 {
+async fn connector(bootstrap: &str, topic: &str, n: u64, headers: bool) -> Drain {
     let cfg: flowline_kafka::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
         "bootstrap_servers": bootstrap, "topics": [topic], "group_id": unique("conn"), "bounded": true,
         "headers": headers
@@ -27,18 +27,22 @@ async fn connector(bootstrap: &str, topic: &str, n: u64, headers: bool) -> f64 {
     .unwrap();
     let mut src = flowline_kafka::KafkaSource::new(cfg).unwrap();
     let t0 = Instant::now();
+    let mut first = None;
     let mut got = 0u64;
     let mut batches = 0u64;
     loop {
         match src.next().await.unwrap() {
             SourceEvent::Records(b) => {
+                first.get_or_insert_with(|| t0.elapsed());
                 got += b.len() as u64;
                 batches += 1;
+                drop(b);
             }
             SourceEvent::End => break,
             _ => {}
         }
     }
+    let total = t0.elapsed();
     assert_eq!(got, n);
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         println!(
@@ -46,7 +50,11 @@ async fn connector(bootstrap: &str, topic: &str, n: u64, headers: bool) -> f64 {
             got as f64 / batches.max(1) as f64
         );
     }
-    n as f64 / t0.elapsed().as_secs_f64()
+    Drain {
+        n,
+        first: first.unwrap_or_default(),
+        total,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +63,7 @@ async fn main() {
     let n: u64 = args
         .next()
         .map(|a| a.parse().expect("EVENTS"))
-        .unwrap_or(1_000_000);
+        .unwrap_or(5_000_000);
     let partitions: i32 = args
         .next()
         .map(|a| a.parse().expect("PARTITIONS"))
@@ -76,41 +84,79 @@ async fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
-    let (mut raws, mut owneds, mut conns, mut nohs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        .unwrap_or(3);
+    let names = [
+        "raw rdkafka consumer loop (borrowed payloads)",
+        "raw rdkafka consumer loop (copies payload + key)",
+        "flowline-kafka source",
+        "flowline-kafka source, headers = false",
+    ];
+    let mut runs: [Vec<Drain>; 4] = Default::default();
     for round in 1..=rounds {
-        let r = raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
-        let o = raw(&s.kafka_bootstrap, &topic, partitions, n, true).await;
-        let c = connector(&s.kafka_bootstrap, &topic, n, true).await;
-        let h = connector(&s.kafka_bootstrap, &topic, n, false).await;
-        println!("  round {round}: raw loop {r:>9.0}/s, raw loop copying records out {o:>9.0}/s, connector {c:>9.0}/s, connector without headers {h:>9.0}/s");
-        raws.push(r);
-        owneds.push(o);
-        conns.push(c);
-        nohs.push(h);
+        // BENCH_ONLY=2 (a comma list of variant numbers, 0-3) runs only
+        // those, for profiling one of them.
+        let run = |i: usize| {
+            std::env::var("BENCH_ONLY")
+                .map(|o| o.split(',').any(|x| x.trim() == i.to_string()))
+                .unwrap_or(true)
+        };
+        let skipped = Drain {
+            n: 2,
+            first: Duration::ZERO,
+            total: Duration::from_secs(1),
+        };
+        let b = &s.kafka_bootstrap;
+        let d = [
+            if run(0) {
+                raw(b, &topic, partitions, n, false).await
+            } else {
+                skipped
+            },
+            if run(1) {
+                raw(b, &topic, partitions, n, true).await
+            } else {
+                skipped
+            },
+            if run(2) {
+                connector(b, &topic, n, true).await
+            } else {
+                skipped
+            },
+            if run(3) {
+                connector(b, &topic, n, false).await
+            } else {
+                skipped
+            },
+        ];
+        print!("  round {round}:");
+        for (i, d) in d.iter().enumerate() {
+            print!(" {:>9.0}/s", d.steady_rate());
+            runs[i].push(*d);
+        }
+        println!();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Medians: single rounds swing widely with the broker on the same cores.
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
+    let median = |v: &[Drain], f: fn(&Drain) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        x[x.len() / 2]
     };
-    let (r, o, c, h) = (
-        median(&mut raws),
-        median(&mut owneds),
-        median(&mut conns),
-        median(&mut nohs),
-    );
-    println!("medians of {rounds} rounds:");
-    println!("raw rdkafka consumer loop (borrowed payloads):    {r:>9.0} events/s");
-    println!("raw rdkafka consumer loop (copies payload + key): {o:>9.0} events/s");
-    println!("flowline-kafka source:                            {c:>9.0} events/s");
-    println!("flowline-kafka source, headers = false:           {h:>9.0} events/s");
+    println!("medians of {rounds} rounds (drain rate from the first record to the last; start-up: time to the first record; overall: start-up included):");
+    let mut steady = [0.0; 4];
+    for (i, name) in names.iter().enumerate() {
+        steady[i] = median(&runs[i], Drain::steady_rate);
+        println!(
+            "{name:<50} {:>9.0} events/s   start-up {:>5.0} ms   overall {:>9.0} events/s",
+            steady[i],
+            median(&runs[i], |d| d.first.as_secs_f64() * 1e3),
+            median(&runs[i], Drain::rate),
+        );
+    }
     println!(
         "ratio connector / raw: {:.2} (target >= 0.95); connector / raw copying: {:.2}; without headers / raw: {:.2}",
-        c / r,
-        c / o,
-        h / r
+        steady[2] / steady[0],
+        steady[2] / steady[1],
+        steady[3] / steady[0]
     );
 }

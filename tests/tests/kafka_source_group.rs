@@ -1,6 +1,7 @@
 //! The consumer-group source: rebalances surface as revoked / assigned
 //! events, and records of a newly assigned partition are held back until
-//! the runtime has answered with a seek (here: to a checkpointed offset).
+//! the runtime has answered with a seek (here: to a checkpointed offset); a
+//! revoke completes only after a checkpoint covers the revoked partitions.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,10 +20,14 @@ fn source(bootstrap: &str, topic: &str, group: &str) -> KafkaSource {
 }
 
 /// Polls `src` until `pred` holds for what it saw, answering every
-/// assignment with `seek(pos)`.
+/// assignment with `seek(pos)`, and every revoke, after `ack_delay`, with a
+/// completed checkpoint at `ack` (what the runtime does: it checkpoints the
+/// revoked partitions' state).
 async fn drive(
     src: &mut KafkaSource,
     pos: &SourcePosition,
+    ack: &SourcePosition,
+    ack_delay: Duration,
     seen: &mut Seen,
     until: impl Fn(&Seen) -> bool,
 ) {
@@ -31,10 +36,18 @@ async fn drive(
         assert!(Instant::now() < deadline, "timed out; saw {seen:?}");
         match src.next().await.unwrap() {
             SourceEvent::Assigned(p) => {
+                if !p.is_empty() {
+                    seen.assigned_at.get_or_insert_with(Instant::now);
+                }
                 seen.assigned.extend(p);
                 src.seek(pos).await.unwrap();
             }
-            SourceEvent::Revoked(p) => seen.revoked.extend(p),
+            SourceEvent::Revoked(p) => {
+                seen.revoked.extend(p);
+                tokio::time::sleep(ack_delay).await;
+                seen.acked_at = Some(Instant::now());
+                src.on_checkpoint_complete(ack).await.unwrap();
+            }
             SourceEvent::Records(b) => {
                 for r in b {
                     seen.records.push((r.partition.clone().unwrap(), r.offset));
@@ -48,9 +61,14 @@ async fn drive(
 #[derive(Debug, Default)]
 struct Seen {
     assigned: BTreeSet<PartitionId>,
+    assigned_at: Option<Instant>,
+    acked_at: Option<Instant>,
     revoked: BTreeSet<PartitionId>,
     records: Vec<(PartitionId, u64)>,
 }
+
+/// How long the old owner takes to checkpoint revoked partitions.
+const ACK_DELAY: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint() {
@@ -66,7 +84,8 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
     let group = unique("g");
     let mut a = source(&s.kafka_bootstrap, &topic, &group);
     let mut seen_a = Seen::default();
-    drive(&mut a, &SourcePosition::new(), &mut seen_a, |s| {
+    let none = SourcePosition::new();
+    drive(&mut a, &none, &none, Duration::ZERO, &mut seen_a, |s| {
         s.assigned.len() == 4 && s.records.len() == 200
     })
     .await;
@@ -82,17 +101,22 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
     for p in 0..4 {
         pos = pos.with(partition_id(&topic, p), 20);
     }
+    // What `a` checkpoints when it gives partitions up: everything it read.
+    let mut read = SourcePosition::new();
+    for (p, e) in &ends {
+        read = read.with(p.clone(), *e);
+    }
     let mut b = source(&s.kafka_bootstrap, &topic, &group);
     let mut seen_b = Seen::default();
     // `a` keeps polling until `b` is done: a cooperative rebalance takes two
     // rounds, and the second needs every member to poll.
     let b_done = std::sync::atomic::AtomicBool::new(false);
     tokio::join!(
-        drive(&mut a, &pos, &mut seen_a, |s| {
+        drive(&mut a, &pos, &read, ACK_DELAY, &mut seen_a, |s| {
             !s.revoked.is_empty() && b_done.load(std::sync::atomic::Ordering::SeqCst)
         }),
         async {
-            drive(&mut b, &pos, &mut seen_b, |s| {
+            drive(&mut b, &pos, &none, Duration::ZERO, &mut seen_b, |s| {
                 !s.assigned.is_empty()
                     && s.records.len() as u64
                         >= s.assigned.iter().map(|p| ends[p] - 20).sum::<u64>()
@@ -109,6 +133,14 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
         seen_b.assigned
     );
     assert!(seen_b.assigned.len() < 4);
+    // The revoke completed only once `a` had checkpointed: `b` got the
+    // partitions after that, although `a` took ACK_DELAY to do it.
+    let (acked, assigned) = (seen_a.acked_at.unwrap(), seen_b.assigned_at.unwrap());
+    assert!(
+        assigned >= acked,
+        "b was assigned {:?} before a checkpointed the revoked partitions",
+        acked - assigned
+    );
     // b starts every partition it got at the checkpointed offset 20, in order.
     for p in &seen_b.assigned {
         let offs: Vec<u64> = seen_b

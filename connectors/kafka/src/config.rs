@@ -125,6 +125,15 @@ pub struct KafkaSourceConfig {
     /// How long to wait for the broker at start before failing.
     #[serde(default = "d_connect")]
     pub connect_timeout: String,
+    /// Batches read ahead of the runtime. When they are all waiting, the
+    /// partitions are paused until the runtime takes one (backpressure).
+    #[serde(default = "d_prefetch")]
+    pub prefetch_batches: usize,
+    /// How long a revoke waits for a checkpoint that covers the revoked
+    /// partitions before giving them up anyway (keep it under
+    /// `max.poll.interval.ms`).
+    #[serde(default = "d_revoke")]
+    pub revoke_timeout: String,
     /// Security.
     #[serde(flatten)]
     pub security: Security,
@@ -133,6 +142,12 @@ pub struct KafkaSourceConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+fn d_prefetch() -> usize {
+    4
+}
+fn d_revoke() -> String {
+    "30s".into()
+}
 fn d_true() -> bool {
     true
 }

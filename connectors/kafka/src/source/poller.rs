@@ -1,0 +1,568 @@
+//! The consumer thread: it alone polls librdkafka, turns messages into
+//! records by the position rules, and hands batches to the `Source` side
+//! through a channel bounded by credits.
+//!
+//! - **Backpressure by pausing**: a batch needs a credit, and `next` gives
+//!   one back per batch it takes. With none free for `poll_timeout`, the
+//!   thread pauses its partitions (librdkafka stops fetching) and keeps
+//!   polling, so rebalances are served and `max.poll.interval.ms` never
+//!   expires; it resumes them when a credit is back.
+//! - **Revoke hand-over**: the rebalance callback runs on this thread. On a
+//!   revoke it hands on the records accepted so far and the `Revoked`
+//!   event, then waits (up to `revoke_timeout`) until a completed
+//!   checkpoint covers every record delivered from those partitions. Only
+//!   then does the revoke complete, so the next owner finds their state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::{ConnectorError, PartitionId, Record, SourceEvent};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::state::{Part, State, Verdict};
+use crate::error::{is_retryable, Error};
+
+/// An item for `next`: an event, and whether it holds a credit.
+pub(crate) type Item = (Result<SourceEvent, ConnectorError>, bool);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the thread, the callbacks and the `Source` methods share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    credits: Mutex<usize>,
+    credit_cv: Condvar,
+    /// Per partition, the position of the last completed checkpoint.
+    acks: Mutex<HashMap<PartitionId, u64>>,
+    ack_cv: Condvar,
+    /// Signalled by `seek`, which an assignment waits for.
+    seek_cv: Condvar,
+    /// End offsets from librdkafka's statistics (once a second), for lag.
+    pub ends: Mutex<HashMap<(String, i32), i64>>,
+    pub stop: AtomicBool,
+    tx: mpsc::UnboundedSender<Item>,
+    pub settings: Settings,
+}
+
+/// What the thread needs from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub headers: bool,
+    pub timestamp_field: Option<String>,
+    pub bounded: bool,
+    pub max_batch: usize,
+    pub poll_timeout: Duration,
+    pub revoke_timeout: Duration,
+}
+
+impl Shared {
+    pub fn new(settings: Settings, credits: usize) -> (Self, mpsc::UnboundedReceiver<Item>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Self {
+            state: Mutex::default(),
+            credits: Mutex::new(credits.max(1)),
+            credit_cv: Condvar::new(),
+            acks: Mutex::default(),
+            ack_cv: Condvar::new(),
+            seek_cv: Condvar::new(),
+            ends: Mutex::default(),
+            stop: AtomicBool::new(false),
+            tx,
+            settings,
+        };
+        (shared, rx)
+    }
+
+    /// Takes a credit, waiting up to `wait`.
+    fn take_credit(&self, wait: Duration) -> bool {
+        let mut c = lock(&self.credits);
+        if *c == 0 {
+            c = self
+                .credit_cv
+                .wait_timeout_while(c, wait, |c| *c == 0 && !self.stop.load(Ordering::Acquire))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if *c == 0 {
+            return false;
+        }
+        *c -= 1;
+        true
+    }
+
+    pub fn give_credit(&self) {
+        *lock(&self.credits) += 1;
+        self.credit_cv.notify_one();
+    }
+
+    pub fn shut_down(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.credit_cv.notify_all();
+        self.ack_cv.notify_all();
+        self.seek_cv.notify_all();
+    }
+
+    fn send(&self, item: Item) {
+        // The receiver is gone only when the source is dropped.
+        let _ = self.tx.send(item);
+    }
+
+    /// A completed checkpoint: wakes a revoke waiting for it.
+    pub fn checkpointed(&self, offsets: impl Iterator<Item = (PartitionId, u64)>) {
+        let mut acks = lock(&self.acks);
+        for (pid, o) in offsets {
+            let a = acks.entry(pid).or_insert(o);
+            *a = (*a).max(o);
+        }
+        self.ack_cv.notify_all();
+    }
+
+    /// Hands on the records accepted so far, without a credit (a revoke
+    /// or an assignment must not wait behind a full channel).
+    fn flush_uncredited(&self) {
+        let batch = std::mem::take(&mut lock(&self.state).batch);
+        if !batch.is_empty() {
+            self.send((Ok(SourceEvent::Records(batch)), false));
+        }
+    }
+
+    /// Waits (up to `revoke_timeout`) until `seek` has answered for these
+    /// partitions; returns the state, locked.
+    fn wait_for_seek(&self, list: &[(String, i32)]) -> MutexGuard<'_, State> {
+        let st = lock(&self.state);
+        let (st, timeout) = self
+            .seek_cv
+            .wait_timeout_while(st, self.settings.revoke_timeout, |st| {
+                !self.stop.load(Ordering::Acquire)
+                    && list
+                        .iter()
+                        .any(|(t, p)| st.find(t, *p).is_some_and(|part| part.awaiting))
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        if timeout.timed_out() {
+            tracing::warn!(timeout = ?self.settings.revoke_timeout,
+                "no seek answered the assignment in time; starting at the group's committed offsets");
+        }
+        st
+    }
+
+    /// `seek` has answered an assignment.
+    pub fn seek_answered(&self) {
+        self.seek_cv.notify_all();
+    }
+
+    #[cfg(test)]
+    fn covered(&self, need: &[(PartitionId, u64)]) -> bool {
+        covers(&lock(&self.acks), need)
+    }
+
+    fn wait_for_checkpoint(&self, need: &[(PartitionId, u64)]) {
+        let deadline = Instant::now() + self.settings.revoke_timeout;
+        let mut acks = lock(&self.acks);
+        while !covers(&acks, need) {
+            let now = Instant::now();
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if now >= deadline {
+                tracing::warn!(partitions = ?need, timeout = ?self.settings.revoke_timeout,
+                    "no checkpoint covered the revoked partitions in time; giving them up (the next owner replays from the last checkpoint)");
+                return;
+            }
+            acks = self
+                .ack_cv
+                .wait_timeout(acks, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+fn covers(acks: &HashMap<PartitionId, u64>, need: &[(PartitionId, u64)]) -> bool {
+    need.iter()
+        .all(|(pid, n)| acks.get(pid).is_some_and(|a| a >= n))
+}
+
+/// The consumer's context: statistics and rebalance callbacks.
+#[derive(Debug)]
+pub struct Ctx(pub(crate) Arc<Shared>);
+
+fn tps(l: &TopicPartitionList) -> Vec<(String, i32)> {
+    l.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: rdkafka::Statistics) {
+        let mut ends = lock(&self.0.ends);
+        for (t, topic) in s.topics {
+            for (p, part) in topic.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    ends.insert((t.clone(), p), part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    /// Replaces rdkafka's default (pre-rebalance hook, assign, post hook):
+    /// an assignment waits for the runtime's answer, so each partition is
+    /// assigned at its checkpointed offset; a revoke waits for a checkpoint.
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let r = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assigned(tpl);
+                if cooperative {
+                    c.incremental_assign(tpl)
+                } else {
+                    c.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoked(tpl);
+                if cooperative {
+                    c.incremental_unassign(tpl)
+                } else {
+                    c.unassign()
+                }
+            }
+            e => {
+                tracing::error!(error = ?e, "rebalance failed");
+                return;
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "applying the rebalance failed");
+        }
+    }
+}
+
+impl Ctx {
+    /// Hands on what was read, then the `Revoked` event, and waits for a
+    /// checkpoint that covers what was delivered from these partitions.
+    fn revoked(&self, l: &TopicPartitionList) {
+        let sh = &self.0;
+        sh.flush_uncredited();
+        let mut pids = Vec::new();
+        let mut need = Vec::new();
+        {
+            let mut st = lock(&sh.state);
+            for (t, p) in tps(l) {
+                if let Some(part) = st.remove(&t, p) {
+                    if !part.awaiting && part.next > 0 {
+                        need.push((part.pid.clone(), part.next as u64));
+                        st.revoking.push((part.pid.clone(), t, p));
+                    }
+                    pids.push(part.pid);
+                }
+            }
+        }
+        tracing::info!(partitions = ?pids, "partitions revoked");
+        sh.send((Ok(SourceEvent::Revoked(pids)), false));
+        if !need.is_empty() {
+            sh.wait_for_checkpoint(&need);
+            lock(&sh.state).revoking.clear();
+        }
+    }
+
+    /// Sends the `Assigned` event and waits for the runtime's `seek`; sets
+    /// the offsets it named on `l`, so fetching starts there. The others
+    /// start at the group's committed offsets (or `auto_offset_reset`).
+    fn assigned(&self, l: &mut TopicPartitionList) {
+        let sh = &self.0;
+        let list = tps(l);
+        let mut pids = Vec::new();
+        {
+            let mut st = lock(&sh.state);
+            for (t, p) in &list {
+                let part = Part::new(t, *p, true);
+                pids.push(part.pid.clone());
+                st.add(part);
+            }
+        }
+        tracing::info!(partitions = ?pids, "partitions assigned");
+        sh.flush_uncredited();
+        sh.send((Ok(SourceEvent::Assigned(pids)), false));
+        let mut st = sh.wait_for_seek(&list);
+        for (t, p) in &list {
+            let Some(part) = st.find(t, *p) else { continue };
+            if part.awaiting {
+                // No answer in time: start where the group stands.
+                part.awaiting = false;
+            } else if let Some(o) = part.target.take() {
+                if let Err(e) = l.set_partition_offset(t, *p, Offset::Offset(o)) {
+                    tracing::warn!(partition = %part.pid, error = %e, "setting the start offset failed");
+                    part.target = Some(o);
+                }
+            }
+        }
+    }
+}
+
+/// The thread's body; returns when the source shuts down or a bounded
+/// input is complete.
+pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
+    let sh = consumer.context().0.clone();
+    let timeout = sh.settings.poll_timeout;
+    let mut paused: Option<TopicPartitionList> = None;
+    while !sh.stop.load(Ordering::Acquire) {
+        if !sh.take_credit(timeout) {
+            if paused.is_none() {
+                paused = pause_live(&consumer, &sh);
+            }
+            // Serve callbacks; a message polled now was fetched before the
+            // pause and is kept (the queue behind it is bounded).
+            if let Some(r) = consumer.poll(timeout.min(Duration::from_millis(100))) {
+                accept(&consumer, &sh, r);
+            }
+            continue;
+        }
+        if let Some(l) = paused.take() {
+            resume_owned(&consumer, &sh, l);
+        }
+        let mut error = None;
+        let mut n = 0;
+        while n < sh.settings.max_batch {
+            let Some(r) = consumer.poll(if n == 0 { timeout } else { Duration::ZERO }) else {
+                break;
+            };
+            match r {
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+                Ok(m) => {
+                    n += 1;
+                    accept(&consumer, &sh, Ok(m));
+                    if sh.settings.bounded && lock(&sh.state).stop_reached {
+                        break;
+                    }
+                }
+            }
+        }
+        let (batch, done) = {
+            let mut st = lock(&sh.state);
+            let done = sh.settings.bounded && st.bounded_done();
+            (std::mem::take(&mut st.batch), done)
+        };
+        let mut credit = true;
+        if !batch.is_empty() {
+            sh.send((Ok(SourceEvent::Records(batch)), credit));
+            credit = false;
+        }
+        if let Some(e) = error {
+            let retry = is_retryable(&e);
+            let err = Error::Kafka {
+                what: "consuming".into(),
+                source: e,
+            };
+            let err = if retry {
+                ConnectorError::retryable(err.to_string())
+            } else {
+                err.into()
+            };
+            sh.send((Err(err), credit));
+            credit = false;
+        }
+        if credit {
+            sh.give_credit();
+        }
+        if done {
+            sh.send((Ok(SourceEvent::End), false));
+            return;
+        }
+    }
+}
+
+fn accept(
+    consumer: &BaseConsumer<Ctx>,
+    sh: &Shared,
+    r: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+) {
+    let Ok(m) = r else { return };
+    let (topic, p, off) = (m.topic(), m.partition(), m.offset());
+    let (verdict, pid) = lock(&sh.state).verdict(topic, p, off);
+    match verdict {
+        Verdict::Skip => {}
+        Verdict::SeekTo(t) => {
+            if let Err(e) = consumer.seek(topic, p, Offset::Offset(t), Duration::from_secs(5)) {
+                tracing::warn!(partition = ?pid, offset = t, error = %e, "seek failed");
+            }
+        }
+        Verdict::Deliver => {
+            let mut r = record(&m, sh.settings.headers);
+            r.timestamp = event_time(
+                sh.settings.timestamp_field.as_deref(),
+                &r.payload,
+                m.timestamp().to_millis(),
+            );
+            r.partition = pid;
+            r.offset = off as u64;
+            lock(&sh.state).batch.push(r);
+        }
+    }
+}
+
+/// Copies a message out (it borrows the consumer).
+fn record(m: &BorrowedMessage<'_>, headers: bool) -> Record {
+    let mut r = Record::new(m.payload().unwrap_or_default());
+    r.key = m.key().map(<[u8]>::to_vec);
+    // librdkafka parses (and allocates) headers on request: skipped when
+    // the job does not want them.
+    if let Some(h) = headers.then(|| m.headers()).flatten() {
+        for h in h.iter() {
+            r.headers.push((
+                h.key.to_string(),
+                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+            ));
+        }
+    }
+    r
+}
+
+fn event_time(field: Option<&str>, payload: &[u8], kafka_ts: Option<i64>) -> Option<i64> {
+    let Some(f) = field else { return kafka_ts };
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    match &v[f] {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64),
+        _ => None,
+    }
+}
+
+/// Pauses the partitions that are fetching (not those awaiting a seek).
+fn pause_live(consumer: &BaseConsumer<Ctx>, sh: &Shared) -> Option<TopicPartitionList> {
+    let mut l = TopicPartitionList::new();
+    for p in lock(&sh.state).parts.iter().filter(|p| !p.awaiting) {
+        l.add_partition(&p.topic, p.partition);
+    }
+    if l.count() == 0 {
+        return None;
+    }
+    match consumer.pause(&l) {
+        Ok(()) => {
+            tracing::debug!(
+                partitions = l.count(),
+                "downstream is full: partitions paused"
+            );
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pausing partitions for backpressure failed");
+            None
+        }
+    }
+}
+
+/// Resumes what `pause_live` paused, except partitions no longer owned.
+fn resume_owned(consumer: &BaseConsumer<Ctx>, sh: &Shared, paused: TopicPartitionList) {
+    let mut l = TopicPartitionList::new();
+    {
+        let mut st = lock(&sh.state);
+        for e in paused.elements() {
+            if st
+                .find(e.topic(), e.partition())
+                .is_some_and(|p| !p.awaiting)
+            {
+                l.add_partition(e.topic(), e.partition());
+            }
+        }
+    }
+    if l.count() > 0 {
+        if let Err(e) = consumer.resume(&l) {
+            tracing::warn!(error = %e, "resuming partitions after backpressure failed");
+        } else {
+            tracing::debug!(
+                partitions = l.count(),
+                "downstream has room: partitions resumed"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            headers: true,
+            timestamp_field: None,
+            bounded: false,
+            max_batch: 10,
+            poll_timeout: Duration::from_millis(10),
+            revoke_timeout: Duration::from_millis(50),
+        }
+    }
+
+    #[test]
+    fn credits_bound_what_is_in_flight() {
+        let (sh, _rx) = Shared::new(settings(), 2);
+        assert!(sh.take_credit(Duration::ZERO));
+        assert!(sh.take_credit(Duration::ZERO));
+        assert!(!sh.take_credit(Duration::from_millis(5)));
+        sh.give_credit();
+        assert!(sh.take_credit(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_revoke_waits_for_a_checkpoint_covering_what_was_delivered() {
+        let mut long = settings();
+        long.revoke_timeout = Duration::from_secs(60);
+        let (sh, _rx) = Shared::new(long, 1);
+        let sh = Arc::new(sh);
+        let pid = PartitionId::new("t/0");
+        let need = vec![(pid.clone(), 10)];
+        // A checkpoint short of the delivered records does not cover them.
+        sh.checkpointed([(pid.clone(), 9)].into_iter());
+        assert!(!sh.covered(&need));
+        let waiter = {
+            let (sh, need) = (sh.clone(), need.clone());
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                sh.wait_for_checkpoint(&need);
+                t0.elapsed()
+            })
+        };
+        sh.checkpointed([(pid.clone(), 10)].into_iter());
+        assert!(sh.covered(&need));
+        let waited = waiter.join().unwrap();
+        assert!(
+            waited < Duration::from_secs(60),
+            "released by the checkpoint: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_revoke_gives_up_after_the_timeout() {
+        let (sh, _rx) = Shared::new(settings(), 1);
+        let t0 = Instant::now();
+        sh.wait_for_checkpoint(&[(PartitionId::new("t/1"), 1)]);
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn event_time_comes_from_the_field_when_configured() {
+        let p = br#"{"ts": 1700000000123, "t": "2023-11-14T22:13:20.5Z"}"#;
+        assert_eq!(event_time(None, p, Some(5)), Some(5));
+        assert_eq!(event_time(Some("ts"), p, Some(5)), Some(1_700_000_000_123));
+        assert_eq!(event_time(Some("t"), p, Some(5)), Some(1_700_000_000_500));
+        assert_eq!(event_time(Some("missing"), p, Some(5)), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The position rules, shared by the consumer thread and the `Source`
+//! methods: which partitions this source owns, where each stands, and
+//! whether a polled message is to be delivered.
+
+use flowline_connector_api::{PartitionId, Record};
+
+/// One owned partition.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub topic: String,
+    pub partition: i32,
+    pub pid: PartitionId,
+    /// Assigned, and the runtime has not answered with a `seek` yet: its
+    /// records are held back (the partition is paused).
+    pub awaiting: bool,
+    /// The lowest offset seen while awaiting (the group's committed position).
+    pub first_seen: Option<i64>,
+    /// Deliver from this offset: earlier ones are skipped, a later one makes
+    /// the consumer seek back once.
+    pub target: Option<i64>,
+    pub seeked: bool,
+    /// The offset after the last delivered record (0: none delivered yet,
+    /// in a consumer group).
+    pub next: i64,
+    /// Bounded: the end offset seen at start.
+    pub stop: Option<i64>,
+}
+
+impl Part {
+    pub fn new(topic: &str, partition: i32, awaiting: bool) -> Self {
+        Self {
+            topic: topic.to_string(),
+            partition,
+            pid: super::partition_id(topic, partition),
+            awaiting,
+            first_seen: None,
+            target: None,
+            seeked: false,
+            next: 0,
+            stop: None,
+        }
+    }
+
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.partition == partition && self.topic == topic
+    }
+}
+
+/// What the consumer thread does with a polled message.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    Deliver,
+    Skip,
+    /// Skip, and seek the partition back to this offset.
+    SeekTo(i64),
+}
+
+/// Owned partitions, and the batch being filled.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Few entries; records come in runs of one partition, so the last hit
+    /// is tried first.
+    pub parts: Vec<Part>,
+    last: usize,
+    /// Records accepted and not yet handed to the runtime.
+    pub batch: Vec<Record>,
+    /// Bounded: some partition reached its end offset.
+    pub stop_reached: bool,
+    /// Revoked, with the revoke waiting for a checkpoint: their offsets are
+    /// still committed.
+    pub revoking: Vec<(PartitionId, String, i32)>,
+}
+
+impl State {
+    pub fn find(&mut self, topic: &str, partition: i32) -> Option<&mut Part> {
+        if !self
+            .parts
+            .get(self.last)
+            .is_some_and(|p| p.is(topic, partition))
+        {
+            self.last = self.parts.iter().position(|p| p.is(topic, partition))?;
+        }
+        self.parts.get_mut(self.last)
+    }
+
+    pub fn add(&mut self, part: Part) {
+        self.remove(&part.topic.clone(), part.partition);
+        self.parts.push(part);
+    }
+
+    pub fn remove(&mut self, topic: &str, partition: i32) -> Option<Part> {
+        let i = self.parts.iter().position(|p| p.is(topic, partition))?;
+        self.last = 0;
+        Some(self.parts.swap_remove(i))
+    }
+
+    /// Applies the position rules to the message at `off`; on `Deliver` the
+    /// partition's position has moved past it.
+    pub fn verdict(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        off: i64,
+    ) -> (Verdict, Option<PartitionId>) {
+        let Some(part) = self.find(topic, partition) else {
+            // Not owned (any more): a late message of a revoked partition.
+            return (Verdict::Skip, None);
+        };
+        if part.awaiting {
+            part.first_seen = Some(part.first_seen.map_or(off, |f| f.min(off)));
+            return (Verdict::Skip, None);
+        }
+        if let Some(t) = part.target {
+            if off < t {
+                return (Verdict::Skip, None);
+            }
+            if off > t {
+                if part.seeked {
+                    return (Verdict::Skip, None);
+                }
+                part.seeked = true;
+                return (Verdict::SeekTo(t), Some(part.pid.clone()));
+            }
+            part.target = None;
+        }
+        if part.stop.is_some_and(|s| off >= s) {
+            part.next = part.next.max(off);
+            self.stop_reached = true;
+            return (Verdict::Skip, None);
+        }
+        part.next = off + 1;
+        let (ended, pid) = (part.stop.is_some_and(|s| part.next >= s), part.pid.clone());
+        self.stop_reached |= ended;
+        (Verdict::Deliver, Some(pid))
+    }
+
+    /// Bounded: every partition has reached its end offset.
+    pub fn bounded_done(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| p.stop.is_some_and(|s| p.next >= s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(part: Part) -> State {
+        let mut s = State::default();
+        s.add(part);
+        s
+    }
+
+    #[test]
+    fn awaiting_partitions_hold_records_back_and_remember_the_first_offset() {
+        let mut s = state(Part::new("t", 0, true));
+        assert_eq!(s.verdict("t", 0, 7).0, Verdict::Skip);
+        assert_eq!(s.verdict("t", 0, 5).0, Verdict::Skip);
+        assert_eq!(s.parts[0].first_seen, Some(5));
+        assert_eq!(s.parts[0].next, 0);
+    }
+
+    #[test]
+    fn a_target_skips_earlier_offsets_and_seeks_back_once_from_later_ones() {
+        let mut p = Part::new("t", 1, false);
+        p.target = Some(10);
+        let mut s = state(p);
+        assert_eq!(s.verdict("t", 1, 9).0, Verdict::Skip);
+        assert_eq!(s.verdict("t", 1, 12).0, Verdict::SeekTo(10));
+        assert_eq!(s.verdict("t", 1, 13).0, Verdict::Skip);
+        assert_eq!(s.verdict("t", 1, 10).0, Verdict::Deliver);
+        assert_eq!(s.verdict("t", 1, 11).0, Verdict::Deliver);
+        assert_eq!(s.parts[0].next, 12);
+    }
+
+    #[test]
+    fn bounded_partitions_stop_at_their_end_offset() {
+        let mut a = Part::new("t", 0, false);
+        a.stop = Some(2);
+        let mut b = Part::new("t", 1, false);
+        b.stop = Some(0);
+        let mut s = state(a);
+        s.add(b);
+        assert!(!s.bounded_done());
+        assert_eq!(s.verdict("t", 0, 0).0, Verdict::Deliver);
+        assert!(!s.stop_reached);
+        assert_eq!(s.verdict("t", 0, 1).0, Verdict::Deliver);
+        assert!(s.stop_reached);
+        assert_eq!(s.verdict("t", 0, 2).0, Verdict::Skip);
+        assert!(s.bounded_done());
+    }
+
+    #[test]
+    fn messages_of_partitions_not_owned_are_skipped() {
+        let mut s = state(Part::new("t", 0, false));
+        assert_eq!(s.verdict("u", 0, 0), (Verdict::Skip, None));
+        assert!(s.remove("t", 0).is_some());
+        assert_eq!(s.verdict("t", 0, 0), (Verdict::Skip, None));
+    }
+}
