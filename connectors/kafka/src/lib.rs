@@ -1,6 +1,6 @@
 //! # flowline-kafka
 //!
-//! Kafka source and sink for Flowline's connector API 1.0, with `rdkafka`.
+//! Kafka source and sink for Flowline's connector API 1.x (1.1: the lag hook), with `rdkafka`.
 //!
 //! ```toml
 //! [source]
@@ -19,21 +19,27 @@
 //!   runtime seeks the source to its checkpointed offsets; offsets are
 //!   committed to the group only when a checkpoint completes, so lag tools
 //!   show the truth.
-//! - **Rebalances** surface as `Revoked` (the runtime checkpoints the
-//!   partitions' state) and `Assigned` (the runtime restores their state and
-//!   answers with a seek). A newly assigned partition is paused, and any
-//!   record of it held back, until that seek: no record is processed against
-//!   the wrong state. Cooperative-sticky assignment is the default.
+//! - **Rebalances** surface as `Revoked` and `Assigned`. A revoke completes
+//!   only after a completed checkpoint covers every record delivered from
+//!   the revoked partitions, so the next owner finds their state. An
+//!   assignment waits for the runtime's answer (it restores the partitions'
+//!   state and seeks), then starts each partition at the offset named: no
+//!   record is processed against the wrong state. Both waits are bounded by
+//!   `revoke_timeout` (30 s). Cooperative-sticky assignment is the default.
 //! - **Bounded** (`bounded = true`): every partition of `topics`, from the
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues
 //!   from its checkpoint.
 //! - **Event time** from a payload field (`timestamp_field`) or the Kafka
 //!   timestamp.
-//! - **Backpressure**: when the runtime stops reading, the consumer stops
-//!   polling; librdkafka's prefetch is bounded by
-//!   `queued.max.messages.kbytes` (16 MB here). A stall longer than
-//!   `max.poll.interval.ms` makes the group rebalance.
+//! - **One consumer thread** per source polls librdkafka and copies records
+//!   out while the runtime works on the previous batch.
+//! - **Backpressure by pausing**: at most `prefetch_batches` (4) batches of
+//!   `max_batch` (1024) wait for the runtime. When none is taken for
+//!   `poll_timeout`, the thread pauses the partitions and keeps polling, so
+//!   rebalances are served and a stall longer than `max.poll.interval.ms`
+//!   does not cost the group membership; they resume when the runtime
+//!   catches up.
 //! - **Sink**: idempotent producer (`enable.idempotence`, `acks=all`),
 //!   key from a payload field or the record key, headers written as Kafka
 //!   headers (so it serves as the dead-letter topic), `flush` returns when
