@@ -213,6 +213,32 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .await
         .expect("create_topics");
     assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    // The controller has accepted the topic; wait until the broker's
+    // metadata shows every partition with a leader (a client that checks
+    // the topic right away may otherwise find none).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = admin
+            .inner()
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+            .ok()
+            .and_then(|md| {
+                md.topics().first().map(|t| {
+                    t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            })
+            .unwrap_or(false);
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic {topic} has no leaders for its {partitions} partitions after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Produces `(key, payload, timestamp)` records and waits for every delivery.

@@ -2,8 +2,8 @@
 //! revoked events) or, with `bounded = true`, every partition of the topics
 //! up to the end offsets seen at start.
 //!
-//! One thread per source polls librdkafka ([`poller`]): it copies records
-//! out and applies the position rules ([`state`]) while the runtime works
+//! One thread per source polls librdkafka (`source/poller.rs`): it copies records
+//! out and applies the position rules (`source/state.rs`) while the runtime works
 //! on the previous batch, pauses partitions when the runtime falls behind,
 //! and holds a revoke until a checkpoint covers the revoked partitions.
 //!
