@@ -346,8 +346,7 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
                 }
                 Ok(m) => {
                     n += 1;
-                    accept(&consumer, &sh, Ok(m));
-                    if sh.settings.bounded && lock(&sh.state).stop_reached {
+                    if accept(&consumer, &sh, Ok(m)) && sh.settings.bounded {
                         break;
                     }
                 }
@@ -387,20 +386,26 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
     }
 }
 
+/// Applies the position rules to one message and, when it is delivered,
+/// copies it into the batch: one lock per message. Returns whether a
+/// bounded partition has reached its end.
 fn accept(
     consumer: &BaseConsumer<Ctx>,
     sh: &Shared,
     r: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
-) {
-    let Ok(m) = r else { return };
+) -> bool {
+    let Ok(m) = r else { return false };
     let (topic, p, off) = (m.topic(), m.partition(), m.offset());
-    let (verdict, pid) = lock(&sh.state).verdict(topic, p, off);
+    let mut st = lock(&sh.state);
+    let (verdict, pid) = st.verdict(topic, p, off);
     match verdict {
         Verdict::Skip => {}
         Verdict::SeekTo(t) => {
+            drop(st);
             if let Err(e) = consumer.seek(topic, p, Offset::Offset(t), Duration::from_secs(5)) {
                 tracing::warn!(partition = ?pid, offset = t, error = %e, "seek failed");
             }
+            return false;
         }
         Verdict::Deliver => {
             let mut r = record(&m, sh.settings.headers);
@@ -411,9 +416,10 @@ fn accept(
             );
             r.partition = pid;
             r.offset = off as u64;
-            lock(&sh.state).batch.push(r);
+            st.batch.push(r);
         }
     }
+    st.stop_reached
 }
 
 /// Copies a message out (it borrows the consumer).
