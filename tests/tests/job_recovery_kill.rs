@@ -1,14 +1,19 @@
 //! Exactly-once effect through crashes: the job process is killed with
-//! SIGKILL at random moments three times and restarted each time; the
-//! indexed windows and anomalies then equal those of an uninterrupted run,
-//! with one document per window.
+//! SIGKILL three times and restarted each time; the indexed windows and
+//! anomalies then equal those of an uninterrupted run, with one document per
+//! window.
+//!
+//! Each kill lands at a point the test observes on the job's status
+//! endpoint (a checkpoint of the run's own, then a seeded number of records
+//! read), never after a delay alone; the killed runs stream, so none can
+//! end before its kill, however fast the machine.
 
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flowline_integration_tests::job::{
-    all_docs, anomaly_ids_in_process, checkpoint_ids, job_log, kafka_job_head, lines,
-    produce_lines, reference_windows, spawn_job, wait_exit, window_diff,
+    all_docs, anomaly_ids_in_process, checkpoint_ids, http_addr, job_log, kafka_job_head, lines,
+    produce_lines, reference_windows, spawn_job, wait_exit, wait_progress, window_diff,
 };
 use flowline_integration_tests::{count, create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -29,14 +34,33 @@ async fn three_sigkills_leave_the_indexed_results_exact() {
         anomaly_rate: 0.0005,
         ..GeneratorConfig::default()
     });
-    produce_lines(&s.kafka_bootstrap, &topic, &events).await;
+    // Seeded cut points: each killed run gets new input of its own, and the
+    // final run the rest.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut below = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    };
+    let quarter = events.len() as u64 / 4;
+    let mut cuts = vec![0usize];
+    for r in 1..4u64 {
+        cuts.push((r * quarter - quarter / 4 + below(quarter / 2)) as usize);
+    }
+    cuts.push(events.len());
+
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("cp");
-    let config = dir.path().join("job.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{head}bounded = true
+    let file = |name: &str, tail: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"{head}{tail}
+[source.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
 [sink]
 type = "elasticsearch"
 url = "{e}"
@@ -53,41 +77,48 @@ out_of_orderness = "2s"
 dir = "{cp}"
 interval = "300ms"
 "#,
-            head = kafka_job_head(&topic, &s.kafka_bootstrap),
-            e = s.elasticsearch_url,
-            cp = cp.display()
-        ),
-    )
-    .unwrap();
-
-    // A seeded stream of extra delays, so the kills land at varied moments.
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next_delay = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        Duration::from_millis(seed % 400)
+                head = kafka_job_head(&topic, &s.kafka_bootstrap),
+                e = s.elasticsearch_url,
+                cp = cp.display()
+            ),
+        )
+        .unwrap();
+        path
     };
+    // The killed runs stream (they never end by themselves, so a kill can
+    // never come after the end); the final run reads to the end.
+    let config = file(
+        "killed.toml",
+        "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"",
+    );
+    let final_config = file("final.toml", "bounded = true");
+
     let mut docs_at_kill = Vec::new();
     for run in 0..3 {
+        produce_lines(
+            &s.kafka_bootstrap,
+            &topic,
+            &events[cuts[run]..cuts[run + 1]],
+        )
+        .await;
         let before = checkpoint_ids(&cp).last().copied().unwrap_or(0);
         let mut child = spawn_job(&config, run);
-        // Kill once this run has completed a checkpoint of its own, plus a
-        // random delay: mid-batch, mid-flush or mid-checkpoint.
-        let t0 = Instant::now();
-        while checkpoint_ids(&cp).last().copied().unwrap_or(0) <= before {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "run {run} ended before its first checkpoint:\n{}",
-                job_log(&config, run)
-            );
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "no checkpoint in run {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(next_delay()).await;
+        let addr = http_addr(&mut child, &config, run).await;
+        // The kill point, observed, never a delay: after a checkpoint of
+        // this run's own and a seeded number of records read (at most this
+        // run's new input, so it is always reached).
+        let fresh = (cuts[run + 1] - cuts[run]) as u64;
+        let at = 1 + below(fresh);
+        let p = wait_progress(
+            &format!("run {run}: a checkpoint after {before} and {at} records read"),
+            &addr,
+            &mut child,
+            &config,
+            run,
+            Duration::from_secs(120),
+            |p| p.checkpoint > before && p.records_in >= at,
+        )
+        .await;
         child.kill().unwrap();
         let st = child.wait().unwrap();
         assert_eq!(
@@ -96,17 +127,22 @@ interval = "300ms"
             "run {run} was not running when killed ({st}):\n{}",
             job_log(&config, run)
         );
+        println!(
+            "run {run}: killed after {} records (at >= {at}), checkpoint {}",
+            p.records_in, p.checkpoint
+        );
         docs_at_kill.push(count(&es, &format!("{topic}-windows")).await);
     }
-    let mut child = spawn_job(&config, 3);
-    let st = wait_exit(&mut child, &config, 3, Duration::from_secs(300)).await;
+    produce_lines(&s.kafka_bootstrap, &topic, &events[cuts[3]..]).await;
+    let mut child = spawn_job(&final_config, 3);
+    let st = wait_exit(&mut child, &final_config, 3, Duration::from_secs(300)).await;
     assert!(
         st.success(),
         "final run failed ({st}):\n{}",
-        job_log(&config, 3)
+        job_log(&final_config, 3)
     );
     assert!(
-        job_log(&config, 3).contains("restoring from checkpoint"),
+        job_log(&final_config, 3).contains("restoring from checkpoint"),
         "the final run restored"
     );
 
@@ -115,7 +151,7 @@ interval = "300ms"
     let diff = window_diff(&docs, &reference);
     let logs: String = (0..4)
         .map(|n| {
-            let l = job_log(&config, n);
+            let l = job_log(if n < 3 { &config } else { &final_config }, n);
             let tail: Vec<&str> = l.lines().rev().take(15).collect();
             format!(
                 "--- run {n} ---\n{}\n",

@@ -8,7 +8,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, free_port, get_json, get_text, job_log, kafka_job_head, lines, reference_windows,
+    all_docs, get_json, get_text, http_addr, job_log, kafka_job_head, lines, reference_windows,
     spawn_job, wait_exit, window_diff,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
@@ -18,8 +18,8 @@ const WINDOW_MS: i64 = 30_000;
 
 /// Active partitions and the last checkpoint id of a process, from
 /// `/api/status`.
-async fn status(port: u16) -> Option<(usize, u64)> {
-    let v = get_json(&format!("127.0.0.1:{port}"), "/api/status").await?;
+async fn status(addr: &str) -> Option<(usize, u64)> {
+    let v = get_json(addr, "/api/status").await?;
     let active = v["partitions"]
         .as_array()?
         .iter()
@@ -31,7 +31,7 @@ async fn status(port: u16) -> Option<(usize, u64)> {
 
 async fn wait_for(
     what: &str,
-    port: u16,
+    port: &str,
     child: &mut Child,
     config: &std::path::Path,
     n: usize,
@@ -95,8 +95,7 @@ async fn two_processes_share_partitions_and_survive_one_being_killed() {
     produce(&s.kafka_bootstrap, &topic, as_records(p1)).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let write = |name: &str, port: u16| {
+    let write = |name: &str| {
         let path = dir.path().join(name);
         std::fs::write(
             &path,
@@ -118,7 +117,7 @@ interval = "500ms"
 bootstrap_servers = "{k}"
 topic = "{topic}-checkpoints"
 [http]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 "#,
                 head = kafka_job_head(&topic, &s.kafka_bootstrap),
                 k = s.kafka_bootstrap,
@@ -128,9 +127,10 @@ listen = "127.0.0.1:{port}"
         .unwrap();
         path
     };
-    let (cfg_a, cfg_b) = (write("a.toml", port_a), write("b.toml", port_b));
+    let (cfg_a, cfg_b) = (write("a.toml"), write("b.toml"));
 
     let mut a = spawn_job(&cfg_a, 0);
+    let port_a = &http_addr(&mut a, &cfg_a, 0).await;
     wait_for(
         "A to own 4 partitions and checkpoint",
         port_a,
@@ -141,6 +141,7 @@ listen = "127.0.0.1:{port}"
     )
     .await;
     let mut b = spawn_job(&cfg_b, 0);
+    let port_b = &http_addr(&mut b, &cfg_b, 0).await;
     wait_for("B to take partitions", port_b, &mut b, &cfg_b, 0, |n, c| {
         n > 0 && c > 0
     })
@@ -212,9 +213,7 @@ listen = "127.0.0.1:{port}"
     };
     let t0 = Instant::now();
     loop {
-        let m = get_text(&format!("127.0.0.1:{port_b}"), "/metrics")
-            .await
-            .unwrap_or_default();
+        let m = get_text(port_b, "/metrics").await.unwrap_or_default();
         let l = lag_lines(&m);
         if l.len() == 4 && l.iter().all(|x| x.ends_with(" 0")) {
             assert!(

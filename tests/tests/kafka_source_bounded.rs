@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flowline::config::JobPlan;
 use flowline_connector_api::{Source, SourceEvent};
+use flowline_connector_testkit::gate::{Gate, GatedFactory};
 use flowline_integration_tests::{create_topic, metric_events, produce, unique, TestServices};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -148,35 +149,63 @@ fn bounded_kafka_job_restarted_after_a_crash_writes_the_uninterrupted_output() {
     let want = sorted_lines(&d.join("want.ndjson"));
 
     let group = unique("g");
+    // Interval checkpoints are off in effect: each crashed run checkpoints
+    // once, after exactly `at_checkpoint` records, and is crashed after
+    // `at_crash` (a gate holds the rest back, so the points are record
+    // counts, whatever the machine's speed).
     let plan = job(
         &kafka_source(&s.kafka_bootstrap, &topic, &group),
         &d.join("got.ndjson"),
         &format!(
-            "[checkpoint]\ndir = \"{}\"\ninterval = \"5ms\"\n",
+            "[checkpoint]\ndir = \"{}\"\ninterval = \"1h\"\n",
             d.join("chk").display()
         ),
     );
-    for crash_at in [9_000u64, 31_000] {
+    for (at_checkpoint, at_crash) in [(9_000u64, 11_000u64), (20_000, 23_500)] {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
+        let gate = Gate::closed_at(at_checkpoint);
+        let mut registry = flowline::registry();
+        registry
+            .register_source(GatedFactory::new(
+                flowline_kafka::KafkaSourceFactory,
+                gate.clone(),
+            ))
+            .unwrap();
         let finished = rt.block_on(async {
-            let h = flowline::build::build_job(&plan, &flowline::registry())
+            let h = flowline::build::build_job(&plan, &registry)
                 .unwrap()
                 .start()
                 .unwrap();
             let m = h.metrics();
-            while !h.is_finished()
-                && m.records_in.load(std::sync::atomic::Ordering::Relaxed) < crash_at
-            {
-                tokio::time::sleep(Duration::from_micros(300)).await;
-            }
+            let records_in = || m.records_in.load(std::sync::atomic::Ordering::SeqCst);
+            let wait = |n: u64| {
+                let (h, records_in) = (&h, &records_in);
+                async move {
+                    let t0 = std::time::Instant::now();
+                    while records_in() < n {
+                        assert!(!h.is_finished(), "the job ended before {n} records");
+                        assert!(
+                            t0.elapsed() < Duration::from_secs(120),
+                            "timed out after 120 s waiting for {n} records; read {}",
+                            records_in()
+                        );
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            };
+            wait(at_checkpoint).await;
+            assert!(h.checkpoint().await.unwrap().is_some());
+            gate.open_to(at_crash);
+            wait(at_crash).await;
             h.is_finished()
         });
         drop(rt);
-        assert!(!finished, "the job finished before the crash at {crash_at}");
+        assert!(!finished, "the job finished before the crash at {at_crash}");
+        assert_eq!(gate.passed(), at_crash);
     }
     let summary = run(&plan);
     assert!(summary.restored_from.is_some());

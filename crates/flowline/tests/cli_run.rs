@@ -187,24 +187,54 @@ fn bad_config_fails_before_any_work_naming_the_field_and_fix() {
     }
 }
 
-fn wait_for_checkpoint(child: &mut Child, dir: &Path) {
+/// Polls `cond` every 5 ms; fails naming `what` when the job exits first
+/// or after 60 s.
+fn wait_until(what: &str, child: &mut Child, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended while waiting for {what}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 60 s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn checkpoint_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Opens the write end of the FIFO at `path` (which blocks until the job
+/// opens it for reading), failing after 60 s.
+fn open_writer(path: &Path, child: &mut Child) -> std::fs::File {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::OpenOptions::new().write(true).open(p));
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let found = std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
-            })
-            .unwrap_or(false);
-        if found {
-            return;
+        if let Ok(f) = rx.recv_timeout(Duration::from_millis(20)) {
+            return f.expect("open the FIFO for writing");
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the job ended before its first checkpoint"
+            "the job ended before opening its input"
         );
-        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
-        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            Instant::now() < deadline,
+            "the job did not open its input within 60 s"
+        );
     }
 }
 
@@ -214,9 +244,16 @@ enum Signal {
     Term,
 }
 
-fn recovery(signal: Signal) {
+/// The crashed run reads its events from a FIFO the test writes: it can
+/// never reach the end of its input before the signal, and the signal comes
+/// at a seeded line count after a checkpoint, whatever the machine's speed.
+/// The restart reads the same events from a plain file at the same path.
+fn recovery(signal: Signal, seed: u64) {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    write_events(dir.path(), &events(150_000));
+    let input = write_events(dir.path(), &events(150_000));
+    let text = std::fs::read(&input).unwrap();
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
     // Reference: an uninterrupted run.
     let job = job_file(dir.path(), "");
     assert!(flowline()
@@ -236,13 +273,30 @@ fn recovery(signal: Signal) {
             chk.display()
         ),
     );
+    std::fs::remove_file(&input).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&input)
+        .status()
+        .unwrap()
+        .success());
+    let log = dir.path().join("run.log");
     let mut child = flowline()
+        .env("FLOWLINE_LOG", "warn,flowline_runtime=debug")
         .args(["run", "--config"])
         .arg(&job)
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for_checkpoint(&mut child, &chk);
+    let mut writer = open_writer(&input, &mut child);
+    // Seeded line counts: the first part before a checkpoint, then more.
+    let first = 20_000 + (seed * 7_919) as usize % 40_000;
+    let more = 1 + (seed * 104_729) as usize % 30_000;
+    writer.write_all(&lines[..first].concat()).unwrap();
+    wait_until("a checkpoint", &mut child, || checkpoint_count(&chk) > 0);
+    writer
+        .write_all(&lines[first..first + more].concat())
+        .unwrap();
     let name = if signal == Signal::Kill {
         "-KILL"
     } else {
@@ -254,13 +308,25 @@ fn recovery(signal: Signal) {
         .status()
         .unwrap()
         .success());
+    if signal == Signal::Term {
+        // The job stops reading once its shutdown checkpoint is taken; only
+        // then does its input end (an end before it would fire every window).
+        wait_until("the shutdown checkpoint", &mut child, || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("checkpoint complete") && l.contains("shutdown"))
+        });
+    }
+    drop(writer);
     let status = child.wait().unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     if signal == Signal::Kill {
         assert!(!status.success(), "killed job reported success");
     } else {
         assert!(
             status.success(),
-            "SIGTERM: checkpoint then exit 0, got {status}"
+            "SIGTERM: checkpoint then exit 0, got {status}:\n{log_text}"
         );
     }
     let partial = std::fs::metadata(dir.path().join("windows.ndjson"))
@@ -268,8 +334,10 @@ fn recovery(signal: Signal) {
         .unwrap_or(0);
     assert!(
         (partial as usize) < want.len(),
-        "the job had finished before the signal"
+        "the stopped run wrote every window: it read past its input"
     );
+    std::fs::remove_file(&input).unwrap();
+    std::fs::write(&input, &text).unwrap();
     run_ok(&["run", "--config"], &job);
     let got = std::fs::read(dir.path().join("windows.ndjson")).unwrap();
     assert!(
@@ -282,10 +350,10 @@ fn recovery(signal: Signal) {
 
 #[test]
 fn sigkill_then_restart_writes_exactly_the_uninterrupted_output() {
-    recovery(Signal::Kill);
+    recovery(Signal::Kill, 3);
 }
 
 #[test]
 fn sigterm_checkpoints_exits_zero_and_the_restart_completes_exactly() {
-    recovery(Signal::Term);
+    recovery(Signal::Term, 8);
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use flowline_connector_api::{
     BoxSource, ConnectorError, PartitionId, Record, SourceEvent, SourcePosition,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
@@ -59,6 +59,7 @@ pub struct JobSummary {
 pub struct JobHandle {
     metrics: Arc<Metrics>,
     stop: Stopper,
+    checkpoints: mpsc::Sender<CheckpointRequest>,
     join: JoinHandle<Result<JobSummary, RuntimeError>>,
 }
 
@@ -88,6 +89,18 @@ impl JobHandle {
     /// A cloneable handle that stops the job.
     pub fn stopper(&self) -> Stopper {
         self.stop.clone()
+    }
+
+    /// Takes a checkpoint now, between two batches, and waits until it is
+    /// durable: its id, or `None` when the job has no checkpoint store.
+    /// Interval checkpoints go on as configured; tests and operators use
+    /// this to checkpoint at a point they choose.
+    pub async fn checkpoint(&self) -> Result<Option<u64>, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        let ended =
+            || RuntimeError::Internal("the job ended before the requested checkpoint".into());
+        self.checkpoints.send(tx).await.map_err(|_| ended())?;
+        rx.await.map_err(|_| ended())
     }
 
     /// Whether the job has ended.
@@ -120,17 +133,23 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle, RuntimeError> {
     let sink_names: Vec<String> = g.sinks.iter().map(|(n, _)| n.clone()).collect();
     let metrics = Arc::new(Metrics::new(&source_name, &sink_names));
     let (stop, stop_rx) = watch::channel(false);
+    let (checkpoints, requests) = mpsc::channel(4);
     let m = metrics.clone();
     let join = tokio::spawn(async move {
         let driver = Driver::new(g, source_name, factory, graph, m).await?;
-        driver.run(source, stop_rx).await
+        driver.run(source, stop_rx, requests).await
     });
     Ok(JobHandle {
         metrics,
         stop: Stopper(Arc::new(stop)),
+        checkpoints,
         join,
     })
 }
+
+/// A checkpoint asked for through [`JobHandle::checkpoint`]: the reply is its
+/// id, or `None` without a store.
+type CheckpointRequest = oneshot::Sender<Option<u64>>;
 
 struct Part {
     chain: BoxOp<Record>,
@@ -381,6 +400,7 @@ impl Driver {
         mut self,
         mut source: BoxSource,
         mut stop: watch::Receiver<bool>,
+        mut requests: mpsc::Receiver<CheckpointRequest>,
     ) -> Result<JobSummary, RuntimeError> {
         let restored_from = self.restored.as_ref().map(|c| c.id);
         if self.restored.is_some() {
@@ -418,6 +438,12 @@ impl Driver {
                         Ok(()) => {}
                         Err(_) => stop_open = false,
                     }
+                }
+                Some(reply) = requests.recv() => {
+                    let id = self.store.is_some().then_some(self.next_checkpoint_id);
+                    self.checkpoint("requested").await?;
+                    last_checkpoint = Instant::now();
+                    let _ = reply.send(id);
                 }
                 _ = tick.tick() => {
                     self.update_job_watermark();

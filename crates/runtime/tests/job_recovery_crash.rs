@@ -1,17 +1,22 @@
-//! Crash and restore: a bounded job is dropped at random points without a
-//! graceful shutdown (its whole async runtime is dropped, as a killed
-//! process would be), restarted from its checkpoints, and run to the end.
-//! The output equals an uninterrupted run's, with no duplicates.
+//! Crash and restore: a bounded job is dropped at seeded record counts
+//! without a graceful shutdown (its whole async runtime is dropped, as a
+//! killed process would be), restarted from its checkpoints, and run to the
+//! end. The output equals an uninterrupted run's, with no duplicates.
+//!
+//! Every crash point is a record count, not a moment: a gated source holds
+//! the input back, so the job checkpoints after exactly K records and is
+//! dropped after exactly K + D, on a fast machine as on a slow one.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use flowline_connector_api::Record;
-use flowline_file::MemorySink;
+use flowline_connector_testkit::gate::{Gate, Gated};
+use flowline_file::{MemorySink, MemorySource};
 use flowline_metric_generator_free_rng::Rng;
-use flowline_runtime::{JobConfig, LocalDirStore, Tumbling};
+use flowline_runtime::{JobConfig, JobHandle, LocalDirStore, Tumbling};
 
 mod flowline_metric_generator_free_rng {
     /// SplitMix64, to pick crash points deterministically per seed.
@@ -52,8 +57,27 @@ fn setup() -> Setup {
     }
 }
 
+/// No interval checkpoints: each run checkpoints once, at a record count
+/// the test chooses.
 fn config() -> JobConfig {
-    JobConfig::named("recovery").checkpoint_interval(Some(Duration::from_millis(2)))
+    JobConfig::named("recovery").checkpoint_interval(None)
+}
+
+/// Polls `cond` until it holds; fails naming `what` when the job ends first
+/// or after 60 s.
+async fn wait_until(what: &str, handle: &JobHandle, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            !handle.is_finished(),
+            "the job ended while waiting for {what}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out after 60 s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -85,31 +109,55 @@ fn crash_and_recover(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let out = MemorySink::new();
     let mut rng = Rng(seed ^ 0xC0FFEE);
+    let mut read = 0;
     for crash in 0..3 {
-        let env = job(parts.clone(), &setup(), &out, None, config());
+        // Seeded crash points by record count: this run checkpoints after
+        // `at_checkpoint` records and is crashed after `at_crash`, whatever
+        // the machine's speed (the gate holds the rest of the input back).
+        let at_checkpoint = 1 + rng.below(EVENTS as u64 / 6);
+        let at_crash = at_checkpoint + 1 + rng.below(EVENTS as u64 / 12);
+        let gate = Gate::closed_at(at_checkpoint);
+        let source = Gated::new(
+            MemorySource::new(parts.clone()).with_batch_size(7),
+            gate.clone(),
+        );
+        let env = job_over(Box::new(source), &setup(), &out, None, config());
         env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
         let rt = runtime();
-        // A random point in the first sixth of the input, once the run has
-        // taken at least one checkpoint (so that every restart restores).
-        let crash_at = 1 + rng.below(EVENTS as u64 / 6);
         let finished = rt.block_on(async {
             let handle = env.start().unwrap();
             let m = handle.metrics();
-            let due = || {
-                m.records_in.load(std::sync::atomic::Ordering::Relaxed) >= crash_at
-                    && m.checkpoints.load(std::sync::atomic::Ordering::Relaxed) >= 1
-            };
-            while !handle.is_finished() && !due() {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            let records_in = || m.records_in.load(std::sync::atomic::Ordering::SeqCst);
+            wait_until(
+                &format!("{at_checkpoint} records in (seed {seed}, crash {crash})"),
+                &handle,
+                || records_in() >= at_checkpoint,
+            )
+            .await;
+            let id = handle.checkpoint().await.unwrap();
+            assert!(id.is_some(), "the job has a checkpoint store");
+            gate.open_to(at_crash);
+            wait_until(
+                &format!("{at_crash} records in (seed {seed}, crash {crash})"),
+                &handle,
+                || records_in() >= at_crash,
+            )
+            .await;
             handle.is_finished()
         });
         drop(rt); // the crash: every task dropped where it stands
-        assert!(
-            !finished,
-            "seed {seed}: crash {crash} came after the job had finished; lower crash points"
+        assert!(!finished, "seed {seed}: the job ended before crash {crash}");
+        assert_eq!(
+            gate.passed(),
+            at_crash,
+            "seed {seed}: crash {crash} at its record"
         );
+        read += at_checkpoint;
     }
+    assert!(
+        read < EVENTS as u64,
+        "seed {seed}: the crashes came before the end of the input"
+    );
     let env = job(parts, &setup(), &out, None, config());
     env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
     let summary = run(env);

@@ -25,5 +25,6 @@
 
 #![warn(missing_docs)]
 
+pub mod gate;
 pub mod sink;
 pub mod source;

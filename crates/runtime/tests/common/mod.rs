@@ -82,22 +82,31 @@ pub fn job(
     late: Option<&MemorySink>,
     config: JobConfig,
 ) -> StreamEnvironment {
+    let source = MemorySource::new(partitions).with_batch_size(7);
+    job_over(Box::new(source), s, out, late, config)
+}
+
+/// [`job`] over any source.
+pub fn job_over(
+    source: flowline_connector_api::BoxSource,
+    s: &Setup,
+    out: &MemorySink,
+    late: Option<&MemorySink>,
+    config: JobConfig,
+) -> StreamEnvironment {
     let env = StreamEnvironment::new(config.out_of_orderness(Duration::from_millis(s.ooo as u64)));
     let sink = env.add_sink("out", Box::new(out.clone()));
     if let Some(l) = late {
         env.late_sink("late", Box::new(l.clone()), DeadLetterFormat::Raw);
     }
-    env.source(
-        "mem",
-        Box::new(MemorySource::new(partitions).with_batch_size(7)),
-    )
-    .try_map("decode", decode)
-    .with_timestamps(|e: &Ev| e.ts)
-    .key_by(|e: &Ev| e.key.clone())
-    .window(s.spec)
-    .allowed_lateness(Duration::from_millis(s.lateness as u64))
-    .aggregate(SumCount)
-    .sink_with(sink, line);
+    env.source("mem", source)
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(s.spec)
+        .allowed_lateness(Duration::from_millis(s.lateness as u64))
+        .aggregate(SumCount)
+        .sink_with(sink, line);
     env
 }
 
