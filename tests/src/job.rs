@@ -63,7 +63,7 @@ pub fn job_log(config: &Path, n: usize) -> String {
 pub struct RefWindow {
     /// Samples.
     pub count: u64,
-    /// Sum (rounded to 3 decimals, as the job writes it).
+    /// Sum, in full precision.
     pub sum: f64,
     /// Minimum.
     pub min: f64,
@@ -108,7 +108,7 @@ pub fn reference_windows<'a>(
                 k,
                 RefWindow {
                     count,
-                    sum: (sum * 1000.0).round() / 1000.0,
+                    sum,
                     min,
                     max,
                 },
@@ -174,8 +174,10 @@ pub fn window_diff(
                     min: d["min"].as_f64().unwrap_or(f64::NAN),
                     max: d["max"].as_f64().unwrap_or(f64::NAN),
                 };
+                // Exact: the job adds a key's values in the order they
+                // were produced, as this reference does.
                 let close = got.count == r.count
-                    && (got.sum - r.sum).abs() <= 0.002
+                    && got.sum == r.sum
                     && got.min == r.min
                     && got.max == r.max;
                 if !close {
@@ -255,14 +257,6 @@ pub async fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
     r.json().await.ok()
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The ids of `chk-<id>.bin` files in a checkpoint directory, newest last.
 pub fn checkpoint_ids(dir: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(dir)
@@ -328,4 +322,97 @@ pub fn kafka_job_head(topic: &str, bootstrap: &str) -> String {
     format!(
         "[job]\nname = \"{topic}\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{bootstrap}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{topic}\"\n"
     )
+}
+
+/// `s` without terminal colour codes (`ESC [ … m`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' && it.peek() == Some(&'[') {
+            for c in it.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The address job process `n` serves its HTTP endpoint on, read from its
+/// log (job files in tests say `listen = "127.0.0.1:0"`, so no port is
+/// guessed and none can be taken by another test in between).
+pub async fn http_addr(child: &mut Child, config: &Path, n: usize) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let log = strip_ansi(&job_log(config, n));
+        let addr = log
+            .lines()
+            .filter(|l| l.contains("serving /health"))
+            .find_map(|l| l.split("listen=").nth(1)?.split_whitespace().next());
+        if let Some(a) = addr {
+            return a.to_string();
+        }
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "job process {n} exited before serving HTTP:\n{log}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "job process {n} logged no HTTP address within 60 s:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records read and the last checkpoint id of a job process, from its
+/// `/api/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Records the process has read.
+    pub records_in: u64,
+    /// The id of its last completed checkpoint (0: none yet).
+    pub checkpoint: u64,
+}
+
+/// Polls `/api/status` of job process `n` at `addr` until `ok` holds;
+/// fails naming `what`, with the log, when the process exits first or
+/// after `timeout`.
+pub async fn wait_progress(
+    what: &str,
+    addr: &str,
+    child: &mut Child,
+    config: &Path,
+    n: usize,
+    timeout: Duration,
+    ok: impl Fn(Progress) -> bool,
+) -> Progress {
+    let t0 = std::time::Instant::now();
+    let mut last = None;
+    loop {
+        if let Some(v) = get_json(addr, "/api/status").await {
+            let p = Progress {
+                records_in: v["records_in"].as_u64().unwrap_or(0),
+                checkpoint: v["last_checkpoint"][0].as_u64().unwrap_or(0),
+            };
+            if ok(p) {
+                return p;
+            }
+            last = Some(p);
+        }
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "job process {n} exited while waiting for {what}:\n{}",
+            job_log(config, n)
+        );
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last status {last:?}:\n{}",
+            job_log(config, n)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -13,8 +13,8 @@
 //! refresh the window document only: the detector decides on a window's
 //! first firing.
 
+use crate::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
-use flowline_metric_generator::format_rfc3339_ms;
 use flowline_runtime::{KeyedProcessFunction, ProcessContext, WindowResult};
 use serde::{Deserialize, Serialize};
 

@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use flowline_connector_api::Record;
-use flowline_metric_generator::{format_rfc3339_ms, parse_rfc3339_ms};
 use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};
 
@@ -124,7 +124,9 @@ pub struct WindowDoc {
     pub max: f64,
     /// Mean.
     pub avg: f64,
-    /// Median (sketch, ≤ 2 % relative error).
+    /// Median: the nearest-rank value (rank ⌈0.5·count⌉ of the sorted
+    /// samples) as the sketch estimates it, within 2 % relative error and
+    /// always within [min, max].
     pub p50: f64,
     /// 95th percentile (sketch).
     pub p95: f64,
@@ -132,25 +134,23 @@ pub struct WindowDoc {
     pub p99: f64,
 }
 
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
 impl WindowDoc {
     /// The document of one fired window.
     pub fn from_result(r: &WindowResult<(String, String), Stats>) -> Self {
         let s = &r.value;
-        let q = |p| round3(s.sketch.quantile(p).unwrap_or(0.0));
+        // The sketch's estimate of the nearest-rank quantile, within its
+        // relative error; an estimate is never outside the window's values.
+        let q = |p| s.sketch.quantile(p).unwrap_or(s.min).clamp(s.min, s.max);
         WindowDoc {
             host: r.key.0.clone(),
             metric: r.key.1.clone(),
             window_start: format_rfc3339_ms(r.window.start),
             window_end: format_rfc3339_ms(r.window.end),
             count: s.count,
-            sum: round3(s.sum),
+            sum: s.sum,
             min: s.min,
             max: s.max,
-            avg: round3(s.sum / s.count.max(1) as f64),
+            avg: s.sum / s.count.max(1) as f64,
             p50: q(0.5),
             p95: q(0.95),
             p99: q(0.99),
@@ -286,5 +286,45 @@ mod tests {
         assert!((d.p99 - 99.0).abs() <= 2.0, "{}", d.p99);
         assert_eq!(d.id(), "h|m|1970-01-01T00:00:00.000Z");
         assert_eq!(d.window_end, "1970-01-01T00:00:10.000Z");
+    }
+
+    fn doc_of(values: &[f64]) -> WindowDoc {
+        let mut s = Stats::default();
+        for v in values {
+            s.add(*v);
+        }
+        WindowDoc::from_result(&WindowResult {
+            key: ("h".to_string(), "m".to_string()),
+            window: flowline_runtime::TimeWindow { start: 0, end: 1 },
+            value: s,
+            update: false,
+        })
+    }
+
+    #[test]
+    fn aggregates_keep_full_precision() {
+        let d = doc_of(&[0.0004]);
+        assert_eq!((d.sum, d.avg), (0.0004, 0.0004));
+        let d = doc_of(&[1.0, 2.0, 0.0004]);
+        assert_eq!(d.sum, 1.0 + 2.0 + 0.0004);
+        assert_eq!(d.avg, (1.0 + 2.0 + 0.0004) / 3.0);
+        // Shortest round-trip form in the JSON: what is written parses back
+        // to the same f64.
+        let back: WindowDoc = serde_json::from_slice(&d.to_record(0).payload).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn percentiles_stay_within_min_and_max() {
+        let d = doc_of(&[1.0; 10]);
+        assert_eq!((d.p50, d.p95, d.p99), (1.0, 1.0, 1.0));
+        let d = doc_of(&[100.0, 142.786]);
+        for p in [d.p50, d.p95, d.p99] {
+            assert!((100.0..=142.786).contains(&p), "{p}");
+        }
+        let d = doc_of(&[-5.5, -0.25, 3.0]);
+        for p in [d.p50, d.p95, d.p99] {
+            assert!((-5.5..=3.0).contains(&p), "{p}");
+        }
     }
 }

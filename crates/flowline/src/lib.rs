@@ -16,6 +16,7 @@ pub mod job;
 pub mod kafka_store;
 pub mod scaffold;
 pub mod sketch;
+pub mod time;
 
 use flowline_connector_api::{ConnectorError, Registry};
 

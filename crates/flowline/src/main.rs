@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use flowline::config::{redact, JobPlan, StoreChoice};
 use flowline::demo::DemoOptions;
+use flowline::time::format_rfc3339_ms;
 use flowline_connector_api::API_VERSION;
-use flowline_metric_generator::format_rfc3339_ms;
 use flowline_runtime::{JobHandle, JobSummary, Metrics};
 
 /// Flowline: stream metrics from Kafka to Elasticsearch, exactly.
