@@ -37,10 +37,7 @@ fn runtime_run(rt: &tokio::runtime::Runtime, records: &[Record]) -> (Duration, u
     let out = Discard::default();
     let sink = env.add_sink("discard", Box::new(out.clone()));
     let source = MemorySource::new(vec![records.to_vec()]).with_batch_size(1024);
-    let w = WindowSettings {
-        spec: Tumbling::of(Duration::from_secs(10)),
-        allowed_lateness: Duration::ZERO,
-    };
+    let w = WindowSettings::new(Tumbling::of(Duration::from_secs(10)));
     metrics_pipeline(
         env.source("mem", Box::new(source)),
         w,

@@ -61,10 +61,7 @@ fn pipeline(env: &StreamEnvironment, source: flowline_connector_api::BoxSource, 
     let c = env.add_sink("current", Box::new(Discard::default()));
     metrics_pipeline(
         env.source("src", source),
-        WindowSettings {
-            spec: Tumbling::of(Duration::from_secs(size_s)),
-            allowed_lateness: Duration::ZERO,
-        },
+        WindowSettings::new(Tumbling::of(Duration::from_secs(size_s))),
         AnomalySettings::default(),
         Outputs {
             windows: w,

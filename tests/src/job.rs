@@ -226,10 +226,7 @@ pub fn anomaly_ids_in_process(
         .collect();
     metrics_pipeline(
         env.source("mem", Box::new(IterSource::new(recs.into_iter()))),
-        WindowSettings {
-            spec: Tumbling::of(Duration::from_millis(window_ms as u64)),
-            allowed_lateness: Duration::ZERO,
-        },
+        WindowSettings::new(Tumbling::of(Duration::from_millis(window_ms as u64))),
         AnomalySettings::default(),
         Outputs {
             windows: w,

@@ -113,6 +113,9 @@ pub struct WindowSection {
     /// A partition without records this long leaves the job watermark.
     #[serde(default = "d30s")]
     pub idle_timeout: String,
+    /// Events more than this ahead of the wall clock are bad records.
+    #[serde(default = "d1h")]
+    pub max_future: String,
 }
 
 impl Default for WindowSection {
@@ -123,8 +126,13 @@ impl Default for WindowSection {
             allowed_lateness: d0s(),
             out_of_orderness: d0s(),
             idle_timeout: d30s(),
+            max_future: d1h(),
         }
     }
+}
+
+fn d1h() -> String {
+    "1h".into()
 }
 
 fn d10s() -> String {
@@ -327,6 +335,7 @@ impl JobPlan {
             window: WindowSettings {
                 spec,
                 allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)?,
+                max_future: duration("window.max_future", &f.window.max_future)?,
             },
             out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
             idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,

@@ -117,10 +117,7 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
         Box::new(file("late.ndjson")?),
         DeadLetterFormat::Envelope,
     );
-    let w = WindowSettings {
-        spec: Tumbling::of(o.window),
-        allowed_lateness: Duration::ZERO,
-    };
+    let w = WindowSettings::new(Tumbling::of(o.window));
     let anomalies = env.add_sink("anomalies", Box::new(file("anomalies.ndjson")?));
     metrics_pipeline(
         env.source("generator", Box::new(source)),

@@ -38,6 +38,13 @@ struct RawMetric<'a> {
 /// Decodes one event (the generator's JSON; other fields are ignored). The
 /// error names what is wrong; the record goes to the dead-letter sink.
 pub fn decode(payload: &[u8]) -> Result<Metric, String> {
+    decode_until(payload, i64::MAX)
+}
+
+/// [`decode`], refusing an event time after `latest` (ms since the epoch):
+/// one event from a clock years ahead would otherwise move the watermark
+/// past every later event and make them all late.
+pub fn decode_until(payload: &[u8], latest: i64) -> Result<Metric, String> {
     let raw: RawMetric<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("invalid metric event: {e}"))?;
     if !raw.value.is_finite() {
@@ -46,8 +53,16 @@ pub fn decode(payload: &[u8]) -> Result<Metric, String> {
             raw.value
         ));
     }
+    let ts = parse_rfc3339_ms(&raw.timestamp)?;
+    if ts > latest {
+        return Err(format!(
+            "event time `{}` is more than [window] max_future ahead of the wall clock ({}). Fix: correct the producer's clock, or raise max_future",
+            raw.timestamp,
+            format_rfc3339_ms(latest)
+        ));
+    }
     Ok(Metric {
-        ts: parse_rfc3339_ms(&raw.timestamp)?,
+        ts,
         key: (raw.host.into_owned(), raw.metric.into_owned()),
         value: raw.value,
     })
@@ -178,6 +193,26 @@ pub struct WindowSettings {
     pub spec: WindowSpec,
     /// Allowed lateness.
     pub allowed_lateness: Duration,
+    /// Events more than this ahead of the wall clock are bad records.
+    pub max_future: Duration,
+}
+
+impl WindowSettings {
+    /// Tumbling or sliding `spec`, no lateness, `max_future` one hour.
+    pub fn new(spec: WindowSpec) -> Self {
+        Self {
+            spec,
+            allowed_lateness: Duration::ZERO,
+            max_future: Duration::from_secs(3_600),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Where the job's outputs go: the window sink always; the anomaly and
@@ -203,7 +238,10 @@ pub fn metrics_pipeline(
     out: Outputs,
 ) {
     let windows = source
-        .try_map("decode", |r: &Record| decode(&r.payload))
+        .try_map("decode", move |r: &Record| {
+            let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
+            decode_until(&r.payload, now_ms().saturating_add(ahead))
+        })
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)
         .window(w.spec)
@@ -286,6 +324,20 @@ mod tests {
         assert!((d.p99 - 99.0).abs() <= 2.0, "{}", d.p99);
         assert_eq!(d.id(), "h|m|1970-01-01T00:00:00.000Z");
         assert_eq!(d.window_end, "1970-01-01T00:00:10.000Z");
+    }
+
+    #[test]
+    fn events_beyond_max_future_are_refused_with_the_reason() {
+        let e = br#"{"host":"h","metric":"m","value":1,"timestamp":"9999-01-01T00:00:00Z"}"#;
+        let err = decode_until(e, now_ms() + 3_600_000).unwrap_err();
+        assert!(
+            err.contains("9999-01-01T00:00:00Z") && err.contains("max_future"),
+            "{err}"
+        );
+        assert!(decode_until(e, i64::MAX).is_ok());
+        let past =
+            br#"{"host":"h","metric":"m","value":1,"timestamp":"1970-01-01T00:00:00.001+00:00"}"#;
+        assert_eq!(decode_until(past, now_ms()).unwrap().ts, 1);
     }
 
     fn doc_of(values: &[f64]) -> WindowDoc {

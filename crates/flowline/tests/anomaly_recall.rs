@@ -35,10 +35,7 @@ fn run(seed: u64) -> (Vec<Anomaly>, Vec<AnomalyDoc>, usize) {
     let src = IterSource::new(Generator::new(cfg).map(|e| Record::new(e.to_json())));
     metrics_pipeline(
         env.source("gen", Box::new(src)),
-        WindowSettings {
-            spec: Tumbling::of(Duration::from_secs(10)),
-            allowed_lateness: Duration::ZERO,
-        },
+        WindowSettings::new(Tumbling::of(Duration::from_secs(10))),
         AnomalySettings::default(),
         Outputs {
             windows: w,

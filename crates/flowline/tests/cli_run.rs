@@ -142,6 +142,107 @@ fn windows_equal_an_independent_reference() {
     );
 }
 
+/// Times and values from other producers: offsets, lower case, 1970, a
+/// year-9999 clock, a time without an offset, NaN, an out-of-range number.
+/// The expected windows are written out by hand (an independent group-by
+/// of the UTC times), and every bad record is dead-lettered once with its
+/// reason while the job goes on.
+#[test]
+fn world_times_and_values_are_exact_or_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = |h: &str, v: &str, t: &str| {
+        format!(r#"{{"host":"{h}","metric":"m","value":{v},"timestamp":"{t}"}}"#)
+    };
+    let lines = [
+        ev("b", "1", "1970-01-01T00:00:00.500Z"),
+        ev("a", "1.5", "2026-01-01T05:30:01.250+05:30"),
+        ev("a", "2.5", "2026-01-01T00:00:02Z"),
+        ev("a", "0.0004", "2025-12-31t19:00:05.999999-05:00"),
+        ev("a", "4", "9999-01-01T00:00:00Z"),
+        ev("a", "3", "2026-01-01T00:00:03"),
+        ev("a", "NaN", "2026-01-01T00:00:04Z"),
+        ev("a", "1e999", "2026-01-01T00:00:04Z"),
+        ev("a", "7", "2026-01-01T02:05:00+02:00"),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), lines.join("\n") + "\n").unwrap();
+    let dlq = dir.path().join("dlq.ndjson");
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "\n[dead_letter]\ntype = \"file\"\npath = \"{}\"\n",
+            dlq.display()
+        ),
+    );
+    run_ok(&["run", "--config"], &job);
+    let text = std::fs::read_to_string(dir.path().join("windows.ndjson")).unwrap();
+    let got: BTreeMap<String, serde_json::Value> = text
+        .lines()
+        .map(|l| {
+            let d: serde_json::Value = serde_json::from_str(l).unwrap();
+            let id = format!(
+                "{}|{}",
+                d["host"].as_str().unwrap(),
+                d["window_start"].as_str().unwrap()
+            );
+            (id, d)
+        })
+        .collect();
+    let keys: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "a|2026-01-01T00:00:00.000Z",
+            "a|2026-01-01T00:05:00.000Z",
+            "b|1970-01-01T00:00:00.000Z"
+        ]
+    );
+    let w = &got["a|2026-01-01T00:00:00.000Z"];
+    assert_eq!(w["count"], 3);
+    assert_eq!(w["sum"].as_f64().unwrap(), 1.5 + 2.5 + 0.0004);
+    assert_eq!(w["avg"].as_f64().unwrap(), (1.5 + 2.5 + 0.0004) / 3.0);
+    assert_eq!(
+        (w["min"].as_f64(), w["max"].as_f64()),
+        (Some(0.0004), Some(2.5))
+    );
+    for p in ["p50", "p95", "p99"] {
+        let v = w[p].as_f64().unwrap();
+        assert!((0.0004..=2.5).contains(&v), "{p} {v} outside [min, max]");
+    }
+    assert_eq!(got["a|2026-01-01T00:05:00.000Z"]["sum"], 7.0);
+    assert_eq!(
+        got["b|1970-01-01T00:00:00.000Z"]["window_end"],
+        "1970-01-01T00:00:10.000Z"
+    );
+
+    let bad: Vec<serde_json::Value> = std::fs::read_to_string(&dlq)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<(String, String)> = bad
+        .iter()
+        .map(|b| {
+            (
+                b["payload"].as_str().unwrap().to_string(),
+                b["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(bad.len(), 4, "{reasons:#?}");
+    let reason_of = |needle: &str| {
+        reasons
+            .iter()
+            .find(|(p, _)| p.contains(needle))
+            .unwrap_or_else(|| panic!("no dead letter for {needle}: {reasons:#?}"))
+            .1
+            .clone()
+    };
+    assert!(reason_of("9999-01-01").contains("max_future"));
+    assert!(reason_of("00:00:03\"").contains("offset"));
+    assert!(reason_of("NaN").contains("invalid metric event"));
+    assert!(reason_of("1e999").contains("invalid metric event"));
+}
+
 #[test]
 fn bad_config_fails_before_any_work_naming_the_field_and_fix() {
     let dir = tempfile::tempdir().unwrap();

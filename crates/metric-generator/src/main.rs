@@ -74,7 +74,19 @@ fn main() -> Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis() as i64;
             let iv = args.interval.as_millis().max(1) as i64;
-            now - now % iv
+            let start = now - now % iv;
+            // A simulated, bounded run ends at the present instead of
+            // starting there: its events are history, never hours ahead of
+            // the clock (where a job's max_future would refuse them).
+            match (args.rate == 0.0, args.count) {
+                (true, Some(n)) => {
+                    let per_tick =
+                        (args.hosts.max(1) * flowline_metric_generator::METRICS.len()) as i64;
+                    let ticks = (n as i64 + per_tick - 1) / per_tick;
+                    start - ticks.saturating_mul(iv)
+                }
+                _ => start,
+            }
         }
     };
     let cfg = GeneratorConfig {
