@@ -208,14 +208,31 @@ pub struct JobPlan {
     pub current: Option<ConnectorSection>,
 }
 
+/// The longest duration any setting takes: 100 years. Beyond it event-time
+/// arithmetic in milliseconds could overflow; no real window, lateness or
+/// interval comes near it.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 fn duration(field: &str, v: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(v).map_err(|e| Error::Config {
+    let d = humantime::parse_duration(v).map_err(|e| Error::Config {
         field: field.into(),
         message: format!(
             "`{v}` is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\""
         ),
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(Error::Config {
+            field: field.into(),
+            message: format!(
+                "`{v}` is longer than 100 years. Fix: write a shorter duration, like \"1h\""
+            ),
+        });
+    }
+    Ok(d)
 }
+
+/// Batches per channel between stages: at least 1, at most this.
+const MAX_CHANNEL_CAPACITY: usize = 65_536;
 
 fn section(name: &str, t: &toml::Table) -> Result<ConnectorSection, Error> {
     let mut t = t.clone();
@@ -280,6 +297,16 @@ impl JobPlan {
                     .map(|s| format!(" (at byte {})", s.start))
                     .unwrap_or_default(),
         })?;
+        if !(1..=MAX_CHANNEL_CAPACITY).contains(&f.job.channel_capacity) {
+            return Err(Error::Config {
+                field: "job.channel_capacity".into(),
+                message: format!(
+                    "{} is outside 1 to {MAX_CHANNEL_CAPACITY}. Fix: remove it (default {}) or choose a value in that range",
+                    f.job.channel_capacity,
+                    default_capacity()
+                ),
+            });
+        }
         let size = duration("window.size", &f.window.size)?;
         if size.is_zero() {
             return Err(Error::Config {
@@ -476,6 +503,22 @@ out_of_orderness = "3s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing field `source`"), "{e}");
+        for (extra, field) in [
+            (
+                "[job]\nchannel_capacity = 9223372036854775807\n",
+                "job.channel_capacity",
+            ),
+            ("[job]\nchannel_capacity = 0\n", "job.channel_capacity"),
+        ] {
+            let e = JobPlan::parse(&format!("{extra}{SHORT}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("Fix"), "{e}");
+        }
+        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"1000000000000d\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("window.size") && e.contains("100 years"), "{e}");
         let e = JobPlan::parse(&format!("{SHORT}\n[anomaly]\nconsecutive = 0\n"))
             .unwrap_err()
             .to_string();
