@@ -31,7 +31,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8; 8] = b"FLKSTO01";
+/// Format 1: magic, postcard body (read for compatibility).
+const MAGIC_V1: &[u8; 8] = b"FLKSTO01";
+/// Format 2: magic, CRC-32 of the body (little endian), postcard body. An
+/// entry whose checksum does not match fails the restore, naming its key:
+/// a compacted topic keeps no older entry to fall back to.
+const MAGIC: &[u8; 8] = b"FLKSTO02";
 /// The largest entry (one partition's state), also the topic's
 /// `max.message.bytes`.
 pub const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
@@ -94,13 +99,26 @@ struct Entry {
 
 impl Entry {
     fn encode(&self) -> Result<Vec<u8>, String> {
+        let body = postcard::to_stdvec(self).map_err(|e| e.to_string())?;
         let mut out = MAGIC.to_vec();
-        out.extend(postcard::to_stdvec(self).map_err(|e| e.to_string())?);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend(body);
         Ok(out)
     }
     fn decode(b: &[u8]) -> Result<Self, String> {
+        if let Some(rest) = b.strip_prefix(MAGIC.as_slice()) {
+            let (sum, body) = rest.split_at(rest.len().min(4));
+            let want = <[u8; 4]>::try_from(sum)
+                .map(u32::from_le_bytes)
+                .map_err(|_| "checkpoint entry truncated (no checksum)".to_string())?;
+            let got = crc32fast::hash(body);
+            if got != want {
+                return Err(format!("checkpoint entry corrupt: checksum {got:08x} of its {} bytes, {want:08x} recorded. Fix: restore the checkpoint topic, or start the job with a new [job] name", body.len()));
+            }
+            return postcard::from_bytes(body).map_err(|e| e.to_string());
+        }
         let body = b
-            .strip_prefix(MAGIC.as_slice())
+            .strip_prefix(MAGIC_V1.as_slice())
             .ok_or("not a Flowline checkpoint entry (bad header)")?;
         postcard::from_bytes(body).map_err(|e| e.to_string())
     }
@@ -403,5 +421,30 @@ impl CheckpointStore for KafkaCheckpointStore {
             }
         }
         Ok(Some(Checkpoint::new(id, graph, created, partitions, sinks)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_with_a_flipped_byte_are_refused() {
+        let e = Entry {
+            id: 3,
+            graph: "g".into(),
+            created_ms: 1,
+            body: Body::Sinks([("out".to_string(), Some(vec![1, 2, 3]))].into()),
+        };
+        let good = e.encode().unwrap();
+        assert!(Entry::decode(&good).is_ok());
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                Entry::decode(&bad).is_err(),
+                "byte {i} flipped was accepted"
+            );
+        }
     }
 }

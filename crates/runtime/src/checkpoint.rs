@@ -6,6 +6,12 @@
 //! partition so that one partition's state can move to another process.
 //! A checkpoint is one file, written atomically (temp file, fsync, rename,
 //! fsync of the directory): a crash leaves the previous one intact.
+//!
+//! Every encoded checkpoint carries a CRC-32 of its body. A checkpoint
+//! whose bytes changed on disk (a bit flip, a truncated copy) is refused:
+//! the directory store then falls back to the newest good one with a
+//! warning, and fails naming the files when none is good. A job never runs
+//! on state it cannot verify.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::RuntimeError;
 
-const MAGIC: &[u8; 8] = b"FLCKPT01";
+/// Format 1: magic, postcard body (read for compatibility, no checksum).
+const MAGIC_V1: &[u8; 8] = b"FLCKPT01";
+/// Format 2: magic, CRC-32 of the body (little endian), postcard body.
+const MAGIC: &[u8; 8] = b"FLCKPT02";
 
 /// One partition's part of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,17 +85,36 @@ impl Checkpoint {
         }
     }
 
-    /// Encodes for storage.
+    /// Encodes for storage, with a checksum of the body.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let mut out = MAGIC.to_vec();
-        out.extend(postcard::to_stdvec(self).map_err(|e| e.to_string())?);
+        let body = postcard::to_stdvec(self).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(body.len() + 12);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend(body);
         Ok(out)
     }
 
-    /// Decodes what `encode` wrote.
+    /// Decodes what `encode` wrote, refusing it when the checksum does not
+    /// match its body.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {
+            if rest.len() < 4 {
+                return Err("checkpoint truncated (no checksum)".into());
+            }
+            let (sum, body) = rest.split_at(4);
+            let want = u32::from_le_bytes(sum.try_into().expect("4 bytes"));
+            let got = crc32fast::hash(body);
+            if got != want {
+                return Err(format!(
+                    "checkpoint corrupt: checksum {got:08x} of its {} bytes, {want:08x} recorded",
+                    body.len()
+                ));
+            }
+            return postcard::from_bytes(body).map_err(|e| e.to_string());
+        }
         let body = bytes
-            .strip_prefix(MAGIC.as_slice())
+            .strip_prefix(MAGIC_V1.as_slice())
             .ok_or("not a Flowline checkpoint (bad header)")?;
         postcard::from_bytes(body).map_err(|e| e.to_string())
     }
@@ -168,14 +196,36 @@ impl CheckpointStore for LocalDirStore {
         Ok(bytes.len() as u64)
     }
 
+    /// The newest checkpoint that verifies. A newer one that does not is
+    /// skipped with a warning (the job replays from the older one: the
+    /// same output, more work); none verifying is an error naming every
+    /// file, never an empty start.
     fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError> {
-        let Some((_, path)) = self.files()?.pop() else {
+        let files = self.files()?;
+        let mut refused = Vec::new();
+        for (_, path) in files.iter().rev() {
+            let bytes = fs::read(path).map_err(|e| io_err("read", path, e))?;
+            match Checkpoint::decode(&bytes) {
+                Ok(cp) => {
+                    if !refused.is_empty() {
+                        tracing::warn!(
+                            checkpoint = %path.display(),
+                            refused = ?refused,
+                            "newer checkpoints are corrupt; restoring from an older one"
+                        );
+                    }
+                    return Ok(Some(cp));
+                }
+                Err(e) => refused.push(format!("{}: {e}", path.display())),
+            }
+        }
+        if refused.is_empty() {
             return Ok(None);
-        };
-        let bytes = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
-        Checkpoint::decode(&bytes)
-            .map(Some)
-            .map_err(|e| RuntimeError::state_codec(&path.display().to_string(), e))
+        }
+        Err(RuntimeError::CheckpointCorrupt {
+            store: self.dir.display().to_string(),
+            details: refused.join("; "),
+        })
     }
 }
 
@@ -228,5 +278,45 @@ mod tests {
             err.to_string().contains("not a Flowline checkpoint"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_is_refused_and_the_previous_checkpoint_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LocalDirStore::new(dir.path()).unwrap();
+        s.save(&cp(1)).unwrap();
+        s.save(&cp(2)).unwrap();
+        let newest = dir.path().join(format!("chk-{:020}.bin", 2));
+        let good = fs::read(&newest).unwrap();
+        for i in 0..good.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= bit;
+                fs::write(&newest, &bad).unwrap();
+                assert_eq!(
+                    s.latest().unwrap(),
+                    Some(cp(1)),
+                    "byte {i} xor {bit:#x} was accepted"
+                );
+            }
+        }
+        // Every checkpoint corrupt: an error naming them, not an empty start.
+        let first = dir.path().join(format!("chk-{:020}.bin", 1));
+        let mut bad = fs::read(&first).unwrap();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        fs::write(&first, &bad).unwrap();
+        let err = s.latest().unwrap_err().to_string();
+        assert!(
+            err.contains("verifies") && err.contains("chk-00000000000000000001.bin"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn format_1_checkpoints_still_restore() {
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend(postcard::to_stdvec(&cp(7)).unwrap());
+        assert_eq!(Checkpoint::decode(&v1).unwrap(), cp(7));
     }
 }

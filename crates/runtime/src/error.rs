@@ -51,6 +51,14 @@ pub enum RuntimeError {
         /// What did not match.
         reason: String,
     },
+    /// Checkpoints exist but none verifies against its checksum.
+    #[error("no checkpoint in {store} verifies ({details}). Fix: restore the checkpoints from a backup, or move them away to start over from the source's start position")]
+    CheckpointCorrupt {
+        /// The store (directory, topic).
+        store: String,
+        /// Each refused checkpoint and why.
+        details: String,
+    },
     /// A checkpoint store other than a directory failed (the message names
     /// the store, what was being done and the cause).
     #[error("{0}")]
