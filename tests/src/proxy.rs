@@ -12,15 +12,22 @@ use tokio::net::TcpListener;
 /// What the proxy does to traffic.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Every Nth bulk request is answered 429 without forwarding (0: never).
+    /// Every Nth distinct bulk request is answered 429 without forwarding
+    /// (0: never). A body seen before (a retry) is never faulted again, so
+    /// whether a retry succeeds never depends on how requests interleave.
     pub reject_every_nth_bulk: AtomicU64,
-    /// In every Nth forwarded bulk response, the first item becomes a 429
-    /// (the document was stored; the sink will send it again).
+    /// In every Nth distinct forwarded bulk request's response, the first
+    /// item becomes a 429 (the document was stored; the sink will send it
+    /// again, in a new body).
     pub item_429_every_nth_bulk: AtomicU64,
+    /// Hashes of the bulk bodies seen.
+    seen: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// Answer 503 to every request.
     pub down: AtomicBool,
     /// Bulk requests seen.
     pub bulk_requests: AtomicU64,
+    /// Distinct bulk bodies seen.
+    pub distinct_bulks: AtomicU64,
     /// Requests answered 429 or 503 by the proxy itself, or items rewritten.
     pub injected: AtomicU64,
 }
@@ -93,14 +100,26 @@ async fn serve(
         let mut body = vec![0; len];
         r.read_exact(&mut body).await?;
         let bulk = path.starts_with("/_bulk");
+        let first_seen = bulk && {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            body.hash(&mut h);
+            f.seen.lock().unwrap().insert(h.finish())
+        };
+        // Counts distinct bodies only; 0 (never faulted) for a retry.
         let n = if bulk {
-            f.bulk_requests.fetch_add(1, SeqCst) + 1
+            f.bulk_requests.fetch_add(1, SeqCst);
+            if first_seen {
+                f.distinct_bulks.fetch_add(1, SeqCst) + 1
+            } else {
+                0
+            }
         } else {
             0
         };
         let every = |a: &AtomicU64| {
             let k = a.load(SeqCst);
-            k > 0 && n % k == 0
+            k > 0 && n > 0 && n % k == 0
         };
         let (status, out) = if f.down.load(SeqCst) {
             f.injected.fetch_add(1, SeqCst);

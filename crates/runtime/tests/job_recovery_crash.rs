@@ -164,7 +164,11 @@ fn crash_and_recover(seed: u64, corrupt_newest: bool) {
         .filter(|p| p.extension().is_some_and(|x| x == "bin"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "seed {seed}: one checkpoint per crashed run");
+    assert_eq!(
+        files.len(),
+        3,
+        "seed {seed}: one checkpoint per crashed run"
+    );
     if corrupt_newest {
         // One flipped byte in the newest checkpoint: the restore must skip
         // it for the previous one (and replay more), never run on it.
