@@ -17,6 +17,43 @@ use crate::io_error;
 pub struct FileSinkConfig {
     /// The output file; created, or truncated to the checkpointed length.
     pub path: PathBuf,
+    /// What to do with a file that already holds data on a fresh start (no
+    /// checkpoint of this job).
+    #[serde(default)]
+    pub mode: FileMode,
+}
+
+impl FileSinkConfig {
+    /// Writes `path`, refusing a non-empty file on a fresh start.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            mode: FileMode::default(),
+        }
+    }
+
+    /// With this mode.
+    pub fn mode(mut self, mode: FileMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// A fresh start's way with an existing file. With a checkpoint the file is
+/// always cut back to the length that checkpoint recorded, which is never
+/// shorter than what was there before the job first wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FileMode {
+    /// The file must be absent or empty: a job never destroys data it did
+    /// not write (default).
+    #[default]
+    New,
+    /// Keep what is there and write after it.
+    Append,
+    /// Empty the file first.
+    Overwrite,
 }
 
 /// Writes each record's payload as one line.
@@ -28,6 +65,7 @@ pub struct FileSinkConfig {
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
+    mode: FileMode,
     out: Option<BufWriter<File>>,
     len: u64,
 }
@@ -47,9 +85,31 @@ impl FileSink {
         }
         Ok(Self {
             path: config.path,
+            mode: config.mode,
             out: None,
             len: 0,
         })
+    }
+
+    /// Where a fresh start (no checkpoint) begins writing, by the mode.
+    fn fresh_start_length(&self) -> Result<u64, ConnectorError> {
+        let existing = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_error("stat", &self.path, e)),
+        };
+        match self.mode {
+            FileMode::Overwrite => Ok(0),
+            FileMode::Append => Ok(existing),
+            FileMode::New if existing == 0 => Ok(0),
+            FileMode::New => Err(ConnectorError::config(
+                "file",
+                format!(
+                    "sink file `{}` already holds {existing} bytes and this job has no checkpoint that wrote them. Fix: move the file away, or set mode = \"append\" (keep it, write after it) or mode = \"overwrite\" (empty it) in its section",
+                    self.path.display()
+                ),
+            )),
+        }
     }
 
     fn open(&mut self, len: u64) -> Result<(), ConnectorError> {
@@ -83,7 +143,8 @@ impl FileSink {
 impl Sink for FileSink {
     async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
         if self.out.is_none() {
-            self.open(0)?;
+            let len = self.fresh_start_length()?;
+            self.open(len)?;
         }
         let out = self.out.as_mut().expect("opened above");
         for r in &batch {
@@ -112,7 +173,7 @@ impl Sink for FileSink {
 
     async fn restore(&mut self, state: Option<Vec<u8>>) -> Result<(), ConnectorError> {
         let len = match state {
-            None => 0,
+            None => self.fresh_start_length()?,
             Some(b) => u64::from_le_bytes(b.as_slice().try_into().map_err(|_| {
                 ConnectorError::permanent(
                     "file sink checkpoint state is not 8 bytes: written by another sink type",
@@ -134,6 +195,12 @@ impl SinkFactory for FileSinkFactory {
         ConnectorDescriptor::new("file", env!("CARGO_PKG_VERSION"), ConnectorKind::Sink)
             .with_description("Writes one record payload per line; exactly once across restarts")
             .with_field(ConfigField::required("path", "path", "the output file"))
+            .with_field(ConfigField::optional(
+                "mode",
+                "string",
+                "new",
+                "a fresh start with a non-empty file: new (refuse), append or overwrite",
+            ))
     }
     fn build(&self, c: FileSinkConfig) -> Result<FileSink, ConnectorError> {
         FileSink::new(c)
@@ -190,7 +257,7 @@ mod tests {
     async fn truncates_to_checkpointed_length_on_restore() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
-        let mut s = FileSink::new(FileSinkConfig { path: path.clone() }).unwrap();
+        let mut s = FileSink::new(FileSinkConfig::new(&path)).unwrap();
         s.restore(None).await.unwrap();
         s.write(vec![Record::new("a"), Record::new("bb")])
             .await
@@ -202,7 +269,7 @@ mod tests {
             .unwrap();
         s.flush().await.unwrap();
         drop(s);
-        let mut s = FileSink::new(FileSinkConfig { path: path.clone() }).unwrap();
+        let mut s = FileSink::new(FileSinkConfig::new(&path)).unwrap();
         s.restore(state).await.unwrap();
         s.write(vec![Record::new("c")]).await.unwrap();
         s.close().await.unwrap();
@@ -211,10 +278,64 @@ mod tests {
 
     #[test]
     fn missing_directory_is_a_config_error() {
-        let err = FileSink::new(FileSinkConfig {
-            path: "/no/such/dir/out.ndjson".into(),
-        })
-        .unwrap_err();
+        let err = FileSink::new(FileSinkConfig::new("/no/such/dir/out.ndjson")).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    async fn fresh(path: &std::path::Path, mode: FileMode) -> Result<FileSink, ConnectorError> {
+        let mut s = FileSink::new(FileSinkConfig::new(path).mode(mode))?;
+        s.restore(None).await?;
+        Ok(s)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_start_never_destroys_a_file_it_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("windows.ndjson");
+        std::fs::write(&path, "mine\n").unwrap();
+        let err = fresh(&path, FileMode::New).await.unwrap_err().to_string();
+        assert!(
+            err.contains("already holds 5 bytes") && err.contains("mode = \"append\""),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
+
+        // Append keeps it; a restore cuts back only to what a checkpoint of
+        // this sink recorded, never into the data that was there.
+        let mut s = fresh(&path, FileMode::Append).await.unwrap();
+        s.write(vec![Record::new("a")]).await.unwrap();
+        s.flush().await.unwrap();
+        let state = s.snapshot().await.unwrap();
+        s.write(vec![Record::new("after")]).await.unwrap();
+        s.close().await.unwrap();
+        let mut s = FileSink::new(FileSinkConfig::new(&path).mode(FileMode::Append)).unwrap();
+        s.restore(state).await.unwrap();
+        s.close().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\na\n");
+
+        let mut s = fresh(&path, FileMode::Overwrite).await.unwrap();
+        s.close().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // Empty or absent: new is fine.
+        fresh(&path, FileMode::New).await.unwrap();
+        fresh(&dir.path().join("absent"), FileMode::New)
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn mode_parses_from_the_job_file_words() {
+        let c: FileSinkConfig =
+            serde_json::from_value(serde_json::json!({"path": "x", "mode": "append"})).unwrap();
+        assert_eq!(c.mode, FileMode::Append);
+        let e = serde_json::from_value::<FileSinkConfig>(
+            serde_json::json!({"path": "x", "mode": "clobber"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("new") && e.contains("append") && e.contains("overwrite"),
+            "{e}"
+        );
     }
 }

@@ -17,7 +17,9 @@ mod file_sink;
 mod file_source;
 mod memory;
 
-pub use file_sink::{FileSink, FileSinkConfig, FileSinkFactory, StdoutSink, StdoutSinkFactory};
+pub use file_sink::{
+    FileMode, FileSink, FileSinkConfig, FileSinkFactory, StdoutSink, StdoutSinkFactory,
+};
 pub use file_source::{FileSource, FileSourceConfig, FileSourceFactory};
 pub use memory::{IterSource, MemorySink, MemorySource};
 

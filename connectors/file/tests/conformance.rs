@@ -60,7 +60,11 @@ async fn file_sink_passes_the_sink_suite_exactly_once() {
             .collect()
     };
     sink_suite(
-        || Ok(Box::new(FileSink::new(FileSinkConfig { path: path.clone() })?) as BoxSink),
+        || {
+            Ok(Box::new(FileSink::new(
+                FileSinkConfig::new(&path).mode(flowline_file::FileMode::Overwrite),
+            )?) as BoxSink)
+        },
         read,
         Guarantee::ExactlyOnce,
     )

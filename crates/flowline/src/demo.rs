@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::{ConnectorError, Record, Source, SourceEvent, SourcePosition};
-use flowline_file::{FileSink, FileSinkConfig, IterSource};
+use flowline_file::{FileMode, FileSink, FileSinkConfig, IterSource};
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{DeadLetterFormat, JobConfig, JobHandle, StreamEnvironment, Tumbling};
 
@@ -98,13 +98,13 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
         JobConfig::named("flowline-demo").out_of_orderness(Duration::from_secs(3)),
     );
     let file = |name: &str| -> Result<FileSink, Error> {
-        FileSink::new(FileSinkConfig {
-            path: o.out_dir.join(name),
-        })
-        .map_err(|source| Error::Connector {
-            section: "demo".into(),
-            source,
-        })
+        // The demo's own output directory: each run replaces its files.
+        FileSink::new(FileSinkConfig::new(o.out_dir.join(name)).mode(FileMode::Overwrite)).map_err(
+            |source| Error::Connector {
+                section: "demo".into(),
+                source,
+            },
+        )
     };
     let windows = env.add_sink("windows", Box::new(file("windows.ndjson")?));
     env.dead_letter_sink(

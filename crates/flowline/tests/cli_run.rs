@@ -243,6 +243,46 @@ fn world_times_and_values_are_exact_or_dead_lettered() {
     assert!(reason_of("1e999").contains("invalid metric event"));
 }
 
+/// A file the job did not write survives: a fresh run refuses it (exit 1,
+/// a message naming the file and the choices), and mode = "append" keeps
+/// it and writes after it.
+#[test]
+fn an_existing_output_file_is_never_truncated_without_being_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(dir.path(), &events(2_000));
+    let out = dir.path().join("windows.ndjson");
+    std::fs::write(&out, "a line someone else wrote\n").unwrap();
+    let job = job_file(dir.path(), "");
+    let o = flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("windows.ndjson") && err.contains("mode = \"append\""),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "a line someone else wrote\n"
+    );
+
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "windows.ndjson\"\n",
+        "windows.ndjson\"\nmode = \"append\"\n",
+    );
+    std::fs::write(&job, text).unwrap();
+    run_ok(&["run", "--config"], &job);
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        got.starts_with("a line someone else wrote\n{\"host\""),
+        "{}",
+        &got[..200.min(got.len())]
+    );
+}
+
 #[test]
 fn bad_config_fails_before_any_work_naming_the_field_and_fix() {
     let dir = tempfile::tempdir().unwrap();
