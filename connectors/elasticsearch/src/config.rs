@@ -166,6 +166,44 @@ fn dur(field: &str, v: &str) -> Result<Duration, Error> {
     })
 }
 
+/// `url` without its user-info, and the user-info percent-decoded.
+fn split_userinfo(u: &str) -> Result<(String, Option<(String, String)>), Error> {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return Ok((u.to_string(), None));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return Ok((u.to_string(), None));
+    };
+    let clean = format!("{scheme}://{}", &rest[at + 1..]);
+    let (user, pw) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+    let decode = |s: &str| {
+        percent_decode(s).ok_or_else(|| {
+            Error::Config(format!(
+                "url `{clean}`: its user-info is not valid percent-encoding. Fix: give username and password as settings instead"
+            ))
+        })
+    };
+    Ok((clean.clone(), Some((decode(user)?, decode(pw)?))))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl EsSinkConfig {
     /// Every configured URL.
     pub fn urls(&self) -> Vec<String> {
@@ -177,8 +215,32 @@ impl EsSinkConfig {
     }
 
     /// Checks the settings; fails before any work.
-    pub fn check(self) -> Result<Settings, Error> {
-        let urls = self.urls();
+    pub fn check(mut self) -> Result<Settings, Error> {
+        // `http://user:pw@host` is taken apart here: the credentials become
+        // username/password and every URL kept (logs, errors, validate)
+        // has no user-info.
+        let mut urls = Vec::new();
+        for u in self.urls() {
+            let (clean, cred) = split_userinfo(&u)?;
+            if let Some((user, pw)) = cred {
+                if self.username.as_ref().is_some_and(|x| *x != user)
+                    || self.password.as_ref().is_some_and(|x| *x != pw)
+                {
+                    return Err(Error::Config(format!(
+                        "url `{clean}` carries credentials that differ from username/password. Fix: give them in one place"
+                    )));
+                }
+                self.username = Some(user);
+                self.password = Some(pw);
+            }
+            urls.push(clean);
+        }
+        if self.url.is_some() {
+            self.url = urls.first().cloned();
+            self.urls = urls[1..].to_vec();
+        } else {
+            self.urls = urls.clone();
+        }
         if urls.is_empty() {
             return Err(Error::Config(
                 "no server: set url = \"http://127.0.0.1:9200\" (or urls = [...])".into(),
@@ -299,5 +361,26 @@ mod tests {
             parse(r#"{"url":"http://h","index":"x","username":"u","password":"hunter2"}"#).unwrap();
         let d = format!("{:?}", s.config);
         assert!(!d.contains("hunter2") && d.contains("***"), "{d}");
+    }
+
+    #[test]
+    fn credentials_in_the_url_become_settings_and_leave_every_url() {
+        let s = parse(r#"{"url":"http://elastic:p%40ss@127.0.0.1:9200/","index":"x"}"#).unwrap();
+        assert_eq!(s.urls, vec!["http://127.0.0.1:9200/".to_string()]);
+        assert_eq!(s.config.username.as_deref(), Some("elastic"));
+        assert_eq!(s.config.password.as_deref(), Some("p@ss"));
+        let shown = format!("{:?} {:?}", s.config, s.urls);
+        assert!(
+            !shown.contains("p@ss") && !shown.contains("p%40ss"),
+            "{shown}"
+        );
+        let e = parse(r#"{"url":"ftp://u:hunter2@h","index":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = parse(r#"{"url":"http://u:a@h","index":"x","username":"u","password":"b"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("differ") && !e.contains(":a@"), "{e}");
     }
 }

@@ -113,11 +113,77 @@ impl ConnectorDescriptor {
 
 /// Parses a connector's config section into its typed config, turning serde's
 /// error into a [`ConnectorError::Config`] that names the connector.
+///
+/// The message never repeats a secret: the value of any field whose name
+/// holds `password`, `secret`, `token`, `key`, `pem`, `jaas` or
+/// `credential` (an unquoted number given as a password, say) is replaced by
+/// `***` wherever serde's message quotes it.
 pub fn parse_config<C: DeserializeOwned>(
     connector: &str,
     section: serde_json::Value,
 ) -> Result<C, ConnectorError> {
-    serde_json::from_value(section).map_err(|e| ConnectorError::config(connector, e.to_string()))
+    let mut secrets = Vec::new();
+    secret_values(&section, false, &mut secrets);
+    serde_json::from_value(section).map_err(|e| {
+        let mut msg = e.to_string();
+        // Longest first, so that a secret containing another is hidden whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in &secrets {
+            msg = msg.replace(s.as_str(), "***");
+        }
+        ConnectorError::config(connector, msg)
+    })
+}
+
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "key",
+    "pem",
+    "jaas",
+    "credential",
+];
+
+/// The text of every scalar under a key that names a secret.
+fn secret_values(v: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let k = k.to_ascii_lowercase();
+                secret_values(v, secret || SECRET_WORDS.iter().any(|w| k.contains(w)), out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| secret_values(v, secret, out)),
+        serde_json::Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
+        serde_json::Value::Number(n) if secret => out.push(n.to_string()),
+        serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct C {
+        user: String,
+        password: String,
+    }
+
+    #[test]
+    fn a_type_error_never_echoes_a_secret() {
+        let e = parse_config::<C>("x", serde_json::json!({"user": "u", "password": 987654321}))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("987654321") && e.contains("***"), "{e}");
+        let e = parse_config::<C>("x", serde_json::json!({"user": 5, "password": "hunter2"}))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 }
 
 /// Builds sources of one connector type. The typed trait authors implement;

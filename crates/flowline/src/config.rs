@@ -425,11 +425,23 @@ const SECRET_WORDS: &[&str] = &[
     "password",
     "secret",
     "token",
-    "api_key",
-    "apikey",
+    "key",
+    "pem",
+    "jaas",
     "credential",
-    "private_key",
 ];
+
+/// `scheme://user:pw@host…` with the user-info replaced by `***`.
+fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => s.to_string(),
+    }
+}
 
 /// A copy of connector settings with secret values replaced by `***`.
 pub fn redact(v: &serde_json::Value) -> serde_json::Value {
@@ -447,6 +459,7 @@ pub fn redact(v: &serde_json::Value) -> serde_json::Value {
                 .collect(),
         ),
         serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(redact).collect()),
+        serde_json::Value::String(s) => serde_json::Value::String(redact_url(s)),
         other => other.clone(),
     }
 }
@@ -575,5 +588,15 @@ out_of_orderness = "3s"
         assert_eq!(r["auth"]["api_key"], "***");
         assert_eq!(r["auth"]["user"], "u");
         assert!(!r.to_string().contains("hunter2"));
+        let v = serde_json::json!({
+            "url": "http://elastic:pw1@h:9200/x",
+            "urls": ["https://u:pw2@h2"],
+            "properties": {"ssl.key.pem": "-----BEGIN", "sasl.jaas.config": "pw3", "client.id": "c"}
+        });
+        let r = redact(&v).to_string();
+        for s in ["pw1", "pw2", "BEGIN", "pw3", "elastic"] {
+            assert!(!r.contains(s), "{s} in {r}");
+        }
+        assert!(r.contains("http://***@h:9200/x") && r.contains("\"client.id\":\"c\""), "{r}");
     }
 }
