@@ -162,30 +162,6 @@ fn secret_values(v: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
     }
 }
 
-#[cfg(test)]
-mod secret_tests {
-    use super::*;
-
-    #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
-    struct C {
-        user: String,
-        password: String,
-    }
-
-    #[test]
-    fn a_type_error_never_echoes_a_secret() {
-        let e = parse_config::<C>("x", serde_json::json!({"user": "u", "password": 987654321}))
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("987654321") && e.contains("***"), "{e}");
-        let e = parse_config::<C>("x", serde_json::json!({"user": 5, "password": "hunter2"}))
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("hunter2"), "{e}");
-    }
-}
-
 /// Builds sources of one connector type. The typed trait authors implement;
 /// the registry holds its object-safe twin, [`DynSourceFactory`].
 pub trait SourceFactory: Send + Sync + 'static {
@@ -246,5 +222,29 @@ impl<F: SinkFactory> DynSinkFactory for F {
         let name = SinkFactory::descriptor(self).name;
         let config = parse_config(&name, section)?;
         Ok(Box::new(self.build(config)?))
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct C {
+        user: String,
+        password: String,
+    }
+
+    #[test]
+    fn a_type_error_never_echoes_a_secret() {
+        let e = parse_config::<C>("x", serde_json::json!({"user": "u", "password": 987654321}))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("987654321") && e.contains("***"), "{e}");
+        let e = parse_config::<C>("x", serde_json::json!({"user": 5, "password": "hunter2"}))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }
