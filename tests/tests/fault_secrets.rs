@@ -71,14 +71,20 @@ async fn validate_and_run_never_print_a_secret() {
     // may also be refused; either way nothing secret is printed).
     let (_, out) = flowline(&["validate", "--config"], &cfg);
     assert_no_secret("validate", &out);
-    assert!(out.contains("***"), "validate shows that something was hidden:\n{out}");
+    assert!(
+        out.contains("***"),
+        "validate shows that something was hidden:\n{out}"
+    );
 
     // run against a search server that is down: retry warnings and the
     // final error name the server without its credentials.
     let down = job(dir.path(), &s.kafka_bootstrap, "http://127.0.0.1:1", &topic);
     let (ok, out) = flowline(&["run", "--config"], &down);
     assert!(!ok, "a run against a server that is down fails:\n{out}");
-    assert!(out.contains("127.0.0.1:1"), "the error names the server:\n{out}");
+    assert!(
+        out.contains("127.0.0.1:1"),
+        "the error names the server:\n{out}"
+    );
     assert_no_secret("run (server down)", &out);
 
     // An unquoted numeric password: the type error names the field only.

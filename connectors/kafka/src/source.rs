@@ -107,6 +107,18 @@ impl KafkaSource {
             .create_with_context(Ctx(Arc::new(shared)))
             .map_err(kafka("creating the Kafka consumer"))?;
         let md = consumer.fetch_metadata(None, connect).map_err(|e| {
+            // Serve the queued error events, so that an authentication
+            // failure is told apart from a broker that is not there.
+            for _ in 0..5 {
+                let _ = consumer.poll(Duration::from_millis(20));
+            }
+            let auth = consumer.context().0.auth_error.lock().ok().and_then(|a| a.clone());
+            if let Some(reason) = auth {
+                return Error::Config(format!(
+                    "Kafka at {} refused the credentials: authentication failed ({reason}). Fix: check sasl_username, sasl_password and sasl_mechanism",
+                    cfg.bootstrap_servers
+                ));
+            }
             Error::Config(format!(
                 "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",
                 cfg.bootstrap_servers,

@@ -597,6 +597,9 @@ out_of_orderness = "3s"
         for s in ["pw1", "pw2", "BEGIN", "pw3", "elastic"] {
             assert!(!r.contains(s), "{s} in {r}");
         }
-        assert!(r.contains("http://***@h:9200/x") && r.contains("\"client.id\":\"c\""), "{r}");
+        assert!(
+            r.contains("http://***@h:9200/x") && r.contains("\"client.id\":\"c\""),
+            "{r}"
+        );
     }
 }

@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     /// End offsets from librdkafka's statistics (once a second), for lag.
     pub ends: Mutex<HashMap<(String, i32), i64>>,
     pub stop: AtomicBool,
+    /// The last authentication failure librdkafka reported (its own words;
+    /// they never hold the password).
+    pub auth_error: Mutex<Option<String>>,
     tx: mpsc::UnboundedSender<Item>,
     pub settings: Settings,
 }
@@ -76,6 +79,7 @@ impl Shared {
             seek_cv: Condvar::new(),
             ends: Mutex::default(),
             stop: AtomicBool::new(false),
+            auth_error: Mutex::new(None),
             tx,
             settings,
         };
@@ -204,6 +208,13 @@ fn tps(l: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 impl ClientContext for Ctx {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
+            *lock(&self.0.auth_error) = Some(reason.to_string());
+        }
+        tracing::warn!(%error, reason, "librdkafka error");
+    }
+
     fn stats(&self, s: rdkafka::Statistics) {
         let mut ends = lock(&self.0.ends);
         for (t, topic) in s.topics {
