@@ -145,13 +145,20 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
+/// Whether a config field of this name holds a secret (its name contains
+/// `password`, `secret`, `token`, `key`, `pem`, `jaas` or `credential`, in
+/// any case): its value is never to be shown.
+pub fn is_secret_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| name.contains(w))
+}
+
 /// The text of every scalar under a key that names a secret.
 fn secret_values(v: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                let k = k.to_ascii_lowercase();
-                secret_values(v, secret || SECRET_WORDS.iter().any(|w| k.contains(w)), out);
+                secret_values(v, secret || is_secret_field(k), out);
             }
         }
         serde_json::Value::Array(a) => a.iter().for_each(|v| secret_values(v, secret, out)),

@@ -137,7 +137,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use descriptor::{
-    parse_config, ConfigField, ConnectorDescriptor, ConnectorKind, DynSinkFactory,
+    is_secret_field, parse_config, ConfigField, ConnectorDescriptor, ConnectorKind, DynSinkFactory,
     DynSourceFactory, SinkFactory, SourceFactory,
 };
 pub use error::{BoxError, ConnectorError, ErrorKind, Rejected};

@@ -421,16 +421,6 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     Ok(out)
 }
 
-const SECRET_WORDS: &[&str] = &[
-    "password",
-    "secret",
-    "token",
-    "key",
-    "pem",
-    "jaas",
-    "credential",
-];
-
 /// `scheme://user:pw@host…` with the user-info replaced by `***`.
 fn redact_url(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
@@ -449,8 +439,7 @@ pub fn redact(v: &serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(m) => serde_json::Value::Object(
             m.iter()
                 .map(|(k, v)| {
-                    let lk = k.to_ascii_lowercase();
-                    if SECRET_WORDS.iter().any(|w| lk.contains(w)) && !v.is_object() {
+                    if flowline_connector_api::is_secret_field(k) && !v.is_object() {
                         (k.clone(), serde_json::Value::String("***".into()))
                     } else {
                         (k.clone(), redact(v))

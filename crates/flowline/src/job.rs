@@ -238,9 +238,9 @@ pub fn metrics_pipeline(
     out: Outputs,
 ) {
     let windows = source
-        .try_map("decode", move |r: &Record| {
+        .try_map("decode", {
             let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
-            decode_until(&r.payload, now_ms().saturating_add(ahead))
+            move |r: &Record| decode_until(&r.payload, now_ms().saturating_add(ahead))
         })
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)
