@@ -113,6 +113,15 @@ impl AggregateFunction for MetricStats {
     fn add(&self, acc: &mut Stats, m: &Metric) {
         acc.add(m.value)
     }
+    fn check(&self, acc: Option<&Stats>, m: &Metric) -> Result<(), String> {
+        match acc {
+            Some(s) if !(s.sum + m.value).is_finite() => Err(format!(
+                "value {:?} would overflow the window's sum ({:?}): an f64 cannot hold it, so the record is refused rather than written as an infinite or null sum",
+                m.value, s.sum
+            )),
+            _ => Ok(()),
+        }
+    }
     fn get_result(&self, acc: &Stats) -> Stats {
         acc.clone()
     }
@@ -364,6 +373,32 @@ mod tests {
         // to the same f64.
         let back: WindowDoc = serde_json::from_slice(&d.to_record(0).payload).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn a_sum_that_would_overflow_is_refused_not_written_as_infinity() {
+        let m = |v| Metric {
+            key: ("h".into(), "m".into()),
+            value: v,
+            ts: 0,
+        };
+        let mut s = Stats::default();
+        assert!(MetricStats.check(None, &m(1e308)).is_ok());
+        s.add(1e308);
+        let err = MetricStats.check(Some(&s), &m(1e308)).unwrap_err();
+        assert!(err.contains("overflow") && err.contains("1e308"), "{err}");
+        assert!(MetricStats.check(Some(&s), &m(-1e308)).is_ok());
+        assert!(MetricStats.check(Some(&s), &m(7.9e307)).is_ok());
+    }
+
+    #[test]
+    fn percentiles_of_tiny_and_huge_values_keep_their_relative_error() {
+        for v in [1e-12, 3e-300, 5e-324, 1.5e308] {
+            let d = doc_of(&[v, v, v]);
+            assert_eq!((d.p50, d.min, d.max), (v, v, v));
+        }
+        let d = doc_of(&[1e-12, 2e-12, 3e-12, 4e-12]);
+        assert!((d.p50 - 2e-12).abs() <= 2e-12 * 0.02, "{}", d.p50);
     }
 
     #[test]

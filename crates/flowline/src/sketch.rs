@@ -15,8 +15,6 @@ use serde::{Deserialize, Serialize};
 pub const ALPHA: f64 = 0.01;
 /// Bucket bound per sign.
 pub const MAX_BUCKETS: usize = 2048;
-/// Values with magnitude below this count as zero.
-const MIN_VALUE: f64 = 1e-9;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Store {
@@ -91,7 +89,7 @@ impl DDSketch {
             return;
         }
         self.count += 1;
-        if v.abs() < MIN_VALUE {
+        if v == 0.0 {
             self.zero += 1;
         } else {
             let idx = (v.abs().ln() / gamma_ln()).ceil() as i32;

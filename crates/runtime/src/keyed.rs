@@ -70,6 +70,16 @@ pub trait AggregateFunction: Clone + Send + Sync + 'static {
     fn create_accumulator(&self) -> Self::Acc;
     /// Adds one element.
     fn add(&self, acc: &mut Self::Acc, value: &Self::In);
+    /// Whether `value` can be added to `acc` (`None`: a window the key has
+    /// no accumulator in yet). An `Err` sends the element's record to the
+    /// dead-letter output with that reason and adds it to none of its
+    /// windows: an aggregate that cannot hold a value exactly (a sum that
+    /// would overflow) refuses it loudly instead of writing a wrong result.
+    /// Called for every window of the element before any `add`.
+    fn check(&self, acc: Option<&Self::Acc>, value: &Self::In) -> Result<(), String> {
+        let _ = (acc, value);
+        Ok(())
+    }
     /// The result for a window.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
 }
@@ -189,6 +199,22 @@ where
         let mut accepted = false;
         let (spec, lateness, size) = (self.spec, self.lateness, self.spec.size());
         let (slots, agg, down, firing) = (&mut self.slots, &self.agg, &mut self.down, &self.firing);
+        let mut refused = None;
+        self.key_fn.with_key(&el, |key| {
+            spec.for_each_window(ts, |w| {
+                if refused.is_some() || w.max_timestamp().saturating_add(lateness) <= wm {
+                    return;
+                }
+                let acc = slots.get(&w.start).and_then(|s| s.keys.get(key));
+                if let Err(e) = agg.check(acc, &el) {
+                    refused = Some(e);
+                }
+            });
+        });
+        if let Some(reason) = refused {
+            cx.bad_element("window", reason);
+            return;
+        }
         self.key_fn.with_key(&el, |key| {
             spec.for_each_window(ts, |w| {
                 if w.max_timestamp().saturating_add(lateness) <= wm {

@@ -1,0 +1,78 @@
+//! An aggregate's `check` refuses a value: the record goes to the
+//! dead-letter sink with the reason, once, and into none of its windows
+//! (with sliding windows too, where it would belong to several).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flowline_file::{MemorySink, MemorySource};
+use flowline_runtime::*;
+
+/// A sum that refuses to overflow i64.
+#[derive(Debug, Clone, Copy)]
+struct CheckedSum;
+
+impl AggregateFunction for CheckedSum {
+    type In = Ev;
+    type Acc = (i64, u64);
+    type Out = (i64, u64);
+    fn create_accumulator(&self) -> (i64, u64) {
+        (0, 0)
+    }
+    fn add(&self, acc: &mut (i64, u64), e: &Ev) {
+        acc.0 += e.value;
+        acc.1 += 1;
+    }
+    fn check(&self, acc: Option<&(i64, u64)>, e: &Ev) -> Result<(), String> {
+        match acc.map(|a| a.0.checked_add(e.value)) {
+            Some(None) => Err(format!("{} would overflow the sum", e.value)),
+            _ => Ok(()),
+        }
+    }
+    fn get_result(&self, acc: &(i64, u64)) -> (i64, u64) {
+        *acc
+    }
+}
+
+#[test]
+fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
+    let big = i64::MAX - 10;
+    // Sliding windows of 2 s every 1 s: ts 1500 belongs to [0,2000) and
+    // [1000,3000). Only [0,2000) holds `big` already, so adding 20 there
+    // would overflow; the record must go to neither window.
+    let input = vec![rec("a", 500, big), rec("a", 1_500, 20), rec("a", 1_600, 1)];
+    let out = MemorySink::new();
+    let dlq = MemorySink::new();
+    let env = StreamEnvironment::new(JobConfig::named("refuse"));
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
+    env.source("mem", Box::new(MemorySource::new(vec![input])))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Sliding::of(Duration::from_secs(2), Duration::from_secs(1)))
+        .aggregate(CheckedSum)
+        .sink_with(sink, line);
+    let summary = run(env);
+    assert_eq!(summary.bad_records, 1);
+    let mut lines = out.payloads();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            format!("a -1000 1000 {big} 1 false"),
+            format!("a 0 2000 {} 2 false", big + 1),
+            "a 1000 3000 1 1 false".to_string(),
+        ]
+    );
+    let bad = dlq.records();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].payload, format!("a,1500,20").into_bytes());
+    assert_eq!(
+        bad[0].header("flowline.error.reason"),
+        Some(&b"20 would overflow the sum"[..])
+    );
+    assert_eq!(bad[0].header("flowline.error.stage"), Some(&b"window"[..]));
+}
