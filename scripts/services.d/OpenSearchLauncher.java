@@ -44,6 +44,9 @@ public final class OpenSearchLauncher {
             .put("transport.type", "netty4")
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
             .put("action.auto_create_index", true)
+            // Below the default 100mb, so that tests reach a whole-request
+            // 413 with a document of a few MB.
+            .put("http.max_content_length", "8mb")
             .build();
         Environment env = InternalSettingsPreparer.prepareEnvironment(
             settings, Map.of(), home.resolve("config"), () -> "flowline-node");

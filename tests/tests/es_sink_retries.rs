@@ -65,11 +65,14 @@ async fn server_down_at_start_fails_clearly_after_bounded_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_mid_run_holds_back_then_loses_nothing() {
+    // No max_attempts nor max_retry_duration: by default the sink retries
+    // without limit (the 100 ms backoff cap makes the outage hundreds of
+    // attempts, far past the old limit of 8).
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let p = proxy::start(&s.elasticsearch_url).await;
     let index = unique("flowline-es-down");
-    let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "max_actions": 100, "max_in_flight": 1, "initial_backoff": "20ms", "max_backoff": "100ms", "max_attempts": 1000})).await.unwrap();
+    let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "max_actions": 100, "max_in_flight": 1, "initial_backoff": "20ms", "max_backoff": "100ms"})).await.unwrap();
     sink.write(docs(0, 1_000)).await.unwrap();
     sink.flush().await.unwrap();
     p.faults.down.store(true, SeqCst);
@@ -79,8 +82,8 @@ async fn server_down_mid_run_holds_back_then_loses_nothing() {
         sink.flush().await.unwrap();
         sink
     });
-    let retried = poll(Duration::from_secs(30), || async {
-        (stats.retries.load(Relaxed) >= 3).then_some(())
+    let retried = poll(Duration::from_secs(60), || async {
+        (stats.retries.load(Relaxed) >= 30).then_some(())
     })
     .await;
     assert!(
@@ -98,4 +101,22 @@ async fn server_down_mid_run_holds_back_then_loses_nothing() {
         .unwrap();
     assert_eq!(count(&es, &index).await, 3_000);
     assert_eq!(sink.stats().documents.load(Relaxed), 3_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_retry_duration_bounds_the_retries_of_a_request() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let p = proxy::start(&s.elasticsearch_url).await;
+    let index = unique("flowline-es-giveup");
+    let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "initial_backoff": "10ms", "max_backoff": "50ms", "max_retry_duration": "1s"})).await.unwrap();
+    p.faults.down.store(true, SeqCst);
+    let t0 = Instant::now();
+    sink.write(docs(0, 10)).await.unwrap();
+    let err = sink.flush().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_retry_duration") && msg.contains("503"),
+        "{msg}"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
 }

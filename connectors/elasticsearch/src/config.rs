@@ -57,9 +57,11 @@ pub struct EsSinkConfig {
     #[serde(default = "d_in_flight")]
     pub max_in_flight: usize,
     /// Attempts per bulk request (first included) for 429, 5xx and
-    /// connection errors.
-    #[serde(default = "d_attempts")]
-    pub max_attempts: u32,
+    /// connection errors. Default: no limit (an outage is ridden out).
+    pub max_attempts: Option<u32>,
+    /// Give up retrying a request this long after its first failure
+    /// (`"10m"`). Default: no limit.
+    pub max_retry_duration: Option<String>,
     /// First retry backoff (exponential, full jitter).
     #[serde(default = "d_backoff")]
     pub initial_backoff: String,
@@ -125,9 +127,6 @@ fn d_flush_interval() -> String {
 fn d_in_flight() -> usize {
     2
 }
-fn d_attempts() -> u32 {
-    8
-}
 fn d_backoff() -> String {
     "100ms".into()
 }
@@ -154,6 +153,8 @@ pub struct Settings {
     pub initial_backoff: Duration,
     /// Parsed.
     pub max_backoff: Duration,
+    /// Give up retrying after this long; `None`: never.
+    pub max_retry_duration: Option<Duration>,
     /// Parsed.
     pub request_timeout: Duration,
 }
@@ -164,6 +165,17 @@ fn dur(field: &str, v: &str) -> Result<Duration, Error> {
             "`{field}` = \"{v}\" is not a duration ({e}). Fix: write it like \"1s\" or \"500ms\""
         ))
     })
+}
+
+/// `value` of `field` within `[lo, hi]`, or an error naming both.
+fn range(field: &str, value: u64, lo: u64, hi: u64) -> Result<(), Error> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "`{field}` = {value} is out of range. Fix: a value from {lo} to {hi}"
+        )))
+    }
 }
 
 /// `url` without its user-info, and the user-info percent-decoded.
@@ -253,7 +265,7 @@ impl EsSinkConfig {
                 )));
             }
         }
-        let name = crate::encode::expand_date(&self.index, 0);
+        let name = crate::encode::expand_date(&self.index, 0).unwrap_or_default();
         if name.is_empty()
             || name
                 .chars()
@@ -279,14 +291,17 @@ impl EsSinkConfig {
                 "choose one of username/password, api_key, bearer_token".into(),
             ));
         }
-        if self.max_actions == 0
-            || self.max_bytes == 0
-            || self.max_in_flight == 0
-            || self.max_attempts == 0
-        {
-            return Err(Error::Config(
-                "max_actions, max_bytes, max_in_flight and max_attempts must be at least 1".into(),
-            ));
+        range("max_actions", self.max_actions as u64, 1, 100_000)?;
+        // The servers refuse bodies over http.max_content_length (100mb).
+        range("max_bytes", self.max_bytes as u64, 1, 100 * 1024 * 1024)?;
+        range("max_in_flight", self.max_in_flight as u64, 1, 64)?;
+        if let Some(a) = self.max_attempts {
+            range("max_attempts", u64::from(a), 1, 1_000_000)?;
+        }
+        for (name, v) in [("shards", self.shards), ("replicas", self.replicas)] {
+            if let Some(v) = v {
+                range(name, u64::from(v), u64::from(name == "shards"), 1024)?;
+            }
         }
         if let Some(ca) = &self.ca_file {
             if !ca.is_file() {
@@ -300,6 +315,11 @@ impl EsSinkConfig {
             flush_interval: dur("flush_interval", &self.flush_interval)?,
             initial_backoff: dur("initial_backoff", &self.initial_backoff)?,
             max_backoff: dur("max_backoff", &self.max_backoff)?,
+            max_retry_duration: self
+                .max_retry_duration
+                .as_deref()
+                .map(|v| dur("max_retry_duration", v))
+                .transpose()?,
             request_timeout: dur("request_timeout", &self.request_timeout)?,
             urls,
             config: self,

@@ -1,8 +1,6 @@
 //! Documents to bulk lines: index name (fixed or a date pattern on the time
 //! field), document id, action.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use flowline_connector_api::Record;
 use serde_json::Value;
 
@@ -18,26 +16,75 @@ pub struct Encoder {
     action: Action,
 }
 
+/// The longest document id the servers accept, in bytes (Elasticsearch
+/// and OpenSearch both refuse longer ones, failing the whole request).
+pub const MAX_ID_BYTES: usize = 512;
+/// Bytes of a long id kept readable before its hash.
+const ID_PREFIX_BYTES: usize = 400;
+
+/// The document id for `raw`: itself when it fits [`MAX_ID_BYTES`];
+/// otherwise a readable prefix (cut at a character boundary), `~`, and the
+/// SHA-256 of the whole id in hex. Deterministic, so a replay overwrites the
+/// same document; two long ids differing anywhere get different hashes.
+pub fn document_id(raw: &str) -> std::borrow::Cow<'_, str> {
+    if raw.len() <= MAX_ID_BYTES {
+        return raw.into();
+    }
+    use sha2::Digest;
+    let mut cut = ID_PREFIX_BYTES;
+    while !raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = sha2::Sha256::digest(raw.as_bytes());
+    let mut id = String::with_capacity(cut + 65);
+    id.push_str(&raw[..cut]);
+    id.push('~');
+    for b in hash {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id.into()
+}
+
+/// The document on one line, as the bulk format needs: in JSON a raw line
+/// break can only be whitespace (strings escape theirs), so a
+/// pretty-printed document becomes a space-separated one of the same
+/// meaning, instead of breaking the request for every document in it.
+fn one_line(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if payload.iter().any(|&b| b == b'\n' || b == b'\r') {
+        payload
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        payload.into()
+    }
+}
+
 fn millis_of(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => {
-            let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
-            Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+            let t: jiff::Timestamp = s.parse().ok()?;
+            Some(t.as_millisecond())
         }
         _ => None,
     }
 }
 
-/// Expands `%Y`, `%m`, `%d`, `%H` (UTC) in `pattern`.
-pub fn expand_date(pattern: &str, ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    let s = humantime::format_rfc3339(t).to_string(); // 2026-01-01T10:00:00Z
-    pattern
-        .replace("%Y", &s[0..4])
-        .replace("%m", &s[5..7])
-        .replace("%d", &s[8..10])
-        .replace("%H", &s[11..13])
+/// Expands `%Y`, `%m`, `%d`, `%H` (UTC) in `pattern`; `None` when `ms` is
+/// outside the years jiff represents.
+pub fn expand_date(pattern: &str, ms: i64) -> Option<String> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    let s = t.strftime("%Y-%m-%dT%H").to_string();
+    let (y, rest) = s.split_at(s.len() - 9);
+    Some(
+        pattern
+            .replace("%Y", y)
+            .replace("%m", &rest[1..3])
+            .replace("%d", &rest[4..6])
+            .replace("%H", &rest[7..9]),
+    )
 }
 
 impl Encoder {
@@ -90,7 +137,12 @@ impl Encoder {
                         self.time_field, self.index
                     )
                 })?;
-            expand_date(&self.index, ms)
+            expand_date(&self.index, ms).ok_or_else(|| {
+                format!(
+                    "document time {ms} ms is outside the years a dated index can name (`{}`)",
+                    self.index
+                )
+            })?
         } else {
             self.index.clone()
         };
@@ -130,18 +182,19 @@ impl Encoder {
         out.extend_from_slice(b"\":{");
         if let Some(id) = &id {
             out.extend_from_slice(b"\"_id\":");
-            out.extend_from_slice(quote(id).as_bytes());
+            out.extend_from_slice(quote(&document_id(id)).as_bytes());
             out.push(b',');
         }
         out.extend_from_slice(b"\"_index\":");
         out.extend_from_slice(quote(&index).as_bytes());
         out.extend_from_slice(b"}}\n");
+        let body = one_line(&r.payload);
         if self.action == Action::Update {
             out.extend_from_slice(b"{\"doc\":");
-            out.extend_from_slice(&r.payload);
+            out.extend_from_slice(&body);
             out.extend_from_slice(b",\"doc_as_upsert\":true}");
         } else {
-            out.extend_from_slice(&r.payload);
+            out.extend_from_slice(&body);
         }
         out.push(b'\n');
         Ok(out)
@@ -186,6 +239,47 @@ mod tests {
     fn update_wraps_the_document_as_upsert() {
         let e = Encoder::new("flowline-current", None, "window_start", Action::Update);
         insta::assert_snapshot!(String::from_utf8(e.encode(&doc()).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn long_ids_are_hashed_deterministically_and_short_ones_kept() {
+        assert_eq!(document_id("h|m|t"), "h|m|t");
+        let exact = "x".repeat(MAX_ID_BYTES);
+        assert_eq!(document_id(&exact), exact);
+        let long = format!("{}|cpu|2026-01-01T00:00:00.000Z", "é".repeat(300));
+        let id = document_id(&long);
+        assert!(id.len() <= MAX_ID_BYTES, "{}", id.len());
+        assert!(id.starts_with(&"é".repeat(200)), "{id}");
+        assert_eq!(id, document_id(&long), "deterministic");
+        let other = long.replace("cpu", "mem");
+        assert_ne!(document_id(&other), id, "the hash covers the whole id");
+        let e = Encoder::new("m", None, "t", Action::Index);
+        let r = Record::new("{}").with_key(long.clone());
+        let lines = String::from_utf8(e.encode(&r).unwrap()).unwrap();
+        assert!(lines.contains(&*id), "{lines}");
+    }
+
+    #[test]
+    fn pretty_printed_documents_stay_one_bulk_line() {
+        let e = Encoder::new("m", None, "t", Action::Index);
+        let r = Record::new("{\r\n  \"a\": \"x\\ny\",\n  \"b\": 1\n}").with_key("k");
+        let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
+        assert_eq!(s.lines().count(), 2, "{s}");
+        let doc: Value = serde_json::from_str(s.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(doc, serde_json::json!({"a": "x\ny", "b": 1}));
+    }
+
+    #[test]
+    fn dated_indices_take_any_offset_and_years_before_1970() {
+        let e = Encoder::new("m-%Y.%m.%d.%H", None, "t", Action::Index);
+        let at = |t: &str| {
+            let r = Record::new(format!(r#"{{"t":"{t}"}}"#));
+            let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
+            s.split('"').nth(5).unwrap().to_string()
+        };
+        assert_eq!(at("2026-01-01T02:30:00+05:30"), "m-2025.12.31.21");
+        assert_eq!(at("1969-12-31T23:00:00Z"), "m-1969.12.31.23");
+        assert_eq!(expand_date("%Y", i64::MAX), None);
     }
 
     #[test]

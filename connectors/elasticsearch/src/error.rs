@@ -31,10 +31,14 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
     /// Retries ran out.
-    #[error("bulk request failed after {attempts} attempts: {last}")]
+    #[error(
+        "gave up after {attempts} attempts in {secs} s (max_attempts / max_retry_duration): {last}"
+    )]
     RetriesExhausted {
         /// Attempts made.
         attempts: u32,
+        /// Seconds since the first failure.
+        secs: u64,
         /// The last failure.
         last: String,
     },

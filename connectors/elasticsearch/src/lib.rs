@@ -20,8 +20,16 @@
 //! - **Nothing lost**: `flush` returns only when every document written
 //!   before it is acknowledged. Items failing with 429 or 5xx, and whole
 //!   requests failing on connection errors, timeouts, 429 or 5xx, are retried
-//!   with exponential backoff and full jitter, up to `max_attempts`; then the
-//!   job fails (and restarts from its checkpoint).
+//!   with exponential backoff and full jitter, without limit by default: a
+//!   streaming job rides out an outage of its server with backpressure
+//!   (the buffer and `max_in_flight` stay bounded), warning once a minute.
+//!   `max_attempts` or `max_retry_duration` set a limit; past it the job
+//!   fails (and restarts from its checkpoint).
+//! - **Ids within the servers' limit**: an id longer than 512 bytes becomes
+//!   a readable prefix, `~` and the SHA-256 of the whole id (deterministic).
+//! - **A request the server refuses whole** (400, 413) is split in halves
+//!   until the document it refuses is found; that one is dead-lettered with
+//!   the server's reason, the others land.
 //! - **One bad document never kills the job**: items the server rejects
 //!   (`mapper_parsing_exception`, `document_parsing_exception`,
 //!   `strict_dynamic_mapping_exception`, `illegal_argument_exception`, any
@@ -116,8 +124,14 @@ impl SinkFactory for ElasticsearchSinkFactory {
         .with_field(ConfigField::optional(
             "max_attempts",
             "integer",
-            "8",
-            "attempts per request",
+            "no limit",
+            "attempts per request (429, 5xx, connection errors)",
+        ))
+        .with_field(ConfigField::optional(
+            "max_retry_duration",
+            "duration",
+            "no limit",
+            "give up retrying a request this long after its first failure",
         ))
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
@@ -21,8 +21,11 @@ use crate::bulk::{self, Item, Outcome};
 use crate::config::{Action, Settings};
 use crate::detect::Server;
 use crate::encode::Encoder;
-use crate::retry::{Jitter, Policy};
+use crate::retry::{Every, Jitter, Policy};
 use crate::{template, Error};
+
+/// While a server stays down, a retry warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters of one sink (read them in tests and for metrics).
 #[derive(Debug, Default)]
@@ -52,6 +55,7 @@ pub struct EsSink {
     permits: Arc<Semaphore>,
     rejected: Vec<Rejected>,
     stats: Arc<SinkStats>,
+    warn: Arc<Every>,
     server: Option<Server>,
 }
 
@@ -118,6 +122,7 @@ impl EsSink {
         let encoder = Encoder::new(&c.index, c.id_fields.clone(), &c.time_field, action);
         let policy = Policy {
             max_attempts: c.max_attempts,
+            max_duration: settings.max_retry_duration,
             initial: settings.initial_backoff,
             max: settings.max_backoff,
         };
@@ -132,6 +137,7 @@ impl EsSink {
             in_flight: JoinSet::new(),
             rejected: Vec::new(),
             stats: Arc::new(SinkStats::default()),
+            warn: Arc::new(Every::new(WARN_EVERY)),
             server: None,
             settings,
         })
@@ -153,6 +159,7 @@ impl EsSink {
         let mut jitter = Jitter::new();
         let url = self.settings.urls.join(", ");
         let mut attempt = 0;
+        let first_failure = Instant::now();
         let body = loop {
             let r = self
                 .client
@@ -195,16 +202,20 @@ impl EsSink {
             if !err.is_retryable() {
                 return Err(err);
             }
-            if attempt >= self.policy.max_attempts {
+            if self.policy.gives_up(attempt, first_failure.elapsed()) {
                 return Err(Error::RetriesExhausted {
                     attempts: attempt,
+                    secs: first_failure.elapsed().as_secs(),
                     last: format!("{err}. Fix: start the server, or correct url"),
                 });
             }
             let wait = self.policy.backoff(attempt - 1, &mut jitter);
-            tracing::warn!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "search server not reachable yet, retrying");
+            if self.warn.due() {
+                tracing::warn!(%url, attempt, retrying_for_s = first_failure.elapsed().as_secs(), error = %err, "search server not reachable, retrying (this warning repeats once a minute while it lasts)");
+            }
             tokio::time::sleep(wait).await;
         };
+        self.warn.reset();
         let server = Server::parse(&body)?;
         server.check_supported()?;
         tracing::info!(%server, %url, "connected");
@@ -243,8 +254,9 @@ impl EsSink {
             .await
             .map_err(|_| ConnectorError::permanent("sink closed"))?;
         let (client, policy, stats) = (self.client.clone(), self.policy, self.stats.clone());
+        let warn = self.warn.clone();
         self.in_flight.spawn(async move {
-            let r = send(&client, items, policy, &stats).await;
+            let r = send(&client, items, policy, &stats, &warn).await;
             drop(permit);
             r
         });
@@ -283,16 +295,58 @@ impl EsSink {
     }
 }
 
-/// Sends one bulk request, retrying the whole request on connection errors,
-/// timeouts, 429 and 5xx, and the items that failed with 429 / 5xx, with
-/// exponential backoff and full jitter, up to `policy.max_attempts`.
+/// Sends the items in bulk requests: the whole request is retried on
+/// connection errors, timeouts, 429 and 5xx, and the items that failed
+/// with 429 / 5xx, with exponential backoff and full jitter until the
+/// policy gives up (by default never). A request the server refuses whole
+/// (400, 413) is split in halves until the one document it refuses is
+/// found; that document is rejected with the server's answer.
 async fn send(
     client: &Elasticsearch,
-    mut items: Vec<Item>,
+    items: Vec<Item>,
     policy: Policy,
     stats: &SinkStats,
+    warn: &Every,
 ) -> Result<Vec<Rejected>, Error> {
     let mut rejected = Vec::new();
+    let mut work = vec![items];
+    while let Some(mut chunk) = work.pop() {
+        match send_one(client, &mut chunk, policy, stats, warn, &mut rejected).await? {
+            None => {}
+            Some(refusal) if chunk.len() == 1 => {
+                stats.rejected.fetch_add(1, Relaxed);
+                let item = chunk.pop().expect("one item");
+                rejected.push(Rejected::new(
+                    item.record,
+                    format!("the server refused the document's bulk request: {refusal}"),
+                ));
+            }
+            Some(_) => {
+                let second = chunk.split_off(chunk.len() / 2);
+                work.push(second);
+                work.push(chunk);
+            }
+        }
+    }
+    Ok(rejected)
+}
+
+/// Whether a whole-request status can be caused by one document of it.
+fn refused_by_content(status: u16) -> bool {
+    matches!(status, 400 | 413)
+}
+
+/// One bulk request with its retries. `Ok(None)`: every item is done or
+/// rejected; `Ok(Some(answer))`: the server refused the request whole for
+/// its content (split it).
+async fn send_one(
+    client: &Elasticsearch,
+    items: &mut Vec<Item>,
+    policy: Policy,
+    stats: &SinkStats,
+    warn: &Every,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<String>, Error> {
     let mut jitter = Jitter::new();
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -300,6 +354,7 @@ async fn send(
         HeaderValue::from_static("application/x-ndjson"),
     );
     let mut attempt = 0;
+    let mut first_failure = None;
     loop {
         let t0 = Instant::now();
         stats.bulk_requests.fetch_add(1, Relaxed);
@@ -310,7 +365,7 @@ async fn send(
                 "/_bulk",
                 headers.clone(),
                 None::<&()>,
-                Some(bulk::body(&items)),
+                Some(bulk::body(items)),
                 None,
             )
             .await;
@@ -334,7 +389,7 @@ async fn send(
                         let outcomes = bulk::outcomes(&body, items.len())?;
                         let mut retry = Vec::new();
                         let mut last = String::new();
-                        for (item, o) in items.into_iter().zip(outcomes) {
+                        for (item, o) in std::mem::take(items).into_iter().zip(outcomes) {
                             match o {
                                 Outcome::Done => {
                                     stats.documents.fetch_add(1, Relaxed);
@@ -350,14 +405,23 @@ async fn send(
                             }
                         }
                         if retry.is_empty() {
-                            return Ok(rejected);
+                            if first_failure.is_some() {
+                                warn.reset();
+                                tracing::info!(attempt, "bulk request went through after retries");
+                            }
+                            return Ok(None);
                         }
-                        items = retry;
+                        *items = retry;
                         Error::Status {
                             what: format!("{} bulk items", items.len()),
                             status: 429,
                             body: last,
                         }
+                    }
+                    Ok(body) if refused_by_content(status) => {
+                        let text: String =
+                            String::from_utf8_lossy(&body).chars().take(500).collect();
+                        return Ok(Some(format!("HTTP {status}: {text}")));
                     }
                     Ok(body) => Error::Status {
                         what: "POST /_bulk".into(),
@@ -371,15 +435,19 @@ async fn send(
             return Err(failure);
         }
         attempt += 1;
-        if attempt >= policy.max_attempts {
+        let since = *first_failure.get_or_insert_with(Instant::now);
+        if policy.gives_up(attempt, since.elapsed()) {
             return Err(Error::RetriesExhausted {
                 attempts: attempt,
+                secs: since.elapsed().as_secs(),
                 last: failure.to_string(),
             });
         }
         stats.retries.fetch_add(1, Relaxed);
         let wait = policy.backoff(attempt - 1, &mut jitter);
-        tracing::warn!(attempt, items = items.len(), wait_ms = wait.as_millis() as u64, error = %failure, "bulk request retrying");
+        if warn.due() {
+            tracing::warn!(attempt, items = items.len(), retrying_for_s = since.elapsed().as_secs(), error = %failure, "bulk request failing, retrying with backoff (this warning repeats once a minute while it lasts)");
+        }
         tokio::time::sleep(wait).await;
     }
 }

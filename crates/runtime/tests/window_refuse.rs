@@ -69,7 +69,7 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
     );
     let bad = dlq.records();
     assert_eq!(bad.len(), 1);
-    assert_eq!(bad[0].payload, format!("a,1500,20").into_bytes());
+    assert_eq!(bad[0].payload, b"a,1500,20");
     assert_eq!(
         bad[0].header("flowline.error.reason"),
         Some(&b"20 would overflow the sum"[..])
