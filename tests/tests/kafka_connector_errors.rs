@@ -77,6 +77,70 @@ async fn bad_records_land_on_the_dead_letter_topic_with_headers() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_too_large_for_their_topic_arrive_cut_down_with_a_marker() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let dlq = unique("dlq-big");
+    create_topic(&s.kafka_bootstrap, &dlq, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    // 30 records of 2 MB that are not metric events (the producer takes
+    // 1 MB), between good ones.
+    let good =
+        "{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}\n";
+    let mut text = String::new();
+    for i in 0..30 {
+        text.push_str(good);
+        text.push_str(&format!("{i:02}"));
+        text.push_str(&"x".repeat(2 << 20));
+        text.push('\n');
+    }
+    std::fs::write(&events, text).unwrap();
+    let plan = JobPlan::parse(&format!(
+        "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
+        events.display(),
+        dir.path().join("out.ndjson").display(),
+        s.kafka_bootstrap
+    ))
+    .unwrap();
+    let summary = flowline::build::build_job(&plan, &flowline::registry())
+        .unwrap()
+        .execute()
+        .await
+        .expect("the job lives on");
+    assert_eq!(summary.bad_records, 30);
+    let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 30 {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("30 dead letters within 30 s")
+            .unwrap();
+        let header = |k: &str| {
+            m.headers()
+                .and_then(|h| h.iter().find(|h| h.key == k))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let payload = m.payload().unwrap();
+        assert_eq!(payload.len(), 16 * 1024);
+        assert_eq!(
+            header("flowline.payload.truncated").as_deref(),
+            Some("2097154")
+        );
+        assert!(header("flowline.dead_letter.refused")
+            .unwrap()
+            .contains("MessageSizeTooLarge"));
+        assert!(header("flowline.error.reason")
+            .unwrap()
+            .contains("invalid metric event"));
+        assert!(
+            seen.insert(String::from_utf8_lossy(&payload[..2]).into_owned()),
+            "each once"
+        );
+    }
+}
+
 fn sasl_source(
     bootstrap: &str,
     user: &str,

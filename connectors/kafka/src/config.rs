@@ -186,6 +186,11 @@ pub struct KafkaSinkConfig {
     /// How long to wait for the broker at start before failing.
     #[serde(default = "d_connect")]
     pub connect_timeout: String,
+    /// Give up delivering a record this long after it was produced
+    /// (librdkafka's `message.timeout.ms`). Default: no limit, so a broker
+    /// outage is ridden out (with backpressure once the producer's queue is
+    /// full).
+    pub max_retry_duration: Option<String>,
     /// Security.
     #[serde(flatten)]
     pub security: Security,

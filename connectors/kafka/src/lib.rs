@@ -136,6 +136,12 @@ impl SinkFactory for KafkaSinkFactory {
                 "record key",
                 "payload field used as message key",
             ))
+            .with_field(ConfigField::optional(
+                "max_retry_duration",
+                "duration",
+                "no limit",
+                "give up delivering a record this long after it was produced",
+            ))
     }
     fn build(&self, c: KafkaSinkConfig) -> Result<KafkaSink, ConnectorError> {
         Ok(KafkaSink::new(c)?)

@@ -12,6 +12,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use crate::config::{client_config, duration, KafkaSinkConfig};
 use crate::error::Error;
 
+/// While a delivery waits for the broker, a warning this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Delivery reports awaited at most this many at a time in `write`.
 const MAX_PENDING: usize = 100_000;
 
@@ -36,8 +39,30 @@ impl KafkaSink {
     pub fn new(cfg: KafkaSinkConfig) -> Result<Self, Error> {
         let connect = duration("connect_timeout", &cfg.connect_timeout)?;
         let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
+        let timeout_ms = match &cfg.max_retry_duration {
+            // 0: librdkafka retries a delivery without a time limit.
+            None => 0,
+            Some(v) => {
+                let d = duration("max_retry_duration", v)?;
+                u32::try_from(d.as_millis())
+                    .ok()
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "`max_retry_duration` = \"{v}\" is out of range. Fix: from 1ms to 24d"
+                        ))
+                    })?
+            }
+        };
+        if cfg.linger_ms > 900_000 {
+            return Err(Error::Config(format!(
+                "`linger_ms` = {} is out of range. Fix: a value from 0 to 900000",
+                cfg.linger_ms
+            )));
+        }
         cc.set("enable.idempotence", "true")
             .set("acks", "all")
+            .set("message.timeout.ms", timeout_ms.to_string())
             .set("linger.ms", cfg.linger_ms.to_string())
             .set("batch.size", cfg.batch_size.to_string())
             .set("compression.type", &cfg.compression);
@@ -89,12 +114,25 @@ impl KafkaSink {
 
     /// Awaits every pending delivery; rejected records come back, any other
     /// failure is final (librdkafka has already retried until
-    /// `message.timeout.ms`; the job restarts from its checkpoint).
+    /// `max_retry_duration`, by default without limit; the job restarts
+    /// from its checkpoint).
     async fn settle(&mut self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
         let mut rejected = Vec::new();
         let n = self.pending.len().saturating_sub(keep);
-        for (fut, record) in self.pending.drain(..n) {
-            match fut.await {
+        let pending: Vec<_> = self.pending.drain(..n).collect();
+        for (mut fut, record) in pending {
+            let waiting = std::time::Instant::now();
+            let delivered = loop {
+                match tokio::time::timeout(WARN_EVERY, &mut fut).await {
+                    Ok(d) => break d,
+                    Err(_) => tracing::warn!(
+                        topic = %self.topic,
+                        waiting_s = waiting.elapsed().as_secs(),
+                        "a delivery is still waiting for the broker; retrying without limit (max_retry_duration sets one). This warning repeats once a minute while it lasts"
+                    ),
+                }
+            };
+            match delivered {
                 Ok(Ok(_)) => {}
                 Ok(Err((
                     KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
@@ -153,6 +191,17 @@ impl Sink for KafkaSink {
                         if self.pending.is_empty() {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
+                    }
+                    Err((
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                        _,
+                    )) => {
+                        let reason = format!(
+                            "MessageSizeTooLarge: {} bytes is more than the producer's message.max.bytes",
+                            r.payload.len()
+                        );
+                        rejected.push(Rejected::new(r, reason));
+                        break;
                     }
                     Err((e, _)) => {
                         return Err(ConnectorError::permanent(format!(

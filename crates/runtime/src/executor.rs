@@ -231,6 +231,7 @@ impl Driver {
             metric_idx: idx,
             capacity: cfg.channel_capacity,
             retry: cfg.retry,
+            shrink: None,
         };
         let restore =
             |stage: &'static str, name: String, e: ConnectorError| RuntimeError::Connector {
@@ -249,7 +250,10 @@ impl Driver {
                     .await
                     .map_err(|e| restore("dead-letter sink", name.clone(), e))?;
                 let t = SinkTask::spawn(
-                    spec(&name, "dead-letter sink", None),
+                    SinkSpec {
+                        shrink: Some(format),
+                        ..spec(&name, "dead-letter sink", None)
+                    },
                     sink,
                     no_rejects.clone(),
                     metrics.clone(),

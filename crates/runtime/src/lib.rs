@@ -115,6 +115,7 @@ mod executor;
 mod keyed;
 mod metrics;
 mod operator;
+mod shrink;
 mod sinks;
 mod state;
 mod stream;

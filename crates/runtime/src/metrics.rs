@@ -52,6 +52,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Retries of retryable sink errors.
     pub sink_retries: AtomicU64,
+    /// Dead letters the dead-letter sink refused even cut down.
+    pub dead_letters_lost: AtomicU64,
     /// Completed checkpoints.
     pub checkpoints: AtomicU64,
     /// Duration of the last checkpoint, ms.
@@ -80,6 +82,7 @@ impl Metrics {
             late_records: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             sink_retries: AtomicU64::new(0),
+            dead_letters_lost: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             checkpoint_last_ms: AtomicU64::new(0),
             checkpoint_last_bytes: AtomicU64::new(0),
@@ -190,6 +193,11 @@ impl Metrics {
                 "flowline_sink_retries_total",
                 "Retries of retryable sink errors.",
                 &self.sink_retries,
+            ),
+            (
+                "flowline_dead_letters_lost_total",
+                "Dead letters the dead-letter sink refused even cut down to 16 KiB.",
+                &self.dead_letters_lost,
             ),
             (
                 "flowline_checkpoints_total",

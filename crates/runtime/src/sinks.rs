@@ -40,6 +40,9 @@ pub(crate) struct SinkSpec {
     pub(crate) metric_idx: Option<usize>,
     pub(crate) capacity: usize,
     pub(crate) retry: RetryPolicy,
+    /// Set for the dead-letter sink: records it refuses are written again
+    /// once, cut down (see `shrink`), in this format.
+    pub(crate) shrink: Option<DeadLetterFormat>,
 }
 
 impl SinkTask {
@@ -162,6 +165,11 @@ async fn run(
                             metrics.sink_out(i, n)
                         }
                     }
+                    Err(ConnectorError::BadRecords(rejected)) if spec.shrink.is_some() => {
+                        if let Err(e) = resend_shrunk(&spec, &mut sink, rejected, &metrics).await {
+                            return Err(fail(&spec, e));
+                        }
+                    }
                     Err(ConnectorError::BadRecords(rejected)) => {
                         if let Some(i) = spec.metric_idx {
                             metrics.sink_out(i, n.saturating_sub(rejected.len() as u64))
@@ -229,6 +237,9 @@ async fn flush_dead_lettering(
         let r = with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await;
         metrics.set_flush_ms(&spec.name, t0.elapsed().as_millis() as u64);
         match r {
+            Err(ConnectorError::BadRecords(rejected)) if spec.shrink.is_some() => {
+                resend_shrunk(spec, sink, rejected, metrics).await?;
+            }
             Err(ConnectorError::BadRecords(rejected)) => {
                 let letters = rejected_letters(&spec.name, rejected);
                 dead_letter(&spec.name, letters, rejects, metrics).await;
@@ -236,6 +247,43 @@ async fn flush_dead_lettering(
             other => return other,
         }
     }
+}
+
+/// Dead letters the dead-letter sink refused: each is written again once,
+/// cut down with a marker (the payload to 16 KiB, the reason kept); one
+/// refused again is logged as lost (there is nowhere left to put it).
+async fn resend_shrunk(
+    spec: &SinkSpec,
+    sink: &mut BoxSink,
+    rejected: Vec<flowline_connector_api::Rejected>,
+    metrics: &Metrics,
+) -> Result<(), ConnectorError> {
+    let format = spec.shrink.unwrap_or(DeadLetterFormat::Raw);
+    let (lost, fresh): (Vec<_>, Vec<_>) = rejected
+        .into_iter()
+        .partition(|r| crate::shrink::is_shrunk(&r.record, format));
+    let mut lost: Vec<String> = lost.into_iter().map(|r| r.reason).collect();
+    if !fresh.is_empty() {
+        tracing::warn!(sink = %spec.name, count = fresh.len(), reason = %fresh[0].reason, "the dead-letter sink refused records; writing them again cut to 16 KiB with the header flowline.payload.truncated");
+        let small: Vec<Record> = fresh
+            .into_iter()
+            .map(|r| crate::shrink::shrink(r, format))
+            .collect();
+        match with_retries(spec, metrics, "write", sink, |s| s.write_dyn(small.clone())).await {
+            Ok(()) => {}
+            Err(ConnectorError::BadRecords(again)) => {
+                lost.extend(again.into_iter().map(|r| r.reason))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(first) = lost.first() {
+        metrics
+            .dead_letters_lost
+            .fetch_add(lost.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(sink = %spec.name, count = lost.len(), reason = %first, "the dead-letter sink refused records even cut down: they are lost (counted in flowline_dead_letters_lost_total)");
+    }
+    Ok(())
 }
 
 /// Encodes dead letters and hands them to the dead-letter sink; without one,

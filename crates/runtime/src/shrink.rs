@@ -1,0 +1,113 @@
+//! Dead letters their sink refuses (a 2 MB record for a topic that takes
+//! 1 MB): written again once, cut down with a marker, the reason kept, so a
+//! single huge bad record neither ends the job nor disappears unnoticed.
+
+use flowline_connector_api::{Record, Rejected};
+
+use crate::stream::DeadLetterFormat;
+
+/// Bytes of the original payload a cut-down dead letter keeps.
+pub(crate) const KEPT_PAYLOAD: usize = 16 * 1024;
+/// Header (raw format) naming the original payload's length in bytes.
+pub(crate) const TRUNCATED: &str = "flowline.payload.truncated";
+/// Header (raw format) with the dead-letter sink's reason for refusing it.
+pub(crate) const REFUSED: &str = "flowline.dead_letter.refused";
+
+/// Whether `r` is already a cut-down dead letter.
+pub(crate) fn is_shrunk(r: &Record, format: DeadLetterFormat) -> bool {
+    match format {
+        DeadLetterFormat::Raw => r.header(TRUNCATED).is_some(),
+        DeadLetterFormat::Envelope => serde_json::from_slice::<serde_json::Value>(&r.payload)
+            .ok()
+            .is_some_and(|v| v.get("payload_truncated_from").is_some()),
+    }
+}
+
+fn cut(s: &[u8], n: usize) -> &[u8] {
+    &s[..s.len().min(n)]
+}
+
+fn cut_str(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The dead letter `rejected` cut down: the payload to [`KEPT_PAYLOAD`]
+/// bytes, the key to 1 KiB, with the original length and the sink's
+/// reason; the error headers (or envelope fields) are kept.
+pub(crate) fn shrink(rejected: Rejected, format: DeadLetterFormat) -> Record {
+    let (mut r, why) = (rejected.record, rejected.reason);
+    if let Some(k) = &mut r.key {
+        k.truncate(1024);
+    }
+    match format {
+        DeadLetterFormat::Raw => {
+            let len = r.payload.len();
+            r.payload.truncate(KEPT_PAYLOAD);
+            r.with_header(TRUNCATED, len.to_string())
+                .with_header(REFUSED, why.into_bytes())
+        }
+        DeadLetterFormat::Envelope => {
+            let len = r.payload.len();
+            let v = match serde_json::from_slice::<serde_json::Value>(&r.payload) {
+                Ok(serde_json::Value::Object(mut m)) => {
+                    if let Some(serde_json::Value::String(p)) = m.get("payload") {
+                        let (kept, was) = (cut_str(p, KEPT_PAYLOAD).to_string(), p.len());
+                        m.insert("payload_truncated_from".into(), was.into());
+                        m.insert("payload".into(), kept.into());
+                    }
+                    m.insert("refused".into(), why.into());
+                    serde_json::Value::Object(m)
+                }
+                _ => serde_json::json!({
+                    "payload": String::from_utf8_lossy(cut(&r.payload, KEPT_PAYLOAD)),
+                    "payload_truncated_from": len,
+                    "refused": why,
+                }),
+            };
+            r.payload = v.to_string().into_bytes();
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_letters_keep_their_reason_and_say_how_long_they_were() {
+        let big = Record::new(vec![b'x'; 2 << 20])
+            .with_key("k")
+            .with_header("flowline.error.reason", "invalid metric event");
+        let r = shrink(
+            Rejected::new(big, "MessageSizeTooLarge"),
+            DeadLetterFormat::Raw,
+        );
+        assert_eq!(r.payload.len(), KEPT_PAYLOAD);
+        assert_eq!(r.header(TRUNCATED), Some(&b"2097152"[..]));
+        assert_eq!(r.header(REFUSED), Some(&b"MessageSizeTooLarge"[..]));
+        assert_eq!(
+            r.header("flowline.error.reason"),
+            Some(&b"invalid metric event"[..])
+        );
+        assert!(is_shrunk(&r, DeadLetterFormat::Raw));
+    }
+
+    #[test]
+    fn envelopes_stay_json_and_cut_at_a_character_boundary() {
+        let env = serde_json::json!({"kind": "bad_record", "reason": "why", "payload": "é".repeat(20_000)});
+        let rec = Record::new(env.to_string());
+        assert!(!is_shrunk(&rec, DeadLetterFormat::Envelope));
+        let r = shrink(Rejected::new(rec, "too big"), DeadLetterFormat::Envelope);
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(v["reason"], "why");
+        assert_eq!(v["refused"], "too big");
+        assert_eq!(v["payload_truncated_from"], 40_000);
+        assert_eq!(v["payload"].as_str().unwrap().len(), KEPT_PAYLOAD);
+        assert!(is_shrunk(&r, DeadLetterFormat::Envelope));
+    }
+}
