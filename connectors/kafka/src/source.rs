@@ -45,6 +45,9 @@ pub struct KafkaSource {
     /// Offsets the runtime asked for, by partition (it may name partitions
     /// before they are assigned here).
     known: std::collections::HashMap<PartitionId, u64>,
+    /// Committed offsets of the group for partitions the runtime had no
+    /// checkpoint of (bounded mode), to warn when they go unused.
+    stale: std::collections::HashMap<PartitionId, i64>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -125,13 +128,14 @@ impl KafkaSource {
                 humantime::format_duration(connect)
             ))
         })?;
-        let src = Self {
+        let mut src = Self {
             consumer: Arc::new(consumer),
             start,
             poll_timeout,
             rx,
             thread: None,
             committed: None,
+            stale: Default::default(),
             known: Default::default(),
             cfg,
         };
@@ -169,10 +173,13 @@ impl KafkaSource {
                     .consumer
                     .fetch_watermarks(&t, p, connect)
                     .map_err(kafka(format!("reading the end offsets of {t}/{p}")))?;
-                let next = match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => src.reset_offset(&t, p, low, high, connect)?,
-                };
+                // The configured start, never the group's committed offset:
+                // that belongs to the state of a checkpoint, and the
+                // runtime's `seek` names it when that checkpoint exists.
+                let next = src.reset_offset(&t, p, low, high, connect)?;
+                if let Offset::Offset(o) = e.offset() {
+                    src.stale.insert(partition_id(&t, p), o);
+                }
                 let mut part = Part::new(&t, p, false);
                 part.next = next;
                 part.stop = Some(high);
@@ -233,26 +240,27 @@ impl KafkaSource {
             .map_err(kafka("assigning partitions"))
     }
 
-    /// `StartPosition::Timestamp` for a partition the group has no offset
-    /// for: the first offset at or after the time.
-    fn timestamp_start(&self, t: &str, p: i32, timeout: Duration) -> Result<Option<i64>, Error> {
+    /// Where a partition without checkpointed state starts: the configured
+    /// `auto_offset_reset`. An offset the group committed is ignored with a
+    /// warning: it was committed with a checkpoint that no longer exists
+    /// (deleted, or another job's), and resuming there with empty state
+    /// would silently drop everything before it from the results.
+    fn configured_start(&self, t: &str, p: i32, timeout: Duration) -> Result<i64, Error> {
         let mut q = TopicPartitionList::new();
         q.add_partition(t, p);
         let committed = self
             .consumer
             .committed_offsets(q, timeout)
             .map_err(kafka("reading committed offsets"))?;
-        if matches!(
-            committed.elements().first().map(|e| e.offset()),
-            Some(Offset::Offset(_))
-        ) {
-            return Ok(None);
-        }
         let (low, high) = self
             .consumer
             .fetch_watermarks(t, p, timeout)
             .map_err(kafka("reading watermarks"))?;
-        Ok(Some(self.reset_offset(t, p, low, high, timeout)?))
+        let start = self.reset_offset(t, p, low, high, timeout)?;
+        if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
+            warn_stale(&self.cfg.group_id, &partition_id(t, p), o, start);
+        }
+        Ok(start)
     }
 
     fn start_thread(&mut self) -> Result<(), Error> {
@@ -268,6 +276,16 @@ impl KafkaSource {
         self.thread = Some(done_rx);
         Ok(())
     }
+}
+
+fn warn_stale(group: &str, pid: &PartitionId, committed: i64, start: i64) {
+    tracing::warn!(
+        group_id = group,
+        partition = %pid,
+        committed,
+        start,
+        "no checkpoint holds this partition's state, so the group's committed offset is ignored and reading starts at auto_offset_reset: resuming at the committed offset with empty state would leave everything before it out of the results. Fix: restore the checkpoints, or use a new group_id to make the fresh start explicit"
+    );
 }
 
 impl Drop for KafkaSource {
@@ -327,6 +345,16 @@ impl Source for KafkaSource {
     /// which a revoke may be waiting for).
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
         if self.thread.is_none() {
+            for (pid, o) in std::mem::take(&mut self.stale) {
+                if !self.known.contains_key(&pid) {
+                    let start = lock(&self.shared().state)
+                        .parts
+                        .iter()
+                        .find(|p| p.pid == pid)
+                        .map_or(-1, |p| p.next);
+                    warn_stale(&self.cfg.group_id, &pid, o, start);
+                }
+            }
             self.start_thread()?;
         }
         match tokio::time::timeout(self.poll_timeout, self.rx.recv()).await {
@@ -375,10 +403,10 @@ impl Source for KafkaSource {
         for (t, p, pid, first_seen) in awaiting {
             let mut target = self.known.get(&pid).map(|o| *o as i64);
             if target.is_none() {
-                target = match self.start {
-                    StartPosition::Timestamp(_) => self.timestamp_start(&t, p, timeout)?,
-                    _ => None,
-                };
+                // No checkpoint holds this partition's state: start where
+                // the configuration says, not at an offset the group
+                // committed for state that is gone.
+                target = Some(self.configured_start(&t, p, timeout)?);
             }
             let mut st = lock(&self.shared().state);
             // Revoked meanwhile, or the assignment stopped waiting.
