@@ -119,7 +119,12 @@ topic = "{topic}-checkpoints"
 [http]
 listen = "127.0.0.1:0"
 "#,
-                head = kafka_job_head(&topic, &s.kafka_bootstrap),
+                // Two instances on one host: each its own static member id.
+                head = kafka_job_head(&topic, &s.kafka_bootstrap).replacen(
+                    "[source]",
+                    &format!("instance_id = \"{name}\"\n[source]"),
+                    1
+                ),
                 k = s.kafka_bootstrap,
                 e = s.elasticsearch_url,
             ),

@@ -103,6 +103,11 @@ pub struct KafkaSourceConfig {
     pub topic_pattern: Option<String>,
     /// Consumer group.
     pub group_id: String,
+    /// Static group membership (`group.instance.id`): a process restarted
+    /// with the same id within the session timeout takes its partitions
+    /// back at once, without a rebalance. Unique per running instance; the
+    /// `flowline` CLI derives one from the job name and `[job] instance_id`.
+    pub group_instance_id: Option<String>,
     /// `earliest`, `latest`, or a time.
     #[serde(default = "d_earliest")]
     pub auto_offset_reset: String,

@@ -88,6 +88,14 @@ impl KafkaSource {
                 "earliest"
             },
         );
+        if let Some(id) = cfg.group_instance_id.as_deref().filter(|_| !cfg.bounded) {
+            if id.is_empty() || id.len() > 249 {
+                return Err(Error::Config(format!(
+                    "group_instance_id `{id}` must have 1 to 249 characters"
+                )));
+            }
+            cc.set("group.instance.id", id);
+        }
         for (k, v) in &cfg.properties {
             cc.set(k, v);
         }

@@ -77,6 +77,12 @@ pub struct JobSection {
     /// Capacity, in batches, of the channels between stages.
     #[serde(default = "default_capacity")]
     pub channel_capacity: usize,
+    /// This running instance among those of the job (default: the host
+    /// name). A Kafka source in a consumer group joins with the static
+    /// member id `<name>-<instance_id>`, so that a restarted process takes
+    /// its partitions back at once; two instances on one host need their
+    /// own.
+    pub instance_id: Option<String>,
 }
 
 impl Default for JobSection {
@@ -84,6 +90,7 @@ impl Default for JobSection {
         Self {
             name: default_name(),
             channel_capacity: default_capacity(),
+            instance_id: None,
         }
     }
 }
@@ -345,6 +352,8 @@ impl JobPlan {
         anomaly
             .check()
             .map_err(|(field, message)| Error::Config { field, message })?;
+        let mut source = section("source", &f.source)?;
+        crate::member::static_member(&f.job, &mut source);
         Ok(JobPlan {
             anomaly,
             anomalies: f
@@ -357,7 +366,7 @@ impl JobPlan {
                 .as_ref()
                 .map(|t| section("current", t))
                 .transpose()?,
-            source: section("source", &f.source)?,
+            source,
             sink: section("sink", &f.sink)?,
             window: WindowSettings {
                 spec,

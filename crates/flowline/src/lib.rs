@@ -14,6 +14,7 @@ pub mod demo;
 pub mod http;
 pub mod job;
 pub mod kafka_store;
+mod member;
 pub mod scaffold;
 pub mod sketch;
 pub mod time;

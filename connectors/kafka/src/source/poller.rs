@@ -374,6 +374,13 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
             credit = false;
         }
         if let Some(e) = error {
+            if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::FencedInstanceId) {
+                let msg = format!(
+                    "another consumer joined the group with this process's group_instance_id ({e}). Fix: give every running instance of the job its own `[job] instance_id` (or group_instance_id)"
+                );
+                sh.send((Err(ConnectorError::permanent(msg)), credit));
+                return;
+            }
             let retry = is_retryable(&e);
             let err = Error::Kafka {
                 what: "consuming".into(),

@@ -1,0 +1,62 @@
+//! Static consumer-group membership for a job's Kafka source: the member
+//! id `<job name>-<instance id>` (KIP-345), so that a process restarted
+//! after a crash takes its partitions back at once instead of waiting for
+//! its old session to time out and the group to rebalance twice.
+
+use crate::config::{ConnectorSection, JobSection};
+
+/// The host's name, for the default `[job] instance_id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A Kafka source in a consumer group gets the static member id
+/// `<job name>-<instance id>` unless the file sets `group_instance_id`.
+pub(crate) fn static_member(job: &JobSection, source: &mut ConnectorSection) {
+    let streaming = source.settings.get("bounded") != Some(&serde_json::Value::Bool(true));
+    if let (true, true, Some(m)) = (
+        source.kind == "kafka",
+        streaming,
+        source.settings.as_object_mut(),
+    ) {
+        if !m.contains_key("group_instance_id") {
+            let instance = job.instance_id.clone().unwrap_or_else(host_name);
+            m.insert(
+                "group_instance_id".into(),
+                format!("{}-{instance}", job.name).into(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::JobPlan;
+
+    fn source_of(job: &str, source: &str) -> serde_json::Value {
+        let text = format!("{job}[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n{source}[sink]\ntype = \"stdout\"\n");
+        JobPlan::parse(&text).unwrap().source.settings
+    }
+
+    #[test]
+    fn a_group_member_gets_a_static_id_from_the_job_and_instance() {
+        let s = source_of("[job]\nname = \"j\"\ninstance_id = \"a\"\n", "");
+        assert_eq!(s["group_instance_id"], "j-a");
+        let s = source_of("[job]\nname = \"j\"\n", "");
+        let id = s["group_instance_id"].as_str().unwrap();
+        assert!(id.starts_with("j-") && id.len() > 2, "{id}");
+        let s = source_of("", "group_instance_id = \"mine\"\n");
+        assert_eq!(s["group_instance_id"], "mine");
+        let s = source_of("", "bounded = true\n");
+        assert!(
+            s.get("group_instance_id").is_none(),
+            "bounded sources assign, no group"
+        );
+    }
+}
