@@ -1,7 +1,12 @@
 //! Exactly-once effect through crashes: the job process is killed with
-//! SIGKILL three times and restarted each time; the indexed windows and
-//! anomalies then equal those of an uninterrupted run, with one document per
-//! window.
+//! SIGKILL ten times and restarted each time; the indexed windows equal a
+//! plain group-by of the input and the anomalies those of an uninterrupted
+//! run, with one document per window.
+//!
+//! The consumer group keeps Kafka's default session timeout (45 s): each
+//! restarted process must read again well within it, which only static
+//! membership (`group.instance.id`) allows; without it every restart waited
+//! for the killed member's session to expire.
 //!
 //! Each kill lands at a point the test observes on the job's status
 //! endpoint (a checkpoint of the run's own, then a seeded number of records
@@ -19,9 +24,10 @@ use flowline_integration_tests::{count, create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
 
 const WINDOW_MS: i64 = 30_000;
+const KILLS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_sigkills_leave_the_indexed_results_exact() {
+async fn ten_sigkills_leave_the_indexed_results_exact_and_each_restart_reads_at_once() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let topic = unique("kill");
@@ -43,10 +49,10 @@ async fn three_sigkills_leave_the_indexed_results_exact() {
         seed ^= seed << 17;
         seed % n.max(1)
     };
-    let quarter = events.len() as u64 / 4;
+    let part = events.len() as u64 / (KILLS as u64 + 1);
     let mut cuts = vec![0usize];
-    for r in 1..4u64 {
-        cuts.push((r * quarter - quarter / 4 + below(quarter / 2)) as usize);
+    for r in 1..=KILLS as u64 {
+        cuts.push((r * part - part / 4 + below(part / 2)) as usize);
     }
     cuts.push(events.len());
 
@@ -58,9 +64,6 @@ async fn three_sigkills_leave_the_indexed_results_exact() {
             &path,
             format!(
                 r#"{head}{tail}
-[source.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
 [sink]
 type = "elasticsearch"
 url = "{e}"
@@ -94,7 +97,7 @@ interval = "300ms"
     let final_config = file("final.toml", "bounded = true");
 
     let mut docs_at_kill = Vec::new();
-    for run in 0..3 {
+    for run in 0..KILLS {
         produce_lines(
             &s.kafka_bootstrap,
             &topic,
@@ -104,6 +107,21 @@ interval = "300ms"
         let before = checkpoint_ids(&cp).last().copied().unwrap_or(0);
         let mut child = spawn_job(&config, run);
         let addr = http_addr(&mut child, &config, run).await;
+        if run > 0 {
+            // The restarted member takes its partitions back at once: it
+            // reads within a third of the 45 s session timeout that a new
+            // member would wait for.
+            wait_progress(
+                &format!("run {run}: records read after the restart"),
+                &addr,
+                &mut child,
+                &config,
+                run,
+                Duration::from_secs(15),
+                |p| p.records_in > 0,
+            )
+            .await;
+        }
         // The kill point, observed, never a delay: after a checkpoint of
         // this run's own and a seeded number of records read (at most this
         // run's new input, so it is always reached).
@@ -133,25 +151,25 @@ interval = "300ms"
         );
         docs_at_kill.push(count(&es, &format!("{topic}-windows")).await);
     }
-    produce_lines(&s.kafka_bootstrap, &topic, &events[cuts[3]..]).await;
-    let mut child = spawn_job(&final_config, 3);
-    let st = wait_exit(&mut child, &final_config, 3, Duration::from_secs(300)).await;
+    produce_lines(&s.kafka_bootstrap, &topic, &events[cuts[KILLS]..]).await;
+    let mut child = spawn_job(&final_config, KILLS);
+    let st = wait_exit(&mut child, &final_config, KILLS, Duration::from_secs(300)).await;
     assert!(
         st.success(),
         "final run failed ({st}):\n{}",
-        job_log(&final_config, 3)
+        job_log(&final_config, KILLS)
     );
     assert!(
-        job_log(&final_config, 3).contains("restoring from checkpoint"),
+        job_log(&final_config, KILLS).contains("restoring from checkpoint"),
         "the final run restored"
     );
 
     let reference = reference_windows(events.iter().map(|e| e.1.as_str()), WINDOW_MS);
     let docs = all_docs(&es, &format!("{topic}-windows")).await;
     let diff = window_diff(&docs, &reference);
-    let logs: String = (0..4)
+    let logs: String = (0..=KILLS)
         .map(|n| {
-            let l = job_log(if n < 3 { &config } else { &final_config }, n);
+            let l = job_log(if n < KILLS { &config } else { &final_config }, n);
             let tail: Vec<&str> = l.lines().rev().take(15).collect();
             format!(
                 "--- run {n} ---\n{}\n",
