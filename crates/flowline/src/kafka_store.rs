@@ -393,6 +393,10 @@ impl CheckpointStore for KafkaCheckpointStore {
         Ok(bytes)
     }
 
+    fn keeps_partitions(&self) -> bool {
+        true
+    }
+
     fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError> {
         let entries = self.read_all()?;
         let Some(newest) = entries.values().max_by_key(|e| e.id) else {

@@ -128,6 +128,15 @@ pub trait CheckpointStore: Send + 'static {
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<u64, RuntimeError>;
     /// The newest checkpoint, if any.
     fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError>;
+    /// Whether the store keeps each partition's newest snapshot by itself
+    /// (a keyed store shared by the processes of a job). When it does, a
+    /// process saves only the partitions it owns; when it does not (one file
+    /// per checkpoint), the runtime carries the snapshot of a partition it
+    /// gave up into its later checkpoints, so that the partition's state and
+    /// offset are still there when it comes back.
+    fn keeps_partitions(&self) -> bool {
+        false
+    }
 }
 
 /// Checkpoints as files `chk-<id>.bin` in a directory; keeps the newest few.

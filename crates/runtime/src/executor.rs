@@ -181,6 +181,9 @@ struct Driver {
     metrics: Arc<Metrics>,
     next_checkpoint_id: u64,
     restored: Option<Checkpoint>,
+    /// Snapshots of partitions given up in a rebalance, carried into later
+    /// checkpoints of a store that does not keep partitions by itself.
+    retired: BTreeMap<PartitionId, PartitionSnapshot>,
     /// Source record times feed the watermark (no `with_timestamps`).
     source_times: bool,
     position_tx: watch::Sender<Option<SourcePosition>>,
@@ -317,6 +320,7 @@ impl Driver {
             owners: KeyOwners::default(),
             metrics,
             restored: None,
+            retired: BTreeMap::new(),
             source_times: !g.assigns_timestamps,
             position_tx: watch::channel(None).0,
         };
@@ -466,8 +470,16 @@ impl Driver {
                     }
                     Some(Ok(SourceEvent::Revoked(ids))) => {
                         self.checkpoint("revoke").await?;
+                        let carry = self.store.as_ref().is_some_and(|s| !s.keeps_partitions());
                         for id in &ids {
-                            self.parts.remove(id);
+                            if let Some(part) = self.parts.remove(id) {
+                                // Its state and offset as of the revoke
+                                // checkpoint, kept in later checkpoints
+                                // until it comes back (see keeps_partitions).
+                                if carry {
+                                    self.retired.insert(id.clone(), snapshot_of(id, &part)?);
+                                }
+                            }
                             self.owners.release(id);
                         }
                     }
@@ -494,6 +506,9 @@ impl Driver {
                             }
                         }
                         self.restore_partitions(&fresh)?;
+                        for id in &fresh {
+                            self.retired.remove(id);
+                        }
                         for id in &ids {
                             if let Some(p) = self.parts.get_mut(id) {
                                 p.live = true;
@@ -745,20 +760,18 @@ impl Driver {
             let state = task.checkpoint().await?;
             sinks.insert(task.name.clone(), state);
         }
+        let keeps = self.store.as_ref().is_some_and(|s| s.keeps_partitions());
         let mut partitions = BTreeMap::new();
         for (id, part) in &self.parts {
-            let mut operators = Vec::new();
-            part.chain
-                .snapshot(&mut operators)
-                .map_err(|e| RuntimeError::state_codec(&format!("partition {id}"), e))?;
-            partitions.insert(
-                id.clone(),
-                PartitionSnapshot {
-                    next_offset: part.next_offset,
-                    max_ts: part.max_ts,
-                    operators,
-                },
-            );
+            // A keyed store holds the newest snapshot of a partition this
+            // process does not own; an old copy must not overwrite it.
+            if keeps && !part.live {
+                continue;
+            }
+            partitions.insert(id.clone(), snapshot_of(id, part)?);
+        }
+        for (id, snap) in &self.retired {
+            partitions.entry(id.clone()).or_insert_with(|| snap.clone());
         }
         let cp = Checkpoint {
             id: self.next_checkpoint_id,
@@ -784,6 +797,18 @@ impl Driver {
             .set_status(|s| s.last_checkpoint = Some((cp.id, created)));
         Ok(())
     }
+}
+
+fn snapshot_of(id: &PartitionId, part: &Part) -> Result<PartitionSnapshot, RuntimeError> {
+    let mut operators = Vec::new();
+    part.chain
+        .snapshot(&mut operators)
+        .map_err(|e| RuntimeError::state_codec(&format!("partition {id}"), e))?;
+    Ok(PartitionSnapshot {
+        next_offset: part.next_offset,
+        max_ts: part.max_ts,
+        operators,
+    })
 }
 
 /// Reads the source into a bounded channel; seeks and commits on request.

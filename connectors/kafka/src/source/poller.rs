@@ -154,7 +154,7 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner());
         if timeout.timed_out() {
             tracing::warn!(timeout = ?self.settings.revoke_timeout,
-                "no seek answered the assignment in time; starting at the group's committed offsets");
+                "the runtime has not answered the assignment in time; the partitions' records are held back until it names their checkpointed offsets");
         }
         st
     }
@@ -311,8 +311,10 @@ impl Ctx {
         for (t, p) in &list {
             let Some(part) = st.find(t, *p) else { continue };
             if part.awaiting {
-                // No answer in time: start where the group stands.
-                part.awaiting = false;
+                // No answer in time: fetching starts where the group stands,
+                // but nothing is delivered until the runtime's `seek` names
+                // the offset of its restored state (it seeks there then):
+                // state and position always come from one checkpoint.
             } else if let Some(o) = part.target.take() {
                 if let Err(e) = l.set_partition_offset(t, *p, Offset::Offset(o)) {
                     tracing::warn!(partition = %part.pid, error = %e, "setting the start offset failed");
