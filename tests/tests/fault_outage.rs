@@ -1,0 +1,300 @@
+//! Outages of the real servers while a streaming job runs: the search
+//! server killed (SIGKILL) for 60 s, and the Kafka broker killed for longer
+//! than the consumer group's session timeout. The job rides both out; the
+//! windows then equal a plain group-by of the input, and every bad record
+//! is in the dead-letter output exactly once.
+//!
+//! These tests kill the shared services, so `scripts/test` runs them alone,
+//! after the others, and only with services that `scripts/services` started
+//! (`FLOWLINE_SERVICES`); never against servers it does not own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use flowline_integration_tests::job::{
+    all_docs, http_addr, job_log, kafka_job_head, lines, produce_lines, reference_windows,
+    spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
+};
+use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
+use flowline_metric_generator::GeneratorConfig;
+
+const WINDOW_MS: i64 = 30_000;
+
+/// `scripts/services kill|start <name>`.
+fn services(cmd: &str, name: &str) {
+    let script = std::env::var("FLOWLINE_SERVICES").unwrap_or_else(|_| {
+        panic!("fault_outage kills and restarts the servers, so it runs only against services started by scripts/services (FLOWLINE_SERVICES unset). Fix: run scripts/test, or eval \"$(scripts/services env)\"")
+    });
+    let st = Command::new(script).args([cmd, name]).status().unwrap();
+    assert!(st.success(), "scripts/services {cmd} {name}: {st}");
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    topic: String,
+    events: Vec<(String, String, bool)>,
+}
+
+fn setup(seed: u64, count: u64) -> Setup {
+    let events = lines(GeneratorConfig {
+        hosts: 6,
+        seed,
+        count: Some(count),
+        max_out_of_order_ms: 1_500,
+        poison_fraction: 0.01,
+        ..GeneratorConfig::default()
+    });
+    Setup {
+        dir: tempfile::tempdir().unwrap(),
+        topic: unique("fault-outage"),
+        events,
+    }
+}
+
+/// The job file: streaming (`tail` says otherwise for the final run),
+/// windows to the search server, dead letters as given.
+fn job_file(s: &Setup, name: &str, tail: &str, dead_letter: &str) -> PathBuf {
+    let t = TestServicesRef::get();
+    let path = s.dir.path().join(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{head}{tail}
+[source.properties]
+"session.timeout.ms" = "10000"
+"heartbeat.interval.ms" = "1000"
+[sink]
+type = "elasticsearch"
+url = "{e}"
+index = "{topic}-windows"
+replicas = 0
+{dead_letter}
+[window]
+size = "30s"
+out_of_orderness = "2s"
+[checkpoint]
+dir = "{cp}"
+interval = "500ms"
+"#,
+            head = kafka_job_head(&s.topic, &t.kafka_bootstrap),
+            e = t.elasticsearch_url,
+            topic = s.topic,
+            cp = s.dir.path().join("cp").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The services, already started by the test.
+struct TestServicesRef;
+impl TestServicesRef {
+    fn get() -> &'static TestServices {
+        futures_lite_block(TestServices::get()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// Runs the streaming job through `fault`, stops it with SIGTERM once it
+/// has read everything, then reads to the end with a bounded run; returns
+/// the two configs.
+async fn run_through(
+    s: &Setup,
+    dead_letter: &str,
+    kill: &str,
+    outage: Duration,
+) -> (PathBuf, PathBuf) {
+    let t = TestServicesRef::get();
+    let streaming = job_file(
+        s,
+        "streaming.toml",
+        "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"",
+        dead_letter,
+    );
+    let final_run = job_file(s, "final.toml", "bounded = true", dead_letter);
+    let half = s.events.len() / 2;
+    produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[..half]).await;
+    let mut child = spawn_job(&streaming, 0);
+    let addr = http_addr(&mut child, &streaming, 0).await;
+    wait_progress(
+        "the first half read and checkpointed",
+        &addr,
+        &mut child,
+        &streaming,
+        0,
+        Duration::from_secs(120),
+        |p| p.records_in >= half as u64 && p.checkpoint > 0,
+    )
+    .await;
+    services("kill", kill);
+    let down = std::time::Instant::now();
+    if kill != "kafka" {
+        // The job has work to write while its server is away.
+        produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
+    }
+    // The outage itself: the server stays away this long.
+    tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job ended during the outage:\n{}",
+        job_log(&streaming, 0)
+    );
+    services("start", kill);
+    if kill == "kafka" {
+        produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
+    }
+    wait_progress(
+        "every record read after the outage",
+        &addr,
+        &mut child,
+        &streaming,
+        0,
+        Duration::from_secs(180),
+        |p| p.records_in >= s.events.len() as u64,
+    )
+    .await;
+    sigterm(&mut child, &streaming).await;
+    let mut last = spawn_job(&final_run, 1);
+    let st = wait_exit(&mut last, &final_run, 1, Duration::from_secs(180)).await;
+    assert!(st.success(), "final run: {st}\n{}", job_log(&final_run, 1));
+    (streaming, final_run)
+}
+
+async fn sigterm(child: &mut Child, config: &Path) {
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = wait_exit(child, config, 0, Duration::from_secs(180)).await;
+    assert!(st.success(), "SIGTERM: {st}\n{}", job_log(config, 0));
+}
+
+async fn assert_windows_exact(s: &Setup, logs: &[(&Path, usize)]) {
+    let t = TestServicesRef::get();
+    let es = t.elasticsearch().unwrap();
+    let reference = reference_windows(
+        s.events.iter().filter(|e| !e.2).map(|e| e.1.as_str()),
+        WINDOW_MS,
+    );
+    let docs = all_docs(&es, &format!("{}-windows", s.topic)).await;
+    let diff = window_diff(&docs, &reference);
+    let tails: String = logs
+        .iter()
+        .map(|(c, n)| {
+            let l = strip_ansi(&job_log(c, *n));
+            let tail: Vec<&str> = l.lines().rev().take(20).collect();
+            format!(
+                "--- {} {n}\n{}\n",
+                c.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "{} of {} windows differ, first: {:?}\n{tails}",
+        diff.len(),
+        reference.len(),
+        &diff[..diff.len().min(5)]
+    );
+}
+
+/// Each poison line exactly once among `letters` (payloads).
+fn assert_each_poison_once(s: &Setup, letters: &[String]) {
+    let mut want: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in s.events.iter().filter(|e| e.2) {
+        *want.entry(e.1.as_str()).or_default() += 1;
+    }
+    let mut got: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in letters {
+        *got.entry(l.as_str()).or_default() += 1;
+    }
+    let doubled: Vec<_> = got.iter().filter(|(k, n)| want.get(*k) < Some(n)).collect();
+    let missing: Vec<_> = want.iter().filter(|(k, n)| got.get(*k) < Some(n)).collect();
+    assert!(
+        doubled.is_empty() && missing.is_empty(),
+        "{} dead letters doubled (first {:?}), {} missing (first {:?})",
+        doubled.len(),
+        doubled.first(),
+        missing.len(),
+        missing.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_server_killed_for_60_s_is_ridden_out_exactly() {
+    let t = TestServicesRef::get();
+    let s = setup(21, 40_000);
+    create_topic(&t.kafka_bootstrap, &s.topic, 3).await;
+    let dlq_path = s.dir.path().join("dead-letter.ndjson");
+    let dead_letter = format!(
+        "[dead_letter]\ntype = \"file\"\npath = \"{}\"",
+        dlq_path.display()
+    );
+    let (streaming, final_run) =
+        run_through(&s, &dead_letter, "opensearch", Duration::from_secs(60)).await;
+    let log = strip_ansi(&job_log(&streaming, 0));
+    assert!(
+        log.contains("bulk request failing, retrying"),
+        "the outage was noticed:\n{log}"
+    );
+    assert_windows_exact(&s, &[(&streaming, 0), (&final_run, 1)]).await;
+    let letters: Vec<String> = std::fs::read_to_string(&dlq_path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["payload"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_each_poison_once(&s, &letters);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_killed_past_the_session_timeout_is_ridden_out_exactly() {
+    let t = TestServicesRef::get();
+    let s = setup(22, 40_000);
+    create_topic(&t.kafka_bootstrap, &s.topic, 3).await;
+    let dlq = format!("{}-dlq", s.topic);
+    create_topic(&t.kafka_bootstrap, &dlq, 1).await;
+    let dead_letter = format!(
+        "[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"",
+        t.kafka_bootstrap
+    );
+    // Three times the 10 s session timeout: the group drops the member.
+    let (streaming, final_run) =
+        run_through(&s, &dead_letter, "kafka", Duration::from_secs(30)).await;
+    let log = strip_ansi(&job_log(&streaming, 0));
+    assert!(
+        log.matches("partitions revoked").count() >= 1
+            && log.matches("partitions assigned").count() >= 2,
+        "the group dropped the member and assigned its partitions again:\n{log}"
+    );
+    assert_windows_exact(&s, &[(&streaming, 0), (&final_run, 1)]).await;
+    let poison = s.events.iter().filter(|e| e.2).count();
+    let c = earliest_consumer(&t.kafka_bootstrap, &dlq);
+    let mut letters = Vec::new();
+    // Everything on the topic: until no new letter for 5 s after at least
+    // the expected number.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.recv()).await {
+            Ok(m) => {
+                use rdkafka::Message;
+                let m = m.unwrap();
+                letters.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            }
+            Err(_) if letters.len() >= poison => break,
+            Err(_) => panic!(
+                "{} of {poison} dead letters after 5 s without more",
+                letters.len()
+            ),
+        }
+    }
+    assert_each_poison_once(&s, &letters);
+}
