@@ -196,6 +196,11 @@ pub struct KafkaSinkConfig {
     /// outage is ridden out (with backpressure once the producer's queue is
     /// full).
     pub max_retry_duration: Option<String>,
+    /// A header holding a deterministic id per record: after a restore, a
+    /// record whose id the run before wrote after the checkpoint is not
+    /// written again (so replays never double it). A dead-letter topic
+    /// uses `flowline.dead_letter.id` by default.
+    pub dedupe_header: Option<String>,
     /// Security.
     #[serde(flatten)]
     pub security: Security,

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod dedupe;
 mod error;
 pub mod sink;
 pub mod source;
@@ -141,6 +142,12 @@ impl SinkFactory for KafkaSinkFactory {
                 "duration",
                 "no limit",
                 "give up delivering a record this long after it was produced",
+            ))
+            .with_field(ConfigField::optional(
+                "dedupe_header",
+                "string",
+                "none (dead-letter topics: flowline.dead_letter.id)",
+                "header with a deterministic id: a replay after a restore writes each record once",
             ))
     }
     fn build(&self, c: KafkaSinkConfig) -> Result<KafkaSink, ConnectorError> {

@@ -24,6 +24,12 @@ pub struct KafkaSink {
     topic: String,
     key_field: Option<String>,
     pending: Vec<(DeliveryFuture, Record)>,
+    /// Connection settings, for the dedupe reader.
+    client: rdkafka::ClientConfig,
+    timeout: Duration,
+    dedupe_header: Option<String>,
+    /// Ids written after the restored checkpoint by the run before.
+    written: std::collections::HashSet<Vec<u8>>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -39,6 +45,7 @@ impl KafkaSink {
     pub fn new(cfg: KafkaSinkConfig) -> Result<Self, Error> {
         let connect = duration("connect_timeout", &cfg.connect_timeout)?;
         let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
+        let client = cc.clone();
         let timeout_ms = match &cfg.max_retry_duration {
             // 0: librdkafka retries a delivery without a time limit.
             None => 0,
@@ -95,6 +102,10 @@ impl KafkaSink {
             topic: cfg.topic,
             key_field: cfg.key_field,
             pending: Vec::new(),
+            client,
+            timeout: connect,
+            dedupe_header: cfg.dedupe_header,
+            written: Default::default(),
         })
     }
 
@@ -161,6 +172,14 @@ impl Sink for KafkaSink {
     async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
         let mut rejected = Vec::new();
         for r in batch {
+            if let Some(h) = &self.dedupe_header {
+                if !self.written.is_empty() && r.header(h).is_some_and(|id| self.written.remove(id))
+                {
+                    // Written by the run before, after the checkpoint this
+                    // run was restored from.
+                    continue;
+                }
+            }
             let key = self.key_of(&r);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
@@ -229,6 +248,47 @@ impl Sink for KafkaSink {
         } else {
             Err(ConnectorError::BadRecords(rejected))
         }
+    }
+
+    async fn snapshot(&mut self) -> Result<Option<Vec<u8>>, ConnectorError> {
+        if self.dedupe_header.is_none() {
+            return Ok(None);
+        }
+        // Called after `flush`: every record written so far is below these
+        // ends. Ids of the run before that the replay has not reached yet
+        // stay expected (a replay can take longer than a checkpoint
+        // interval), in the state too, so a crash mid-replay keeps them.
+        let state = crate::dedupe::State {
+            ends: crate::dedupe::ends(&self.producer, &self.topic, self.timeout)?,
+            expected: self.written.iter().map(|v| crate::dedupe::hex(v)).collect(),
+        };
+        Ok(Some(serde_json::to_vec(&state).map_err(|e| {
+            ConnectorError::permanent(format!("encoding the sink's state: {e}"))
+        })?))
+    }
+
+    async fn restore(&mut self, state: Option<Vec<u8>>) -> Result<(), ConnectorError> {
+        let (Some(h), Some(state)) = (&self.dedupe_header, state) else {
+            return Ok(());
+        };
+        let state: crate::dedupe::State = serde_json::from_slice(&state).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "the checkpoint's state of the Kafka sink for `{}` cannot be read: {e}",
+                self.topic
+            ))
+        })?;
+        self.written =
+            crate::dedupe::ids_since(&self.client, &self.topic, &state.ends, h, self.timeout)?;
+        self.written.extend(
+            state
+                .expected
+                .iter()
+                .filter_map(|x| crate::dedupe::unhex(x)),
+        );
+        if !self.written.is_empty() {
+            tracing::info!(topic = %self.topic, records = self.written.len(), "records written after the checkpoint will not be written again");
+        }
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {

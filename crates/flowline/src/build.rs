@@ -42,9 +42,15 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
             .map_err(conn(name))
     };
     if let Some(d) = &plan.dead_letter {
+        let mut d = d.clone();
+        if let (true, Some(m)) = (d.kind == "kafka", d.settings.as_object_mut()) {
+            // A replay after a restore writes each dead letter once.
+            m.entry("dedupe_header")
+                .or_insert(flowline_runtime::DEAD_LETTER_ID.into());
+        }
         env.dead_letter_sink(
             "dead_letter",
-            build_side(d, "dead_letter")?,
+            build_side(&d, "dead_letter")?,
             format_for(&d.kind),
         );
     }

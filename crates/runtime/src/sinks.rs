@@ -323,6 +323,34 @@ pub(crate) async fn dead_letter(
     }
 }
 
+/// Header (raw format; `id` in the envelope) holding a dead letter's
+/// deterministic id: the same bad record gives the same id in every replay,
+/// so a sink can write it once (the Kafka sink's `dedupe_header`).
+pub const DEAD_LETTER_ID: &str = "flowline.dead_letter.id";
+
+/// SHA-256 (first 16 bytes, hex) of what identifies a dead letter: kind,
+/// stage, source partition and offset, key and payload.
+fn letter_id(l: &DeadLetter, partition: &str) -> String {
+    use sha2::Digest;
+    let r = &l.record;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        l.kind.as_str().as_bytes(),
+        l.stage.as_bytes(),
+        partition.as_bytes(),
+        r.offset.to_string().as_bytes(),
+        r.key.as_deref().unwrap_or_default(),
+        &r.payload,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A dead letter as a record, in the chosen format.
 pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
     let r = &l.record;
@@ -334,6 +362,7 @@ pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
     match format {
         DeadLetterFormat::Raw => {
             let mut out = Record::new(r.payload.clone())
+                .with_header(DEAD_LETTER_ID, letter_id(l, &partition))
                 .with_header("flowline.error.kind", l.kind.as_str())
                 .with_header("flowline.error.reason", l.reason.as_bytes())
                 .with_header("flowline.error.stage", l.stage.as_bytes())
@@ -345,6 +374,7 @@ pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
         }
         DeadLetterFormat::Envelope => {
             let v = serde_json::json!({
+                "id": letter_id(l, &partition),
                 "kind": l.kind.as_str(),
                 "reason": l.reason,
                 "stage": l.stage,
