@@ -13,7 +13,11 @@ use jiff::Timestamp;
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     let t: Timestamp = s
         .parse()
-        .map_err(|e| format!("timestamp `{s}` is not an RFC 3339 time with an offset: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "timestamp `{s}` is not an RFC 3339 time with a UTC offset within the years -9999 to 9999: {e}"
+            )
+        })?;
     Ok(floor_ms(t))
 }
 
