@@ -2,7 +2,11 @@
 //! `/api/status` (JSON), on a configured address (`[http] listen`).
 //!
 //! A deliberately small HTTP/1.1 server: GET only, one request per
-//! connection, bounded request size, no dependencies beyond tokio.
+//! connection, bounded request size, no dependencies beyond tokio. It can
+//! never take the job down: at most [`Limits::max_connections`] are served
+//! at once (more are answered 503 and closed), a connection that sends no
+//! complete request within [`Limits::idle`] is closed, and a failing
+//! `accept` (out of file descriptors) backs off instead of spinning.
 
 use std::sync::Arc;
 
@@ -12,6 +16,24 @@ use tokio::net::TcpListener;
 
 /// Largest request head read.
 const MAX_REQUEST: usize = 8 * 1024;
+
+/// Bounds of the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time for a client to send its request (and to take the answer).
+    pub idle: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            idle: std::time::Duration::from_secs(5),
+        }
+    }
+}
 
 /// Binds `addr`; fails at start (before any work) when it cannot.
 pub async fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
@@ -52,42 +74,71 @@ fn respond(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {
     }
 }
 
-/// Serves until the task is dropped.
+/// Serves until the task is dropped, with the default [`Limits`].
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    serve_with(listener, metrics, Limits::default()).await
+}
+
+/// Serves until the task is dropped.
+pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut last_warn: Option<std::time::Instant> = None;
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // EMFILE and the like: wait instead of spinning on it.
+                if last_warn.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                    tracing::warn!(error = %e, "the HTTP endpoint cannot accept connections; retrying");
+                    last_warn = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let busy = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbusy\n";
+                let _ = tokio::time::timeout(limits.idle, sock.write_all(busy.as_bytes())).await;
+            });
             continue;
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-                match sock.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf);
-            let mut parts = head.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-            let (status, ctype, body) = if method == "GET" {
-                respond(path.split('?').next().unwrap_or(path), &metrics)
-            } else {
-                (405, "text/plain", "only GET\n".into())
-            };
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                _ => "Method Not Allowed",
-            };
-            let out = format!(
-                "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(out.as_bytes()).await;
+            let _permit = permit;
+            let _ = tokio::time::timeout(limits.idle, answer(&mut sock, &metrics)).await;
         });
     }
+}
+
+/// Reads one request and answers it.
+async fn answer(sock: &mut tokio::net::TcpStream, metrics: &Metrics) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (status, ctype, body) = if method == "GET" {
+        respond(path.split('?').next().unwrap_or(path), metrics)
+    } else {
+        (405, "text/plain", "only GET\n".into())
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(out.as_bytes()).await;
 }
 
 #[cfg(test)]
@@ -151,6 +202,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("http.listen"));
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_capped_and_timed_out() {
+        let env = StreamEnvironment::new(JobConfig::named("http-limits"));
+        let sink = env.add_sink("out", Box::new(MemorySink::new()));
+        env.source("mem", Box::new(MemorySource::new(vec![vec![]])))
+            .sink(sink);
+        let handle = env.start().unwrap();
+        let metrics = handle.metrics();
+        handle.join().await.unwrap();
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_connections: 8,
+            idle: std::time::Duration::from_millis(300),
+        };
+        let server = tokio::spawn(serve_with(listener, metrics, limits));
+        // 8 idle connections take every slot; the ninth is told so.
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut ninth = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut out = String::new();
+        ninth.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        // The idle ones are closed after `idle`, freeing the slots.
+        for mut c in idle {
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut b))
+                .await
+                .expect("closed by the server")
+                .unwrap_or(0);
+            assert_eq!(n, 0);
+        }
+        assert_eq!(get(addr, "/health").await, (200, "ok\n".into()));
         server.abort();
     }
 }
