@@ -82,7 +82,13 @@ fn catalogue() -> Vec<Input> {
             2 => ("5e-324".to_string(), 5e-324),
             3 => ("42".to_string(), 42.0),
             4 => ("-0.0004".to_string(), -0.0004),
-            5 => ("123456789.123456789".to_string(), 123456789.123456789),
+            5 => {
+                let text = "123456789.123456789";
+                (
+                    text.to_string(),
+                    text.parse::<f64>().expect("a float literal"),
+                )
+            }
             _ => {
                 let x = (rng.f64() - 0.3) * 1000.0;
                 (format!("{x:?}"), x)
