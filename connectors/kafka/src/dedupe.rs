@@ -17,7 +17,7 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::error::Error;
+use crate::error::{with_retries, Error};
 
 /// End offset per partition.
 pub(crate) type Ends = BTreeMap<i32, i64>;
@@ -63,10 +63,9 @@ pub(crate) fn ends(p: &FutureProducer, topic: &str, timeout: Duration) -> Result
     let mut out = Ends::new();
     for t in md.topics() {
         for part in t.partitions() {
-            let (_, high) = p
-                .client()
-                .fetch_watermarks(topic, part.id(), timeout)
-                .map_err(kafka("reading end offsets"))?;
+            let (_, high) = with_retries("reading end offsets", timeout, |d| {
+                p.client().fetch_watermarks(topic, part.id(), d)
+            })?;
             out.insert(part.id(), high);
         }
     }
@@ -92,9 +91,9 @@ pub(crate) fn ids_since(
     let mut tpl = TopicPartitionList::new();
     let mut left = BTreeMap::new();
     for (&p, &start) in from {
-        let (_, high) = c
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(kafka("reading end offsets"))?;
+        let (_, high) = with_retries("reading end offsets", timeout, |d| {
+            c.fetch_watermarks(topic, p, d)
+        })?;
         if high > start {
             tpl.add_partition_offset(topic, p, Offset::Offset(start))
                 .map_err(kafka("assigning"))?;

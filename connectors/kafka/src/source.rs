@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{client_config, duration, KafkaSourceConfig, StartPosition};
-use crate::error::Error;
+use crate::error::{with_retries, Error};
 pub use poller::Ctx;
 use poller::{lock, Item, Settings, Shared};
 use state::Part;
@@ -171,16 +171,16 @@ impl KafkaSource {
                     tpl.add_partition(t, p.id());
                 }
             }
-            let committed = src
-                .consumer
-                .committed_offsets(tpl.clone(), connect)
-                .map_err(kafka("reading committed offsets"))?;
+            let committed = with_retries("reading committed offsets", connect, |t| {
+                src.consumer.committed_offsets(tpl.clone(), t)
+            })?;
             for e in committed.elements() {
                 let (t, p) = (e.topic().to_string(), e.partition());
-                let (low, high) = src
-                    .consumer
-                    .fetch_watermarks(&t, p, connect)
-                    .map_err(kafka(format!("reading the end offsets of {t}/{p}")))?;
+                let (low, high) = with_retries(
+                    &format!("reading the end offsets of {t}/{p}"),
+                    connect,
+                    |d| src.consumer.fetch_watermarks(&t, p, d),
+                )?;
                 // The configured start, never the group's committed offset:
                 // that belongs to the state of a checkpoint, and the
                 // runtime's `seek` names it when that checkpoint exists.
@@ -256,14 +256,12 @@ impl KafkaSource {
     fn configured_start(&self, t: &str, p: i32, timeout: Duration) -> Result<i64, Error> {
         let mut q = TopicPartitionList::new();
         q.add_partition(t, p);
-        let committed = self
-            .consumer
-            .committed_offsets(q, timeout)
-            .map_err(kafka("reading committed offsets"))?;
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(t, p, timeout)
-            .map_err(kafka("reading watermarks"))?;
+        let committed = with_retries("reading committed offsets", timeout, |d| {
+            self.consumer.committed_offsets(q.clone(), d)
+        })?;
+        let (low, high) = with_retries("reading watermarks", timeout, |d| {
+            self.consumer.fetch_watermarks(t, p, d)
+        })?;
         let start = self.reset_offset(t, p, low, high, timeout)?;
         if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
             warn_stale(&self.cfg.group_id, &partition_id(t, p), o, start);
