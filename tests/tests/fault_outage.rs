@@ -14,8 +14,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use flowline_integration_tests::job::{
-    all_docs, http_addr, job_log, kafka_job_head, lines, produce_lines, reference_windows,
-    spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
+    all_docs, get_text, http_addr, job_log, kafka_job_head, lines, produce_lines,
+    reference_windows, spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
 };
 use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -136,6 +136,26 @@ async fn run_through(
     if kill != "kafka" {
         // The job has work to write while its server is away.
         produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
+    }
+    if kill == "opensearch" {
+        // The sink's own retries are exported while it retries.
+        let mut seen = None;
+        while down.elapsed() < outage.saturating_sub(Duration::from_secs(5)) {
+            let text = get_text(&addr, "/metrics").await.unwrap_or_default();
+            seen = text
+                .lines()
+                .find(|l| l.starts_with("flowline_sink_retries_total{sink=\"windows\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .filter(|n| *n > 0);
+            if seen.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            seen.is_some(),
+            "flowline_sink_retries_total{{sink=\"windows\"}} stayed 0 during the outage"
+        );
     }
     // The outage itself: the server stays away this long.
     tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;

@@ -13,7 +13,7 @@ use elasticsearch::http::transport::{
 };
 use elasticsearch::http::{Method, Url};
 use elasticsearch::Elasticsearch;
-use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
+use flowline_connector_api::{ConnectorError, Counter, CounterReader, Record, Rejected, Sink};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -487,6 +487,34 @@ impl Sink for EsSink {
         self.dispatch().await?;
         self.reap(true).await?;
         self.take_rejected()
+    }
+
+    fn counters(&self) -> Option<CounterReader> {
+        let s = self.stats.clone();
+        Some(std::sync::Arc::new(move || {
+            vec![
+                Counter::new(
+                    "bulk_requests_total",
+                    "Bulk requests sent to the search server, retries included.",
+                    s.bulk_requests.load(Relaxed),
+                ),
+                Counter::new(
+                    "documents_total",
+                    "Documents the search server acknowledged.",
+                    s.documents.load(Relaxed),
+                ),
+                Counter::new(
+                    "retries_total",
+                    "Retries of retryable sink errors.",
+                    s.retries.load(Relaxed),
+                ),
+                Counter::new(
+                    "rejected_total",
+                    "Documents the sink dead-lettered (the server refused them).",
+                    s.rejected.load(Relaxed),
+                ),
+            ]
+        }))
     }
 
     async fn restore(&mut self, _state: Option<Vec<u8>>) -> Result<(), ConnectorError> {

@@ -125,6 +125,7 @@
 
 #![warn(missing_docs)]
 
+mod counter;
 mod descriptor;
 mod error;
 mod record;
@@ -136,6 +137,7 @@ mod version;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use counter::{Counter, CounterReader};
 pub use descriptor::{
     is_secret_field, parse_config, ConfigField, ConnectorDescriptor, ConnectorKind, DynSinkFactory,
     DynSourceFactory, SinkFactory, SourceFactory,

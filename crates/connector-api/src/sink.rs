@@ -47,6 +47,14 @@ pub trait Sink: Send + 'static {
     fn close(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
         self.flush()
     }
+
+    /// A reader of the sink's own counters (requests, retries, documents),
+    /// exported by the runtime as `flowline_sink_<name>{sink="…"}`. Asked
+    /// for once, at start; the reader is called at every scrape, so it
+    /// should read shared atomics. Default: none. Since API 1.2.
+    fn counters(&self) -> Option<crate::CounterReader> {
+        None
+    }
 }
 
 /// The object-safe twin of [`Sink`]. Every `Sink` is a `DynSink`.
@@ -61,6 +69,10 @@ pub trait DynSink: Send + 'static {
     fn restore_dyn(&mut self, state: Option<Vec<u8>>) -> BoxFuture<'_, Result<(), ConnectorError>>;
     /// See [`Sink::close`].
     fn close_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>>;
+    /// See [`Sink::counters`].
+    fn counters_dyn(&self) -> Option<crate::CounterReader> {
+        None
+    }
 }
 
 impl<S: Sink> DynSink for S {
@@ -78,6 +90,9 @@ impl<S: Sink> DynSink for S {
     }
     fn close_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(self.close())
+    }
+    fn counters_dyn(&self) -> Option<crate::CounterReader> {
+        self.counters()
     }
 }
 

@@ -67,6 +67,18 @@ pub struct Metrics {
     status: Mutex<JobStatus>,
     lag: Mutex<Vec<(String, u64)>>,
     flush_ms: Mutex<Vec<(String, u64)>>,
+    /// Each sink's own counters (`Sink::counters`), by sink name.
+    sink_counters: Mutex<Readers>,
+}
+
+/// The sinks' counter readers, by sink name.
+#[derive(Default)]
+struct Readers(std::collections::BTreeMap<String, flowline_connector_api::CounterReader>);
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 impl Metrics {
@@ -91,7 +103,27 @@ impl Metrics {
             status: Mutex::new(JobStatus::default()),
             lag: Mutex::new(Vec::new()),
             flush_ms: Mutex::new(Vec::new()),
+            sink_counters: Mutex::new(Readers::default()),
         }
+    }
+
+    pub(crate) fn set_sink_counters(&self, sink: &str, r: flowline_connector_api::CounterReader) {
+        self.sink_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(sink.to_string(), r);
+    }
+
+    /// Each sink's own counters, as `(sink, counter)`.
+    pub fn sink_counters(&self) -> Vec<(String, flowline_connector_api::Counter)> {
+        self.sink_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .iter()
+            .flat_map(|(s, read)| read().into_iter().map(move |c| (s.clone(), c)))
+            .collect()
     }
 
     /// Records not yet read per source partition, as the source reports it.
@@ -149,6 +181,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render_prometheus(&self) -> String {
         let mut s = String::new();
+        let own = self.sink_counters();
         let c = |s: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
@@ -207,6 +240,30 @@ impl Metrics {
         ] {
             c(&mut s, name, help, "counter");
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
+            // A sink's own retries belong to the same family, by sink.
+            if name == "flowline_sink_retries_total" {
+                for (sink, k) in &own {
+                    if k.name == "retries_total" {
+                        let _ = writeln!(s, "{name}{{sink=\"{sink}\"}} {}", k.value);
+                    }
+                }
+            }
+        }
+        let mut families: std::collections::BTreeMap<
+            &str,
+            Vec<(&str, &flowline_connector_api::Counter)>,
+        > = Default::default();
+        for (sink, k) in &own {
+            if k.name != "retries_total" && own_name_ok(k.name) {
+                families.entry(k.name).or_default().push((sink, k));
+            }
+        }
+        for (name, samples) in families {
+            let full = format!("flowline_sink_{name}");
+            c(&mut s, &full, samples[0].1.help, "counter");
+            for (sink, k) in samples {
+                let _ = writeln!(s, "{full}{{sink=\"{sink}\"}} {}", k.value);
+            }
         }
         c(
             &mut s,
@@ -290,5 +347,69 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+/// Whether a connector's counter name can follow `flowline_sink_`: a
+/// Prometheus name (`[a-z0-9_]`, snake case) that is not one of the
+/// runtime's own sink families. Others are left out of `/metrics` rather
+/// than breaking the whole exposition for the scraper.
+fn own_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !matches!(name, "retries_total" | "flush_duration_ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowline_connector_api::Counter;
+    use std::sync::Arc;
+
+    #[test]
+    fn sink_counters_are_exported_by_sink_and_bad_names_are_left_out() {
+        let m = Metrics::new("kafka", &["windows".to_string(), "dead".to_string()]);
+        m.set_sink_counters(
+            "windows",
+            Arc::new(|| {
+                vec![
+                    Counter::new("retries_total", "Retries.", 3),
+                    Counter::new("documents_total", "Documents written.", 42),
+                    Counter::new("Bad Name", "Not a Prometheus name.", 1),
+                ]
+            }),
+        );
+        m.set_sink_counters(
+            "dead",
+            Arc::new(|| vec![Counter::new("documents_total", "Documents written.", 5)]),
+        );
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("flowline_sink_retries_total{sink=\"windows\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE flowline_sink_documents_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowline_sink_documents_total{sink=\"windows\"} 42\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowline_sink_documents_total{sink=\"dead\"} 5\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE flowline_sink_documents_total").count(),
+            1
+        );
+        assert_eq!(
+            text.matches("# TYPE flowline_sink_retries_total").count(),
+            1
+        );
+        assert!(!text.contains("Bad Name"), "{text}");
     }
 }

@@ -151,6 +151,9 @@ async fn run(
     rejects: Rejects,
     metrics: Arc<Metrics>,
 ) -> Result<(), RuntimeError> {
+    if let Some(read) = sink.counters_dyn() {
+        metrics.set_sink_counters(&spec.name, read);
+    }
     while let Some(msg) = rx.recv().await {
         match msg {
             SinkMsg::Write(batch) => {
