@@ -184,6 +184,36 @@ async fn sasl_scram_connects_and_a_wrong_password_fails_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_with_a_wrong_sasl_password_says_authentication_failed() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let (bootstrap, user, password) = s
+        .kafka_sasl
+        .clone()
+        .expect("this test needs the SASL/SCRAM listener of scripts/services (FLOWLINE_KAFKA_SASL_BOOTSTRAP); Docker's Kafka has none. Fix: run scripts/test");
+    let topic = unique("sasl-sink");
+    create_topic(&s.kafka_bootstrap, &topic, 1).await;
+    let sink = |password: &str| {
+        let cfg: flowline_kafka::KafkaSinkConfig = serde_json::from_value(serde_json::json!({
+            "bootstrap_servers": bootstrap, "topic": topic,
+            "security_protocol": "sasl_plaintext", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": user, "sasl_password": password, "connect_timeout": "5s"
+        }))
+        .unwrap();
+        flowline_kafka::KafkaSink::new(cfg).map_err(|e| e.to_string())
+    };
+    assert!(sink(&password).is_ok());
+    let err = sink("wrong-password").unwrap_err();
+    assert!(
+        err.contains("authentication failed") && err.contains("sasl_password"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-password"),
+        "the password leaked: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_broker_is_a_clear_error_within_a_bounded_time() {
     let cfg: flowline_kafka::KafkaSourceConfig = serde_json::from_value(serde_json::json!({
         "bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "group_id": "g", "connect_timeout": "2s"

@@ -74,6 +74,37 @@ impl FileSink {
     /// A sink writing to `path`. The file is opened by `restore`, before the
     /// first write; the parent directory must exist.
     pub fn new(config: FileSinkConfig) -> Result<Self, ConnectorError> {
+        if config.path.as_os_str().is_empty() {
+            return Err(ConnectorError::config(
+                "file",
+                "the sink file path is empty. Fix: set path to a file, e.g. path = \"out/windows.ndjson\"",
+            ));
+        }
+        // What `restore` will meet, found now (so `validate` sees it): a
+        // name the system refuses (too long, a NUL byte), a directory, no
+        // permission.
+        match std::fs::metadata(&config.path) {
+            Ok(m) if m.is_dir() => {
+                return Err(ConnectorError::config(
+                    "file",
+                    format!(
+                        "sink path `{}` is a directory. Fix: name a file in it",
+                        config.path.display()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConnectorError::config(
+                    "file",
+                    format!(
+                        "sink file `{}` cannot be used: {e}. Fix: change its path",
+                        config.path.display()
+                    ),
+                ))
+            }
+        }
         let parent = config.path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(p) = parent {
             if !p.is_dir() {
@@ -280,6 +311,20 @@ mod tests {
     fn missing_directory_is_a_config_error() {
         let err = FileSink::new(FileSinkConfig::new("/no/such/dir/out.ndjson")).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unusable_paths_are_config_errors_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("x".repeat(5_000));
+        let nul = dir.path().join("nul\0byte");
+        for p in [std::path::Path::new(""), dir.path(), &long, &nul] {
+            let err = FileSink::new(FileSinkConfig::new(p))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("Fix"), "{}: {err}", p.display());
+        }
+        assert!(FileSink::new(FileSinkConfig::new(dir.path().join("ok.ndjson"))).is_ok());
     }
 
     async fn fresh(path: &std::path::Path, mode: FileMode) -> Result<FileSink, ConnectorError> {

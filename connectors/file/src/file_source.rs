@@ -23,6 +23,9 @@ pub struct FileSourceConfig {
     pub batch_size: usize,
 }
 
+/// The largest `batch_size`: a batch is held in memory at once.
+pub const MAX_BATCH: usize = 1_000_000;
+
 fn default_batch() -> usize {
     1024
 }
@@ -42,6 +45,15 @@ pub struct FileSource {
 impl FileSource {
     /// Opens the file; fails now when it cannot be read.
     pub fn open(config: FileSourceConfig) -> Result<Self, ConnectorError> {
+        if !(1..=MAX_BATCH).contains(&config.batch_size) {
+            return Err(ConnectorError::config(
+                "file",
+                format!(
+                    "[source] batch_size = {} is out of range. Fix: use 1 to {MAX_BATCH} lines per batch (default 1024)",
+                    config.batch_size
+                ),
+            ));
+        }
         let f = File::open(&config.path).map_err(|e| {
             ConnectorError::config(
                 "file",
@@ -54,7 +66,7 @@ impl FileSource {
             reader: Some(BufReader::with_capacity(1 << 16, f)),
             line: 0,
             skip_to: 0,
-            batch_size: config.batch_size.max(1),
+            batch_size: config.batch_size,
         })
     }
 
@@ -190,5 +202,26 @@ mod tests {
             msg.contains("/nope/x.ndjson") && msg.contains("Fix"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn batch_size_out_of_range_is_a_config_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.ndjson");
+        std::fs::write(&path, "{}\n").unwrap();
+        for n in [0, MAX_BATCH + 1, usize::MAX] {
+            let err = FileSource::open(FileSourceConfig {
+                path: path.clone(),
+                batch_size: n,
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("batch_size") && err.contains("Fix"), "{err}");
+        }
+        assert!(FileSource::open(FileSourceConfig {
+            path,
+            batch_size: MAX_BATCH
+        })
+        .is_ok());
     }
 }

@@ -219,13 +219,40 @@ fn d_compression() -> String {
     "lz4".into()
 }
 
-/// A duration setting.
+/// The longest duration setting: librdkafka counts timeouts in `i32`
+/// milliseconds, and no wait of the connector is meant to last a day.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// A duration setting, 1 ms to [`MAX_DURATION`].
 pub fn duration(field: &str, v: &str) -> Result<std::time::Duration, Error> {
-    humantime::parse_duration(v).map_err(|e| {
+    let d = humantime::parse_duration(v).map_err(|e| {
         Error::Config(format!(
             "`{field}` = \"{v}\" is not a duration ({e}). Fix: \"10s\" or \"200ms\""
         ))
-    })
+    })?;
+    if d < std::time::Duration::from_millis(1) || d > MAX_DURATION {
+        return Err(Error::Config(format!(
+            "`{field}` = \"{v}\" is outside 1ms to 24h. Fix: \"10s\" or \"200ms\""
+        )));
+    }
+    Ok(d)
+}
+
+/// A count setting within `range`.
+pub fn count(
+    field: &str,
+    v: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, Error> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::Config(format!(
+            "`{field}` = {v} is outside {} to {}. Fix: remove it for the default, or choose a value in that range",
+            range.start(),
+            range.end()
+        )))
+    }
 }
 
 /// The librdkafka configuration of the connection and security settings.
@@ -322,6 +349,34 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations_and_counts_out_of_range_are_config_errors() {
+        assert_eq!(
+            duration("t", "10s").unwrap(),
+            std::time::Duration::from_secs(10)
+        );
+        for v in [
+            "0s",
+            "1ns",
+            "999us",
+            "25h",
+            "101years",
+            "18446744073709551615s",
+            "-1s",
+        ] {
+            let e = duration("connect_timeout", v).unwrap_err().to_string();
+            assert!(
+                e.contains("connect_timeout") && e.contains("Fix"),
+                "{v}: {e}"
+            );
+        }
+        assert_eq!(count("max_batch", 1, 1..=10).unwrap(), 1);
+        for v in [0, 11, usize::MAX] {
+            let e = count("max_batch", v, 1..=10).unwrap_err().to_string();
+            assert!(e.contains("max_batch") && e.contains("Fix"), "{v}: {e}");
+        }
     }
 
     #[test]

@@ -55,7 +55,11 @@ fn kafka(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
 }
 
 /// The topic's end offsets (after a flush: past every record written).
-pub(crate) fn ends(p: &FutureProducer, topic: &str, timeout: Duration) -> Result<Ends, Error> {
+pub(crate) fn ends(
+    p: &FutureProducer<crate::auth::AuthWatch>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Ends, Error> {
     let md = p
         .client()
         .fetch_metadata(Some(topic), timeout)

@@ -52,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 pub mod config;
 mod dedupe;
 mod error;

@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use crate::auth::{refused, AuthWatch};
 use crate::config::{client_config, duration, KafkaSinkConfig};
 use crate::error::Error;
 
@@ -20,7 +21,7 @@ const MAX_PENDING: usize = 100_000;
 
 /// The sink.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<AuthWatch>,
     topic: String,
     key_field: Option<String>,
     pending: Vec<(DeliveryFuture, Record)>,
@@ -76,11 +77,17 @@ impl KafkaSink {
         for (k, v) in &cfg.properties {
             cc.set(k, v);
         }
-        let producer: FutureProducer = cc.create().map_err(|source| Error::Kafka {
-            what: "creating the Kafka producer".into(),
-            source,
-        })?;
+        let auth = AuthWatch::default();
+        let producer: FutureProducer<AuthWatch> =
+            cc.create_with_context(auth.clone())
+                .map_err(|source| Error::Kafka {
+                    what: "creating the Kafka producer".into(),
+                    source,
+                })?;
         let md = producer.client().fetch_metadata(Some(&cfg.topic), connect).map_err(|e| {
+            if let Some(reason) = auth.failure() {
+                return Error::Config(refused(&cfg.bootstrap_servers, &reason));
+            }
             Error::Config(format!(
                 "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",
                 cfg.bootstrap_servers,

@@ -25,7 +25,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{client_config, duration, KafkaSourceConfig, StartPosition};
+use crate::config::{client_config, count, duration, KafkaSourceConfig, StartPosition};
 use crate::error::{with_retries, Error};
 pub use poller::Ctx;
 use poller::{lock, Item, Settings, Shared};
@@ -100,11 +100,9 @@ impl KafkaSource {
             cc.set(k, v);
         }
         let revoke_timeout = duration("revoke_timeout", &cfg.revoke_timeout)?;
-        if cfg.max_batch == 0 || cfg.prefetch_batches == 0 {
-            return Err(Error::Config(
-                "max_batch and prefetch_batches must be at least 1".into(),
-            ));
-        }
+        // Both bound the memory held: max_batch × prefetch_batches records.
+        count("max_batch", cfg.max_batch, 1..=1_000_000)?;
+        count("prefetch_batches", cfg.prefetch_batches, 1..=1_024)?;
         let settings = Settings {
             headers: cfg.headers,
             timestamp_field: cfg.timestamp_field.clone(),
@@ -123,12 +121,9 @@ impl KafkaSource {
             for _ in 0..5 {
                 let _ = consumer.poll(Duration::from_millis(20));
             }
-            let auth = consumer.context().0.auth_error.lock().ok().and_then(|a| a.clone());
+            let auth = consumer.context().0.auth.failure();
             if let Some(reason) = auth {
-                return Error::Config(format!(
-                    "Kafka at {} refused the credentials: authentication failed ({reason}). Fix: check sasl_username, sasl_password and sasl_mechanism",
-                    cfg.bootstrap_servers
-                ));
+                return Error::Config(crate::auth::refused(&cfg.bootstrap_servers, &reason));
             }
             Error::Config(format!(
                 "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",

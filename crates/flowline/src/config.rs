@@ -241,6 +241,24 @@ fn duration(field: &str, v: &str) -> Result<Duration, Error> {
 /// Batches per channel between stages: at least 1, at most this.
 const MAX_CHANNEL_CAPACITY: usize = 65_536;
 
+/// Sliding windows per event (size / slide): each is state to update.
+const MAX_WINDOWS_PER_EVENT: u128 = 10_000;
+
+/// A window length: at least 1 ms and whole milliseconds (windows are
+/// aligned on epoch milliseconds; `1500us` is refused, not rounded).
+fn window_ms(field: &str, v: &str, fix: &str) -> Result<Duration, Error> {
+    let d = duration(field, v)?;
+    if d < Duration::from_millis(1) || d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(Error::Config {
+            field: field.into(),
+            message: format!(
+                "{v} is not a whole number of milliseconds of at least 1ms. Fix: {fix}"
+            ),
+        });
+    }
+    Ok(d)
+}
+
 fn section(name: &str, t: &toml::Table) -> Result<ConnectorSection, Error> {
     let mut t = t.clone();
     let kind = match t.remove("type") {
@@ -314,19 +332,21 @@ impl JobPlan {
                 ),
             });
         }
-        let size = duration("window.size", &f.window.size)?;
-        if size.is_zero() {
-            return Err(Error::Config {
-                field: "window.size".into(),
-                message: "must be more than 0. Fix: size = \"10s\"".into(),
-            });
-        }
+        let size = window_ms("window.size", &f.window.size, "size = \"10s\"")?;
         let spec = match &f.window.slide {
             None => Tumbling::of(size),
             Some(s) => {
-                let slide = duration("window.slide", s)?;
-                if slide.is_zero() {
-                    return Err(Error::Config { field: "window.slide".into(), message: "must be more than 0. Fix: remove it for tumbling windows, or slide = \"5s\"".into() });
+                let slide = window_ms(
+                    "window.slide",
+                    s,
+                    "remove it for tumbling windows, or slide = \"5s\"",
+                )?;
+                let per_event = size.as_millis().div_ceil(slide.as_millis());
+                if per_event > MAX_WINDOWS_PER_EVENT {
+                    return Err(Error::Config {
+                        field: "window.slide".into(),
+                        message: format!("{s} puts every event into {per_event} windows of {}; at most {MAX_WINDOWS_PER_EVENT} are kept per event. Fix: a longer slide, or a shorter size", f.window.size),
+                    });
                 }
                 Sliding::of(size, slide)
             }
@@ -398,6 +418,8 @@ impl JobPlan {
     }
 }
 
+pub use crate::redact::redact;
+
 /// Replaces `${NAME}` with `lookup(NAME)`; `$${` stays a literal `${`. An
 /// unset variable is an error that names it.
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
@@ -428,38 +450,6 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `scheme://user:pw@host…` with the user-info replaced by `***`.
-fn redact_url(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => s.to_string(),
-    }
-}
-
-/// A copy of connector settings with secret values replaced by `***`.
-pub fn redact(v: &serde_json::Value) -> serde_json::Value {
-    match v {
-        serde_json::Value::Object(m) => serde_json::Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    if flowline_connector_api::is_secret_field(k) && !v.is_object() {
-                        (k.clone(), serde_json::Value::String("***".into()))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(redact).collect()),
-        serde_json::Value::String(s) => serde_json::Value::String(redact_url(s)),
-        other => other.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -540,6 +530,35 @@ out_of_orderness = "3s"
     }
 
     #[test]
+    fn window_lengths_are_whole_milliseconds_and_bounded_per_event() {
+        let w = |size: &str, slide: &str| {
+            let text = SHORT.replace(
+                "size = \"10s\"",
+                &format!("size = \"{size}\"\nslide = \"{slide}\""),
+            );
+            JobPlan::parse(&text).map(|p| p.window.spec)
+        };
+        assert!(w("10s", "5s").is_ok());
+        assert!(
+            w("10s", "1ms").is_ok(),
+            "10 000 windows per event is the limit"
+        );
+        for (size, slide, field) in [
+            ("1ns", "1ms", "window.size"),
+            ("1500us", "1ms", "window.size"),
+            ("10s", "999us", "window.slide"),
+            ("10001ms", "1ms", "window.slide"),
+            ("99years", "5s", "window.slide"),
+        ] {
+            let e = w(size, slide).unwrap_err().to_string();
+            assert!(
+                e.contains(field) && e.contains("Fix"),
+                "{size}/{slide}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn checkpoint_store_is_a_dir_or_kafka() {
         let p = JobPlan::parse(&format!("{SHORT}\n[checkpoint]\ndir = \"c\"\n")).unwrap();
         assert!(matches!(p.checkpoint, Some((StoreChoice::Dir(_), _))));
@@ -576,28 +595,5 @@ out_of_orderness = "3s"
         let e = expand_env("x = \"${NOPE}\"", env).unwrap_err().to_string();
         assert!(e.contains("NOPE") && e.contains("export"), "{e}");
         assert!(expand_env("x = \"${PW\"", env).is_err());
-    }
-
-    #[test]
-    fn redacts_secrets() {
-        let v = serde_json::json!({"url": "http://x", "password": "hunter2", "auth": {"api_key": "k", "user": "u"}});
-        let r = redact(&v);
-        assert_eq!(r["password"], "***");
-        assert_eq!(r["auth"]["api_key"], "***");
-        assert_eq!(r["auth"]["user"], "u");
-        assert!(!r.to_string().contains("hunter2"));
-        let v = serde_json::json!({
-            "url": "http://elastic:pw1@h:9200/x",
-            "urls": ["https://u:pw2@h2"],
-            "properties": {"ssl.key.pem": "-----BEGIN", "sasl.jaas.config": "pw3", "client.id": "c"}
-        });
-        let r = redact(&v).to_string();
-        for s in ["pw1", "pw2", "BEGIN", "pw3", "elastic"] {
-            assert!(!r.contains(s), "{s} in {r}");
-        }
-        assert!(
-            r.contains("http://***@h:9200/x") && r.contains("\"client.id\":\"c\""),
-            "{r}"
-        );
     }
 }

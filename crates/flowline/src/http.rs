@@ -37,10 +37,29 @@ impl Default for Limits {
 
 /// Binds `addr`; fails at start (before any work) when it cannot.
 pub async fn bind(addr: &str) -> Result<TcpListener, crate::Error> {
-    TcpListener::bind(addr).await.map_err(|e| crate::Error::Config {
+    check_listen(addr).await?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| listen_error(addr, e))
+}
+
+/// What `validate` checks of `[http] listen`: the address resolves (it
+/// does not bind, so validating the file of a running job works).
+pub async fn check_listen(addr: &str) -> Result<(), crate::Error> {
+    match tokio::net::lookup_host(addr).await {
+        Ok(mut a) => match a.next() {
+            Some(_) => Ok(()),
+            None => Err(listen_error(addr, "no address")),
+        },
+        Err(e) => Err(listen_error(addr, e)),
+    }
+}
+
+fn listen_error(addr: &str, e: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Config {
         field: "http.listen".into(),
         message: format!("cannot listen on {addr}: {e}. Fix: choose a free port, e.g. listen = \"127.0.0.1:9464\""),
-    })
+    }
 }
 
 fn respond(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod job;
 pub mod kafka_store;
 mod member;
+mod redact;
 pub mod scaffold;
 pub mod sketch;
 pub mod time;

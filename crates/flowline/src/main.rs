@@ -193,6 +193,9 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Validate { config } => {
             let plan = JobPlan::load(&config)?;
             flowline::build::build_job(&plan, &flowline::registry())?;
+            if let Some(addr) = &plan.http_listen {
+                flowline::http::check_listen(addr).await?;
+            }
             println!("{} is valid.", config.display());
             println!("job        {}", plan.job.name);
             println!(

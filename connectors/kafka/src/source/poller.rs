@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     /// The last authentication failure librdkafka reported (its own words;
     /// they never hold the password).
-    pub auth_error: Mutex<Option<String>>,
+    pub auth: crate::auth::AuthWatch,
     tx: mpsc::UnboundedSender<Item>,
     pub settings: Settings,
 }
@@ -79,7 +79,7 @@ impl Shared {
             seek_cv: Condvar::new(),
             ends: Mutex::default(),
             stop: AtomicBool::new(false),
-            auth_error: Mutex::new(None),
+            auth: crate::auth::AuthWatch::default(),
             tx,
             settings,
         };
@@ -209,9 +209,7 @@ fn tps(l: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ClientContext for Ctx {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
-            *lock(&self.0.auth_error) = Some(reason.to_string());
-        }
+        self.0.auth.note(&error, reason);
         tracing::warn!(%error, reason, "librdkafka error");
     }
 
