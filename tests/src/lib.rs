@@ -177,7 +177,8 @@ pub async fn es_sink(
     Ok(s)
 }
 
-/// The number of documents in `index` after a refresh.
+/// The number of documents in `index` after a refresh; 0 when the index
+/// does not exist (a job killed before its first window wrote nothing).
 pub async fn count(es: &Elasticsearch, index: &str) -> u64 {
     use elasticsearch::indices::IndicesRefreshParts;
     es.indices()
@@ -193,6 +194,9 @@ pub async fn count(es: &Elasticsearch, index: &str) -> u64 {
         .json()
         .await
         .expect("count body");
+    if v["error"]["type"] == "index_not_found_exception" {
+        return 0;
+    }
     v["count"]
         .as_u64()
         .unwrap_or_else(|| panic!("count of {index}: {v}"))
