@@ -315,11 +315,17 @@ impl JobPlan {
     /// Parses and checks a job file's text. Relative paths stay relative to
     /// the working directory.
     pub fn parse(text: &str) -> Result<Self, Error> {
+        Self::parse_written(text, text)
+    }
+
+    /// Parses `text`, the job file as `written` with its variables expanded;
+    /// errors quote the written line, so no expanded secret is shown.
+    fn parse_written(text: &str, written: &str) -> Result<Self, Error> {
         let f: JobFile = toml::from_str(text).map_err(|e| Error::Config {
             field: "job file".into(),
-            message: e.message().to_string()
+            message: e.message().trim_end().to_string()
                 + &e.span()
-                    .map(|s| format!(" (at byte {})", s.start))
+                    .map(|s| crate::redact::locate(text, written, s.start))
                     .unwrap_or_default(),
         })?;
         if !(1..=MAX_CHANNEL_CAPACITY).contains(&f.job.channel_capacity) {
@@ -414,43 +420,12 @@ impl JobPlan {
             field: "--config".into(),
             message: format!("cannot read `{}`: {e}", path.display()),
         })?;
-        Self::parse(&expand_env(&text, |k| std::env::var(k).ok())?)
+        Self::parse_written(&expand_env(&text, |k| std::env::var(k).ok())?, &text)
     }
 }
 
+pub use crate::expand::expand_env;
 pub use crate::redact::redact;
-
-/// Replaces `${NAME}` with `lookup(NAME)`; `$${` stays a literal `${`. An
-/// unset variable is an error that names it.
-pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("${") {
-        if rest[..i].ends_with('$') {
-            out.push_str(&rest[..i - 1]);
-            out.push_str("${");
-            rest = &rest[i + 2..];
-            continue;
-        }
-        out.push_str(&rest[..i]);
-        let Some(end) = rest[i + 2..].find('}') else {
-            return Err(Error::Config {
-                field: "job file".into(),
-                message: "`${` without a closing `}`. Fix: write ${NAME}, or $${ for a literal"
-                    .into(),
-            });
-        };
-        let name = &rest[i + 2..i + 2 + end];
-        let v = lookup(name).ok_or_else(|| Error::Config {
-            field: format!("${{{name}}}"),
-            message: format!("environment variable `{name}` is not set. Fix: export {name}=..."),
-        })?;
-        out.push_str(&v);
-        rest = &rest[i + 3 + end..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
 
 #[cfg(test)]
 mod tests {
@@ -583,17 +558,5 @@ out_of_orderness = "3s"
         .unwrap_err()
         .to_string();
         assert!(e.contains("bootstrap_servers"), "{e}");
-    }
-
-    #[test]
-    fn expands_environment_variables() {
-        let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
-        assert_eq!(
-            expand_env("password = \"${PW}\" # $${PW}", env).unwrap(),
-            "password = \"s3cret\" # ${PW}"
-        );
-        let e = expand_env("x = \"${NOPE}\"", env).unwrap_err().to_string();
-        assert!(e.contains("NOPE") && e.contains("export"), "{e}");
-        assert!(expand_env("x = \"${PW\"", env).is_err());
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use flowline::config::{redact, JobPlan, StoreChoice};
 use flowline::demo::DemoOptions;
+use flowline::logging::LogFormat;
 use flowline::time::format_rfc3339_ms;
 use flowline_connector_api::API_VERSION;
 use flowline_runtime::{JobHandle, JobSummary, Metrics};
@@ -17,8 +18,20 @@ use flowline_runtime::{JobHandle, JobSummary, Metrics};
 #[derive(Debug, Parser)]
 #[command(name = "flowline", version)]
 struct Cli {
+    /// Log lines on standard error: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// `println!` that does not panic: a closed standard output (`flowline demo
+/// | head -1`) is an error that ends the command quietly (see `main`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*).context("writing to standard output")?
+    }};
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,15 +105,6 @@ enum KindArg {
     Sink,
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// mimalloc: keyed state is many small allocations (keys, sketches);
 /// mimalloc restores a 1M-key checkpoint about 1.5x faster than glibc's
 /// malloc (bench `job restore`).
@@ -108,8 +112,8 @@ fn init_tracing() {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    flowline::logging::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,13 +124,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // Tasks still running (a demo cut short by a closed pipe) are not
+    // waited for.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reader of standard output went away (`| head`): not a failure.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes, each cause once: a cause whose text the
@@ -167,9 +184,9 @@ async fn run(cli: Cli) -> Result<()> {
                 flowline,
             };
             for f in flowline::scaffold::generate(&o)? {
-                println!("created {}", f.display());
+                out!("created {}", f.display());
             }
-            println!(
+            out!(
                 "\nNext: cd {} && cargo test   (the conformance suite)",
                 o.path.display()
             );
@@ -177,17 +194,24 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Connectors => {
             let r = flowline::registry();
-            println!(
+            out!(
                 "{:<16} {:<7} {:<10} {:<5} DESCRIPTION",
-                "NAME", "KIND", "VERSION", "API"
+                "NAME",
+                "KIND",
+                "VERSION",
+                "API"
             );
             for d in r.descriptors() {
-                println!(
+                out!(
                     "{:<16} {:<7} {:<10} {:<5} {}",
-                    d.name, d.kind, d.version, d.api_version, d.description
+                    d.name,
+                    d.kind,
+                    d.version,
+                    d.api_version,
+                    d.description
                 );
             }
-            println!("\nThis runtime implements connector API {API_VERSION}; it runs connectors built for {}.0 up to {API_VERSION}.", API_VERSION.major);
+            out!("\nThis runtime implements connector API {API_VERSION}; it runs connectors built for {}.0 up to {API_VERSION}.", API_VERSION.major);
             Ok(())
         }
         Cmd::Validate { config } => {
@@ -196,46 +220,49 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(addr) = &plan.http_listen {
                 flowline::http::check_listen(addr).await?;
             }
-            println!("{} is valid.", config.display());
-            println!("job        {}", plan.job.name);
-            println!(
+            out!("{} is valid.", config.display());
+            out!("job        {}", plan.job.name);
+            out!(
                 "source     {} {}",
                 plan.source.kind,
                 redact(&plan.source.settings)
             );
-            println!(
+            out!(
                 "sink       {} {}",
                 plan.sink.kind,
                 redact(&plan.sink.settings)
             );
             if let Some(d) = &plan.dead_letter {
-                println!("dead_letter {} {}", d.kind, redact(&d.settings));
+                out!("dead_letter {} {}", d.kind, redact(&d.settings));
             }
             if let Some(l) = &plan.late {
-                println!("late       {} {}", l.kind, redact(&l.settings));
+                out!("late       {} {}", l.kind, redact(&l.settings));
             }
-            println!(
+            out!(
                 "window     {:?}, allowed lateness {:?}, out-of-orderness {:?}",
-                plan.window.spec, plan.window.allowed_lateness, plan.out_of_orderness
+                plan.window.spec,
+                plan.window.allowed_lateness,
+                plan.out_of_orderness
             );
             if let Some(a) = &plan.anomalies {
-                println!("anomalies  {} {}", a.kind, redact(&a.settings));
+                out!("anomalies  {} {}", a.kind, redact(&a.settings));
             }
             if let Some(c) = &plan.current {
-                println!("current    {} {}", c.kind, redact(&c.settings));
+                out!("current    {} {}", c.kind, redact(&c.settings));
             }
             if plan.anomalies.is_some() || plan.current.is_some() {
-                println!("anomaly    {:?}", plan.anomaly);
+                out!("anomaly    {:?}", plan.anomaly);
             }
             match &plan.checkpoint {
                 Some((StoreChoice::Dir(dir), iv)) => {
-                    println!("checkpoint dir {} every {iv:?}", dir.display())
+                    out!("checkpoint dir {} every {iv:?}", dir.display())
                 }
-                Some((StoreChoice::Kafka(k), iv)) => println!(
+                Some((StoreChoice::Kafka(k), iv)) => out!(
                     "checkpoint kafka topic {} at {} every {iv:?}",
-                    k.topic, k.bootstrap_servers
+                    k.topic,
+                    k.bootstrap_servers
                 ),
-                None => println!("checkpoint off"),
+                None => out!("checkpoint off"),
             }
             Ok(())
         }
@@ -273,12 +300,12 @@ async fn run(cli: Cli) -> Result<()> {
                 out_dir: out.clone(),
                 window,
             };
-            println!("flowline demo: {hosts} hosts × 5 metrics, seed {seed}, {} events, {} → {}-windows → {}",
+            out!("flowline demo: {hosts} hosts × 5 metrics, seed {seed}, {} events, {} → {}-windows → {}",
                 events.map(|e| e.to_string()).unwrap_or_else(|| "unbounded".into()),
                 if rate > 0.0 { format!("{rate:.0} events/s") } else { "as fast as possible".into() },
                 humantime::format_duration(window), out.join("windows.ndjson").display());
             if events.is_none() {
-                println!("Press Ctrl-C to stop.");
+                out!("Press Ctrl-C to stop.");
             }
             let handle = flowline::demo::start(&opts)?;
             let summary = run_until_signal(handle, Some(Duration::from_secs(1))).await?;
@@ -288,7 +315,7 @@ async fn run(cli: Cli) -> Result<()> {
             let lines: Vec<&str> = text.lines().collect();
             let anomalies =
                 std::fs::read_to_string(out.join("anomalies.ndjson")).unwrap_or_default();
-            println!(
+            out!(
                 "\ndone: {} events in, {} window documents, {} anomalies, {} bad, {} late → {}",
                 summary.records_in,
                 lines.len(),
@@ -298,10 +325,10 @@ async fn run(cli: Cli) -> Result<()> {
                 out_file.display()
             );
             for l in lines.iter().take(3) {
-                println!("  {l}");
+                out!("  {l}");
             }
             if let Some(a) = anomalies.lines().next() {
-                println!("first anomaly:\n  {a}");
+                out!("first anomaly:\n  {a}");
             }
             Ok(())
         }
@@ -354,7 +381,7 @@ async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Resu
         tokio::select! {
             r = &mut join => {
                 if progress.is_some() {
-                    println!("{}", summary_line(&metrics, t0));
+                    out!("{}", summary_line(&metrics, t0));
                 }
                 return Ok(r?);
             }
@@ -364,7 +391,7 @@ async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Resu
                 stopping = true;
                 stopper.stop();
             }
-            _ = tick.tick(), if progress.is_some() => println!("{}", summary_line(&metrics, t0)),
+            _ = tick.tick(), if progress.is_some() => out!("{}", summary_line(&metrics, t0)),
         }
     }
 }

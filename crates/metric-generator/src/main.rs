@@ -56,8 +56,26 @@ struct Args {
     progress_secs: u64,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match generate(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // `metric-generator | head`: the reader has what it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.late_fraction) || !(0.0..=1.0).contains(&args.poison_fraction) {
         bail!("--late-fraction and --poison-fraction must be between 0 and 1");
     }
