@@ -62,6 +62,31 @@ fn listen_error(addr: &str, e: impl std::fmt::Display) -> crate::Error {
     }
 }
 
+/// `flowline health`: asks a running job's `/health` (the container
+/// healthcheck, as the image has no curl). Ok when it answers 200 `ok`
+/// within `timeout`; otherwise the reason.
+pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url} did not answer within {timeout:?}: {e}. Fix: check that the job runs with [http] listen on that address"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() && body.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url} answered {status}: {}",
+            body.chars().take(200).collect::<String>().trim()
+        ))
+    }
+}
+
 fn respond(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {
     match path {
         "/health" => (200, "text/plain", "ok\n".into()),

@@ -52,6 +52,16 @@ enum Cmd {
     },
     /// List the connectors of this build.
     Connectors,
+    /// Ask a running job whether it is healthy (exit 0) or not (exit 1):
+    /// the container healthcheck.
+    Health {
+        /// The job's /health address (`[http] listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9464/health")]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Generate something new.
     New {
         #[command(subcommand)]
@@ -93,7 +103,8 @@ enum NewWhat {
         /// Directory to create (default: ./flowline-NAME).
         #[arg(long)]
         path: Option<PathBuf>,
-        /// Depend on this Flowline checkout by path (default: crates.io versions).
+        /// Depend on this Flowline checkout by path (default: the source
+        /// tree this binary was built from).
         #[arg(long)]
         flowline: Option<PathBuf>,
     },
@@ -186,10 +197,22 @@ async fn run(cli: Cli) -> Result<()> {
             for f in flowline::scaffold::generate(&o)? {
                 out!("created {}", f.display());
             }
+            if o.flowline.is_none() {
+                if let Some(p) = flowline::scaffold::built_from() {
+                    out!("\nIt depends on the Flowline source tree at {} (the one this binary was built from); --flowline PATH chooses another checkout.", p.display());
+                }
+            }
             out!(
                 "\nNext: cd {} && cargo test   (the conformance suite)",
                 o.path.display()
             );
+            Ok(())
+        }
+        Cmd::Health { url, timeout } => {
+            flowline::http::probe(&url, timeout)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            out!("{url}: ok");
             Ok(())
         }
         Cmd::Connectors => {
@@ -273,13 +296,16 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(addr) => Some(flowline::http::bind(addr).await?),
                 None => None,
             };
+            // Installed before the job starts: a Ctrl-C from now on stops it
+            // gracefully.
+            let signals = Signals::new()?;
             let handle = env.start()?;
             if let Some(l) = listener {
                 tracing::info!(listen = %l.local_addr()?, "serving /health, /metrics, /api/status");
                 tokio::spawn(flowline::http::serve(l, handle.metrics()));
             }
             tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
-            let summary = run_until_signal(handle, None).await?;
+            let summary = run_until_signal(handle, signals, None).await?;
             tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
             Ok(())
         }
@@ -307,8 +333,9 @@ async fn run(cli: Cli) -> Result<()> {
             if events.is_none() {
                 out!("Press Ctrl-C to stop.");
             }
+            let signals = Signals::new()?;
             let handle = flowline::demo::start(&opts)?;
-            let summary = run_until_signal(handle, Some(Duration::from_secs(1))).await?;
+            let summary = run_until_signal(handle, signals, Some(Duration::from_secs(1))).await?;
             let out_file = out.join("windows.ndjson");
             let text = std::fs::read_to_string(&out_file)
                 .with_context(|| format!("reading {}", out_file.display()))?;
@@ -352,26 +379,50 @@ fn summary_line(m: &Metrics, t0: Instant) -> String {
     )
 }
 
-/// Waits for the job; Ctrl-C or SIGTERM stops it gracefully (checkpoint,
-/// then exit 0). With `progress`, prints a summary line that often.
-async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Result<JobSummary> {
+/// Ctrl-C (SIGINT) and SIGTERM, each time they come.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for the job; the first Ctrl-C or SIGTERM stops it gracefully
+/// (checkpoint, then exit 0), a second one exits at once with 130, as in
+/// Vector and Flink. With `progress`, prints a summary line that often.
+async fn run_until_signal(
+    handle: JobHandle,
+    mut signals: Signals,
+    progress: Option<Duration>,
+) -> Result<JobSummary> {
     let metrics = handle.metrics();
     let stopper = handle.stopper();
     let t0 = Instant::now();
-    let signal = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r,
-                _ = term.recv() => Ok(()),
-            }
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await
-    };
-    tokio::pin!(signal);
     let join = handle.join();
     tokio::pin!(join);
     let mut tick = tokio::time::interval(progress.unwrap_or(Duration::from_secs(3600)));
@@ -385,9 +436,12 @@ async fn run_until_signal(handle: JobHandle, progress: Option<Duration>) -> Resu
                 }
                 return Ok(r?);
             }
-            r = &mut signal, if !stopping => {
-                r.context("installing the signal handler")?;
-                tracing::info!("stop requested: checkpointing and closing sinks");
+            () = signals.next() => {
+                if stopping {
+                    tracing::warn!("second stop request: exiting now, without the final checkpoint (the last completed one is kept)");
+                    std::process::exit(130);
+                }
+                tracing::info!("stop requested: checkpointing and closing sinks (again to exit at once)");
                 stopping = true;
                 stopper.stop();
             }

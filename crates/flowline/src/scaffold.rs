@@ -26,7 +26,8 @@ pub struct NewConnector {
     pub kind: Kind,
     /// Directory to create (must not exist, or be empty).
     pub path: PathBuf,
-    /// A Flowline checkout to depend on by path; `None`: crates.io versions.
+    /// A Flowline checkout to depend on by path; `None`: the source tree
+    /// this binary was built from ([`built_from`]).
     pub flowline: Option<PathBuf>,
 }
 
@@ -67,12 +68,25 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
+/// The Flowline source tree this binary was built from.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The source tree this binary was built from, while it is still there:
+/// the default `--flowline` (the crates are not on a registry).
+pub fn built_from() -> Option<PathBuf> {
+    let p = std::fs::canonicalize(BUILT_FROM).ok()?;
+    p.join("crates/connector-api/Cargo.toml")
+        .is_file()
+        .then_some(p)
+}
+
 /// The files, relative to the crate directory.
 pub fn render(o: &NewConnector) -> Result<Vec<(PathBuf, String)>, Error> {
     check_name(&o.name)?;
     let ty = camel(&o.name);
     let snake = o.name.replace('-', "_");
-    let (api, kit) = match &o.flowline {
+    let checkout = o.flowline.clone().or_else(built_from);
+    let (api, kit) = match &checkout {
         Some(p) => {
             let p = std::fs::canonicalize(p).map_err(|e| {
                 bad(
@@ -97,10 +111,15 @@ pub fn render(o: &NewConnector) -> Result<Vec<(PathBuf, String)>, Error> {
                 format!("{{ path = \"{}\" }}", p.join("crates/testkit").display()),
             )
         }
-        None => (
-            format!("\"{}\"", flowline_connector_api::API_VERSION),
-            "\"0.1\"".to_string(),
-        ),
+        None => {
+            return Err(bad(
+                "--flowline",
+                format!(
+                    "the Flowline crates are not on a registry, and the source tree this binary was built from ({}) is gone. Fix: pass --flowline PATH, the path of a Flowline checkout",
+                    BUILT_FROM
+                ),
+            ))
+        }
     };
     let kind = match o.kind {
         Kind::Source => "source",

@@ -34,13 +34,15 @@ fn generated_source_and_sink_pass_the_suites() {
     let dir = tempfile::tempdir().unwrap();
     for (name, kind) in [("ticker", "source"), ("web-hook", "sink")] {
         let path = dir.path().join(name);
-        let out = flowline()
-            .args(["new", "connector", name, "--kind", kind, "--path"])
-            .arg(&path)
-            .arg("--flowline")
-            .arg(repo())
-            .output()
-            .unwrap();
+        let mut cmd = flowline();
+        cmd.args(["new", "connector", name, "--kind", kind, "--path"])
+            .arg(&path);
+        // The source without --flowline: the default is the source tree
+        // this binary was built from.
+        if kind == "sink" {
+            cmd.arg("--flowline").arg(repo());
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -51,6 +53,18 @@ fn generated_source_and_sink_pass_the_suites() {
             text.contains("tests/conformance.rs") && text.contains("cargo test"),
             "{text}"
         );
+        let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap();
+        let api = repo().canonicalize().unwrap().join("crates/connector-api");
+        assert!(
+            manifest.contains(&format!("path = \"{}\"", api.display())),
+            "{manifest}"
+        );
+        if kind == "source" {
+            assert!(
+                text.contains("the one this binary was built from"),
+                "{text}"
+            );
+        }
         for args in [
             &["test", "--offline", "-q"][..],
             &[

@@ -121,6 +121,75 @@ fn compose_references_resolve() {
     assert_eq!(services["wordcount"]["profiles"][0].as_str(), Some("tools"));
 }
 
+/// The images' shells are dash (bookworm-slim) or have no bash features:
+/// a healthcheck must not use `/dev/tcp`; the Flowline services ask their
+/// own endpoint with `flowline health`, to the port their job file listens
+/// on. Kafka's data goes where its volume is mounted.
+#[test]
+fn healthchecks_can_pass_and_kafka_data_lands_on_its_volume() {
+    let c = compose();
+    for (name, s) in c["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let test = &s["healthcheck"]["test"];
+        let words: Vec<&str> = test
+            .as_sequence()
+            .map(|t| t.iter().filter_map(|w| w.as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            !words.iter().any(|w| w.contains("/dev/tcp")),
+            "{name}: /dev/tcp is a bash feature; the image's sh is dash"
+        );
+        let command: Vec<&str> = s["command"]
+            .as_sequence()
+            .map(|t| t.iter().filter_map(|w| w.as_str()).collect())
+            .unwrap_or_default();
+        if command.starts_with(&["flowline", "run"]) {
+            assert_eq!(
+                &words[..3],
+                &["CMD", "flowline", "health"],
+                "{name}: healthcheck"
+            );
+            let url = words[words.iter().position(|w| *w == "--url").unwrap() + 1];
+            let job = s["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.as_str())
+                .find(|v| v.contains("/etc/flowline/job.toml"))
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .trim_start_matches("./");
+            let text = flowline::config::expand_env(&read(job), |_| Some("x".into())).unwrap();
+            let plan = flowline::config::JobPlan::parse(&text).unwrap();
+            let port = plan
+                .http_listen
+                .expect("[http] listen")
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_string();
+            assert!(
+                url.contains(&format!(":{port}/health")),
+                "{name}: {url} vs {port}"
+            );
+        }
+    }
+    let kafka = &c["services"]["kafka"];
+    let mount = kafka["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find(|v| v.starts_with("kafka-data:"))
+        .expect("kafka-data volume")
+        .split(':')
+        .nth(1)
+        .unwrap();
+    assert_eq!(kafka["environment"]["KAFKA_LOG_DIRS"].as_str(), Some(mount));
+}
+
 #[test]
 fn dockerfile_builds_what_ci_builds() {
     let df = read("docker/Dockerfile");
