@@ -52,11 +52,21 @@ data_view("flowline-metrics", "flowline-metrics-*", "Flowline windows")
 data_view("flowline-anomalies", "flowline-anomalies-*", "Flowline anomalies")
 data_view("flowline-current", "flowline-current", "Flowline current status")
 
-vis("flowline-avg-per-host", "Average per host over time", "flowline-metrics",
-    line([metric("avg", "avg"), date_hist(), terms("host", "group", 10)]))
-vis("flowline-p95-per-host", "p95 per host over time", "flowline-metrics",
-    line([metric("avg", "p95"), date_hist(), terms("host", "group", 10)]))
-vis("flowline-cpu-heatmap", "cpu_util heatmap: host × time", "flowline-metrics",
+# One panel per metric and statistic: the five metrics have different units,
+# so averaging them together means nothing. Each shows the 10 hosts with the
+# highest value (terms ordered by the metric), and says so.
+METRICS = [("cpu_util", "%"), ("mem_used_pct", "%"), ("disk_io_ops", "ops/s"),
+           ("net_rx_bytes", "bytes/s"), ("http_latency_ms", "ms")]
+TOP = 10
+per_metric = []
+for name, unit in METRICS:
+    for stat, label in [("avg", "average"), ("p95", "p95")]:
+        id_ = f"flowline-{stat}-{name.replace('_', '-')}"
+        vis(id_, f"{name} ({unit}): {label} per window, top {TOP} hosts by value", "flowline-metrics",
+            line([metric("avg", stat), date_hist(), terms("host", "group", TOP)]),
+            query=f'metric : "{name}"')
+        per_metric.append(id_)
+vis("flowline-cpu-heatmap", "cpu_util (%) heatmap: average, host × time (50 hosts)", "flowline-metrics",
     {"type": "heatmap", "aggs": [metric("avg", "avg"), date_hist(), terms("host", "group", 50)],
      "params": {"type": "heatmap", "addTooltip": True, "addLegend": True, "enableHover": False,
                 "legendPosition": "right", "colorsNumber": 6, "colorSchema": "Reds", "setColorRange": False,
@@ -72,12 +82,12 @@ search("flowline-current-status", "Current status per host", "flowline-current",
        ["host", "asc"])
 
 panels, refs = [], []
-layout = [("flowline-avg-per-host", "visualization", 0, 0, 24, 15),
-          ("flowline-p95-per-host", "visualization", 24, 0, 24, 15),
-          ("flowline-cpu-heatmap", "visualization", 0, 15, 24, 15),
-          ("flowline-events-per-window", "visualization", 24, 15, 24, 15),
-          ("flowline-anomalies-table", "search", 0, 30, 48, 15),
-          ("flowline-current-status", "search", 0, 45, 48, 15)]
+layout = [(id_, "visualization", 24 * (i % 2), 15 * (i // 2), 24, 15) for i, id_ in enumerate(per_metric)]
+y = 15 * (len(per_metric) // 2)
+layout += [("flowline-cpu-heatmap", "visualization", 0, y, 24, 15),
+           ("flowline-events-per-window", "visualization", 24, y, 24, 15),
+           ("flowline-anomalies-table", "search", 0, y + 15, 48, 15),
+           ("flowline-current-status", "search", 0, y + 30, 48, 15)]
 for i, (id_, type_, x, y, w, h) in enumerate(layout):
     panels.append({"version": CORE, "type": type_, "panelIndex": str(i + 1),
                    "gridData": {"x": x, "y": y, "w": w, "h": h, "i": str(i + 1)},

@@ -248,6 +248,15 @@ fn dockerfile_builds_what_ci_builds() {
 }
 
 /// The template's field types.
+/// The generator's metrics and their units (`flowline-metric-generator`).
+const METRIC_UNITS: &[(&str, &str)] = &[
+    ("cpu_util", "%"),
+    ("mem_used_pct", "%"),
+    ("disk_io_ops", "ops/s"),
+    ("net_rx_bytes", "bytes/s"),
+    ("http_latency_ms", "ms"),
+];
+
 fn template_fields() -> BTreeMap<String, String> {
     let m = flowline_elasticsearch::template::mappings("window_start");
     m["properties"]
@@ -331,9 +340,38 @@ fn kibana_objects_use_fields_the_template_maps() {
                         .unwrap(),
                 )
                 .unwrap();
-                if let Some(q) = ss["query"]["query"].as_str().filter(|q| !q.is_empty()) {
-                    let f = q.split(':').next().unwrap().trim();
+                let query = ss["query"]["query"].as_str().unwrap_or_default();
+                if !query.is_empty() {
+                    let f = query.split(':').next().unwrap().trim();
                     check(f, &|f| fields.contains_key(f), id);
+                }
+                // A statistic of the metric values is over one metric (their
+                // units differ), with the unit in the title; a host split
+                // says how many hosts it shows and which.
+                let title = a["title"].as_str().unwrap();
+                for agg in vs["aggs"].as_array().unwrap() {
+                    let f = agg["params"]["field"].as_str().unwrap_or_default();
+                    if agg["schema"] == "metric" && f != "count" {
+                        let m = METRIC_UNITS
+                            .iter()
+                            .find(|(m, _)| query == format!("metric : \"{m}\""))
+                            .unwrap_or_else(|| {
+                                panic!("{id}: {f} over several metrics ({query:?})")
+                            });
+                        assert!(
+                            title.starts_with(&format!("{} ({})", m.0, m.1)),
+                            "{id}: {title}"
+                        );
+                    }
+                    if agg["type"] == "terms" {
+                        let size = agg["params"]["size"].as_u64().unwrap();
+                        assert_eq!(agg["params"]["orderBy"], "1", "{id}: top hosts by value");
+                        assert!(
+                            title.contains(&format!("top {size} hosts by value"))
+                                || title.contains(&format!("({size} hosts)")),
+                            "{id}: {title}"
+                        );
+                    }
                 }
             }
             "search" => {
@@ -359,9 +397,19 @@ fn kibana_objects_use_fields_the_template_maps() {
                         "{id}: panel without reference"
                     );
                 }
-                assert_eq!(panels.as_array().unwrap().len(), 6);
+                assert_eq!(panels.as_array().unwrap().len(), 14);
             }
             other => panic!("unexpected saved object type {other}"),
+        }
+    }
+    // Every metric the generator emits has its own average and p95 panel.
+    for (m, ..) in flowline_metric_generator::METRICS {
+        for stat in ["avg", "p95"] {
+            let id = format!("flowline-{stat}-{}", m.replace('_', "-"));
+            assert!(
+                ids.contains(&("visualization".to_string(), id.clone())),
+                "no panel {id}"
+            );
         }
     }
     // The data views cover what the compose job writes.
