@@ -189,7 +189,7 @@ struct Driver {
     position_tx: watch::Sender<Option<SourcePosition>>,
 }
 
-fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
+pub(crate) fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
     if cp.graph != graph {
         return Err(RuntimeError::CheckpointIncompatible {
             path: format!("checkpoint {}", cp.id),
@@ -448,8 +448,7 @@ impl Driver {
                     }
                 }
                 Some(reply) = requests.recv() => {
-                    let id = self.store.is_some().then_some(self.next_checkpoint_id);
-                    self.checkpoint("requested").await?;
+                    let id = self.checkpoint("requested").await?;
                     last_checkpoint = Instant::now();
                     let _ = reply.send(id);
                 }
@@ -744,10 +743,14 @@ impl Driver {
         });
     }
 
-    /// Flushes every sink, then snapshots state and positions together.
-    async fn checkpoint(&mut self, why: &str) -> Result<(), RuntimeError> {
+    /// Flushes every sink, then snapshots state and positions together;
+    /// the id saved. A sink that cannot complete it for a retryable reason
+    /// (its server away longer than its retries) skips this checkpoint with
+    /// a warning: the job goes on and the next one tries again, as Flink
+    /// tolerates failed checkpoints.
+    async fn checkpoint(&mut self, why: &str) -> Result<Option<u64>, RuntimeError> {
         if self.store.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let t0 = Instant::now();
         let mut sinks = BTreeMap::new();
@@ -757,7 +760,15 @@ impl Driver {
             .chain(self.late.iter_mut())
             .chain(self.dlq.iter_mut())
         {
-            let state = task.checkpoint().await?;
+            let state = match task.checkpoint().await {
+                Ok(state) => state,
+                Err(RuntimeError::Connector { source, name, .. }) if source.is_retryable() => {
+                    self.metrics.checkpoints_skipped.fetch_add(1, Relaxed);
+                    tracing::warn!(job = %self.cfg.name, sink = %name, why, error = %source, "checkpoint skipped: a sink could not complete it; the next one tries again");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             sinks.insert(task.name.clone(), state);
         }
         let keeps = self.store.as_ref().is_some_and(|s| s.keeps_partitions());
@@ -795,7 +806,7 @@ impl Driver {
         let created = cp.created_ms;
         self.metrics
             .set_status(|s| s.last_checkpoint = Some((cp.id, created)));
-        Ok(())
+        Ok(Some(cp.id))
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Metrics {
     pub dead_letters_lost: AtomicU64,
     /// Completed checkpoints.
     pub checkpoints: AtomicU64,
+    /// Checkpoints skipped because a sink could not complete them (its
+    /// server away longer than its retries).
+    pub checkpoints_skipped: AtomicU64,
     /// Duration of the last checkpoint, ms.
     pub checkpoint_last_ms: AtomicU64,
     /// Size of the last checkpoint, bytes.
@@ -96,6 +99,7 @@ impl Metrics {
             sink_retries: AtomicU64::new(0),
             dead_letters_lost: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
+            checkpoints_skipped: AtomicU64::new(0),
             checkpoint_last_ms: AtomicU64::new(0),
             checkpoint_last_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
@@ -236,6 +240,11 @@ impl Metrics {
                 "flowline_checkpoints_total",
                 "Completed checkpoints.",
                 &self.checkpoints,
+            ),
+            (
+                "flowline_checkpoints_skipped_total",
+                "Checkpoints skipped because a sink could not complete them in time.",
+                &self.checkpoints_skipped,
             ),
         ] {
             c(&mut s, name, help, "counter");

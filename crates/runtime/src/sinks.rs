@@ -186,13 +186,14 @@ async fn run(
             SinkMsg::Checkpoint(reply) => {
                 let r = async {
                     flush_dead_lettering(&spec, &mut sink, &rejects, &metrics).await?;
-                    sink.snapshot_dyn().await
+                    with_retries(&spec, &metrics, "snapshot", &mut sink, |s| s.snapshot_dyn()).await
                 }
-                .await
-                .map_err(|e| fail(&spec, e));
-                let failed = r.is_err();
-                let _ = reply.send(r);
-                if failed {
+                .await;
+                // A server away longer than the retries fails this
+                // checkpoint only (the driver skips it); the sink lives on.
+                let fatal = matches!(&r, Err(e) if !e.is_retryable());
+                let _ = reply.send(r.map_err(|e| fail(&spec, e)));
+                if fatal {
                     return Ok(());
                 }
             }

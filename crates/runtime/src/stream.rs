@@ -213,6 +213,25 @@ impl StreamEnvironment {
         self.graph().store = Some(Box::new(store));
     }
 
+    /// What a start would restore, checked without starting: the newest
+    /// checkpoint in the store reads back (checksum) and was taken from this
+    /// job graph. Its id, or `None` (no store, or an empty one: a fresh
+    /// start). `flowline validate` calls it.
+    pub fn check_restore(&self) -> Result<Option<u64>, RuntimeError> {
+        let mut g = self.graph();
+        let graph = g.pipeline.as_ref().map(|(_, s)| s.clone());
+        let Some(store) = g.store.as_mut() else {
+            return Ok(None);
+        };
+        match (store.latest()?, graph) {
+            (Some(cp), Some(graph)) => {
+                executor::check_graph(&cp, &graph)?;
+                Ok(Some(cp.id))
+            }
+            (cp, _) => Ok(cp.map(|c| c.id)),
+        }
+    }
+
     /// Starts the job; the handle stops it and shows its metrics.
     pub fn start(self) -> Result<JobHandle, RuntimeError> {
         let graph = {
