@@ -156,6 +156,46 @@ impl EsSink {
     /// Detects the server (bounded retries while it is unreachable), refuses
     /// an unsupported one, and installs the index template.
     pub async fn start(&mut self) -> Result<(), Error> {
+        let server = self.detect().await?;
+        let url = self.settings.urls.join(", ");
+        tracing::info!(%server, %url, "connected");
+        let c = &self.settings.config;
+        if c.template {
+            let pattern = self.encoder.index_pattern();
+            let name = c
+                .template_name
+                .clone()
+                .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string());
+            let body = template::body(
+                &pattern,
+                &c.time_field,
+                c.shards,
+                c.replicas,
+                server.composable_templates(),
+            );
+            template::ensure(&self.client, &server, &name, &body).await?;
+        }
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// What `flowline validate` asks: the server answers, accepts the
+    /// credentials and is a supported version; one attempt, nothing written.
+    pub async fn check(&mut self) -> Result<(), Error> {
+        let saved = self.policy.max_attempts.replace(1);
+        let r = self.detect().await;
+        self.policy.max_attempts = saved;
+        r.map(|_| ()).map_err(|e| match e {
+            Error::RetriesExhausted { last, .. } => {
+                Error::Config(format!("the search server did not answer: {last}"))
+            }
+            e => e,
+        })
+    }
+
+    /// `GET /` until it answers (within the retry policy); the server it
+    /// names, if supported.
+    async fn detect(&mut self) -> Result<Server, Error> {
         let mut jitter = Jitter::new();
         let url = self.settings.urls.join(", ");
         let mut attempt = 0;
@@ -218,25 +258,7 @@ impl EsSink {
         self.warn.reset();
         let server = Server::parse(&body)?;
         server.check_supported()?;
-        tracing::info!(%server, %url, "connected");
-        let c = &self.settings.config;
-        if c.template {
-            let pattern = self.encoder.index_pattern();
-            let name = c
-                .template_name
-                .clone()
-                .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string());
-            let body = template::body(
-                &pattern,
-                &c.time_field,
-                c.shards,
-                c.replicas,
-                server.composable_templates(),
-            );
-            template::ensure(&self.client, &server, &name, &body).await?;
-        }
-        self.server = Some(server);
-        Ok(())
+        Ok(server)
     }
 
     async fn dispatch(&mut self) -> Result<(), ConnectorError> {
@@ -515,6 +537,10 @@ impl Sink for EsSink {
                 ),
             ]
         }))
+    }
+
+    async fn check(&mut self) -> Result<(), ConnectorError> {
+        EsSink::check(self).await.map_err(ConnectorError::from)
     }
 
     async fn restore(&mut self, _state: Option<Vec<u8>>) -> Result<(), ConnectorError> {

@@ -63,6 +63,10 @@ pub fn partition_id(topic: &str, partition: i32) -> PartitionId {
     PartitionId::new(format!("{topic}/{partition}"))
 }
 
+fn missing_topic(topic: &str, bootstrap: &str) -> String {
+    format!("topic `{topic}` does not exist on {bootstrap}. Fix: create it (kafka-topics.sh --create --topic {topic}), or correct topics")
+}
+
 fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
     let what = what.into();
     move |source| Error::Kafka { what, source }
@@ -150,18 +154,13 @@ impl KafkaSource {
             }
             let mut tpl = TopicPartitionList::new();
             for t in &src.cfg.topics {
-                let Some(mt) = md.topics().iter().find(|m| m.name() == t) else {
-                    return Err(Error::Config(format!(
-                        "topic `{t}` does not exist on {}",
-                        src.cfg.bootstrap_servers
-                    )));
+                let Some(mt) = md
+                    .topics()
+                    .iter()
+                    .find(|m| m.name() == t && !m.partitions().is_empty())
+                else {
+                    return Err(Error::Config(missing_topic(t, &src.cfg.bootstrap_servers)));
                 };
-                if mt.partitions().is_empty() {
-                    return Err(Error::Config(format!(
-                        "topic `{t}` does not exist on {} (no partitions)",
-                        src.cfg.bootstrap_servers
-                    )));
-                }
                 for p in mt.partitions() {
                     tpl.add_partition(t, p.id());
                 }
@@ -190,6 +189,20 @@ impl KafkaSource {
             }
             src.assign_bounded()?;
         } else {
+            // As Flink's KafkaSource: a named topic that is not there is an
+            // error at start (and in `validate`), not a job that waits
+            // silently. A pattern may match nothing yet.
+            if src.cfg.topic_pattern.is_none() {
+                for t in &src.cfg.topics {
+                    if !md
+                        .topics()
+                        .iter()
+                        .any(|m| m.name() == t && !m.partitions().is_empty())
+                    {
+                        return Err(Error::Config(missing_topic(t, &src.cfg.bootstrap_servers)));
+                    }
+                }
+            }
             let topics: Vec<&str> = match &src.cfg.topic_pattern {
                 Some(p) => vec![p.as_str()],
                 None => src.cfg.topics.iter().map(String::as_str).collect(),

@@ -43,6 +43,15 @@ pub trait Sink: Send + 'static {
         async { Ok(()) }
     }
 
+    /// A check of what starting would meet, without writing anything:
+    /// the server answers, accepts the credentials, has the topic.
+    /// `flowline validate` calls it on a sink it built and then drops; one
+    /// attempt, no waiting out an outage. Default: nothing to check. Since
+    /// API 1.3.
+    fn check(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
+        async { Ok(()) }
+    }
+
     /// The job is stopping: flush and release. Default: `flush`.
     fn close(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send {
         self.flush()
@@ -73,6 +82,10 @@ pub trait DynSink: Send + 'static {
     fn counters_dyn(&self) -> Option<crate::CounterReader> {
         None
     }
+    /// See [`Sink::check`].
+    fn check_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl<S: Sink> DynSink for S {
@@ -93,6 +106,9 @@ impl<S: Sink> DynSink for S {
     }
     fn counters_dyn(&self) -> Option<crate::CounterReader> {
         self.counters()
+    }
+    fn check_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(self.check())
     }
 }
 

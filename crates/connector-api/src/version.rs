@@ -37,7 +37,7 @@ impl fmt::Display for ApiVersion {
 }
 
 /// The version of the connector API that this crate defines.
-pub const API_VERSION: ApiVersion = ApiVersion::new(1, 2);
+pub const API_VERSION: ApiVersion = ApiVersion::new(1, 3);
 
 #[cfg(test)]
 mod tests {
@@ -45,12 +45,12 @@ mod tests {
 
     #[test]
     fn compatibility_rule() {
-        let rt = ApiVersion::new(1, 2);
+        let rt = ApiVersion::new(1, 3);
         assert!(ApiVersion::new(1, 0).runs_on(rt));
-        assert!(ApiVersion::new(1, 2).runs_on(rt));
-        assert!(!ApiVersion::new(1, 3).runs_on(rt));
+        assert!(ApiVersion::new(1, 3).runs_on(rt));
+        assert!(!ApiVersion::new(1, 4).runs_on(rt));
         assert!(!ApiVersion::new(2, 0).runs_on(rt));
         assert!(!ApiVersion::new(0, 9).runs_on(rt));
-        assert_eq!(API_VERSION.to_string(), "1.2");
+        assert_eq!(API_VERSION.to_string(), "1.3");
     }
 }

@@ -36,7 +36,7 @@ fn expand_one(inner: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<S
 }
 
 /// Replaces `${NAME}` with `lookup(NAME)` (and the `:-` / `:?` forms of
-/// [`expand_one`]); `$${` stays a literal `${`. An unset variable is an
+/// `expand_one`); `$${` stays a literal `${`. An unset variable is an
 /// error that names it.
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
     let mut out = String::with_capacity(text.len());

@@ -239,9 +239,29 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Validate { config } => {
             let plan = JobPlan::load(&config)?;
-            flowline::build::build_job(&plan, &flowline::registry())?;
+            let registry = flowline::registry();
+            let env = flowline::build::build_job(&plan, &registry)?;
             if let Some(addr) = &plan.http_listen {
                 flowline::http::check_listen(addr).await?;
+            }
+            let restore = env
+                .check_restore()
+                .context("[checkpoint] the checkpoint this job would restore")?;
+            // Each sink's own check (servers answer, credentials, version),
+            // on a copy built for it and dropped.
+            let sections = [
+                ("sink", Some(&plan.sink)),
+                ("dead_letter", plan.dead_letter.as_ref()),
+                ("late", plan.late.as_ref()),
+                ("anomalies", plan.anomalies.as_ref()),
+                ("current", plan.current.as_ref()),
+            ];
+            for (name, c) in sections {
+                let Some(c) = c else { continue };
+                let mut sink = registry.build_sink(&c.kind, c.settings.clone())?;
+                sink.check_dyn()
+                    .await
+                    .with_context(|| format!("[{name}] {} sink", c.kind))?;
             }
             out!("{} is valid.", config.display());
             out!("job        {}", plan.job.name);
@@ -286,6 +306,11 @@ async fn run(cli: Cli) -> Result<()> {
                     k.bootstrap_servers
                 ),
                 None => out!("checkpoint off"),
+            }
+            match restore {
+                Some(id) => out!("restore    checkpoint {id}, taken from this job graph"),
+                None if plan.checkpoint.is_some() => out!("restore    none: a fresh start"),
+                None => {}
             }
             Ok(())
         }

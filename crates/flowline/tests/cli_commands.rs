@@ -40,9 +40,9 @@ fn connectors_lists_kinds_versions_and_the_api_range() {
             ("stdout", "sink")
         ]
     );
-    assert!(rows.iter().all(|r| r[3] == "1.2"), "{text}");
+    assert!(rows.iter().all(|r| r[3] == "1.3"), "{text}");
     assert!(
-        text.contains("implements connector API 1.2; it runs connectors built for 1.0 up to 1.2"),
+        text.contains("implements connector API 1.3; it runs connectors built for 1.0 up to 1.3"),
         "{text}"
     );
 }
