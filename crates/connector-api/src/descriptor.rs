@@ -200,6 +200,12 @@ pub trait DynSourceFactory: Send + Sync + 'static {
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Parses the section (without its `type` key) and builds.
     fn build_dyn(&self, section: serde_json::Value) -> Result<BoxSource, ConnectorError>;
+    /// Parses the section only, building nothing and contacting nothing
+    /// (`flowline validate --offline`). Default: accepts. Since API 1.3.
+    fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
+        let _ = section;
+        Ok(())
+    }
 }
 
 impl<F: SourceFactory> DynSourceFactory for F {
@@ -211,6 +217,10 @@ impl<F: SourceFactory> DynSourceFactory for F {
         let config = parse_config(&name, section)?;
         Ok(Box::new(self.build(config)?))
     }
+    fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
+        let name = SourceFactory::descriptor(self).name;
+        parse_config::<F::Config>(&name, section).map(|_| ())
+    }
 }
 
 /// The object-safe twin of [`SinkFactory`].
@@ -219,6 +229,12 @@ pub trait DynSinkFactory: Send + Sync + 'static {
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Parses the section (without its `type` key) and builds.
     fn build_dyn(&self, section: serde_json::Value) -> Result<BoxSink, ConnectorError>;
+    /// Parses the section only, building nothing and contacting nothing
+    /// (`flowline validate --offline`). Default: accepts. Since API 1.3.
+    fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
+        let _ = section;
+        Ok(())
+    }
 }
 
 impl<F: SinkFactory> DynSinkFactory for F {
@@ -229,6 +245,10 @@ impl<F: SinkFactory> DynSinkFactory for F {
         let name = SinkFactory::descriptor(self).name;
         let config = parse_config(&name, section)?;
         Ok(Box::new(self.build(config)?))
+    }
+    fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
+        let name = SinkFactory::descriptor(self).name;
+        parse_config::<F::Config>(&name, section).map(|_| ())
     }
 }
 

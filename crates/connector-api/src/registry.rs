@@ -141,6 +141,28 @@ impl Registry {
         }
     }
 
+    /// Checks a source's config section (`type` removed) without building
+    /// it. Since API 1.3.
+    pub fn parse_source(
+        &self,
+        name: &str,
+        section: serde_json::Value,
+    ) -> Result<(), ConnectorError> {
+        match self.sources.get(name) {
+            Some(f) => f.parse_dyn(section),
+            None => Self::unknown(ConnectorKind::Source, name, self.sources.keys().collect()),
+        }
+    }
+
+    /// Checks a sink's config section (`type` removed) without building
+    /// it. Since API 1.3.
+    pub fn parse_sink(&self, name: &str, section: serde_json::Value) -> Result<(), ConnectorError> {
+        match self.sinks.get(name) {
+            Some(f) => f.parse_dyn(section),
+            None => Self::unknown(ConnectorKind::Sink, name, self.sinks.keys().collect()),
+        }
+    }
+
     /// Builds a sink from its config section (`type` removed).
     pub fn build_sink(
         &self,

@@ -413,6 +413,21 @@ impl JobPlan {
         })
     }
 
+    /// Every sink section with its name: `sink`, then the optional
+    /// `dead_letter`, `late`, `anomalies` and `current`.
+    pub fn sink_sections(&self) -> Vec<(&'static str, &ConnectorSection)> {
+        [
+            ("sink", Some(&self.sink)),
+            ("dead_letter", self.dead_letter.as_ref()),
+            ("late", self.late.as_ref()),
+            ("anomalies", self.anomalies.as_ref()),
+            ("current", self.current.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.map(|c| (n, c)))
+        .collect()
+    }
+
     /// Reads a job file, replaces `${NAME}` with environment variables
     /// (so secrets need not be written in it), and parses it.
     pub fn load(path: &Path) -> Result<Self, Error> {

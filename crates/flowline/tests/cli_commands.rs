@@ -85,3 +85,47 @@ fn demo_with_events_finishes_by_itself() {
         windows.lines().count()
     );
 }
+
+#[test]
+fn validate_offline_contacts_nothing_but_still_reads_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    let write = |source_extra: &str, sink_type: &str| {
+        std::fs::write(
+            &job,
+            format!(
+                "[source]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\nconnect_timeout = \"1s\"\n{source_extra}\n[sink]\ntype = \"{sink_type}\"\nurl = \"http://127.0.0.1:1\"\nindex = \"w\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let validate = |offline: bool| {
+        let mut c = flowline();
+        c.args(["validate", "--config"]).arg(&job);
+        if offline {
+            c.arg("--offline");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    write("", "elasticsearch");
+    // Nothing listens on port 1: online validation fails, offline passes.
+    let (ok, text) = validate(false);
+    assert!(!ok && text.contains("cannot reach Kafka"), "{text}");
+    let (ok, text) = validate(true);
+    assert!(ok && text.contains("offline"), "{text}");
+    // A misspelt setting and an unknown connector are caught offline too.
+    write("bootstrap_server = \"x\"\n", "elasticsearch");
+    let (ok, text) = validate(true);
+    assert!(!ok && text.contains("bootstrap_server"), "{text}");
+    write("", "elastic");
+    let (ok, text) = validate(true);
+    assert!(
+        !ok && text.contains("elastic") && text.contains("[sink]"),
+        "{text}"
+    );
+}
