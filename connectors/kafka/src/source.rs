@@ -63,8 +63,19 @@ pub fn partition_id(topic: &str, partition: i32) -> PartitionId {
     PartitionId::new(format!("{topic}/{partition}"))
 }
 
-fn missing_topic(topic: &str, bootstrap: &str) -> String {
-    format!("topic `{topic}` does not exist on {bootstrap}. Fix: create it (kafka-topics.sh --create --topic {topic}), or correct topics")
+/// A topic named in `topics`, from the cluster's metadata; one that is not
+/// there (or has no partitions) is a config error with the fix.
+fn named_topic<'a>(
+    md: &'a rdkafka::metadata::Metadata,
+    topic: &str,
+    bootstrap: &str,
+) -> Result<&'a rdkafka::metadata::MetadataTopic, Error> {
+    md.topics()
+        .iter()
+        .find(|m| m.name() == topic && !m.partitions().is_empty())
+        .ok_or_else(|| {
+            Error::Config(format!("topic `{topic}` does not exist on {bootstrap}. Fix: create it (kafka-topics.sh --create --topic {topic}), or correct topics"))
+        })
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
@@ -154,13 +165,7 @@ impl KafkaSource {
             }
             let mut tpl = TopicPartitionList::new();
             for t in &src.cfg.topics {
-                let Some(mt) = md
-                    .topics()
-                    .iter()
-                    .find(|m| m.name() == t && !m.partitions().is_empty())
-                else {
-                    return Err(Error::Config(missing_topic(t, &src.cfg.bootstrap_servers)));
-                };
+                let mt = named_topic(&md, t, &src.cfg.bootstrap_servers)?;
                 for p in mt.partitions() {
                     tpl.add_partition(t, p.id());
                 }
@@ -194,13 +199,7 @@ impl KafkaSource {
             // silently. A pattern may match nothing yet.
             if src.cfg.topic_pattern.is_none() {
                 for t in &src.cfg.topics {
-                    if !md
-                        .topics()
-                        .iter()
-                        .any(|m| m.name() == t && !m.partitions().is_empty())
-                    {
-                        return Err(Error::Config(missing_topic(t, &src.cfg.bootstrap_servers)));
-                    }
+                    named_topic(&md, t, &src.cfg.bootstrap_servers)?;
                 }
             }
             let topics: Vec<&str> = match &src.cfg.topic_pattern {
