@@ -3,12 +3,14 @@
 //! The metrics aggregation job and what the `flowline` CLI is made of: the
 //! job file ([`config`]), the job itself ([`job`]), the percentile sketch
 //! ([`sketch`]), the connector registry ([`registry`]) and the job builder
-//! ([`build`]).
+//! ([`build`]), and the command line itself ([`cli`]), which a binary with
+//! extra connectors runs through [`cli::main_with`].
 
 #![warn(missing_docs)]
 
 pub mod anomaly;
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod demo;
 mod expand;
@@ -48,6 +50,29 @@ pub enum Error {
     /// The runtime refused the job or failed.
     #[error(transparent)]
     Runtime(#[from] flowline_runtime::RuntimeError),
+    /// The checkpoint a job would restore cannot be restored by it.
+    #[error("[checkpoint] the checkpoint this job would restore: {0}")]
+    Restore(#[source] flowline_runtime::RuntimeError),
+    /// Reading or writing a file, a terminal or a socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (`writing to standard output`).
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A running job did not answer its health check as healthy.
+    #[error("{0}")]
+    Unhealthy(String),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
 }
 
 /// Every connector this build knows.
