@@ -53,13 +53,15 @@
 #![warn(missing_docs)]
 
 mod auth;
-pub mod config;
+pub mod checkpoint_store;
+mod config;
 mod dedupe;
 mod error;
 pub mod sink;
 pub mod source;
 
-pub use config::{KafkaSinkConfig, KafkaSourceConfig};
+pub use checkpoint_store::{KafkaCheckpointStore, KafkaStoreConfig};
+pub use config::{KafkaSinkConfig, KafkaSourceConfig, Security};
 pub use error::{is_retryable, Error};
 pub use sink::KafkaSink;
 pub use source::{partition_id, KafkaSource};

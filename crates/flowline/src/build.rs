@@ -5,7 +5,7 @@ use flowline_runtime::{DeadLetterFormat, JobConfig, LocalDirStore, StreamEnviron
 
 use crate::config::{ConnectorSection, JobPlan, StoreChoice};
 use crate::job::{metrics_pipeline, Outputs};
-use crate::kafka_store::KafkaCheckpointStore;
+use flowline_kafka::KafkaCheckpointStore;
 use crate::Error;
 
 fn format_for(kind: &str) -> DeadLetterFormat {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::anomaly::AnomalySettings;
 use crate::job::WindowSettings;
-use crate::kafka_store::KafkaStoreConfig;
+use flowline_kafka::KafkaStoreConfig;
 use crate::Error;
 
 /// The file as written.

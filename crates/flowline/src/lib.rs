@@ -16,7 +16,6 @@ pub mod demo;
 mod expand;
 pub mod http;
 pub mod job;
-pub mod kafka_store;
 pub mod logging;
 mod member;
 mod redact;
@@ -50,6 +49,9 @@ pub enum Error {
     /// The runtime refused the job or failed.
     #[error(transparent)]
     Runtime(#[from] flowline_runtime::RuntimeError),
+    /// A checkpoint store could not be opened.
+    #[error(transparent)]
+    Checkpoint(#[from] flowline_checkpoint::CheckpointError),
     /// The checkpoint a job would restore cannot be restored by it.
     #[error("[checkpoint] the checkpoint this job would restore: {0}")]
     Restore(#[source] flowline_runtime::RuntimeError),

@@ -1,5 +1,6 @@
 //! The runtime's error type.
 
+use flowline_checkpoint::CheckpointError;
 use flowline_connector_api::{ConnectorError, PartitionId};
 
 /// Why a job could not run or stopped.
@@ -31,38 +32,9 @@ pub enum RuntimeError {
         /// Where it was seen again.
         second: PartitionId,
     },
-    /// Reading or writing a checkpoint failed.
-    #[error("checkpoint {what} at {path}: {source}")]
-    Checkpoint {
-        /// What was being done.
-        what: &'static str,
-        /// The file or directory.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A checkpoint could not be decoded: written by another job graph or
-    /// another version.
-    #[error("checkpoint {path} cannot be restored: {reason}. Fix: point [checkpoint] at this job's own store (directory or job name), or remove the old checkpoints to start afresh")]
-    CheckpointIncompatible {
-        /// The checkpoint file.
-        path: String,
-        /// What did not match.
-        reason: String,
-    },
-    /// Checkpoints exist but none verifies against its checksum.
-    #[error("no checkpoint in {store} verifies ({details}). Fix: restore the checkpoints from a backup, or move them away to start over from the source's start position")]
-    CheckpointCorrupt {
-        /// The store (directory, topic).
-        store: String,
-        /// Each refused checkpoint and why.
-        details: String,
-    },
-    /// A checkpoint store other than a directory failed (the message names
-    /// the store, what was being done and the cause).
-    #[error("{0}")]
-    CheckpointStore(String),
+    /// Saving or reading a checkpoint failed, or it cannot be restored.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The job graph is not runnable (no source, no sink).
     #[error("invalid job: {0}")]
     InvalidJob(String),
@@ -73,9 +45,6 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     pub(crate) fn state_codec(path: &str, e: impl std::fmt::Display) -> Self {
-        Self::CheckpointIncompatible {
-            path: path.to_string(),
-            reason: e.to_string(),
-        }
+        Self::Checkpoint(CheckpointError::incompatible(path, e))
     }
 }

@@ -17,7 +17,7 @@ use flowline_connector_api::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
+use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
 use crate::metrics::Metrics;
 use crate::operator::{BoxOp, Cx, KeyOwners, Outbox, NO_TIME};
 use crate::sinks::{dead_letter, Rejects, SinkMsg, SinkSpec, SinkTask};
@@ -191,13 +191,13 @@ struct Driver {
 
 pub(crate) fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
     if cp.graph != graph {
-        return Err(RuntimeError::CheckpointIncompatible {
-            path: format!("checkpoint {}", cp.id),
-            reason: format!(
+        return Err(RuntimeError::state_codec(
+            &format!("checkpoint {}", cp.id),
+            format!(
                 "it was taken from job graph `{}`, this job is `{graph}`",
                 cp.graph
             ),
-        });
+        ));
     }
     Ok(())
 }
@@ -784,16 +784,17 @@ impl Driver {
         for (id, snap) in &self.retired {
             partitions.entry(id.clone()).or_insert_with(|| snap.clone());
         }
-        let cp = Checkpoint {
-            id: self.next_checkpoint_id,
-            graph: self.graph.clone(),
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+        let created_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let cp = Checkpoint::new(
+            self.next_checkpoint_id,
+            self.graph.clone(),
+            created_ms,
             partitions,
             sinks,
-        };
+        );
         let store = self.store.as_mut().expect("checked");
         let size = tokio::task::block_in_place(|| store.save(&cp))?;
         self.next_checkpoint_id += 1;
@@ -815,11 +816,11 @@ fn snapshot_of(id: &PartitionId, part: &Part) -> Result<PartitionSnapshot, Runti
     part.chain
         .snapshot(&mut operators)
         .map_err(|e| RuntimeError::state_codec(&format!("partition {id}"), e))?;
-    Ok(PartitionSnapshot {
-        next_offset: part.next_offset,
-        max_ts: part.max_ts,
+    Ok(PartitionSnapshot::new(
+        part.next_offset,
+        part.max_ts,
         operators,
-    })
+    ))
 }
 
 /// Reads the source into a bounded channel; seeks and commits on request.

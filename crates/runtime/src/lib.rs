@@ -109,7 +109,6 @@
 
 #![warn(missing_docs)]
 
-mod checkpoint;
 mod error;
 mod executor;
 mod keyed;
@@ -121,7 +120,9 @@ mod state;
 mod stream;
 mod window;
 
-pub use checkpoint::{Checkpoint, CheckpointStore, LocalDirStore, PartitionSnapshot};
+pub use flowline_checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, LocalDirStore, PartitionSnapshot,
+};
 pub use error::RuntimeError;
 pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use keyed::{

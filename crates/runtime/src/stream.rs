@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flowline_connector_api::{BoxSink, BoxSource, Record};
 
-use crate::checkpoint::CheckpointStore;
+use flowline_checkpoint::CheckpointStore;
 use crate::executor::{self, JobHandle, JobSummary};
 use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,

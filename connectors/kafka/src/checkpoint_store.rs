@@ -20,8 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::PartitionId;
-use flowline_kafka::config::{client_config, Security};
-use flowline_runtime::{Checkpoint, CheckpointStore, PartitionSnapshot, RuntimeError};
+use crate::config::{client_config, Security};
+use flowline_checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionSnapshot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -163,8 +163,8 @@ impl std::fmt::Debug for KafkaCheckpointStore {
     }
 }
 
-fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::CheckpointStore(format!(
+fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Store(format!(
         "Kafka checkpoint store, topic `{topic}`: {what}: {e}"
     ))
 }
@@ -191,7 +191,7 @@ where
 impl KafkaCheckpointStore {
     /// Connects, and creates the compacted topic when it is missing. Fails
     /// with the broker's error when Kafka cannot be reached in `timeout`.
-    pub fn connect(job: &str, cfg: &KafkaStoreConfig) -> Result<Self, RuntimeError> {
+    pub fn connect(job: &str, cfg: &KafkaStoreConfig) -> Result<Self, CheckpointError> {
         let topic = cfg.topic.clone();
         let timeout = humantime::parse_duration(&cfg.timeout)
             .map_err(|e| err("timeout", &topic, format!("`{}` ({e})", cfg.timeout)))?;
@@ -245,7 +245,7 @@ impl KafkaCheckpointStore {
         format!("{}/", self.job)
     }
 
-    fn send(&self, key: &str, value: &[u8]) -> Result<(), RuntimeError> {
+    fn send(&self, key: &str, value: &[u8]) -> Result<(), CheckpointError> {
         if value.len() > MAX_ENTRY_BYTES {
             return Err(err(
                 "entry too large",
@@ -272,7 +272,7 @@ impl KafkaCheckpointStore {
         }
     }
 
-    fn read_all(&self) -> Result<BTreeMap<String, Entry>, RuntimeError> {
+    fn read_all(&self) -> Result<BTreeMap<String, Entry>, CheckpointError> {
         let t = &self.topic;
         let consumer: BaseConsumer = self
             .consumer_config
@@ -344,7 +344,7 @@ impl KafkaCheckpointStore {
 }
 
 impl CheckpointStore for KafkaCheckpointStore {
-    fn save(&mut self, cp: &Checkpoint) -> Result<u64, RuntimeError> {
+    fn save(&mut self, cp: &Checkpoint) -> Result<u64, CheckpointError> {
         let mut bytes = 0u64;
         let mut written = Vec::new();
         for (id, snap) in &cp.partitions {
@@ -397,7 +397,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         true
     }
 
-    fn latest(&mut self) -> Result<Option<Checkpoint>, RuntimeError> {
+    fn latest(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
         let entries = self.read_all()?;
         let Some(newest) = entries.values().max_by_key(|e| e.id) else {
             return Ok(None);
@@ -407,7 +407,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         let mut sinks = BTreeMap::new();
         for (key, e) in entries {
             if e.graph != graph {
-                return Err(RuntimeError::CheckpointIncompatible {
+                return Err(CheckpointError::Incompatible {
                     path: format!("{} entry {}{key}", self.topic, self.prefix()),
                     reason: format!(
                         "entries of two job graphs: `{}` and `{graph}`; a changed job needs a new job name",
