@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowline_file::MemorySink;
+    use flowline_connector_testkit::MemorySink;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counts_every_word_once_in_word_order() {

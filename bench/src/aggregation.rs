@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use flowline::anomaly::AnomalySettings;
 use flowline::job::{decode, metrics_pipeline, Outputs, Stats, WindowSettings};
 use flowline_connector_api::Record;
-use flowline_file::MemorySource;
+use flowline_connector_testkit::MemorySource;
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 

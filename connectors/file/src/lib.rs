@@ -9,19 +9,23 @@
 //!   restore it truncates to its checkpointed length, so a restarted job
 //!   never duplicates a line;
 //! - [`StdoutSink`] (`type = "stdout"`);
-//! - [`MemorySource`] / [`IterSource`] and [`MemorySink`], built in code.
+//! - [`IterSource`], records from an iterator (the demo's generator),
+//!   built in code.
+//!
+//! The in-memory test doubles (`MemorySource`, `MemorySink`) live in
+//! `flowline-connector-testkit`.
 
 #![warn(missing_docs)]
 
 mod file_sink;
 mod file_source;
-mod memory;
+mod iter_source;
 
 pub use file_sink::{
     FileMode, FileSink, FileSinkConfig, FileSinkFactory, StdoutSink, StdoutSinkFactory,
 };
 pub use file_source::{FileSource, FileSourceConfig, FileSourceFactory};
-pub use memory::{IterSource, MemorySink, MemorySource};
+pub use iter_source::IterSource;
 
 use flowline_connector_api::{ConnectorError, Registry};
 

@@ -1,11 +1,9 @@
-//! The file and memory connectors pass the connector testkit's suites.
+//! The file connectors pass the connector testkit's suites.
 
-use flowline_connector_api::{BoxSink, BoxSource, Record};
+use flowline_connector_api::{BoxSink, BoxSource};
 use flowline_connector_testkit::sink::{sink_suite, Guarantee};
 use flowline_connector_testkit::source::{bounded_source_suite, Expected};
-use flowline_file::{
-    FileSink, FileSinkConfig, FileSource, FileSourceConfig, MemorySink, MemorySource,
-};
+use flowline_file::{FileSink, FileSinkConfig, FileSource, FileSourceConfig};
 
 #[tokio::test]
 async fn file_source_passes_the_source_suite() {
@@ -30,25 +28,6 @@ async fn file_source_passes_the_source_suite() {
 }
 
 #[tokio::test]
-async fn memory_source_passes_the_source_suite() {
-    let parts: Vec<Vec<Record>> = (0..3)
-        .map(|p| (0..20).map(|i| Record::new(format!("{p}-{i}"))).collect())
-        .collect();
-    let mut expected = Expected::new();
-    for (p, recs) in parts.iter().enumerate() {
-        expected = expected.partition(
-            &format!("mem-{p}"),
-            recs.iter().map(|r| r.payload.clone()).collect(),
-        );
-    }
-    bounded_source_suite(
-        || Ok(Box::new(MemorySource::new(parts.clone()).with_batch_size(3)) as BoxSource),
-        &expected,
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn file_sink_passes_the_sink_suite_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ndjson");
@@ -65,18 +44,6 @@ async fn file_sink_passes_the_sink_suite_exactly_once() {
                 FileSinkConfig::new(&path).mode(flowline_file::FileMode::Overwrite),
             )?) as BoxSink)
         },
-        read,
-        Guarantee::ExactlyOnce,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn memory_sink_passes_the_sink_suite_exactly_once() {
-    let shared = MemorySink::new();
-    let read = || async { shared.records().into_iter().map(|r| r.payload).collect() };
-    sink_suite(
-        || Ok(Box::new(shared.clone()) as BoxSink),
         read,
         Guarantee::ExactlyOnce,
     )

@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use flowline_connector_api::PartitionId;
 use crate::config::{client_config, Security};
 use flowline_checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionSnapshot};
+use flowline_connector_api::PartitionId;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};

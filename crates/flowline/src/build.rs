@@ -5,8 +5,8 @@ use flowline_runtime::{DeadLetterFormat, JobConfig, LocalDirStore, StreamEnviron
 
 use crate::config::{ConnectorSection, JobPlan, StoreChoice};
 use crate::job::{metrics_pipeline, Outputs};
-use flowline_kafka::KafkaCheckpointStore;
 use crate::Error;
+use flowline_kafka::KafkaCheckpointStore;
 
 fn format_for(kind: &str) -> DeadLetterFormat {
     match kind {

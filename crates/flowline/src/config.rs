@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::anomaly::AnomalySettings;
 use crate::job::WindowSettings;
-use flowline_kafka::KafkaStoreConfig;
 use crate::Error;
+use flowline_kafka::KafkaStoreConfig;
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]

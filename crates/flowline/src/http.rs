@@ -189,7 +189,7 @@ async fn answer(sock: &mut tokio::net::TcpStream, metrics: &Metrics) {
 mod tests {
     use super::*;
     use flowline_connector_api::Record;
-    use flowline_file::{MemorySink, MemorySource};
+    use flowline_connector_testkit::{MemorySink, MemorySource};
     use flowline_runtime::{JobConfig, StreamEnvironment};
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {

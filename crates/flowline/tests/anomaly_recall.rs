@@ -8,7 +8,8 @@ use std::time::Duration;
 use flowline::anomaly::{AnomalyDoc, AnomalySettings};
 use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
 use flowline_connector_api::Record;
-use flowline_file::{IterSource, MemorySink};
+use flowline_connector_testkit::MemorySink;
+use flowline_file::IterSource;
 use flowline_metric_generator::{parse_rfc3339_ms, Anomaly, Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 

@@ -17,12 +17,12 @@ use flowline_connector_api::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
 use crate::metrics::Metrics;
 use crate::operator::{BoxOp, Cx, KeyOwners, Outbox, NO_TIME};
 use crate::sinks::{dead_letter, Rejects, SinkMsg, SinkSpec, SinkTask};
 use crate::stream::{ChainFactory, Graph, JobConfig};
 use crate::RuntimeError;
+use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
 
 /// Why a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

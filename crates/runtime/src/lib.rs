@@ -120,11 +120,11 @@ mod state;
 mod stream;
 mod window;
 
+pub use error::RuntimeError;
+pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use flowline_checkpoint::{
     Checkpoint, CheckpointError, CheckpointStore, LocalDirStore, PartitionSnapshot,
 };
-pub use error::RuntimeError;
-pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
 };

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use flowline_connector_api::{BoxSink, BoxSource, Record};
 
-use flowline_checkpoint::CheckpointStore;
 use crate::executor::{self, JobHandle, JobSummary};
 use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
@@ -15,6 +14,7 @@ use crate::keyed::{
 use crate::operator::{BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp};
 use crate::window::WindowSpec;
 use crate::RuntimeError;
+use flowline_checkpoint::CheckpointStore;
 
 /// How dead letters are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::gate::{Gate, Gated};
-use flowline_file::{MemorySink, MemorySource};
+use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_metric_generator_free_rng::Rng;
 use flowline_runtime::{JobConfig, JobHandle, LocalDirStore, Tumbling};
 

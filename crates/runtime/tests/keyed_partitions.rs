@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use flowline_file::MemorySink;
+use flowline_connector_testkit::MemorySink;
 use flowline_runtime::{JobConfig, RuntimeError, Tumbling};
 
 fn setup() -> Setup {
@@ -70,7 +70,7 @@ fn each_partition_fires_on_its_own_watermark() {
 
 #[test]
 fn bad_records_go_to_the_dead_letter_sink_with_their_reason() {
-    use flowline_file::MemorySource;
+    use flowline_connector_testkit::MemorySource;
     use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
     let out = MemorySink::new();
     let dlq = MemorySink::new();

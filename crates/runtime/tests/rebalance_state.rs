@@ -16,7 +16,7 @@ use common::*;
 use flowline_connector_api::{
     ConnectorError, PartitionId, Record, Source, SourceEvent, SourcePosition,
 };
-use flowline_file::MemorySink;
+use flowline_connector_testkit::MemorySink;
 use flowline_runtime::*;
 
 enum Step {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
-use flowline_file::{MemorySink, MemorySource};
+use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_runtime::{DeadLetterFormat, JobConfig, StreamEnvironment};
 
 /// Buffers writes; at flush, rejects payloads starting with `bad`.

@@ -10,7 +10,7 @@ use common::*;
 use flowline_connector_api::{
     ConnectorError, PartitionId, Record, Source, SourceEvent, SourcePosition,
 };
-use flowline_file::MemorySink;
+use flowline_connector_testkit::MemorySink;
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 
 /// Partition `slow` sends one record at t=1000; partition `fast` sends one
@@ -96,7 +96,7 @@ async fn assigned_timestamps_replace_the_source_record_times() {
         .collect();
     env.source(
         "mem",
-        Box::new(flowline_file::MemorySource::new(vec![batch])),
+        Box::new(flowline_connector_testkit::MemorySource::new(vec![batch])),
     )
     .try_map("decode", |r: &Record| decode(r))
     .with_timestamps(|e: &Ev| e.ts)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use flowline_connector_api::Record;
-use flowline_file::MemorySink;
+use flowline_connector_testkit::MemorySink;
 use flowline_runtime::{JobConfig, Tumbling};
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use flowline_file::MemorySink;
+use flowline_connector_testkit::MemorySink;
 use flowline_runtime::{JobConfig, Sliding, Tumbling};
 use proptest::prelude::*;
 

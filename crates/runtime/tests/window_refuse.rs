@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use flowline_file::{MemorySink, MemorySource};
+use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_runtime::*;
 
 /// A sum that refuses to overflow i64.

@@ -3,7 +3,9 @@
 //! Conformance suites a connector author calls from their own tests, given
 //! a way to build the connector and a way to read the external system
 //! (modelled on Flink's `SourceTestSuiteBase` / `SinkTestSuiteBase`). Each
-//! check panics with a message naming the rule broken.
+//! check panics with a message naming the rule broken. It also holds the
+//! in-memory test doubles, [`MemorySource`] and [`MemorySink`], for tests
+//! of runtimes and jobs.
 //!
 //! ```
 //! use flowline_connector_api::{PartitionId, Record, BoxSource};
@@ -26,5 +28,8 @@
 #![warn(missing_docs)]
 
 pub mod gate;
+mod memory;
 pub mod sink;
 pub mod source;
+
+pub use memory::{MemorySink, MemorySource};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowline_connector_api::Record;
-use flowline_file::{MemorySink, MemorySource};
+use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_runtime::*;
 
 pub type Key = String;
