@@ -154,7 +154,7 @@ fn generate(args: Args) -> Result<()> {
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
         n += 1;
-        if args.rate > 0.0 && n % 64 == 0 {
+        if args.rate > 0.0 && n.is_multiple_of(64) {
             let due = Duration::from_secs_f64(n as f64 / args.rate);
             let el = t0.elapsed();
             if due > el {
@@ -163,7 +163,7 @@ fn generate(args: Args) -> Result<()> {
             }
         }
         if args.progress_secs > 0
-            && n % 1024 == 0
+            && n.is_multiple_of(1024)
             && last_progress.elapsed().as_secs() >= args.progress_secs
         {
             last_progress = Instant::now();
