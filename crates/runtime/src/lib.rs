@@ -109,22 +109,26 @@
 
 #![warn(missing_docs)]
 
+mod driver;
 mod error;
-mod executor;
+mod handle;
+mod job;
 mod keyed;
 mod metrics;
 mod operator;
 mod shrink;
 mod sinks;
+mod source;
 mod state;
 mod stream;
 mod window;
 
 pub use error::RuntimeError;
-pub use executor::{EndReason, JobHandle, JobSummary, Stopper};
 pub use flowline_checkpoint::{
     Checkpoint, CheckpointError, CheckpointStore, LocalDirStore, PartitionSnapshot,
 };
+pub use handle::{EndReason, JobHandle, JobSummary, Stopper};
+pub use job::{DeadLetterFormat, JobConfig, RetryPolicy};
 pub use keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
 };
@@ -134,7 +138,6 @@ pub use sinks::encode as encode_dead_letter;
 pub use sinks::DEAD_LETTER_ID;
 pub use state::{MapState, ProcessContext, ValueState};
 pub use stream::{
-    DataStream, DeadLetterFormat, IntoRecord, JobConfig, KeyedStream, RetryPolicy, SinkHandle,
-    StreamEnvironment, WindowedStream,
+    DataStream, IntoRecord, KeyedStream, SinkHandle, StreamEnvironment, WindowedStream,
 };
 pub use window::{Sliding, TimeWindow, Tumbling, WindowSpec};

@@ -4,7 +4,7 @@
 
 use flowline_connector_api::{Record, Rejected};
 
-use crate::stream::DeadLetterFormat;
+use crate::job::DeadLetterFormat;
 
 /// Bytes of the original payload a cut-down dead letter keeps.
 pub(crate) const KEPT_PAYLOAD: usize = 16 * 1024;

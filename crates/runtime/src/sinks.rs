@@ -8,9 +8,9 @@ use flowline_connector_api::{BoxSink, ConnectorError, Record};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::job::{DeadLetterFormat, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::operator::{DeadLetter, DeadLetterKind};
-use crate::stream::{DeadLetterFormat, RetryPolicy};
 use crate::RuntimeError;
 
 pub(crate) enum SinkMsg {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use flowline_connector_api::{BoxSink, BoxSource, Record};
 
-use crate::executor::{self, JobHandle, JobSummary};
+use crate::handle::{self, JobHandle, JobSummary};
+use crate::job::{ChainFactory, DeadLetterFormat, Graph, JobConfig};
 use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
     WindowResult,
@@ -15,126 +16,6 @@ use crate::operator::{BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, Timestam
 use crate::window::WindowSpec;
 use crate::RuntimeError;
 use flowline_checkpoint::CheckpointStore;
-
-/// How dead letters are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DeadLetterFormat {
-    /// The original key and payload, with the reason in headers
-    /// (`flowline.error.kind`, `flowline.error.reason`, `flowline.error.stage`,
-    /// `flowline.source.partition`, `flowline.source.offset`). For Kafka.
-    Raw,
-    /// One JSON object per record: `{"kind","reason","stage","partition",
-    /// "offset","key","payload"}` (payload as a string, lossy UTF-8). For files.
-    Envelope,
-}
-
-/// Retries of a sink's retryable errors: bounded attempts, exponential
-/// backoff with full jitter.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// First backoff.
-    pub initial_backoff: Duration,
-    /// Backoff cap.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Job settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct JobConfig {
-    /// The job's name (logs, metrics, checkpoint files).
-    pub name: String,
-    /// Bounded out-of-orderness of event time, per partition.
-    pub out_of_orderness: Duration,
-    /// A partition with no record for this long is left out of the job's
-    /// watermark.
-    pub idle_timeout: Duration,
-    /// Checkpoint every this often; `None`: only on shutdown and revoke, and
-    /// only when a store is set.
-    pub checkpoint_interval: Option<Duration>,
-    /// Capacity, in batches, of every channel between stages.
-    pub channel_capacity: usize,
-    /// Retries of retryable sink errors.
-    pub retry: RetryPolicy,
-}
-
-impl Default for JobConfig {
-    fn default() -> Self {
-        Self {
-            name: "flowline".into(),
-            out_of_orderness: Duration::ZERO,
-            idle_timeout: Duration::from_secs(30),
-            checkpoint_interval: None,
-            channel_capacity: 8,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl JobConfig {
-    /// Default settings with a name.
-    pub fn named(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
-    }
-    /// Sets the bounded out-of-orderness.
-    pub fn out_of_orderness(mut self, d: Duration) -> Self {
-        self.out_of_orderness = d;
-        self
-    }
-    /// Sets the idle timeout.
-    pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = d;
-        self
-    }
-    /// Sets the checkpoint interval.
-    pub fn checkpoint_interval(mut self, d: Option<Duration>) -> Self {
-        self.checkpoint_interval = d;
-        self
-    }
-    /// Sets the channel capacity (at least 1).
-    pub fn channel_capacity(mut self, n: usize) -> Self {
-        self.channel_capacity = n.max(1);
-        self
-    }
-    /// Sets the sink retry policy.
-    pub fn retry(mut self, r: RetryPolicy) -> Self {
-        self.retry = r;
-        self
-    }
-}
-
-pub(crate) type ChainFactory = Arc<dyn Fn() -> BoxOp<Record> + Send + Sync>;
-
-pub(crate) struct Graph {
-    pub(crate) config: JobConfig,
-    pub(crate) source: Option<(String, BoxSource)>,
-    pub(crate) sinks: Vec<(String, BoxSink)>,
-    pub(crate) dead_letter: Option<(String, BoxSink, DeadLetterFormat)>,
-    pub(crate) late: Option<(String, BoxSink, DeadLetterFormat)>,
-    pub(crate) pipeline: Option<(ChainFactory, String)>,
-    pub(crate) store: Option<Box<dyn CheckpointStore>>,
-    pub(crate) errors: Vec<String>,
-    /// `with_timestamps` is in the pipeline: its times, not the source
-    /// records', drive the watermark.
-    pub(crate) assigns_timestamps: bool,
-}
 
 /// Where a job is assembled; see the crate docs for an example.
 #[derive(Clone)]
@@ -225,7 +106,7 @@ impl StreamEnvironment {
         };
         match (store.latest()?, graph) {
             (Some(cp), Some(graph)) => {
-                executor::check_graph(&cp, &graph)?;
+                crate::driver::check_graph(&cp, &graph)?;
                 Ok(Some(cp.id))
             }
             (cp, _) => Ok(cp.map(|c| c.id)),
@@ -252,7 +133,7 @@ impl StreamEnvironment {
                 },
             )
         };
-        executor::start(graph)
+        handle::start(graph)
     }
 
     /// Runs the job until its bounded input ends (or until it fails).

@@ -1,0 +1,86 @@
+//! The source task: reads the source into a bounded channel, retries its
+//! retryable errors with backoff, seeks on request (restore, assignment),
+//! tells the source when a checkpoint completed, and reports its lag.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::{BoxSource, ConnectorError, SourceEvent, SourcePosition};
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+
+/// Reads the source into a bounded channel; seeks and commits on request.
+pub(crate) async fn source_task(
+    mut source: BoxSource,
+    tx: mpsc::Sender<Result<SourceEvent, ConnectorError>>,
+    mut pos_rx: watch::Receiver<Option<SourcePosition>>,
+    mut seek_rx: mpsc::Receiver<SourcePosition>,
+    retry: crate::RetryPolicy,
+    metrics: Arc<Metrics>,
+) {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut lag_at = Instant::now();
+    let mut failures = 0;
+    let mut ended = false;
+    loop {
+        if pos_rx.has_changed().unwrap_or(false) {
+            let pos = pos_rx.borrow_and_update().clone();
+            if let Some(pos) = pos {
+                if let Err(e) = source.on_checkpoint_complete_dyn(&pos).await {
+                    tracing::warn!(error = %e, "source could not record the completed checkpoint");
+                }
+            }
+        }
+        while let Ok(pos) = seek_rx.try_recv() {
+            if let Err(e) = source.seek_dyn(&pos).await {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+        if ended {
+            tokio::select! {
+                biased;
+                // `changed` marks the value seen: re-flag it so the top of
+                // the loop hands it to the source.
+                r = pos_rx.changed() => if r.is_err() { break } else { pos_rx.mark_changed(); continue },
+                _ = tx.closed() => break,
+            }
+        }
+        if lag_at.elapsed() >= Duration::from_secs(1) {
+            lag_at = Instant::now();
+            let lag = source.lag_dyn();
+            metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
+        }
+        let ev = source.next_dyn().await;
+        match ev {
+            Err(e) if e.is_retryable() && failures + 1 < retry.max_attempts => {
+                let wait = crate::sinks::backoff(&retry, failures, &mut seed);
+                failures += 1;
+                tracing::warn!(error = %e, attempt = failures, wait_ms = wait.as_millis() as u64, "source read failed, retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Err(ConnectorError::BadRecords(rejected)) => {
+                failures = 0;
+                let letters = rejected.into_iter().map(|r| r.record).collect::<Vec<_>>();
+                tracing::warn!(count = letters.len(), "source rejected records");
+                // Undecodable at the source: hand them on as records with no
+                // event time; the decode stage dead-letters them.
+                if tx.send(Ok(SourceEvent::Records(letters))).await.is_err() {
+                    break;
+                }
+            }
+            ev => {
+                failures = 0;
+                ended = matches!(ev, Ok(SourceEvent::End));
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(e) = source.close_dyn().await {
+        tracing::warn!(error = %e, "source close failed");
+    }
+}
