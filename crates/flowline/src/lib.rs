@@ -1,10 +1,29 @@
 //! # flowline
 //!
-//! The metrics aggregation job and what the `flowline` CLI is made of: the
-//! job file ([`config`]), the job itself ([`job`]), the percentile sketch
-//! ([`sketch`]), the connector registry ([`registry`]) and the job builder
-//! ([`build`]), and the command line itself ([`cli`]), which a binary with
-//! extra connectors runs through [`cli::main_with`].
+//! The metrics aggregation job and the `flowline` command line, the top
+//! layer: it knows the runtime and every connector. Its modules, in the
+//! order a job file meets them:
+//!
+//! - [`cli`]: the command line (`run`, `validate`, `connectors`, `health`,
+//!   `new`, `demo`) as a library; a binary with extra connectors runs it
+//!   through [`cli::main_with`];
+//! - [`config`]: the job file, read into a `JobPlan` with every setting
+//!   range-checked (`${VAR:-default}` expansion in `expand`, secrets
+//!   redacted in errors by `redact`);
+//! - [`build`]: the job builder, `JobPlan` → runtime `StreamEnvironment`,
+//!   with the connectors from the [`registry`] and the checkpoint store
+//!   (static Kafka group membership in `member`);
+//! - [`job`]: the metrics job itself: decode, key by host and metric,
+//!   event-time windows, one document per key and window;
+//! - [`sketch`]: the mergeable relative-error percentile sketch the windows
+//!   keep;
+//! - [`anomaly`]: per-key anomaly detection over the fired windows, and the
+//!   current-status documents;
+//! - [`time`]: RFC 3339 in and out (jiff);
+//! - [`http`]: `/health`, `/metrics`, `/api/status` and the health probe;
+//! - [`logging`]: log filter, format and colour;
+//! - [`demo`]: generator → in-memory source → job → files;
+//! - [`scaffold`]: `flowline new connector`'s templates.
 
 #![warn(missing_docs)]
 

@@ -62,6 +62,44 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The life of a record
+//!
+//! One record, from the source to a sink, through the files that handle it:
+//!
+//! 1. **Read.** The source task (`source.rs`, `source_task`) calls
+//!    `Source::next` and sends each batch down a bounded channel; retryable
+//!    read errors are retried with backoff there, and records a source
+//!    refuses go on with their reason.
+//! 2. **Routed to its partition.** The driver (`driver/mod.rs`,
+//!    `Driver::process`) looks up the chain of the record's source
+//!    partition, creating it on first sight, and hands it the record; the
+//!    partition's offset advances.
+//! 3. **Decoded and transformed.** The chain is the job's operators in
+//!    order (`operator.rs`): `try_map` decodes (`TryMapOp`; an `Err` becomes
+//!    a dead letter through `Cx::bad_record`), `map` / `filter` /
+//!    `flat_map` transform, `with_timestamps` gives the event time
+//!    (`TimestampOp`), which moves the partition's watermark
+//!    (`Cx::observe`).
+//! 4. **Keyed and windowed.** `key_by(..).window(..).aggregate(..)` is
+//!    `WindowOp` (`keyed.rs`): `WindowOp::element` claims the key for the
+//!    partition (`Cx::claim_key`), adds the value to its window's
+//!    accumulator, and sends an event behind the allowed lateness to the
+//!    late output; `process(..)` is `ProcessOp` with keyed state and timers.
+//! 5. **Fired.** When the partition's watermark passes a window's end,
+//!    `Driver::fire` calls `WindowOp::watermark`, which emits a
+//!    `WindowResult` per key and window, in chunks of at most
+//!    `FIRE_CHUNK` so that a huge firing stays bounded.
+//! 6. **Written.** `SinkOp` turns each result into a `Record` for its sink;
+//!    `Driver::route` sends the outbox to the sink tasks (`sinks.rs`,
+//!    `SinkTask`), which write, flush and retry (`with_retries`); records a
+//!    sink refuses come back as dead letters (`dead_letter`, `encode`).
+//! 7. **Checkpointed.** `Driver::checkpoint` (`driver/checkpointing.rs`)
+//!    flushes every sink and takes its snapshot, then each partition's
+//!    chain state and offset (`snapshot_of`), and saves one checkpoint
+//!    through the `CheckpointStore` (`flowline-checkpoint`); on restart
+//!    `Driver::restore_partitions` rebuilds the chains and the source seeks
+//!    to the saved offsets, so the record is neither lost nor counted twice.
+//!
 //! ## Time
 //!
 //! Event time comes from the record (`Record::timestamp`) or from
