@@ -21,8 +21,8 @@ pub enum RuntimeError {
     /// One key arrived on two source partitions, so its state would be split.
     #[error(
         "key {key} was seen on source partition `{first}` and then on `{second}`: keyed state must \
-         live with one partition. Fix: partition the input by a prefix of the key (for Kafka, \
-         produce with the key's host as message key), or key_by a field the input is partitioned by"
+         live with one partition. Fix: partition the input by the key or a prefix of it (for \
+         Kafka, produce with that as the message key), or key_by fields the input is partitioned by"
     )]
     KeySplit {
         /// The key, as `Debug` prints it.

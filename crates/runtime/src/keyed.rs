@@ -164,9 +164,8 @@ impl<K: Key, A: AggregateFunction, KF> WindowOp<K, A, KF> {
     }
 
     fn declare_next_fire(&self, cx: &mut Cx<'_>) {
-        if let Some((&start, slot)) = self.slots.iter().find(|(_, s)| !s.fired) {
+        if let Some((&start, _)) = self.slots.iter().find(|(_, s)| !s.fired) {
             cx.want_fire_at(self.window(start).max_timestamp());
-            let _ = slot;
         }
         if let Some((&start, _)) = self.slots.iter().next() {
             cx.want_fire_at(
