@@ -63,11 +63,14 @@ pub(crate) async fn source_task(
             }
             Err(ConnectorError::BadRecords(rejected)) => {
                 failures = 0;
-                let letters = rejected.into_iter().map(|r| r.record).collect::<Vec<_>>();
-                tracing::warn!(count = letters.len(), "source rejected records");
-                // Undecodable at the source: hand them on as records with no
-                // event time; the decode stage dead-letters them.
-                if tx.send(Ok(SourceEvent::Records(letters))).await.is_err() {
+                tracing::warn!(count = rejected.len(), "source rejected records");
+                // Records the source could not read: the driver
+                // dead-letters them with the source's reason.
+                if tx
+                    .send(Err(ConnectorError::BadRecords(rejected)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
 use flowline_connector_api::{
-    BoxSource, ConnectorError, PartitionId, Record, SourceEvent, SourcePosition,
+    BoxSource, ConnectorError, PartitionId, Record, Rejected, SourceEvent, SourcePosition,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::handle::{CheckpointRequest, EndReason, JobSummary};
 use crate::job::{ChainFactory, Graph, JobConfig};
 use crate::metrics::Metrics;
-use crate::operator::{BoxOp, Cx, KeyOwners, Outbox, NO_TIME};
+use crate::operator::{BoxOp, Cx, DeadLetter, DeadLetterKind, KeyOwners, Outbox, NO_TIME};
 use crate::sinks::{dead_letter, Rejects, SinkMsg, SinkSpec, SinkTask};
 use crate::source::source_task;
 use crate::RuntimeError;
@@ -286,6 +286,9 @@ impl Driver {
                     }
                     Some(Ok(SourceEvent::Idle)) => {}
                     Some(Ok(_)) => {}
+                    Some(Err(ConnectorError::BadRecords(rejected))) => {
+                        self.source_rejected(rejected).await
+                    }
                     Some(Err(e)) => return Err(self.source_err(e)),
                     None => return Err(RuntimeError::Internal("source task ended".into())),
                 },
@@ -329,6 +332,38 @@ impl Driver {
             name: self.source_name.clone(),
             source: Box::new(e),
         }
+    }
+
+    /// Records the source refused (it could not read them): each goes to
+    /// the dead-letter output once, with the source's reason and stage
+    /// `source`, and its partition's offset moves past it, as for a record
+    /// a decode refused.
+    async fn source_rejected(&mut self, rejected: Vec<Rejected>) {
+        self.metrics
+            .records_in
+            .fetch_add(rejected.len() as u64, Relaxed);
+        let mut letters = Vec::with_capacity(rejected.len());
+        for r in rejected {
+            if let Some(pid) = r.record.partition.clone() {
+                if !self.parts.contains_key(&pid) {
+                    let p = self.new_part();
+                    self.parts.insert(pid.clone(), p);
+                    self.metrics
+                        .partitions
+                        .store(self.parts.len() as u64, Relaxed);
+                }
+                let part = self.parts.get_mut(&pid).expect("inserted above");
+                part.live = true;
+                part.next_offset = part.next_offset.max(r.record.offset + 1);
+            }
+            letters.push(DeadLetter {
+                record: r.record,
+                kind: DeadLetterKind::BadRecord,
+                reason: r.reason,
+                stage: "source".into(),
+            });
+        }
+        dead_letter("source", letters, &self.rejects, &self.metrics).await;
     }
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
