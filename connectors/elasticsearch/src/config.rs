@@ -41,7 +41,9 @@ pub struct EsSinkConfig {
     /// Fields whose values, joined by `|`, make the document id. Default: the
     /// record key (window documents: host, metric and window start).
     pub id_fields: Option<Vec<String>>,
-    /// The document's time field (date patterns, template).
+    /// The document's time field: mapped as a date by the template, and read
+    /// for a dated index only when a record carries no event time
+    /// (`Record::timestamp`, which names the index otherwise).
     #[serde(default = "d_time_field")]
     pub time_field: String,
     /// Flush when this many actions are buffered.

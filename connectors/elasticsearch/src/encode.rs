@@ -116,8 +116,10 @@ impl Encoder {
     /// The action and document lines for `r`, each ending in a newline. An
     /// `Err` names what is wrong with the document (it is dead-lettered).
     pub fn encode(&self, r: &Record) -> Result<Vec<u8>, String> {
-        let needs_doc = self.dated || self.id_fields.is_some();
-        let doc: Option<Value> = if needs_doc {
+        // A dated index takes the record's event time; the document is read
+        // for it only when the record carries none (and for id fields).
+        let doc_time = self.dated && r.timestamp.is_none();
+        let doc: Option<Value> = if doc_time || self.id_fields.is_some() {
             Some(
                 serde_json::from_slice(&r.payload)
                     .map_err(|e| format!("document is not JSON: {e}"))?,
@@ -126,11 +128,13 @@ impl Encoder {
             None
         };
         let index = if self.dated {
-            let ms = doc
-                .as_ref()
-                .and_then(|d| d.get(&self.time_field))
-                .and_then(millis_of)
-                .or(r.timestamp)
+            let ms = r
+                .timestamp
+                .or_else(|| {
+                    doc.as_ref()
+                        .and_then(|d| d.get(&self.time_field))
+                        .and_then(millis_of)
+                })
                 .ok_or_else(|| {
                     format!(
                         "document has no usable `{}` for the dated index `{}`",
@@ -280,6 +284,20 @@ mod tests {
         assert_eq!(at("2026-01-01T02:30:00+05:30"), "m-2025.12.31.21");
         assert_eq!(at("1969-12-31T23:00:00Z"), "m-1969.12.31.23");
         assert_eq!(expand_date("%Y", i64::MAX), None);
+    }
+
+    #[test]
+    fn the_record_time_names_the_dated_index_without_reading_the_document() {
+        let e = Encoder::new("m-%Y.%m.%d", None, "t", Action::Index);
+        // 2026-03-04T05:06:07Z; the payload is not even JSON: it is not
+        // parsed when the record carries its time.
+        let r = Record::new("not json").with_timestamp(1_772_600_767_000);
+        let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
+        assert!(s.contains(r#""_index":"m-2026.03.04""#), "{s}");
+        // The record's time wins over the document's field.
+        let r = Record::new(r#"{"t":"1999-01-01T00:00:00Z"}"#).with_timestamp(1_772_600_767_000);
+        let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
+        assert!(s.contains(r#""_index":"m-2026.03.04""#), "{s}");
     }
 
     #[test]
