@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
-use flowline::job::{decode, metrics_pipeline, Outputs, Stats, WindowSettings};
+use flowline::job::{decode, metrics_pipeline, Outputs, WindowSettings};
+use flowline::stats::Stats;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::MemorySource;
 use flowline_metric_generator::{Generator, GeneratorConfig};

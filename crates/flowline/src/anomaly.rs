@@ -12,13 +12,18 @@
 //! windows becomes the new baseline. Updated windows (allowed lateness)
 //! refresh the window document only: the detector decides on a window's
 //! first firing.
+//!
+//! The detector reads the window's numbers ([`Stats`]) and gives a
+//! [`Verdict`], numbers too; the current-status and anomaly documents are
+//! rendered from both at the sink side ([`CurrentDoc::of`],
+//! [`AnomalyDoc::of`]), exactly, with nothing rounded.
 
 use crate::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
 use flowline_runtime::{KeyedProcessFunction, ProcessContext, WindowResult};
 use serde::{Deserialize, Serialize};
 
-use crate::job::{Stats, WindowDoc};
+use crate::stats::Stats;
 
 /// Detector settings (`[anomaly]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,10 +153,6 @@ pub struct AnomalyDoc {
     pub explanation: String,
 }
 
-fn r3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
 impl CurrentDoc {
     /// Deterministic id: host and metric.
     pub fn id(&self) -> String {
@@ -174,18 +175,95 @@ impl AnomalyDoc {
     }
 }
 
+/// The detector's verdict on a window's first firing: numbers only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Baseline mean before this window.
+    pub baseline_mean: f64,
+    /// Baseline standard deviation before this window.
+    pub baseline_std: f64,
+    /// z-score of this window (0 while warming up).
+    pub z_score: f64,
+    /// `ok`, `warming_up`, `suspect` or `anomalous`.
+    pub status: &'static str,
+    /// Anomalous windows in a row after this one.
+    pub streak: u32,
+    /// The threshold in force.
+    pub threshold: f64,
+    /// Set on the window that confirms an episode.
+    pub confirmed: Option<Episode>,
+}
+
+/// An anomaly episode, as confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    /// Start of its first anomalous window, ms.
+    pub start_ms: i64,
+    /// Anomalous windows in a row when it was confirmed.
+    pub windows: u32,
+}
+
 /// A fired window with the detector's verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
-    /// The window document.
-    pub window: WindowDoc,
-    /// Window start, ms.
-    pub start_ms: i64,
-    /// The key's status after this window (`None` for updates of an
-    /// already fired window).
-    pub current: Option<CurrentDoc>,
-    /// An anomaly confirmed by this window.
-    pub anomaly: Option<AnomalyDoc>,
+    /// The window's numbers.
+    pub window: WindowResult<(String, String), Stats>,
+    /// The verdict (`None` for updates of an already fired window).
+    pub verdict: Option<Verdict>,
+}
+
+impl CurrentDoc {
+    /// The status of the window's key after `v`.
+    pub fn of(w: &WindowResult<(String, String), Stats>, v: &Verdict) -> Self {
+        CurrentDoc {
+            host: w.key.0.clone(),
+            metric: w.key.1.clone(),
+            window_start: format_rfc3339_ms(w.window.start),
+            window_end: format_rfc3339_ms(w.window.end),
+            avg: w.value.avg(),
+            p95: w.value.quantile(0.95),
+            count: w.value.count,
+            baseline_mean: v.baseline_mean,
+            baseline_std: v.baseline_std,
+            z_score: v.z_score,
+            status: v.status.into(),
+            anomalous_windows: v.streak,
+        }
+    }
+}
+
+impl AnomalyDoc {
+    /// The anomaly the window confirmed, if `v` confirms one.
+    pub fn of(w: &WindowResult<(String, String), Stats>, v: &Verdict) -> Option<Self> {
+        let e = v.confirmed?;
+        let (host, metric) = (&w.key.0, &w.key.1);
+        let x = w.value.avg();
+        let z = v.z_score;
+        let direction = if z > 0.0 { "above" } else { "below" };
+        let episode_start = format_rfc3339_ms(e.start_ms);
+        Some(AnomalyDoc {
+            host: host.clone(),
+            metric: metric.clone(),
+            window_start: format_rfc3339_ms(w.window.start),
+            window_end: format_rfc3339_ms(w.window.end),
+            explanation: format!(
+                "{metric} on {host} averaged {x} for {} windows in a row from {episode_start}, {:.1} standard deviations {direction} its baseline {:.3} (σ {:.3}); threshold {}",
+                e.windows,
+                z.abs(),
+                v.baseline_mean,
+                v.baseline_std,
+                v.threshold
+            ),
+            episode_start,
+            value: x,
+            baseline_mean: v.baseline_mean,
+            baseline_std: v.baseline_std,
+            z_score: z,
+            threshold: v.threshold,
+            consecutive_windows: e.windows,
+            direction: direction.into(),
+        })
+    }
 }
 
 /// The detector, as a keyed process function over window results.
@@ -201,48 +279,30 @@ impl KeyedProcessFunction for Detector {
     fn process_element(
         &self,
         _key: &Self::Key,
-        r: Self::In,
+        window: Self::In,
         ctx: &mut ProcessContext<'_, DetectorState, Assessed>,
     ) {
-        let window = WindowDoc::from_result(&r);
-        let start_ms = r.window.start;
+        let start_ms = window.window.start;
         let s = ctx.state();
-        if r.update || s.last_start.is_some_and(|l| start_ms <= l) {
-            ctx.emit(Assessed {
-                window,
-                start_ms,
-                current: None,
-                anomaly: None,
-            });
-            return;
-        }
-        let (current, anomaly) = self.assess(s, &window, start_ms);
-        ctx.emit(Assessed {
-            window,
-            start_ms,
-            current: Some(current),
-            anomaly,
-        });
+        let verdict = if window.update || s.last_start.is_some_and(|l| start_ms <= l) {
+            None
+        } else {
+            Some(self.assess(s, window.value.avg(), start_ms))
+        };
+        ctx.emit(Assessed { window, verdict });
     }
 }
 
 impl Detector {
-    /// Updates `s` with one window; returns the status and a confirmed
-    /// anomaly, if any.
-    pub fn assess(
-        &self,
-        s: &mut DetectorState,
-        w: &WindowDoc,
-        start_ms: i64,
-    ) -> (CurrentDoc, Option<AnomalyDoc>) {
+    /// Updates `s` with one window of average `x` starting at `start_ms`.
+    pub fn assess(&self, s: &mut DetectorState, x: f64, start_ms: i64) -> Verdict {
         let cfg = &self.0;
-        let x = w.avg;
         s.last_start = Some(start_ms);
         let std = s.var.sqrt().max(1e-3 * s.mean.abs()).max(1e-9);
         let (mean_before, std_before) = (s.mean, std);
         let warming = s.seen < cfg.warmup;
         let z = if s.seen == 0 { 0.0 } else { (x - s.mean) / std };
-        let mut anomaly = None;
+        let mut confirmed = None;
         let status;
         if !warming && z.abs() >= cfg.threshold {
             if s.streak == 0 {
@@ -250,31 +310,9 @@ impl Detector {
             }
             s.streak += 1;
             if s.streak == cfg.consecutive {
-                anomaly = Some(AnomalyDoc {
-                    host: w.host.clone(),
-                    metric: w.metric.clone(),
-                    window_start: w.window_start.clone(),
-                    window_end: w.window_end.clone(),
-                    episode_start: format_rfc3339_ms(s.episode_start),
-                    value: x,
-                    baseline_mean: r3(s.mean),
-                    baseline_std: r3(std),
-                    z_score: r3(z),
-                    threshold: cfg.threshold,
-                    consecutive_windows: s.streak,
-                    direction: if z > 0.0 { "above" } else { "below" }.into(),
-                    explanation: format!(
-                        "{} on {} averaged {x} for {} windows in a row from {}, {:.1} standard deviations {} its baseline {:.3} (σ {:.3}); threshold {}",
-                        w.metric,
-                        w.host,
-                        s.streak,
-                        format_rfc3339_ms(s.episode_start),
-                        z.abs(),
-                        if z > 0.0 { "above" } else { "below" },
-                        s.mean,
-                        std,
-                        cfg.threshold
-                    ),
+                confirmed = Some(Episode {
+                    start_ms: s.episode_start,
+                    windows: s.streak,
                 });
             }
             status = if s.streak >= cfg.consecutive {
@@ -306,21 +344,15 @@ impl Detector {
             }
             s.seen = s.seen.saturating_add(1);
         }
-        let current = CurrentDoc {
-            host: w.host.clone(),
-            metric: w.metric.clone(),
-            window_start: w.window_start.clone(),
-            window_end: w.window_end.clone(),
-            avg: w.avg,
-            p95: w.p95,
-            count: w.count,
-            baseline_mean: r3(mean_before),
-            baseline_std: r3(std_before),
-            z_score: r3(z),
-            status: status.into(),
-            anomalous_windows: s.streak,
-        };
-        (current, anomaly)
+        Verdict {
+            baseline_mean: mean_before,
+            baseline_std: std_before,
+            z_score: z,
+            status,
+            streak: s.streak,
+            threshold: cfg.threshold,
+            confirmed,
+        }
     }
 }
 
@@ -328,20 +360,20 @@ impl Detector {
 mod tests {
     use super::*;
 
-    fn doc(avg: f64) -> WindowDoc {
-        WindowDoc {
-            host: "h".into(),
-            metric: "m".into(),
-            window_start: "s".into(),
-            window_end: "e".into(),
-            count: 10,
-            sum: avg * 10.0,
-            min: avg,
-            max: avg,
-            avg,
-            p50: avg,
-            p95: avg,
-            p99: avg,
+    /// A window of ten samples of `avg` starting at `start`.
+    fn window(avg: f64, start: i64) -> WindowResult<(String, String), Stats> {
+        let mut value = Stats::default();
+        for _ in 0..10 {
+            value.add(avg);
+        }
+        WindowResult {
+            key: ("h".into(), "m".into()),
+            window: flowline_runtime::TimeWindow {
+                start,
+                end: start + 10_000,
+            },
+            value,
+            update: false,
         }
     }
 
@@ -350,7 +382,9 @@ mod tests {
         let mut s = DetectorState::default();
         let mut out = Vec::new();
         for (i, v) in values.iter().enumerate() {
-            if let (_, Some(a)) = d.assess(&mut s, &doc(*v), i as i64 * 10_000) {
+            let w = window(*v, i as i64 * 10_000);
+            let verdict = d.assess(&mut s, w.value.avg(), w.window.start);
+            if let Some(a) = AnomalyDoc::of(&w, &verdict) {
                 out.push((i, a));
             }
         }
@@ -385,10 +419,10 @@ mod tests {
         let d = Detector(AnomalySettings::default());
         let mut s = DetectorState::default();
         for (i, x) in v[..20].iter().enumerate() {
-            d.assess(&mut s, &doc(*x), i as i64);
+            d.assess(&mut s, *x, i as i64);
         }
         let before = s.mean;
-        d.assess(&mut s, &doc(v[20]), 20);
+        d.assess(&mut s, v[20], 20);
         assert_eq!(s.mean, before);
     }
 

@@ -11,7 +11,7 @@ use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, 
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
-use crate::sketch::DDSketch;
+use crate::stats::Stats;
 
 /// A decoded metric event.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,37 +66,6 @@ pub fn decode_until(payload: &[u8], latest: i64) -> Result<Metric, String> {
         key: (raw.host.into_owned(), raw.metric.into_owned()),
         value: raw.value,
     })
-}
-
-/// The running aggregate of one key and window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    /// Samples.
-    pub count: u64,
-    /// Sum of samples.
-    pub sum: f64,
-    /// Smallest sample.
-    pub min: f64,
-    /// Largest sample.
-    pub max: f64,
-    /// Quantile sketch.
-    pub sketch: DDSketch,
-}
-
-impl Stats {
-    /// Adds a sample.
-    pub fn add(&mut self, v: f64) {
-        if self.count == 0 {
-            self.min = v;
-            self.max = v;
-        } else {
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
-        }
-        self.count += 1;
-        self.sum += v;
-        self.sketch.add(v);
-    }
 }
 
 /// count / sum / min / max / avg / p50 / p95 / p99 per key and window.
@@ -162,9 +131,7 @@ impl WindowDoc {
     /// The document of one fired window.
     pub fn from_result(r: &WindowResult<(String, String), Stats>) -> Self {
         let s = &r.value;
-        // The sketch's estimate of the nearest-rank quantile, within its
-        // relative error; an estimate is never outside the window's values.
-        let q = |p| s.sketch.quantile(p).unwrap_or(s.min).clamp(s.min, s.max);
+        let q = |p| s.quantile(p);
         WindowDoc {
             host: r.key.0.clone(),
             metric: r.key.1.clone(),
@@ -174,7 +141,7 @@ impl WindowDoc {
             sum: s.sum,
             min: s.min,
             max: s.max,
-            avg: s.sum / s.count.max(1) as f64,
+            avg: s.avg(),
             p50: q(0.5),
             p95: q(0.95),
             p99: q(0.99),
@@ -265,17 +232,25 @@ pub fn metrics_pipeline(
     let mut assessed = windows
         .key_by_ref(|r: &WindowResult<(String, String), Stats>| &r.key)
         .process(Detector(detector));
+    // Documents are rendered here, at the sink side, from the numbers.
     if let Some(c) = out.current {
         assessed = assessed.side_sink_some(c, |a: &Assessed| {
-            a.current.as_ref().map(CurrentDoc::to_record)
+            a.verdict
+                .as_ref()
+                .map(|v| CurrentDoc::of(&a.window, v).to_record())
         });
     }
     if let Some(an) = out.anomalies {
         assessed = assessed.side_sink_some(an, |a: &Assessed| {
-            a.anomaly.as_ref().map(AnomalyDoc::to_record)
+            a.verdict
+                .as_ref()
+                .and_then(|v| AnomalyDoc::of(&a.window, v))
+                .map(|d| d.to_record())
         });
     }
-    assessed.sink_with(out.windows, |a: &Assessed| a.window.to_record(a.start_ms));
+    assessed.sink_with(out.windows, |a: &Assessed| {
+        WindowDoc::from_result(&a.window).to_record(a.window.window.start)
+    });
 }
 
 #[cfg(test)]

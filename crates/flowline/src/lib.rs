@@ -15,8 +15,8 @@
 //!   (static Kafka group membership in `member`);
 //! - [`job`]: the metrics job itself: decode, key by host and metric,
 //!   event-time windows, one document per key and window;
-//! - [`sketch`]: the mergeable relative-error percentile sketch the windows
-//!   keep;
+//! - [`stats`] and [`sketch`]: the window aggregate (count, sum, min, max)
+//!   and its relative-error percentile sketch;
 //! - [`anomaly`]: per-key anomaly detection over the fired windows, and the
 //!   current-status documents;
 //! - [`time`]: RFC 3339 in and out (jiff);
@@ -40,6 +40,7 @@ mod member;
 mod redact;
 pub mod scaffold;
 pub mod sketch;
+pub mod stats;
 pub mod time;
 
 use flowline_connector_api::{ConnectorError, Registry};
