@@ -1,7 +1,7 @@
 //! # flowline-elasticsearch
 //!
 //! An Elasticsearch / OpenSearch sink (`type = "elasticsearch"`) for
-//! Flowline's connector API 1.0, with the `elasticsearch` crate.
+//! Flowline's connector API 2.x, with the `elasticsearch` crate.
 //!
 //! ```toml
 //! [sink]

@@ -1,6 +1,6 @@
 //! # flowline-kafka
 //!
-//! Kafka source and sink for Flowline's connector API 1.x (1.1: the lag hook), with `rdkafka`.
+//! Kafka source and sink for Flowline's connector API 2.x (the lag hook since 1.1), with `rdkafka`.
 //!
 //! ```toml
 //! [source]

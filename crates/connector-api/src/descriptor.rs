@@ -195,7 +195,7 @@ pub trait SinkFactory: Send + Sync + 'static {
 }
 
 /// The object-safe twin of [`SourceFactory`].
-pub trait DynSourceFactory: Send + Sync + 'static {
+pub trait DynSourceFactory: crate::sealed::SourceFactory + Send + Sync + 'static {
     /// See [`SourceFactory::descriptor`].
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Parses the section (without its `type` key) and builds.
@@ -224,7 +224,7 @@ impl<F: SourceFactory> DynSourceFactory for F {
 }
 
 /// The object-safe twin of [`SinkFactory`].
-pub trait DynSinkFactory: Send + Sync + 'static {
+pub trait DynSinkFactory: crate::sealed::SinkFactory + Send + Sync + 'static {
     /// See [`SinkFactory::descriptor`].
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Parses the section (without its `type` key) and builds.

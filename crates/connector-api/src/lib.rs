@@ -17,7 +17,9 @@
 //! - A **typed trait** for authors ([`Source`], [`SourceFactory`]) and an
 //!   **object-safe twin** ([`DynSource`], [`DynSourceFactory`]) that the
 //!   [`Registry`] holds. The twin is implemented for every typed
-//!   implementation; authors never write it.
+//!   implementation and is **sealed**: nothing else can implement it, so a
+//!   minor version may add methods to a twin (with the typed trait's hook
+//!   behind them) without breaking anyone. Since API 2.0.
 //! - [`API_VERSION`] says which version of these traits a connector was built
 //!   against. The [`Registry`] refuses a connector whose major differs from
 //!   the runtime's, or whose minor is newer, with a message naming both
@@ -123,13 +125,14 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod counter;
 mod descriptor;
 mod error;
 mod record;
 mod registry;
+mod sealed;
 mod sink;
 mod source;
 mod version;

@@ -47,11 +47,6 @@ impl Registry {
         }
     }
 
-    /// The API version this registry accepts connectors for.
-    pub fn runtime_api(&self) -> ApiVersion {
-        self.runtime
-    }
-
     fn check(&self, d: &ConnectorDescriptor) -> Result<(), ConnectorError> {
         if d.api_version.runs_on(self.runtime) {
             return Ok(());

@@ -67,7 +67,7 @@ pub trait Sink: Send + 'static {
 }
 
 /// The object-safe twin of [`Sink`]. Every `Sink` is a `DynSink`.
-pub trait DynSink: Send + 'static {
+pub trait DynSink: crate::sealed::Sink + Send + 'static {
     /// See [`Sink::write`].
     fn write_dyn(&mut self, batch: Vec<Record>) -> BoxFuture<'_, Result<(), ConnectorError>>;
     /// See [`Sink::flush`].

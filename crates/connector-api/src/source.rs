@@ -72,8 +72,9 @@ pub trait Source: Send + 'static {
 }
 
 /// The object-safe twin of [`Source`], for the registry and the runtime.
-/// Every `Source` is a `DynSource`; authors implement `Source`.
-pub trait DynSource: Send + 'static {
+/// Every `Source` is a `DynSource`; authors implement `Source`. Sealed:
+/// nothing else can implement it.
+pub trait DynSource: crate::sealed::Source + Send + 'static {
     /// See [`Source::next`].
     fn next_dyn(&mut self) -> BoxFuture<'_, Result<SourceEvent, ConnectorError>>;
     /// See [`Source::seek`].

@@ -27,6 +27,11 @@ struct Store {
 
 impl Store {
     fn add(&mut self, idx: i32) {
+        self.add_n(idx, 1);
+    }
+
+    /// Adds `n` samples to bucket `idx` at once.
+    fn add_n(&mut self, idx: i32, n: u32) {
         if self.counts.is_empty() {
             self.offset = idx;
             self.counts.push(0);
@@ -35,7 +40,7 @@ impl Store {
             let grow = (self.offset - idx) as usize;
             if self.counts.len() + grow > MAX_BUCKETS {
                 // Collapse: count it in the lowest bucket we keep.
-                self.counts[0] = self.counts[0].saturating_add(1);
+                self.counts[0] = self.counts[0].saturating_add(n);
                 return;
             }
             let mut v = vec![0; grow];
@@ -55,7 +60,7 @@ impl Store {
             }
         }
         let pos = (idx - self.offset) as usize;
-        self.counts[pos] = self.counts[pos].saturating_add(1);
+        self.counts[pos] = self.counts[pos].saturating_add(n);
     }
 }
 
@@ -101,12 +106,14 @@ impl DDSketch {
         }
     }
 
-    /// Adds every value of `other`.
+    /// Adds every value of `other`, one bucket at a time (a partial
+    /// aggregate combined with another, as a parallel or sliding window
+    /// would): the same sketch as adding all the values to one.
     pub fn merge(&mut self, other: &DDSketch) {
         for (store, theirs) in [(&mut self.pos, &other.pos), (&mut self.neg, &other.neg)] {
             for (i, &c) in theirs.counts.iter().enumerate() {
-                for _ in 0..c {
-                    store.add(theirs.offset + i as i32);
+                if c > 0 {
+                    store.add_n(theirs.offset + i as i32, c);
                 }
             }
         }

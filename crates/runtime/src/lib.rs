@@ -172,7 +172,6 @@ pub use keyed::{
 };
 pub use metrics::{JobStatus, Metrics, PartitionStatus};
 pub use operator::{DeadLetter, DeadLetterKind};
-pub use sinks::encode as encode_dead_letter;
 pub use sinks::DEAD_LETTER_ID;
 pub use state::{MapState, ProcessContext, ValueState};
 pub use stream::{
