@@ -162,11 +162,8 @@ pub struct Settings {
 }
 
 fn dur(field: &str, v: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(v).map_err(|e| {
-        Error::Config(format!(
-            "`{field}` = \"{v}\" is not a duration ({e}). Fix: write it like \"1s\" or \"500ms\""
-        ))
-    })
+    flowline_connector_api::time::parse_duration(field, v, Duration::ZERO..=Duration::MAX)
+        .map_err(Error::Config)
 }
 
 /// `value` of `field` within `[lo, hi]`, or an error naming both.

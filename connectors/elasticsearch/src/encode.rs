@@ -64,10 +64,7 @@ fn one_line(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 fn millis_of(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
-        Value::String(s) => {
-            let t: jiff::Timestamp = s.parse().ok()?;
-            Some(t.as_millisecond())
-        }
+        Value::String(s) => flowline_connector_api::time::parse_rfc3339_ms(s).ok(),
         _ => None,
     }
 }

@@ -3,6 +3,8 @@
 //! attempts or by time when configured. Warnings are rate-limited.
 
 use std::sync::Mutex;
+
+use flowline_connector_api::Backoff;
 use std::time::{Duration, Instant};
 
 /// When to stop retrying, and how long to wait in between.
@@ -16,34 +18,6 @@ pub struct Policy {
     pub initial: Duration,
     /// Cap.
     pub max: Duration,
-}
-
-/// A jitter source (xorshift; no need for a cryptographic one).
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    /// Seeded from the clock and a counter.
-    pub fn new() -> Self {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Self(t | 1)
-    }
-
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Rate-limits a warning that repeats while a server is down: the first
@@ -91,14 +65,10 @@ impl Policy {
             || self.max_duration.is_some_and(|d| elapsed >= d)
     }
 
-    /// The wait before attempt `attempt + 1` (0-based `attempt`): uniform in
-    /// `[0, min(max, initial × 2^attempt)]`.
-    pub fn backoff(&self, attempt: u32, j: &mut Jitter) -> Duration {
-        let cap = self
-            .initial
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max);
-        cap.mul_f64(j.unit())
+    /// The waits between attempts: exponential with full jitter, from
+    /// `initial`, capped at `max`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.initial, self.max)
     }
 }
 
@@ -114,12 +84,12 @@ mod tests {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
         };
-        let mut j = Jitter::new();
+        let mut b = p.backoff();
         for a in 0..30 {
             let cap = Duration::from_millis(100)
                 .saturating_mul(1 << a.min(20))
                 .min(Duration::from_secs(1));
-            assert!(p.backoff(a, &mut j) <= cap);
+            assert!(b.delay(a) <= cap);
         }
     }
 

@@ -21,7 +21,7 @@ use crate::bulk::{self, Item, Outcome};
 use crate::config::{Action, Settings};
 use crate::detect::Server;
 use crate::encode::Encoder;
-use crate::retry::{Every, Jitter, Policy};
+use crate::retry::{Every, Policy};
 use crate::{template, Error};
 
 /// While a server stays down, a retry warning at most this often.
@@ -196,7 +196,7 @@ impl EsSink {
     /// `GET /` until it answers (within the retry policy); the server it
     /// names, if supported.
     async fn detect(&mut self) -> Result<Server, Error> {
-        let mut jitter = Jitter::new();
+        let mut backoff = self.policy.backoff();
         let url = self.settings.urls.join(", ");
         let mut attempt = 0;
         let first_failure = Instant::now();
@@ -249,7 +249,7 @@ impl EsSink {
                     last: format!("{err}. Fix: start the server, or correct url"),
                 });
             }
-            let wait = self.policy.backoff(attempt - 1, &mut jitter);
+            let wait = backoff.delay(attempt - 1);
             if self.warn.due() {
                 tracing::warn!(%url, attempt, retrying_for_s = first_failure.elapsed().as_secs(), error = %err, "search server not reachable, retrying (this warning repeats once a minute while it lasts)");
             }
@@ -369,7 +369,7 @@ async fn send_one(
     warn: &Every,
     rejected: &mut Vec<Rejected>,
 ) -> Result<Option<String>, Error> {
-    let mut jitter = Jitter::new();
+    let mut backoff = policy.backoff();
     let mut headers = HeaderMap::new();
     headers.insert(
         CONTENT_TYPE,
@@ -466,7 +466,7 @@ async fn send_one(
             });
         }
         stats.retries.fetch_add(1, Relaxed);
-        let wait = policy.backoff(attempt - 1, &mut jitter);
+        let wait = backoff.delay(attempt - 1);
         if warn.due() {
             tracing::warn!(attempt, items = items.len(), retrying_for_s = since.elapsed().as_secs(), error = %failure, "bulk request failing, retrying with backoff (this warning repeats once a minute while it lasts)");
         }

@@ -193,8 +193,8 @@ impl KafkaCheckpointStore {
     /// with the broker's error when Kafka cannot be reached in `timeout`.
     pub fn connect(job: &str, cfg: &KafkaStoreConfig) -> Result<Self, CheckpointError> {
         let topic = cfg.topic.clone();
-        let timeout = humantime::parse_duration(&cfg.timeout)
-            .map_err(|e| err("timeout", &topic, format!("`{}` ({e})", cfg.timeout)))?;
+        let timeout = crate::config::duration("timeout", &cfg.timeout)
+            .map_err(|e| err("timeout", &topic, e))?;
         let base = client_config(&cfg.bootstrap_servers, &cfg.security, &cfg.properties)
             .map_err(|e| err("settings", &topic, e))?;
         let admin: AdminClient<DefaultClientContext> = base

@@ -75,12 +75,10 @@ fn start_position(s: &str) -> Result<StartPosition, Error> {
         "earliest" => Ok(StartPosition::Earliest),
         "latest" => Ok(StartPosition::Latest),
         t => {
-            let ms = t.parse::<i64>().ok().or_else(|| {
-                humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as i64)
-            });
+            let ms = t
+                .parse::<i64>()
+                .ok()
+                .or_else(|| flowline_connector_api::time::parse_rfc3339_ms(t).ok());
             ms.map(StartPosition::Timestamp).ok_or_else(|| {
                 Error::Config(format!(
                     "auto_offset_reset = \"{t}\" is not earliest, latest, a time (RFC 3339) or ms since the epoch. Fix: auto_offset_reset = \"earliest\""
@@ -114,8 +112,10 @@ pub struct KafkaSourceConfig {
     /// Read up to the end offsets seen at start, then end the input.
     #[serde(default)]
     pub bounded: bool,
-    /// Event time from this payload field (RFC 3339 or ms); default: the
-    /// Kafka record timestamp.
+    /// Event time from this payload field (ms since the epoch, or RFC 3339
+    /// with any offset, read exactly); default: the Kafka record timestamp.
+    /// A record whose field is missing or unreadable is refused with the
+    /// reason (dead-lettered), never given a guessed time.
     pub timestamp_field: Option<String>,
     /// Copy Kafka headers into records (default). `false` skips them, which
     /// reads about 10 % faster; dead-letter replays need them.
@@ -225,17 +225,12 @@ pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(86_
 
 /// A duration setting, 1 ms to [`MAX_DURATION`].
 pub fn duration(field: &str, v: &str) -> Result<std::time::Duration, Error> {
-    let d = humantime::parse_duration(v).map_err(|e| {
-        Error::Config(format!(
-            "`{field}` = \"{v}\" is not a duration ({e}). Fix: \"10s\" or \"200ms\""
-        ))
-    })?;
-    if d < std::time::Duration::from_millis(1) || d > MAX_DURATION {
-        return Err(Error::Config(format!(
-            "`{field}` = \"{v}\" is outside 1ms to 24h. Fix: \"10s\" or \"200ms\""
-        )));
-    }
-    Ok(d)
+    flowline_connector_api::time::parse_duration(
+        field,
+        v,
+        std::time::Duration::from_millis(1)..=MAX_DURATION,
+    )
+    .map_err(Error::Config)
 }
 
 /// A count setting within `range`.

@@ -1,6 +1,6 @@
 //! This crate's error type and the classification of Kafka errors.
 
-use flowline_connector_api::ConnectorError;
+use flowline_connector_api::{Backoff, ConnectorError};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use std::time::{Duration, Instant};
 
@@ -59,15 +59,17 @@ pub(crate) fn with_retries<T>(
     mut call: impl FnMut(Duration) -> KafkaResult<T>,
 ) -> Result<T, Error> {
     let deadline = Instant::now() + budget;
-    let mut pause = Duration::from_millis(100);
+    let pauses = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut attempt = 0;
     loop {
+        let pause = pauses.ceiling(attempt);
         let left = deadline.saturating_duration_since(Instant::now());
         match call(left.max(Duration::from_millis(100))) {
             Ok(v) => return Ok(v),
             Err(e) if is_retryable(&e) && Instant::now() + pause < deadline => {
                 tracing::debug!(what, error = %e, "transient Kafka error, trying again");
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(2));
+                attempt += 1;
             }
             Err(source) => {
                 return Err(Error::Kafka {

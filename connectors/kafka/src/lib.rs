@@ -30,8 +30,9 @@
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues
 //!   from its checkpoint.
-//! - **Event time** from a payload field (`timestamp_field`) or the Kafka
-//!   timestamp.
+//! - **Event time** from a payload field (`timestamp_field`: ms, or RFC 3339
+//!   with any offset; an unreadable one refuses the record with the reason)
+//!   or the Kafka timestamp.
 //! - **One consumer thread** per source polls librdkafka and copies records
 //!   out while the runtime works on the previous batch.
 //! - **Backpressure by pausing**: at most `prefetch_batches` (4) batches of

@@ -28,6 +28,10 @@
 //! - One error type, [`ConnectorError`], classified by [`ErrorKind`]:
 //!   retryable, permanent, or bad records (which travel with the error so the
 //!   runtime can dead-letter them; nothing is dropped silently).
+//! - What every connector needs to turn its input into these types, once:
+//!   [`time`] (RFC 3339 event times with any offset to milliseconds and
+//!   back, exactly; duration settings within a range) and [`Backoff`]
+//!   (waits between retries of a retryable error).
 //!
 //! ## A complete connector
 //!
@@ -127,6 +131,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod backoff;
 mod counter;
 mod descriptor;
 mod error;
@@ -135,11 +140,13 @@ mod registry;
 mod sealed;
 mod sink;
 mod source;
+pub mod time;
 mod version;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use backoff::Backoff;
 pub use counter::{Counter, CounterReader};
 pub use descriptor::{
     is_secret_field, parse_config, ConfigField, ConnectorDescriptor, ConnectorKind, DynSinkFactory,

@@ -18,7 +18,7 @@
 //! rendered from both at the sink side ([`CurrentDoc::of`],
 //! [`AnomalyDoc::of`]), exactly, with nothing rounded.
 
-use crate::time::format_rfc3339_ms;
+use flowline_connector_api::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
 use flowline_runtime::{KeyedProcessFunction, ProcessContext, WindowResult};
 use serde::{Deserialize, Serialize};

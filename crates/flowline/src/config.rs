@@ -215,27 +215,18 @@ pub struct JobPlan {
     pub current: Option<ConnectorSection>,
 }
 
-/// The longest duration any setting takes: 100 years. Beyond it event-time
-/// arithmetic in milliseconds could overflow; no real window, lateness or
-/// interval comes near it.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// The longest duration any setting takes: 100 years (of 365.25 days).
+/// Beyond it event-time arithmetic in milliseconds could overflow; no real
+/// window, lateness or interval comes near it.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 fn duration(field: &str, v: &str) -> Result<Duration, Error> {
-    let d = humantime::parse_duration(v).map_err(|e| Error::Config {
-        field: field.into(),
-        message: format!(
-            "`{v}` is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\""
-        ),
-    })?;
-    if d > MAX_DURATION {
-        return Err(Error::Config {
+    flowline_connector_api::time::parse_duration(field, v, Duration::ZERO..=MAX_DURATION).map_err(
+        |message| Error::Config {
             field: field.into(),
-            message: format!(
-                "`{v}` is longer than 100 years. Fix: write a shorter duration, like \"1h\""
-            ),
-        });
-    }
-    Ok(d)
+            message,
+        },
+    )
 }
 
 /// Batches per channel between stages: at least 1, at most this.
@@ -509,7 +500,10 @@ out_of_orderness = "3s"
         let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"1000000000000d\""))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("window.size") && e.contains("100 years"), "{e}");
+        assert!(
+            e.contains("window.size") && e.contains("outside 0s to 100years"),
+            "{e}"
+        );
         let e = JobPlan::parse(&format!("{SHORT}\n[anomaly]\nconsecutive = 0\n"))
             .unwrap_err()
             .to_string();

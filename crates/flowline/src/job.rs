@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
+use flowline_connector_api::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use flowline_connector_api::Record;
 use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};

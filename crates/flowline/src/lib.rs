@@ -19,7 +19,6 @@
 //!   and its relative-error percentile sketch;
 //! - [`anomaly`]: per-key anomaly detection over the fired windows, and the
 //!   current-status documents;
-//! - [`time`]: RFC 3339 in and out (jiff);
 //! - [`http`]: `/health`, `/metrics`, `/api/status` and the health probe;
 //! - [`logging`]: log filter, format and colour;
 //! - [`demo`]: generator → in-memory source → job → files;
@@ -41,7 +40,6 @@ mod redact;
 pub mod scaffold;
 pub mod sketch;
 pub mod stats;
-pub mod time;
 
 use flowline_connector_api::{ConnectorError, Registry};
 

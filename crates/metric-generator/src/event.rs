@@ -1,7 +1,5 @@
 //! The event and its JSON form.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 /// The metrics every host emits: name, baseline, daily amplitude, noise
@@ -38,22 +36,7 @@ impl MetricEvent {
     }
 }
 
-/// `2026-11-25T10:00:01.000Z` for a time in ms since the epoch (≥ 0).
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// ms since the epoch of an RFC 3339 UTC time (`Z`; fractional seconds
-/// optional).
-pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
-    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z').trim_end_matches('z'))
-        .map_err(|e| format!("timestamp `{s}` is not RFC 3339 UTC: {e}"))?;
-    let d = t
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| format!("timestamp `{s}` is before 1970"))?;
-    Ok(d.as_millis() as i64)
-}
+pub use flowline_connector_api::time::{format_rfc3339_ms, parse_rfc3339_ms};
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowline_checkpoint::CheckpointStore;
-use flowline_connector_api::{BoxSink, BoxSource, Record};
+use flowline_connector_api::{Backoff, BoxSink, BoxSource, Record};
 
 use crate::operator::BoxOp;
 
@@ -36,6 +36,14 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Backoff cap.
     pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Its waits, with the jitter seeded by `seed` (the same waits on every
+    /// run).
+    pub(crate) fn backoff(&self, seed: u64) -> Backoff {
+        Backoff::seeded(self.initial_backoff, self.max_backoff, seed)
+    }
 }
 
 impl Default for RetryPolicy {

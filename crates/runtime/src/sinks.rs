@@ -2,7 +2,6 @@
 //! bounded retries of retryable errors and rejected records dead-lettered.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use flowline_connector_api::{BoxSink, ConnectorError, Record};
 use tokio::sync::{mpsc, oneshot};
@@ -93,19 +92,6 @@ impl SinkTask {
     }
 }
 
-/// Exponential backoff with full jitter: uniform in `[0, min(cap, base·2^n)]`.
-pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32, seed: &mut u64) -> Duration {
-    let exp = policy
-        .initial_backoff
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(policy.max_backoff);
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    let frac = (*seed >> 11) as f64 / (1u64 << 53) as f64;
-    exp.mul_f64(frac)
-}
-
 async fn with_retries<T, F>(
     spec: &SinkSpec,
     metrics: &Metrics,
@@ -118,12 +104,12 @@ where
         &'a mut BoxSink,
     ) -> flowline_connector_api::BoxFuture<'a, Result<T, ConnectorError>>,
 {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut backoff = spec.retry.backoff(0x9E37_79B9_7F4A_7C15);
     let mut attempt = 0;
     loop {
         match op(sink).await {
             Err(e) if e.is_retryable() && attempt + 1 < spec.retry.max_attempts => {
-                let wait = backoff(&spec.retry, attempt, &mut seed);
+                let wait = backoff.delay(attempt);
                 attempt += 1;
                 metrics
                     .sink_retries
@@ -400,8 +386,8 @@ mod tests {
     #[test]
     fn backoff_is_bounded_and_jittered() {
         let p = RetryPolicy::default();
-        let mut seed = 42;
-        let waits: Vec<Duration> = (0..12).map(|a| backoff(&p, a, &mut seed)).collect();
+        let mut b = p.backoff(42);
+        let waits: Vec<std::time::Duration> = (0..12).map(|a| b.delay(a)).collect();
         assert!(waits.iter().all(|w| *w <= p.max_backoff));
         assert!(waits[0] <= p.initial_backoff);
         assert!(waits.windows(2).any(|w| w[0] != w[1]));

@@ -19,7 +19,7 @@ pub(crate) async fn source_task(
     retry: crate::RetryPolicy,
     metrics: Arc<Metrics>,
 ) {
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut backoff = retry.backoff(0x2545_F491_4F6C_DD1D);
     let mut lag_at = Instant::now();
     let mut failures = 0;
     let mut ended = false;
@@ -55,7 +55,7 @@ pub(crate) async fn source_task(
         let ev = source.next_dyn().await;
         match ev {
             Err(e) if e.is_retryable() && failures + 1 < retry.max_attempts => {
-                let wait = crate::sinks::backoff(&retry, failures, &mut seed);
+                let wait = backoff.delay(failures);
                 failures += 1;
                 tracing::warn!(error = %e, attempt = failures, wait_ms = wait.as_millis() as u64, "source read failed, retrying");
                 tokio::time::sleep(wait).await;

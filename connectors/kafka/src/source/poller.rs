@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use flowline_connector_api::{ConnectorError, PartitionId, Record, SourceEvent};
+use flowline_connector_api::{ConnectorError, PartitionId, Record, Rejected, SourceEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
@@ -133,9 +133,24 @@ impl Shared {
     /// Hands on the records accepted so far, without a credit (a revoke
     /// or an assignment must not wait behind a full channel).
     fn flush_uncredited(&self) {
-        let batch = std::mem::take(&mut lock(&self.state).batch);
+        let (batch, rejected) = {
+            let mut st = lock(&self.state);
+            (
+                std::mem::take(&mut st.batch),
+                std::mem::take(&mut st.rejected),
+            )
+        };
         if !batch.is_empty() {
             self.send((Ok(SourceEvent::Records(batch)), false));
+        }
+        self.send_rejected(rejected);
+    }
+
+    /// Records refused at the source, after the batch they were read with
+    /// (so their offsets are passed after the batch's).
+    fn send_rejected(&self, rejected: Vec<Rejected>) {
+        if !rejected.is_empty() {
+            self.send((Err(ConnectorError::BadRecords(rejected)), false));
         }
     }
 
@@ -363,16 +378,21 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
                 }
             }
         }
-        let (batch, done) = {
+        let (batch, rejected, done) = {
             let mut st = lock(&sh.state);
             let done = sh.settings.bounded && st.bounded_done();
-            (std::mem::take(&mut st.batch), done)
+            (
+                std::mem::take(&mut st.batch),
+                std::mem::take(&mut st.rejected),
+                done,
+            )
         };
         let mut credit = true;
         if !batch.is_empty() {
             sh.send((Ok(SourceEvent::Records(batch)), credit));
             credit = false;
         }
+        sh.send_rejected(rejected);
         if let Some(e) = error {
             if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::FencedInstanceId) {
                 let msg = format!(
@@ -427,14 +447,19 @@ fn accept(
         }
         Verdict::Deliver => {
             let mut r = record(&m, sh.settings.headers);
-            r.timestamp = event_time(
+            r.partition = pid;
+            r.offset = off as u64;
+            match event_time(
                 sh.settings.timestamp_field.as_deref(),
                 &r.payload,
                 m.timestamp().to_millis(),
-            );
-            r.partition = pid;
-            r.offset = off as u64;
-            st.batch.push(r);
+            ) {
+                Ok(t) => {
+                    r.timestamp = t;
+                    st.batch.push(r);
+                }
+                Err(reason) => st.rejected.push(Rejected::new(r, reason)),
+            }
         }
     }
     st.stop_reached
@@ -457,16 +482,31 @@ fn record(m: &BorrowedMessage<'_>, headers: bool) -> Record {
     r
 }
 
-fn event_time(field: Option<&str>, payload: &[u8], kafka_ts: Option<i64>) -> Option<i64> {
-    let Some(f) = field else { return kafka_ts };
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+/// The record's event time: the Kafka timestamp, or with `timestamp_field`
+/// that field of the JSON payload (ms since the epoch, or RFC 3339 with any
+/// offset). A payload whose field cannot be read is refused with the reason
+/// (it is dead-lettered), never given a guessed time.
+fn event_time(
+    field: Option<&str>,
+    payload: &[u8],
+    kafka_ts: Option<i64>,
+) -> Result<Option<i64>, String> {
+    let Some(f) = field else { return Ok(kafka_ts) };
+    let v: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("timestamp_field `{f}`: the payload is not JSON ({e})"))?;
     match &v[f] {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64),
-        _ => None,
+        serde_json::Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
+            format!("timestamp_field `{f}` = {n} is not whole milliseconds since the epoch")
+        }),
+        serde_json::Value::String(s) => flowline_connector_api::time::parse_rfc3339_ms(s)
+            .map(Some)
+            .map_err(|e| format!("timestamp_field `{f}`: {e}")),
+        serde_json::Value::Null => Err(format!(
+            "timestamp_field `{f}`: the payload has no such field"
+        )),
+        other => Err(format!(
+            "timestamp_field `{f}` = {other} is neither ms since the epoch nor an RFC 3339 time"
+        )),
     }
 }
 
@@ -584,9 +624,36 @@ mod tests {
     #[test]
     fn event_time_comes_from_the_field_when_configured() {
         let p = br#"{"ts": 1700000000123, "t": "2023-11-14T22:13:20.5Z"}"#;
-        assert_eq!(event_time(None, p, Some(5)), Some(5));
-        assert_eq!(event_time(Some("ts"), p, Some(5)), Some(1_700_000_000_123));
-        assert_eq!(event_time(Some("t"), p, Some(5)), Some(1_700_000_000_500));
-        assert_eq!(event_time(Some("missing"), p, Some(5)), None);
+        assert_eq!(event_time(None, p, Some(5)), Ok(Some(5)));
+        assert_eq!(
+            event_time(Some("ts"), p, Some(5)),
+            Ok(Some(1_700_000_000_123))
+        );
+        assert_eq!(
+            event_time(Some("t"), p, Some(5)),
+            Ok(Some(1_700_000_000_500))
+        );
+    }
+
+    #[test]
+    fn event_times_with_an_offset_are_exact_and_unreadable_ones_refused() {
+        // 2023-11-14T22:13:20.5Z written in +05:30: the same instant.
+        let p = br#"{"t": "2023-11-15T03:43:20.5+05:30", "bad": "2023-11-14 22:13", "f": 1.5, "o": {}}"#;
+        assert_eq!(
+            event_time(Some("t"), p, Some(5)),
+            Ok(Some(1_700_000_000_500))
+        );
+        for (field, want) in [
+            ("missing", "no such field"),
+            ("bad", "not an RFC 3339 time"),
+            ("f", "not whole milliseconds"),
+            ("o", "neither ms since the epoch"),
+        ] {
+            let e = event_time(Some(field), p, Some(5)).unwrap_err();
+            assert!(e.contains(field) && e.contains(want), "{field}: {e}");
+        }
+        assert!(event_time(Some("t"), b"not json", Some(5))
+            .unwrap_err()
+            .contains("not JSON"));
     }
 }

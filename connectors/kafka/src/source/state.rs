@@ -2,7 +2,7 @@
 //! methods: which partitions this source owns, where each stands, and
 //! whether a polled message is to be delivered.
 
-use flowline_connector_api::{PartitionId, Record};
+use flowline_connector_api::{PartitionId, Record, Rejected};
 
 /// One owned partition.
 #[derive(Debug)]
@@ -64,6 +64,8 @@ pub(crate) struct State {
     last: usize,
     /// Records accepted and not yet handed to the runtime.
     pub batch: Vec<Record>,
+    /// Records read with the batch whose event time cannot be read.
+    pub rejected: Vec<Rejected>,
     /// Bounded: some partition reached its end offset.
     pub stop_reached: bool,
     /// Revoked, with the revoke waiting for a checkpoint: their offsets are

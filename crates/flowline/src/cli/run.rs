@@ -13,8 +13,8 @@ use flowline_runtime::{JobHandle, JobSummary, Metrics};
 use super::out;
 use crate::config::JobPlan;
 use crate::demo::DemoOptions;
-use crate::time::format_rfc3339_ms;
 use crate::Error;
+use flowline_connector_api::time::format_rfc3339_ms;
 
 /// `flowline run --config FILE`.
 pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error> {

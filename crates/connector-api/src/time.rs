@@ -1,7 +1,13 @@
-//! Event times: RFC 3339 in, milliseconds since the epoch inside, RFC 3339
-//! UTC out. Parsing and formatting are jiff's, so every offset, fraction
-//! length and case that RFC 3339 allows is read exactly, and times before
-//! 1970 stay negative instead of being clipped.
+//! Times and durations as connectors and jobs read them: event times in
+//! RFC 3339 to the milliseconds of [`Record::timestamp`](crate::Record) and
+//! back, and duration settings (`"10s"`, `"500ms"`). One implementation for
+//! every crate, on kept libraries: jiff reads every offset, fraction length
+//! and case that RFC 3339 allows, exactly, and keeps times before 1970
+//! negative instead of clipping them; humantime reads durations. Since API
+//! 2.0.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -38,6 +44,28 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
     try_format_rfc3339_ms(ms).unwrap_or_else(|| ms.to_string())
 }
 
+/// A duration setting (`"10s"`, `"500ms"`, `"1m"`, `"2h 30m"`) within
+/// `range`. The error names the field, the value, what is wrong and the fix,
+/// for the caller to wrap in its own error type.
+pub fn parse_duration(
+    field: &str,
+    value: &str,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        format!("`{field}` = \"{value}\" is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\"")
+    })?;
+    if !range.contains(&d) {
+        let (lo, hi) = (range.start(), range.end());
+        return Err(format!(
+            "`{field}` = \"{value}\" is outside {} to {}. Fix: a duration in that range, like \"10s\"",
+            humantime::format_duration(*lo),
+            humantime::format_duration(*hi)
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +99,27 @@ mod tests {
             let e = parse_rfc3339_ms(s).unwrap_err();
             assert!(e.contains(&format!("`{s}`")), "{e}");
         }
+    }
+
+    #[test]
+    fn durations_within_their_range() {
+        let r = Duration::from_millis(1)..=Duration::from_secs(86_400);
+        assert_eq!(
+            parse_duration("t", "1m 30s", r.clone()),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("t", "1ms", r.clone()),
+            Ok(Duration::from_millis(1))
+        );
+        let e = parse_duration("timeout", "soon", r.clone()).unwrap_err();
+        assert!(
+            e.contains("`timeout` = \"soon\" is not a duration") && e.contains("Fix"),
+            "{e}"
+        );
+        let e = parse_duration("timeout", "2d", r.clone()).unwrap_err();
+        assert!(e.contains("outside 1ms to 1day"), "{e}");
+        assert!(parse_duration("timeout", "0s", r).is_err());
     }
 
     #[test]

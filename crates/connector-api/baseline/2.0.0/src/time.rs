@@ -1,0 +1,168 @@
+//! Times and durations as connectors and jobs read them: event times in
+//! RFC 3339 to the milliseconds of [`Record::timestamp`](crate::Record) and
+//! back, and duration settings (`"10s"`, `"500ms"`). One implementation for
+//! every crate, on kept libraries: jiff reads every offset, fraction length
+//! and case that RFC 3339 allows, exactly, and keeps times before 1970
+//! negative instead of clipping them; humantime reads durations. Since API
+//! 2.0.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time with any offset
+/// (`Z`, `z`, `+05:30`, `-08:00`), any fraction length and either case of
+/// `T`. Fractions below a millisecond are floored, so a time belongs to the
+/// window that holds it (`…:09.9995Z` is 9 999 ms, never 10 000). A time
+/// without an offset is refused: guessing its zone would shift it silently.
+pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
+    let t: Timestamp = s
+        .parse()
+        .map_err(|e| {
+            format!(
+                "timestamp `{s}` is not an RFC 3339 time with a UTC offset within the years -9999 to 9999: {e}"
+            )
+        })?;
+    Ok(floor_ms(t))
+}
+
+fn floor_ms(t: Timestamp) -> i64 {
+    t.as_nanosecond().div_euclid(1_000_000) as i64
+}
+
+/// `2026-11-25T10:00:01.000Z` for a time in ms since the epoch, or `None`
+/// outside the years -9999 to 9999.
+pub fn try_format_rfc3339_ms(ms: i64) -> Option<String> {
+    let t = Timestamp::from_millisecond(ms).ok()?;
+    Some(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// [`try_format_rfc3339_ms`], or the plain millisecond number for a time
+/// outside the years -9999 to 9999 (never a panic, never a clipped time).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    try_format_rfc3339_ms(ms).unwrap_or_else(|| ms.to_string())
+}
+
+/// A duration setting (`"10s"`, `"500ms"`, `"1m"`, `"2h 30m"`) within
+/// `range`. The error names the field, the value, what is wrong and the fix,
+/// for the caller to wrap in its own error type.
+pub fn parse_duration(
+    field: &str,
+    value: &str,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        format!("`{field}` = \"{value}\" is not a duration ({e}). Fix: write it like \"10s\", \"500ms\" or \"1m\"")
+    })?;
+    if !range.contains(&d) {
+        let (lo, hi) = (range.start(), range.end());
+        return Err(format!(
+            "`{field}` = \"{value}\" is outside {} to {}. Fix: a duration in that range, like \"10s\"",
+            humantime::format_duration(*lo),
+            humantime::format_duration(*hi)
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn offsets_fractions_and_case() {
+        let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        for (s, want) in [
+            ("2026-01-01T00:00:01.250+05:30", base + 1_250 - 19_800_000),
+            ("2026-01-01T02:05:00+02:00", base + 300_000),
+            ("2026-01-01t00:00:01.25z", base + 1_250),
+            ("2026-01-01T00:00:01.123456789Z", base + 1_123),
+            ("2026-01-01T00:00:01Z", base + 1_000),
+            ("2025-12-31T19:00:00-05:00", base),
+            ("1969-12-31T23:59:59.9995Z", -1),
+            ("1970-01-01T00:00:00Z", 0),
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), Ok(want), "{s}");
+        }
+    }
+
+    #[test]
+    fn no_offset_or_no_time_is_refused_with_the_value() {
+        for s in [
+            "2026-01-01T00:00:01",
+            "yesterday",
+            "",
+            "2026-13-01T00:00:00Z",
+        ] {
+            let e = parse_rfc3339_ms(s).unwrap_err();
+            assert!(e.contains(&format!("`{s}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_within_their_range() {
+        let r = Duration::from_millis(1)..=Duration::from_secs(86_400);
+        assert_eq!(
+            parse_duration("t", "1m 30s", r.clone()),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("t", "1ms", r.clone()),
+            Ok(Duration::from_millis(1))
+        );
+        let e = parse_duration("timeout", "soon", r.clone()).unwrap_err();
+        assert!(
+            e.contains("`timeout` = \"soon\" is not a duration") && e.contains("Fix"),
+            "{e}"
+        );
+        let e = parse_duration("timeout", "2d", r.clone()).unwrap_err();
+        assert!(e.contains("outside 1ms to 1day"), "{e}");
+        assert!(parse_duration("timeout", "0s", r).is_err());
+    }
+
+    #[test]
+    fn formats_utc_with_milliseconds_and_never_clips() {
+        assert_eq!(format_rfc3339_ms(1_000), "1970-01-01T00:00:01.000Z");
+        assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_rfc3339_ms(1_767_225_601_250),
+            "2026-01-01T00:00:01.250Z"
+        );
+        assert_eq!(format_rfc3339_ms(i64::MAX), i64::MAX.to_string());
+    }
+
+    proptest! {
+        /// Against jiff's civil-time arithmetic, independently of the
+        /// parser: a civil time written with a random offset and fraction
+        /// parses to that civil time minus the offset.
+        #[test]
+        fn any_offset_and_fraction(
+            secs in -2_000_000_000i64..4_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            digits in 1usize..=9,
+            offset_min in -1439i32..=1439,
+            lower in any::<bool>(),
+        ) {
+            let frac = format!("{nanos:09}")[..digits].to_string();
+            let kept: u32 = frac.parse::<u32>().unwrap() * 10u32.pow((9 - digits) as u32);
+            let utc = Timestamp::new(secs, kept as i32).unwrap();
+            let off = jiff::tz::Offset::from_seconds(offset_min * 60).unwrap();
+            let civil = off.to_datetime(utc);
+            let sign = if offset_min < 0 { '-' } else { '+' };
+            let (h, m) = (offset_min.abs() / 60, offset_min.abs() % 60);
+            let t = if lower { 't' } else { 'T' };
+            let s = format!(
+                "{}{t}{:02}:{:02}:{:02}.{frac}{sign}{h:02}:{m:02}",
+                civil.date(),
+                civil.hour(),
+                civil.minute(),
+                civil.second(),
+            );
+            let want = (secs as i128 * 1_000_000_000 + kept as i128).div_euclid(1_000_000) as i64;
+            prop_assert_eq!(parse_rfc3339_ms(&s), Ok(want), "{}", s);
+            prop_assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(want)), Ok(want));
+        }
+    }
+}
