@@ -1,0 +1,92 @@
+//! One Kafka message as a record: its payload, key and headers copied out
+//! of the consumer's buffer, and its event time.
+
+use flowline_connector_api::Record;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message;
+
+/// Copies a message out (it borrows the consumer).
+pub(super) fn record(m: &BorrowedMessage<'_>, headers: bool) -> Record {
+    let mut r = Record::new(m.payload().unwrap_or_default());
+    r.key = m.key().map(<[u8]>::to_vec);
+    // librdkafka parses (and allocates) headers on request: skipped when
+    // the job does not want them.
+    if let Some(h) = headers.then(|| m.headers()).flatten() {
+        for h in h.iter() {
+            r.headers.push((
+                h.key.to_string(),
+                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+            ));
+        }
+    }
+    r
+}
+
+/// The record's event time: the Kafka timestamp, or with `timestamp_field`
+/// that field of the JSON payload (ms since the epoch, or RFC 3339 with any
+/// offset). A payload whose field cannot be read is refused with the reason
+/// (it is dead-lettered), never given a guessed time.
+pub(super) fn event_time(
+    field: Option<&str>,
+    payload: &[u8],
+    kafka_ts: Option<i64>,
+) -> Result<Option<i64>, String> {
+    let Some(f) = field else { return Ok(kafka_ts) };
+    let v: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("timestamp_field `{f}`: the payload is not JSON ({e})"))?;
+    match &v[f] {
+        serde_json::Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
+            format!("timestamp_field `{f}` = {n} is not whole milliseconds since the epoch")
+        }),
+        serde_json::Value::String(s) => flowline_connector_api::time::parse_rfc3339_ms(s)
+            .map(Some)
+            .map_err(|e| format!("timestamp_field `{f}`: {e}")),
+        serde_json::Value::Null => Err(format!(
+            "timestamp_field `{f}`: the payload has no such field"
+        )),
+        other => Err(format!(
+            "timestamp_field `{f}` = {other} is neither ms since the epoch nor an RFC 3339 time"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_comes_from_the_field_when_configured() {
+        let p = br#"{"ts": 1700000000123, "t": "2023-11-14T22:13:20.5Z"}"#;
+        assert_eq!(event_time(None, p, Some(5)), Ok(Some(5)));
+        assert_eq!(
+            event_time(Some("ts"), p, Some(5)),
+            Ok(Some(1_700_000_000_123))
+        );
+        assert_eq!(
+            event_time(Some("t"), p, Some(5)),
+            Ok(Some(1_700_000_000_500))
+        );
+    }
+
+    #[test]
+    fn event_times_with_an_offset_are_exact_and_unreadable_ones_refused() {
+        // 2023-11-14T22:13:20.5Z written in +05:30: the same instant.
+        let p = br#"{"t": "2023-11-15T03:43:20.5+05:30", "bad": "2023-11-14 22:13", "f": 1.5, "o": {}}"#;
+        assert_eq!(
+            event_time(Some("t"), p, Some(5)),
+            Ok(Some(1_700_000_000_500))
+        );
+        for (field, want) in [
+            ("missing", "no such field"),
+            ("bad", "not an RFC 3339 time"),
+            ("f", "not whole milliseconds"),
+            ("o", "neither ms since the epoch"),
+        ] {
+            let e = event_time(Some(field), p, Some(5)).unwrap_err();
+            assert!(e.contains(field) && e.contains(want), "{field}: {e}");
+        }
+        assert!(event_time(Some("t"), b"not json", Some(5))
+            .unwrap_err()
+            .contains("not JSON"));
+    }
+}
