@@ -102,7 +102,7 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
     };
     metrics_pipeline(
         env.source(&plan.source.kind, source),
-        plan.window,
+        plan.window.clone(),
         plan.anomaly,
         out,
     );

@@ -8,6 +8,7 @@ use flowline_runtime::{Sliding, Tumbling};
 use serde::Deserialize;
 
 use crate::anomaly::AnomalySettings;
+use crate::event::{EventSection, EventShape};
 use crate::job::WindowSettings;
 use crate::Error;
 use flowline_kafka::KafkaStoreConfig;
@@ -26,6 +27,9 @@ pub struct JobFile {
     /// `[window]`
     #[serde(default)]
     pub window: WindowSection,
+    /// `[event]`: where each event's time and value are (the generator's
+    /// shape without it).
+    pub event: Option<EventSection>,
     /// `[checkpoint]`; checkpoints are off without it.
     pub checkpoint: Option<CheckpointSection>,
     /// `[dead_letter]`: where bad records go, with their reason.
@@ -389,6 +393,11 @@ impl JobPlan {
                 spec,
                 allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)?,
                 max_future: duration("window.max_future", &f.window.max_future)?,
+                event: match &f.event {
+                    Some(e) => EventShape::from_section(e)
+                        .map_err(|(field, message)| Error::Config { field, message })?,
+                    None => EventShape::default(),
+                },
             },
             out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
             idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,

@@ -11,6 +11,7 @@ use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, 
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
+use crate::event::EventShape;
 use crate::stats::Stats;
 
 /// A decoded metric event.
@@ -55,16 +56,33 @@ pub fn decode_until(payload: &[u8], latest: i64) -> Result<Metric, String> {
     }
     let ts = parse_rfc3339_ms(&raw.timestamp)?;
     if ts > latest {
-        return Err(format!(
-            "event time `{}` is more than [window] max_future ahead of the wall clock ({}). Fix: correct the producer's clock, or raise max_future",
-            raw.timestamp,
-            format_rfc3339_ms(latest)
-        ));
+        return Err(future(&raw.timestamp, latest));
     }
     Ok(Metric {
         ts,
         key: (raw.host.into_owned(), raw.metric.into_owned()),
         value: raw.value,
+    })
+}
+
+fn future(written: &str, latest: i64) -> String {
+    format!(
+        "event time `{written}` is more than [window] max_future ahead of the wall clock ({}). Fix: correct the producer's clock, or raise max_future",
+        format_rfc3339_ms(latest)
+    )
+}
+
+/// [`decode_until`] for an event of another shape (`[event]`): the paths
+/// resolved once in `shape`, the errors naming them.
+pub fn decode_shaped(shape: &EventShape, payload: &[u8], latest: i64) -> Result<Metric, String> {
+    let f = shape.read(payload)?;
+    if f.ts > latest {
+        return Err(future(&f.ts_text, latest));
+    }
+    Ok(Metric {
+        ts: f.ts,
+        key: (f.host, f.metric),
+        value: f.value,
     })
 }
 
@@ -163,7 +181,7 @@ impl WindowDoc {
 }
 
 /// Window settings of the job.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WindowSettings {
     /// Tumbling or sliding windows.
     pub spec: WindowSpec,
@@ -171,6 +189,8 @@ pub struct WindowSettings {
     pub allowed_lateness: Duration,
     /// Events more than this ahead of the wall clock are bad records.
     pub max_future: Duration,
+    /// Where each event's time and value are (`[event]`).
+    pub event: EventShape,
 }
 
 impl WindowSettings {
@@ -180,6 +200,7 @@ impl WindowSettings {
             spec,
             allowed_lateness: Duration::ZERO,
             max_future: Duration::from_secs(3_600),
+            event: EventShape::default(),
         }
     }
 }
@@ -216,7 +237,16 @@ pub fn metrics_pipeline(
     let windows = source
         .try_map("decode", {
             let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
-            move |r: &Record| decode_until(&r.payload, now_ms().saturating_add(ahead))
+            let shape = w.event.clone();
+            let fast = shape.is_default();
+            move |r: &Record| {
+                let latest = now_ms().saturating_add(ahead);
+                if fast {
+                    decode_until(&r.payload, latest)
+                } else {
+                    decode_shaped(&shape, &r.payload, latest)
+                }
+            }
         })
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)

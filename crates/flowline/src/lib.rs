@@ -31,6 +31,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod event;
 mod expand;
 pub mod http;
 pub mod job;

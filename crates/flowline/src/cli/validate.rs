@@ -84,6 +84,7 @@ pub(super) async fn online(config: &Path, registry: &Registry) -> Result<(), Err
         plan.window.allowed_lateness,
         plan.out_of_orderness
     );
+    out!("event      {}", plan.window.event);
     if let Some(a) = &plan.anomalies {
         out!("anomalies  {} {}", a.kind, redact(&a.settings));
     }

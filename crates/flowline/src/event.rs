@@ -1,0 +1,311 @@
+//! The event shape (`[event]`): where the job finds each event's time and
+//! value, and in which format the time is written. Without the section the
+//! job reads the generator's shape, `{"host","metric","value","timestamp"}`
+//! with an RFC 3339 time, on the fast path of [`crate::job::decode`].
+//!
+//! Paths are dotted (`@timestamp`, `system.cpu.total.pct`) and split once,
+//! when the job file is read. Epoch times are read from the number's text,
+//! not through an `f64`, so `1767225600.123` seconds is exactly
+//! 1 767 225 600 123 ms; fractions below a millisecond are floored, as for
+//! RFC 3339 times. A missing field, a value that is not a number, or a
+//! time that cannot be read is an error naming the path: the record goes to
+//! the dead-letter output with it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// `[event]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSection {
+    /// Dotted path of the event time; default `timestamp`.
+    #[serde(default = "d_timestamp")]
+    pub timestamp: String,
+    /// How the time is written; default `rfc3339`.
+    #[serde(default)]
+    pub timestamp_format: TimeFormat,
+    /// Dotted path of the numeric value; default `value`.
+    #[serde(default = "d_value")]
+    pub value: String,
+}
+
+fn d_timestamp() -> String {
+    "timestamp".into()
+}
+fn d_value() -> String {
+    "value".into()
+}
+
+/// How an event time is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// RFC 3339 with any offset (`2026-01-01T00:00:01.250+01:00`).
+    #[default]
+    Rfc3339,
+    /// Seconds since the epoch (integer or decimal; a number or a string).
+    EpochS,
+    /// Milliseconds since the epoch.
+    EpochMs,
+    /// Microseconds since the epoch.
+    EpochUs,
+    /// Nanoseconds since the epoch.
+    EpochNs,
+}
+
+impl TimeFormat {
+    /// Decimal digits from this unit down to nanoseconds.
+    fn to_ns_digits(self) -> i32 {
+        match self {
+            TimeFormat::Rfc3339 | TimeFormat::EpochS => 9,
+            TimeFormat::EpochMs => 6,
+            TimeFormat::EpochUs => 3,
+            TimeFormat::EpochNs => 0,
+        }
+    }
+}
+
+/// A dotted path, split once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl FieldPath {
+    fn parse(field: &str, text: &str) -> Result<Self, (String, String)> {
+        let segments: Vec<String> = text.split('.').map(str::to_string).collect();
+        if text.is_empty() || segments.iter().any(String::is_empty) || text.len() > 1_024 {
+            return Err((
+                format!("event.{field}"),
+                format!("`{text}` is not a field path. Fix: a dotted path of the JSON object, like \"@timestamp\" or \"system.cpu.total.pct\""),
+            ));
+        }
+        Ok(Self {
+            text: text.to_string(),
+            segments,
+        })
+    }
+}
+
+/// The shape a job reads, resolved from `[event]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventShape {
+    timestamp: FieldPath,
+    format: TimeFormat,
+    value: FieldPath,
+}
+
+impl Default for EventShape {
+    fn default() -> Self {
+        Self::from_section(&EventSection {
+            timestamp: d_timestamp(),
+            timestamp_format: TimeFormat::default(),
+            value: d_value(),
+        })
+        .expect("the default shape is valid")
+    }
+}
+
+impl std::fmt::Display for EventShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "time `{}` ({:?}), value `{}`, key `host`, `metric`",
+            self.timestamp.text, self.format, self.value.text
+        )
+    }
+}
+
+/// What [`EventShape::read`] finds in one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    /// `host`.
+    pub host: String,
+    /// `metric`.
+    pub metric: String,
+    /// The value.
+    pub value: f64,
+    /// The time, ms since the epoch.
+    pub ts: i64,
+    /// The time as written (for messages).
+    pub ts_text: String,
+}
+
+impl EventShape {
+    /// Checks the section: the error is `(field, message with the fix)`.
+    pub fn from_section(s: &EventSection) -> Result<Self, (String, String)> {
+        Ok(Self {
+            timestamp: FieldPath::parse("timestamp", &s.timestamp)?,
+            format: s.timestamp_format,
+            value: FieldPath::parse("value", &s.value)?,
+        })
+    }
+
+    /// Whether this is the generator's shape, which the fast path reads.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Reads one event of this shape; the error names the path.
+    pub fn read(&self, payload: &[u8]) -> Result<Fields, String> {
+        let root: BTreeMap<String, &RawValue> = serde_json::from_slice(payload)
+            .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?;
+        let string = |name: &str| -> Result<String, String> {
+            let raw = root
+                .get(name)
+                .ok_or_else(|| format!("invalid metric event: missing field `{name}`"))?;
+            serde_json::from_str::<String>(raw.get()).map_err(|_| {
+                format!(
+                    "invalid metric event: `{name}` = {} is not a string",
+                    clip(raw.get())
+                )
+            })
+        };
+        let host = string("host")?;
+        let metric = string("metric")?;
+        let raw = lookup(&root, &self.value)?;
+        let value = number_text(raw.get())
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| {
+                format!(
+                    "invalid metric event: `{}` = {} is not a finite number",
+                    self.value.text,
+                    clip(raw.get())
+                )
+            })?;
+        let raw = lookup(&root, &self.timestamp)?;
+        let (ts, ts_text) = self.time(raw)?;
+        Ok(Fields {
+            host,
+            metric,
+            value,
+            ts,
+            ts_text,
+        })
+    }
+
+    fn time(&self, raw: &RawValue) -> Result<(i64, String), String> {
+        let path = &self.timestamp.text;
+        // A string holds the text; a number is its own text.
+        let text = match serde_json::from_str::<String>(raw.get()) {
+            Ok(s) => s,
+            Err(_) => raw.get().to_string(),
+        };
+        let ms = match self.format {
+            TimeFormat::Rfc3339 => flowline_connector_api::time::parse_rfc3339_ms(&text)
+                .map_err(|e| format!("invalid metric event: `{path}`: {e}"))?,
+            f => epoch_ms(&text, f.to_ns_digits()).ok_or_else(|| {
+                format!(
+                    "invalid metric event: `{path}` = {} is not a time in {} within the years -9999 to 9999",
+                    clip(raw.get()),
+                    match f {
+                        TimeFormat::EpochS => "seconds since the epoch",
+                        TimeFormat::EpochMs => "milliseconds since the epoch",
+                        TimeFormat::EpochUs => "microseconds since the epoch",
+                        _ => "nanoseconds since the epoch",
+                    }
+                )
+            })?,
+        };
+        Ok((ms, text))
+    }
+}
+
+/// The value at `path`, or an error naming it.
+fn lookup<'a>(
+    root: &BTreeMap<String, &'a RawValue>,
+    path: &FieldPath,
+) -> Result<&'a RawValue, String> {
+    let missing = || format!("invalid metric event: missing field `{}`", path.text);
+    let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
+    let mut cur: &'a RawValue = root.get(first.as_str()).copied().ok_or_else(missing)?;
+    for seg in rest {
+        let obj: BTreeMap<String, &'a RawValue> =
+            serde_json::from_str(cur.get()).map_err(|_| missing())?;
+        cur = obj.get(seg.as_str()).copied().ok_or_else(missing)?;
+    }
+    Ok(cur)
+}
+
+/// The text of a JSON number (not a string, bool, null, object or array).
+fn number_text(raw: &str) -> Option<&str> {
+    let t = raw.trim();
+    t.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        .then_some(t)
+}
+
+/// At most 80 characters of a value, for messages.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Milliseconds since the epoch of a decimal number `text` in a unit
+/// `10^-to_ns` seconds below nanoseconds' (9 for seconds, 6 for ms, 3 for
+/// µs, 0 for ns), computed exactly on the digits and floored; `None` for
+/// text that is not a number, or a time outside the years -9999 to 9999.
+pub fn epoch_ms(text: &str, to_ns: i32) -> Option<i64> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], t[i + 1..].parse::<i32>().ok()?),
+        None => (t, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // Digits far below a nanosecond only decide the floor of a negative
+    // time: keep 40 and remember whether a dropped one was not zero.
+    let (frac, dropped) = if frac.len() > 40 {
+        (&frac[..40], frac[40..].bytes().any(|b| b != b'0'))
+    } else {
+        (frac, false)
+    };
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    // value = digits × 10^(exp − len(frac)) units = digits × 10^scale ns.
+    let scale = exp
+        .checked_sub(i32::try_from(frac.len()).ok()?)?
+        .checked_add(to_ns)?;
+    // The years -9999..9999 are under 4e20 ns: more digits cannot fit.
+    if digits.len() as i64 + i64::from(scale) > 22 {
+        return None;
+    }
+    let m: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    let ns: i128 = if scale >= 0 {
+        m.checked_mul(10i128.checked_pow(scale as u32)?)?
+    } else if -scale > 38 {
+        0
+    } else {
+        m / 10i128.pow((-scale) as u32)
+    };
+    // Truncation toward zero of a negative value is a ceiling: floor it.
+    let exact = !dropped
+        && (m == 0 || scale >= 0 || (-scale <= 38 && m % 10i128.pow((-scale) as u32) == 0));
+    let ns = if neg { -ns - i128::from(!exact) } else { ns };
+    let ms = ns.div_euclid(1_000_000);
+    // jiff's range, as for RFC 3339 times.
+    const MAX_MS: i128 = 253_402_300_799_999;
+    const MIN_MS: i128 = -377_705_116_800_000;
+    (MIN_MS..=MAX_MS).contains(&ms).then_some(ms as i64)
+}
+
+#[cfg(test)]
+mod tests;

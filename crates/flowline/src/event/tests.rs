@@ -1,0 +1,156 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn shape(ts: &str, format: TimeFormat, value: &str) -> EventShape {
+    EventShape::from_section(&EventSection {
+        timestamp: ts.into(),
+        timestamp_format: format,
+        value: value.into(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn nested_paths_and_other_names() {
+    let s = shape("@timestamp", TimeFormat::Rfc3339, "system.cpu.total.pct");
+    let f = s
+        .read(br#"{"@timestamp":"2026-01-01T00:00:01.250+01:00","host":"web-1","metric":"cpu","system":{"cpu":{"total":{"pct":0.42}}}}"#)
+        .unwrap();
+    assert_eq!(
+        (f.host.as_str(), f.metric.as_str(), f.value, f.ts),
+        ("web-1", "cpu", 0.42, 1_767_222_001_250)
+    );
+    assert!(!s.is_default());
+    assert!(EventShape::default().is_default());
+}
+
+#[test]
+fn epoch_times_in_every_unit_integer_or_decimal_number_or_string() {
+    let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    for (format, t, want) in [
+        (TimeFormat::EpochS, "1767225600", base),
+        (TimeFormat::EpochS, "1767225600.1239", base + 123),
+        (TimeFormat::EpochS, "\"1767225600.5\"", base + 500),
+        (TimeFormat::EpochS, "1.7672256001E9", base + 100),
+        (TimeFormat::EpochMs, "1767225600123", base + 123),
+        (TimeFormat::EpochMs, "1767225600123.9", base + 123),
+        (TimeFormat::EpochUs, "1767225600123456", base + 123),
+        (TimeFormat::EpochNs, "1767225600123456789", base + 123),
+        (TimeFormat::EpochS, "-0.0005", -1),
+        (TimeFormat::EpochMs, "-1.5", -2),
+        (TimeFormat::EpochMs, "0", 0),
+    ] {
+        let s = shape("t", format, "v");
+        let payload = format!(r#"{{"host":"h","metric":"m","v":1,"t":{t}}}"#);
+        assert_eq!(
+            s.read(payload.as_bytes()).map(|f| f.ts),
+            Ok(want),
+            "{format:?} {t}"
+        );
+    }
+}
+
+#[test]
+fn what_cannot_be_read_is_refused_naming_the_path() {
+    let s = shape("meta.time", TimeFormat::EpochMs, "m.v");
+    for (payload, want) in [
+        (
+            r#"{"host":"h","metric":"m","m":{"v":1}}"#,
+            "missing field `meta.time`",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":"high"},"meta":{"time":1}}"#,
+            "`m.v` = \"high\" is not a finite number",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":1e999},"meta":{"time":1}}"#,
+            "`m.v` = 1e999 is not a finite number",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":5,"meta":{"time":1}}"#,
+            "missing field `m.v`",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":1},"meta":{"time":"soon"}}"#,
+            "`meta.time` = \"soon\" is not a time in milliseconds",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":1},"meta":{"time":1e300}}"#,
+            "`meta.time` = 1e300 is not a time",
+        ),
+        (
+            r#"{"metric":"m","m":{"v":1},"meta":{"time":1}}"#,
+            "missing field `host`",
+        ),
+        (r#"[1,2]"#, "not a JSON object"),
+    ] {
+        let e = s.read(payload.as_bytes()).unwrap_err();
+        assert!(e.contains(want), "{payload}: {e}");
+    }
+    let e = shape("t", TimeFormat::Rfc3339, "v")
+        .read(br#"{"host":"h","metric":"m","v":1,"t":"2026-01-01T00:00:00"}"#)
+        .unwrap_err();
+    assert!(e.contains("`t`") && e.contains("offset"), "{e}");
+}
+
+#[test]
+fn bad_paths_are_config_errors() {
+    for p in ["", "a..b", ".a", "a."] {
+        let e = EventShape::from_section(&EventSection {
+            timestamp: p.into(),
+            timestamp_format: TimeFormat::Rfc3339,
+            value: "v".into(),
+        })
+        .unwrap_err();
+        assert_eq!(e.0, "event.timestamp");
+        assert!(e.1.contains("Fix"), "{}", e.1);
+    }
+}
+
+proptest! {
+    /// Against an independent construction: a time as an integer number of
+    /// thousandths of a nanosecond, written in a unit as an exact decimal
+    /// (with extra zeros, an exponent, a sign), reads back as the floor of
+    /// its milliseconds, below-nanosecond digits included.
+    #[test]
+    fn epoch_decimals_read_exactly(
+        ms in -300_000_000_000_000i128..250_000_000_000_000,
+        sub in prop_oneof![Just(0i128), Just(999_999i128), 0i128..1_000_000],
+        tail in prop_oneof![Just(0i128), 0i128..1000],
+        unit in 0usize..4,
+        extra_zeros in 0usize..4,
+        shift in -3i32..4,
+    ) {
+        let k = [9u32, 6, 3, 0][unit];
+        // Whole milliseconds often, where a floor is easiest to get wrong.
+        let ns = ms * 1_000_000 + sub;
+        // Thousandths of a nanosecond.
+        let v = ns.abs() * 1000 + tail;
+        let neg = ns < 0;
+        let div = 10i128.pow(k + 3);
+        let int = v / div;
+        let frac = format!("{:0width$}", v % div, width = (k + 3) as usize);
+        let mut digits = format!("{int}{frac}{}", "0".repeat(extra_zeros));
+        let frac_len = frac.len() + extra_zeros;
+        // The decimal point `frac_len` digits from the right; with an
+        // exponent `shift`, `shift` more digits to the left.
+        let point = digits.len() as i32 - frac_len as i32 - shift;
+        let text = if point <= 0 {
+            format!("0.{}{digits}e{shift}", "0".repeat((-point) as usize))
+        } else if point as usize >= digits.len() {
+            digits.push_str(&"0".repeat(point as usize - digits.len()));
+            format!("{digits}e{shift}")
+        } else {
+            format!("{}.{}e{shift}", &digits[..point as usize], &digits[point as usize..])
+        };
+        let text = if neg { format!("-{text}") } else { text };
+        let signed = if neg { -v } else { v };
+        prop_assert_eq!(
+            epoch_ms(&text, k as i32),
+            Some(signed.div_euclid(1_000_000_000) as i64),
+            "{}",
+            text
+        );
+    }
+}
