@@ -426,8 +426,9 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
     }
 }
 
-/// Applies the position rules to one message and, when it is delivered,
-/// copies it into the batch: one lock per message. Returns whether a
+/// Copies one message and reads its event time, then applies the position
+/// rules and, when it is delivered, puts it in the batch: one lock per
+/// message, held only for the rules and the push. Returns whether a
 /// bounded partition has reached its end.
 fn accept(
     consumer: &BaseConsumer<Ctx>,
@@ -436,6 +437,14 @@ fn accept(
 ) -> bool {
     let Ok(m) = r else { return false };
     let (topic, p, off) = (m.topic(), m.partition(), m.offset());
+    // Copied and its time read before the lock: the runtime's side waits
+    // on it. (A message skipped after a seek is copied for nothing; rare.)
+    let mut r = record(&m, sh.settings.headers);
+    let time = event_time(
+        sh.settings.timestamp_field.as_deref(),
+        &r.payload,
+        m.timestamp().to_millis(),
+    );
     let mut st = lock(&sh.state);
     let (verdict, pid) = st.verdict(topic, p, off);
     match verdict {
@@ -448,14 +457,9 @@ fn accept(
             return false;
         }
         Verdict::Deliver => {
-            let mut r = record(&m, sh.settings.headers);
             r.partition = pid;
             r.offset = off as u64;
-            match event_time(
-                sh.settings.timestamp_field.as_deref(),
-                &r.payload,
-                m.timestamp().to_millis(),
-            ) {
+            match time {
                 Ok(t) => {
                     r.timestamp = t;
                     st.batch.push(r);
