@@ -7,6 +7,7 @@ use std::time::Duration;
 use flowline_runtime::{Sliding, Tumbling};
 use serde::Deserialize;
 
+use crate::aggregates::Aggregates;
 use crate::anomaly::AnomalySettings;
 use crate::event::{EventSection, EventShape};
 use crate::job::WindowSettings;
@@ -127,6 +128,9 @@ pub struct WindowSection {
     /// Events more than this ahead of the wall clock are bad records.
     #[serde(default = "d1h")]
     pub max_future: String,
+    /// The aggregates each window document carries, in order (default:
+    /// count, sum, min, max, avg, p50, p95, p99).
+    pub aggregates: Option<Vec<String>>,
 }
 
 impl Default for WindowSection {
@@ -138,6 +142,7 @@ impl Default for WindowSection {
             out_of_orderness: d0s(),
             idle_timeout: d30s(),
             max_future: d1h(),
+            aggregates: None,
         }
     }
 }
@@ -393,6 +398,13 @@ impl JobPlan {
                 spec,
                 allowed_lateness: duration("window.allowed_lateness", &f.window.allowed_lateness)?,
                 max_future: duration("window.max_future", &f.window.max_future)?,
+                aggregates: match &f.window.aggregates {
+                    Some(names) => Aggregates::parse(names).map_err(|message| Error::Config {
+                        field: "window.aggregates".into(),
+                        message,
+                    })?,
+                    None => Aggregates::default(),
+                },
                 event: match &f.event {
                     Some(e) => EventShape::from_section(e)
                         .map_err(|(field, message)| Error::Config { field, message })?,

@@ -10,6 +10,7 @@ use flowline_connector_api::Record;
 use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::event::EventShape;
 use crate::stats::Stats;
@@ -191,6 +192,8 @@ pub struct WindowSettings {
     pub max_future: Duration,
     /// Where each event's time and value are (`[event]`).
     pub event: EventShape,
+    /// What each window document carries (`[window] aggregates`).
+    pub aggregates: Aggregates,
 }
 
 impl WindowSettings {
@@ -201,6 +204,7 @@ impl WindowSettings {
             allowed_lateness: Duration::ZERO,
             max_future: Duration::from_secs(3_600),
             event: EventShape::default(),
+            aggregates: Aggregates::default(),
         }
     }
 }
@@ -254,9 +258,8 @@ pub fn metrics_pipeline(
         .allowed_lateness(w.allowed_lateness)
         .aggregate(MetricStats);
     if out.anomalies.is_none() && out.current.is_none() {
-        windows.sink_with(out.windows, |r| {
-            WindowDoc::from_result(r).to_record(r.window.start)
-        });
+        let aggregates = w.aggregates.clone();
+        windows.sink_with(out.windows, move |r| aggregates.record(r));
         return;
     }
     let mut assessed = windows
@@ -278,8 +281,9 @@ pub fn metrics_pipeline(
                 .map(|d| d.to_record())
         });
     }
-    assessed.sink_with(out.windows, |a: &Assessed| {
-        WindowDoc::from_result(&a.window).to_record(a.window.window.start)
+    let aggregates = w.aggregates.clone();
+    assessed.sink_with(out.windows, move |a: &Assessed| {
+        aggregates.record(&a.window)
     });
 }
 

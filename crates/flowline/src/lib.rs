@@ -15,6 +15,8 @@
 //!   (static Kafka group membership in `member`);
 //! - [`job`]: the metrics job itself: decode, key by host and metric,
 //!   event-time windows, one document per key and window;
+//! - [`aggregates`]: what each window document carries (`[window]
+//!   aggregates`);
 //! - [`stats`] and [`sketch`]: the window aggregate (count, sum, min, max)
 //!   and its relative-error percentile sketch;
 //! - [`anomaly`]: per-key anomaly detection over the fired windows, and the
@@ -26,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregates;
 pub mod anomaly;
 pub mod build;
 pub mod cli;

@@ -28,6 +28,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("window", "out_of_orderness", "\"2s\""),
     ("window", "idle_timeout", "\"30s\""),
     ("window", "max_future", "\"100d\""),
+    ("window", "aggregates", "[\"count\", \"avg\", \"p90\"]"),
     ("event", "timestamp", "\"timestamp\""),
     ("event", "timestamp_format", "\"rfc3339\""),
     ("event", "value", "\"value\""),

@@ -211,3 +211,97 @@ fn flat_epoch_milliseconds_and_decimal_seconds() {
         assert!(dead.is_empty(), "{format}: {dead:?}");
     }
 }
+
+#[test]
+fn chosen_aggregates_only_in_the_given_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = samples();
+    let lines: Vec<String> = s
+        .iter()
+        .map(|(h, ms, v)| {
+            serde_json::json!({"host": h, "metric": "cpu", "value": v,
+                "timestamp": rfc3339_at(*ms, 0)})
+            .to_string()
+        })
+        .collect();
+    let (got, dead) = run(
+        dir.path(),
+        "[event]\n# the default shape, written out\ntimestamp = \"timestamp\"\n",
+        &lines,
+    );
+    assert!(dead.is_empty());
+    assert_same(&got, &group_by(&s));
+
+    // Again with four aggregates: each document has exactly these fields.
+    let job = std::fs::read_to_string(dir.path().join("job.toml"))
+        .unwrap()
+        .replace(
+            "[window]\n",
+            "[window]\naggregates = [\"count\", \"max\", \"p90\", \"avg\"]\n",
+        );
+    std::fs::write(dir.path().join("job.toml"), job).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
+        .env("FLOWLINE_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(dir.path().join("job.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("windows.ndjson")).unwrap();
+    let want = group_by(&s);
+    let mut values: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
+    for (h, ms, v) in &s {
+        values
+            .entry((h.clone(), ms - ms.rem_euclid(10_000)))
+            .or_default()
+            .push(*v);
+    }
+    assert_eq!(text.lines().count(), want.len());
+    for l in text.lines() {
+        let keys: Vec<&str> = l
+            .trim_matches(|c| c == '{' || c == '}')
+            .split(',')
+            .map(|kv| kv.split(':').next().unwrap().trim_matches('"'))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "host",
+                "metric",
+                "window_start",
+                "window_end",
+                "count",
+                "max",
+                "p90",
+                "avg"
+            ],
+            "{l}"
+        );
+        let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        let start: jiff::Timestamp = d["window_start"].as_str().unwrap().parse().unwrap();
+        let k = (
+            d["host"].as_str().unwrap().to_string(),
+            start.as_millisecond(),
+        );
+        let (count, sum, _, max) = want[&k];
+        assert_eq!(d["count"].as_u64(), Some(count));
+        assert_eq!(d["max"].as_f64(), Some(max));
+        assert!(
+            (d["avg"].as_f64().unwrap() - sum / count as f64).abs() <= 1e-12 * max.abs().max(1.0)
+        );
+        // Nearest rank ⌈0.9·n⌉ of the sorted values, within the sketch's
+        // 2 % (of its magnitude) and within [min, max].
+        let mut v = values[&k].clone();
+        v.sort_by(f64::total_cmp);
+        let exact = v[((0.9 * v.len() as f64).ceil() as usize).max(1) - 1];
+        let p90 = d["p90"].as_f64().unwrap();
+        assert!(
+            (p90 - exact).abs() <= 0.02 * exact.abs() + 1e-9,
+            "{k:?}: p90 {p90} vs {exact}"
+        );
+    }
+}
