@@ -13,7 +13,9 @@ use crate::detect::Server;
 use crate::Error;
 
 /// The mapping of Flowline's documents (window aggregates, and the fields the
-/// anomaly and status documents add). Unknown strings map to `keyword`.
+/// anomaly and status documents add). Other strings (a job's own key
+/// fields) map to `keyword`; other numbers (a chosen `p90`) to `double`,
+/// never to a 32-bit `float` that would round them.
 pub fn mappings(time_field: &str) -> Value {
     let date = json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"});
     let mut props = serde_json::Map::new();
@@ -45,7 +47,8 @@ pub fn mappings(time_field: &str) -> Value {
     }
     json!({
         "dynamic_templates": [
-            {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 1024}}}
+            {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 1024}}},
+            {"numbers_as_doubles": {"match_mapping_type": "double", "mapping": {"type": "double"}}}
         ],
         "properties": props
     })

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use flowline_connector_api::Record;
 use flowline_runtime::WindowResult;
 
+use crate::event::KeyNames;
 use crate::job::WindowDoc;
 use crate::stats::Stats;
 
@@ -102,16 +103,17 @@ impl Aggregates {
 
     /// The window document of one fired window, as a record: key = the
     /// document id, timestamp = the window start.
-    pub fn record(&self, r: &WindowResult<(String, String), Stats>) -> Record {
+    pub fn record(&self, r: &WindowResult<(String, String), Stats>, keys: &KeyNames) -> Record {
         let doc = WindowDoc::from_result(r);
-        if self.0 == DEFAULT {
+        if self.0 == DEFAULT && keys.is_default() {
             return doc.to_record(r.window.start);
         }
         let mut s = String::with_capacity(256);
         s.push('{');
+        for (k, v) in keys.fields(&doc.host, &doc.metric) {
+            let _ = write!(s, "{}:{},", json(&k), json(&v));
+        }
         for (k, v) in [
-            ("host", json(&doc.host)),
-            ("metric", json(&doc.metric)),
             ("window_start", json(&doc.window_start)),
             ("window_end", json(&doc.window_end)),
         ] {

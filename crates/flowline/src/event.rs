@@ -29,6 +29,9 @@ pub struct EventSection {
     /// Dotted path of the numeric value; default `value`.
     #[serde(default = "d_value")]
     pub value: String,
+    /// Dotted paths of the key fields, 1 to 8; default `["host", "metric"]`.
+    /// Window documents carry each under its dotted name.
+    pub key: Option<Vec<String>>,
 }
 
 fn d_timestamp() -> String {
@@ -96,6 +99,54 @@ pub struct EventShape {
     timestamp: FieldPath,
     format: TimeFormat,
     value: FieldPath,
+    key: Vec<FieldPath>,
+}
+
+/// The names of the key fields, and how the job's two-part key (group,
+/// metric) maps onto them: one field is the group alone; two are group and
+/// metric (`host`, `metric` by default); more are a JSON array of all but
+/// the last as the group, and the last as the metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNames(Vec<String>);
+
+impl KeyNames {
+    /// Whether these are `host`, `metric`, which the documents have always
+    /// used.
+    pub fn is_default(&self) -> bool {
+        self.0 == ["host", "metric"]
+    }
+
+    /// `(name, value)` of each key field of the key `(group, metric)`.
+    pub fn fields(&self, group: &str, metric: &str) -> Vec<(String, String)> {
+        let values: Vec<String> = match self.0.len() {
+            1 => vec![group.to_string()],
+            2 => vec![group.to_string(), metric.to_string()],
+            _ => {
+                let mut v: Vec<String> =
+                    serde_json::from_str(group).unwrap_or_else(|_| vec![group.to_string()]);
+                v.push(metric.to_string());
+                v
+            }
+        };
+        self.0.iter().cloned().zip(values).collect()
+    }
+
+    /// A rendered document (with `host` and `metric` for the key) with the
+    /// key fields under their names instead.
+    pub fn rename(&self, doc: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.is_default() {
+            return;
+        }
+        let mut take = |k: &str| match doc.remove(k) {
+            Some(serde_json::Value::String(s)) => s,
+            _ => String::new(),
+        };
+        let group = take("host");
+        let metric = take("metric");
+        for (k, v) in self.fields(&group, &metric) {
+            doc.insert(k, serde_json::Value::String(v));
+        }
+    }
 }
 
 impl Default for EventShape {
@@ -104,6 +155,7 @@ impl Default for EventShape {
             timestamp: d_timestamp(),
             timestamp_format: TimeFormat::default(),
             value: d_value(),
+            key: None,
         })
         .expect("the default shape is valid")
     }
@@ -122,9 +174,9 @@ impl std::fmt::Display for EventShape {
 /// What [`EventShape::read`] finds in one event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fields {
-    /// `host`.
-    pub host: String,
-    /// `metric`.
+    /// The key's first part (see [`KeyNames`]).
+    pub group: String,
+    /// The key's second part.
     pub metric: String,
     /// The value.
     pub value: f64,
@@ -137,11 +189,41 @@ pub struct Fields {
 impl EventShape {
     /// Checks the section: the error is `(field, message with the fix)`.
     pub fn from_section(s: &EventSection) -> Result<Self, (String, String)> {
+        let key = match &s.key {
+            None => vec!["host".to_string(), "metric".to_string()],
+            Some(k) => k.clone(),
+        };
+        if key.is_empty() || key.len() > 8 {
+            return Err((
+                "event.key".into(),
+                format!(
+                    "has {} paths. Fix: 1 to 8 dotted paths, like [\"host.name\"]",
+                    key.len()
+                ),
+            ));
+        }
+        let mut paths = Vec::with_capacity(key.len());
+        for k in &key {
+            let p = FieldPath::parse("key", k)?;
+            if paths.contains(&p) {
+                return Err((
+                    "event.key".into(),
+                    format!("lists `{k}` twice. Fix: each key path once"),
+                ));
+            }
+            paths.push(p);
+        }
         Ok(Self {
             timestamp: FieldPath::parse("timestamp", &s.timestamp)?,
             format: s.timestamp_format,
             value: FieldPath::parse("value", &s.value)?,
+            key: paths,
         })
+    }
+
+    /// The key fields' names.
+    pub fn key_names(&self) -> KeyNames {
+        KeyNames(self.key.iter().map(|k| k.text.clone()).collect())
     }
 
     /// Whether this is the generator's shape, which the fast path reads.
@@ -153,19 +235,35 @@ impl EventShape {
     pub fn read(&self, payload: &[u8]) -> Result<Fields, String> {
         let root: BTreeMap<String, &RawValue> = serde_json::from_slice(payload)
             .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?;
-        let string = |name: &str| -> Result<String, String> {
-            let raw = root
-                .get(name)
-                .ok_or_else(|| format!("invalid metric event: missing field `{name}`"))?;
-            serde_json::from_str::<String>(raw.get()).map_err(|_| {
-                format!(
-                    "invalid metric event: `{name}` = {} is not a string",
-                    clip(raw.get())
-                )
-            })
+        let mut key = Vec::with_capacity(self.key.len());
+        for p in &self.key {
+            let raw = lookup(&root, p)?;
+            key.push(match serde_json::from_str::<String>(raw.get()) {
+                Ok(s) => s,
+                Err(_)
+                    if number_text(raw.get()).is_some()
+                        || matches!(raw.get(), "true" | "false") =>
+                {
+                    raw.get().to_string()
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "invalid metric event: key `{}` = {} is not a string, number or boolean",
+                        p.text,
+                        clip(raw.get())
+                    ))
+                }
+            });
+        }
+        let metric = if key.len() >= 2 {
+            key.pop().unwrap_or_default()
+        } else {
+            String::new()
         };
-        let host = string("host")?;
-        let metric = string("metric")?;
+        let group = match key.len() {
+            1 => key.pop().unwrap_or_default(),
+            _ => serde_json::to_string(&key).map_err(|e| e.to_string())?,
+        };
         let raw = lookup(&root, &self.value)?;
         let value = number_text(raw.get())
             .and_then(|t| t.parse::<f64>().ok())
@@ -180,7 +278,7 @@ impl EventShape {
         let raw = lookup(&root, &self.timestamp)?;
         let (ts, ts_text) = self.time(raw)?;
         Ok(Fields {
-            host,
+            group,
             metric,
             value,
             ts,

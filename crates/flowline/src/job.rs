@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
-use crate::event::EventShape;
+use crate::event::{EventShape, KeyNames};
 use crate::stats::Stats;
 
 /// A decoded metric event.
@@ -82,7 +82,7 @@ pub fn decode_shaped(shape: &EventShape, payload: &[u8], latest: i64) -> Result<
     }
     Ok(Metric {
         ts: f.ts,
-        key: (f.host, f.metric),
+        key: (f.group, f.metric),
         value: f.value,
     })
 }
@@ -257,9 +257,10 @@ pub fn metrics_pipeline(
         .window(w.spec)
         .allowed_lateness(w.allowed_lateness)
         .aggregate(MetricStats);
+    let keys = w.event.key_names();
     if out.anomalies.is_none() && out.current.is_none() {
         let aggregates = w.aggregates.clone();
-        windows.sink_with(out.windows, move |r| aggregates.record(r));
+        windows.sink_with(out.windows, move |r| aggregates.record(r, &keys));
         return;
     }
     let mut assessed = windows
@@ -267,24 +268,43 @@ pub fn metrics_pipeline(
         .process(Detector(detector));
     // Documents are rendered here, at the sink side, from the numbers.
     if let Some(c) = out.current {
-        assessed = assessed.side_sink_some(c, |a: &Assessed| {
-            a.verdict
-                .as_ref()
-                .map(|v| CurrentDoc::of(&a.window, v).to_record())
+        let keys = keys.clone();
+        assessed = assessed.side_sink_some(c, move |a: &Assessed| {
+            a.verdict.as_ref().map(|v| {
+                let d = CurrentDoc::of(&a.window, v);
+                keyed_record(&d, d.id(), &keys)
+            })
         });
     }
     if let Some(an) = out.anomalies {
-        assessed = assessed.side_sink_some(an, |a: &Assessed| {
+        let keys = keys.clone();
+        assessed = assessed.side_sink_some(an, move |a: &Assessed| {
             a.verdict
                 .as_ref()
                 .and_then(|v| AnomalyDoc::of(&a.window, v))
-                .map(|d| d.to_record())
+                .map(|d| keyed_record(&d, d.id(), &keys))
         });
     }
     let aggregates = w.aggregates.clone();
     assessed.sink_with(out.windows, move |a: &Assessed| {
-        aggregates.record(&a.window)
+        aggregates.record(&a.window, &keys)
     });
+}
+
+/// A document with `host` and `metric` for the key, as a record keyed by
+/// `id`, its key fields under the job's key names.
+fn keyed_record(doc: &impl Serialize, id: String, keys: &KeyNames) -> Record {
+    let payload = if keys.is_default() {
+        serde_json::to_vec(doc)
+    } else {
+        let mut v = serde_json::to_value(doc).expect("documents serialize");
+        if let Some(m) = v.as_object_mut() {
+            keys.rename(m);
+        }
+        serde_json::to_vec(&v)
+    }
+    .expect("documents serialize");
+    Record::new(payload).with_key(id)
 }
 
 #[cfg(test)]

@@ -91,6 +91,10 @@ fn run(dir: &Path, event: &str, lines: &[String]) -> (Windows, Vec<serde_json::V
         .lines()
     {
         let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        if d.get("host").is_none() {
+            // Other key names: read by `windows_by`.
+            continue;
+        }
         let start: jiff::Timestamp = d["window_start"].as_str().unwrap().parse().unwrap();
         let key = (
             d["host"].as_str().unwrap().to_string(),
@@ -303,5 +307,124 @@ fn chosen_aggregates_only_in_the_given_order() {
             (p90 - exact).abs() <= 0.02 * exact.abs() + 1e-9,
             "{k:?}: p90 {p90} vs {exact}"
         );
+    }
+}
+
+/// The window documents of a run, by (key field values, window start).
+fn windows_by(dir: &Path, names: &[&str]) -> BTreeMap<(Vec<String>, i64), (u64, f64)> {
+    let mut m = BTreeMap::new();
+    for l in std::fs::read_to_string(dir.join("windows.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        let obj = d.as_object().unwrap();
+        for n in names {
+            assert!(obj.contains_key(*n), "{n} missing: {l}");
+        }
+        assert!(!obj.contains_key("host") || names.contains(&"host"), "{l}");
+        assert!(
+            !obj.contains_key("metric") || names.contains(&"metric"),
+            "{l}"
+        );
+        let start: jiff::Timestamp = d["window_start"].as_str().unwrap().parse().unwrap();
+        let key = names
+            .iter()
+            .map(|n| d[*n].as_str().unwrap().to_string())
+            .collect();
+        let v = (d["count"].as_u64().unwrap(), d["sum"].as_f64().unwrap());
+        assert!(m.insert((key, start.as_millisecond()), v).is_none(), "{l}");
+    }
+    m
+}
+
+#[test]
+fn key_fields_from_paths_under_their_dotted_names() {
+    let s = samples();
+    // One key path, nested (ECS `host.name`), no metric.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = s
+        .iter()
+        .map(|(h, ms, v)| {
+            serde_json::json!({"@timestamp": rfc3339_at(*ms, 120), "host": {"name": h},
+                "system": {"load": {"1": v}}})
+            .to_string()
+        })
+        .collect();
+    let current = dir.path().join("current.ndjson");
+    run(
+        dir.path(),
+        &format!(
+            "[event]\ntimestamp = \"@timestamp\"\nvalue = \"system.load.1\"\nkey = [\"host.name\"]\n\
+             [current]\ntype = \"file\"\npath = \"{}\"\nmode = \"overwrite\"\n",
+            current.display()
+        ),
+        &lines,
+    );
+    // The current-status documents name the key the same way.
+    let text = std::fs::read_to_string(&current).unwrap();
+    assert!(!text.is_empty());
+    for l in text.lines() {
+        let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(d["host.name"].as_str().unwrap().starts_with("web-"), "{l}");
+        assert!(d.get("host").is_none() && d.get("metric").is_none(), "{l}");
+    }
+    let got = windows_by(dir.path(), &["host.name"]);
+    let want: BTreeMap<(Vec<String>, i64), (u64, f64)> = group_by(&s)
+        .into_iter()
+        .map(|((h, t), (c, sum, _, _))| ((vec![h], t), (c, sum)))
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        assert_eq!(got[k].0, w.0, "{k:?}");
+        assert!((got[k].1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0), "{k:?}");
+    }
+
+    // Three key paths (one a number): a site, a rack and a sensor kind.
+    let dir = tempfile::tempdir().unwrap();
+    let key_of = |i: usize| {
+        (
+            format!("site-{}", i % 2),
+            (i % 3) as i64,
+            ["temp", "hum"][i / 2 % 2],
+        )
+    };
+    let lines: Vec<String> = s
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ms, v))| {
+            let (site, rack, kind) = key_of(i);
+            serde_json::json!({"ts": ms, "loc": {"site": site, "rack": rack}, "kind": kind, "v": v})
+                .to_string()
+        })
+        .collect();
+    run(
+        dir.path(),
+        "[event]\ntimestamp = \"ts\"\ntimestamp_format = \"epoch_ms\"\nvalue = \"v\"\nkey = [\"loc.site\", \"loc.rack\", \"kind\"]\n",
+        &lines,
+    );
+    let got = windows_by(dir.path(), &["loc.site", "loc.rack", "kind"]);
+    let mut want: BTreeMap<(Vec<String>, i64), (u64, f64)> = BTreeMap::new();
+    for (i, (_, ms, v)) in s.iter().enumerate() {
+        let (site, rack, kind) = key_of(i);
+        let e = want
+            .entry((
+                vec![site, rack.to_string(), kind.to_string()],
+                ms - ms.rem_euclid(10_000),
+            ))
+            .or_default();
+        e.0 += 1;
+        e.1 += v;
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        assert_eq!(got[k].0, w.0, "{k:?}");
+        assert!((got[k].1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0), "{k:?}");
     }
 }

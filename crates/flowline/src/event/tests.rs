@@ -7,6 +7,7 @@ fn shape(ts: &str, format: TimeFormat, value: &str) -> EventShape {
         timestamp: ts.into(),
         timestamp_format: format,
         value: value.into(),
+        key: None,
     })
     .unwrap()
 }
@@ -18,7 +19,7 @@ fn nested_paths_and_other_names() {
         .read(br#"{"@timestamp":"2026-01-01T00:00:01.250+01:00","host":"web-1","metric":"cpu","system":{"cpu":{"total":{"pct":0.42}}}}"#)
         .unwrap();
     assert_eq!(
-        (f.host.as_str(), f.metric.as_str(), f.value, f.ts),
+        (f.group.as_str(), f.metric.as_str(), f.value, f.ts),
         ("web-1", "cpu", 0.42, 1_767_222_001_250)
     );
     assert!(!s.is_default());
@@ -101,6 +102,7 @@ fn bad_paths_are_config_errors() {
             timestamp: p.into(),
             timestamp_format: TimeFormat::Rfc3339,
             value: "v".into(),
+            key: None,
         })
         .unwrap_err();
         assert_eq!(e.0, "event.timestamp");
@@ -152,5 +154,58 @@ proptest! {
             "{}",
             text
         );
+    }
+}
+
+#[test]
+fn key_paths_map_onto_the_two_part_key_and_back() {
+    let s = EventShape::from_section(&EventSection {
+        timestamp: "t".into(),
+        timestamp_format: TimeFormat::EpochMs,
+        value: "v".into(),
+        key: Some(vec!["a.b".into(), "n".into(), "k".into()]),
+    })
+    .unwrap();
+    let f = s
+        .read(br#"{"t":0,"v":1,"a":{"b":"x|y"},"n":7,"k":"cpu"}"#)
+        .unwrap();
+    assert_eq!(
+        (f.group.as_str(), f.metric.as_str()),
+        (r#"["x|y","7"]"#, "cpu")
+    );
+    assert_eq!(
+        s.key_names().fields(&f.group, &f.metric),
+        [
+            ("a.b".into(), "x|y".into()),
+            ("n".into(), "7".into()),
+            ("k".into(), "cpu".into())
+        ]
+    );
+    for (payload, want) in [
+        (r#"{"t":0,"v":1,"n":7,"k":"cpu"}"#, "missing field `a.b`"),
+        (
+            r#"{"t":0,"v":1,"a":{"b":null},"n":7,"k":"cpu"}"#,
+            "key `a.b` = null is not a string",
+        ),
+        (
+            r#"{"t":0,"v":1,"a":{"b":"x"},"n":{},"k":"cpu"}"#,
+            "key `n` = {} is not a string",
+        ),
+    ] {
+        let e = s.read(payload.as_bytes()).unwrap_err();
+        assert!(e.contains(want), "{payload}: {e}");
+    }
+    for (key, want) in [
+        (vec![], "has 0 paths"),
+        (vec!["a".into(), "a".into()], "twice"),
+    ] {
+        let e = EventShape::from_section(&EventSection {
+            timestamp: "t".into(),
+            timestamp_format: TimeFormat::EpochMs,
+            value: "v".into(),
+            key: Some(key),
+        })
+        .unwrap_err();
+        assert!(e.0 == "event.key" && e.1.contains(want), "{e:?}");
     }
 }
