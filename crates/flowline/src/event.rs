@@ -26,9 +26,17 @@ pub struct EventSection {
     /// How the time is written; default `rfc3339`.
     #[serde(default)]
     pub timestamp_format: TimeFormat,
-    /// Dotted path of the numeric value; default `value`.
-    #[serde(default = "d_value")]
-    pub value: String,
+    /// Dotted path of the numeric value; default `value`. Exactly one of
+    /// `value`, `values` and `values_from`.
+    pub value: Option<String>,
+    /// Several value paths: each is a series whose `metric` is its path.
+    pub values: Option<Vec<String>>,
+    /// An object whose every numeric entry is a series (Telegraf's
+    /// `fields`); `metric` is the entry's name, after `metric_prefix`.
+    pub values_from: Option<String>,
+    /// With `values_from`: the field whose value prefixes the metric name
+    /// (`<prefix>.<entry>`).
+    pub metric_prefix: Option<String>,
     /// Dotted paths of the key fields, 1 to 8; default `["host", "metric"]`.
     /// Window documents carry each under its dotted name.
     pub key: Option<Vec<String>>,
@@ -37,8 +45,32 @@ pub struct EventSection {
 fn d_timestamp() -> String {
     "timestamp".into()
 }
-fn d_value() -> String {
-    "value".into()
+impl Default for EventSection {
+    fn default() -> Self {
+        Self {
+            timestamp: d_timestamp(),
+            timestamp_format: TimeFormat::default(),
+            value: None,
+            values: None,
+            values_from: None,
+            metric_prefix: None,
+            key: None,
+        }
+    }
+}
+
+/// Where the values are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Values {
+    /// One value; the metric comes from the key.
+    One(FieldPath),
+    /// Several paths; the metric is the path.
+    Many(Vec<FieldPath>),
+    /// Every numeric entry of an object; the metric is the entry's name.
+    From {
+        object: FieldPath,
+        prefix: Option<FieldPath>,
+    },
 }
 
 /// How an event time is written.
@@ -98,7 +130,7 @@ impl FieldPath {
 pub struct EventShape {
     timestamp: FieldPath,
     format: TimeFormat,
-    value: FieldPath,
+    values: Values,
     key: Vec<FieldPath>,
 }
 
@@ -151,13 +183,7 @@ impl KeyNames {
 
 impl Default for EventShape {
     fn default() -> Self {
-        Self::from_section(&EventSection {
-            timestamp: d_timestamp(),
-            timestamp_format: TimeFormat::default(),
-            value: d_value(),
-            key: None,
-        })
-        .expect("the default shape is valid")
+        Self::from_section(&EventSection::default()).expect("the default shape is valid")
     }
 }
 
@@ -165,8 +191,33 @@ impl std::fmt::Display for EventShape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "time `{}` ({:?}), value `{}`, key `host`, `metric`",
-            self.timestamp.text, self.format, self.value.text
+            "time `{}` ({:?}), {}, key {}",
+            self.timestamp.text,
+            self.format,
+            match &self.values {
+                Values::One(p) => format!("value `{}`", p.text),
+                Values::Many(ps) => format!(
+                    "values {}",
+                    ps.iter()
+                        .map(|p| format!("`{}`", p.text))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Values::From { object, prefix } => format!(
+                    "values from `{}`{}",
+                    object.text,
+                    prefix
+                        .as_ref()
+                        .map(|p| format!(" prefixed by `{}`", p.text))
+                        .unwrap_or_default()
+                ),
+            },
+            self.key_names()
+                .0
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 }
@@ -189,9 +240,64 @@ pub struct Fields {
 impl EventShape {
     /// Checks the section: the error is `(field, message with the fix)`.
     pub fn from_section(s: &EventSection) -> Result<Self, (String, String)> {
-        let key = match &s.key {
-            None => vec!["host".to_string(), "metric".to_string()],
-            Some(k) => k.clone(),
+        let bad = |field: &str, m: String| Err((format!("event.{field}"), m));
+        let set = [
+            s.value.is_some(),
+            s.values.is_some(),
+            s.values_from.is_some(),
+        ];
+        if set.iter().filter(|x| **x).count() > 1 {
+            return bad(
+                "value",
+                "value, values and values_from are alternatives. Fix: set exactly one of them"
+                    .into(),
+            );
+        }
+        if s.metric_prefix.is_some() && s.values_from.is_none() {
+            return bad(
+                "metric_prefix",
+                "is only used with values_from. Fix: remove it, or set values_from".into(),
+            );
+        }
+        let values = if let Some(v) = &s.values {
+            if v.is_empty() || v.len() > 64 {
+                return bad(
+                    "values",
+                    format!("has {} paths. Fix: 1 to 64 dotted paths", v.len()),
+                );
+            }
+            let mut ps: Vec<FieldPath> = Vec::with_capacity(v.len());
+            for p in v {
+                let p = FieldPath::parse("values", p)?;
+                if ps.contains(&p) {
+                    return bad(
+                        "values",
+                        format!("lists `{}` twice. Fix: each path once", p.text),
+                    );
+                }
+                ps.push(p);
+            }
+            Values::Many(ps)
+        } else if let Some(o) = &s.values_from {
+            Values::From {
+                object: FieldPath::parse("values_from", o)?,
+                prefix: s
+                    .metric_prefix
+                    .as_deref()
+                    .map(|p| FieldPath::parse("metric_prefix", p))
+                    .transpose()?,
+            }
+        } else {
+            Values::One(FieldPath::parse(
+                "value",
+                s.value.as_deref().unwrap_or("value"),
+            )?)
+        };
+        let key = match (&s.key, &values) {
+            (Some(k), _) => k.clone(),
+            // The metric comes from the values: the host alone keys them.
+            (None, Values::Many(_) | Values::From { .. }) => vec!["host".to_string()],
+            (None, Values::One(_)) => vec!["host".to_string(), "metric".to_string()],
         };
         if key.is_empty() || key.len() > 8 {
             return Err((
@@ -216,14 +322,18 @@ impl EventShape {
         Ok(Self {
             timestamp: FieldPath::parse("timestamp", &s.timestamp)?,
             format: s.timestamp_format,
-            value: FieldPath::parse("value", &s.value)?,
+            values,
             key: paths,
         })
     }
 
     /// The key fields' names.
     pub fn key_names(&self) -> KeyNames {
-        KeyNames(self.key.iter().map(|k| k.text.clone()).collect())
+        let mut names: Vec<String> = self.key.iter().map(|k| k.text.clone()).collect();
+        if !matches!(self.values, Values::One(_)) {
+            names.push("metric".into());
+        }
+        KeyNames(names)
     }
 
     /// Whether this is the generator's shape, which the fast path reads.
@@ -231,8 +341,89 @@ impl EventShape {
         *self == Self::default()
     }
 
-    /// Reads one event of this shape; the error names the path.
+    /// Reads every series of one event: the fields found, and the reason
+    /// when some part could not be read (the whole event when the key or
+    /// the time cannot be; one value of several otherwise, the others
+    /// kept). Each reason names its path.
+    pub fn read_all(&self, payload: &[u8]) -> (Vec<Fields>, Option<String>) {
+        match self.common(payload) {
+            Err(e) => (Vec::new(), Some(e)),
+            Ok((root, keys, ts, ts_text)) => {
+                let mut out = Vec::new();
+                let mut bad = Vec::new();
+                let mut push = |metric: Option<String>, v: Result<f64, String>| match v {
+                    Ok(value) => {
+                        let (group, metric) = self.group_metric(keys.clone(), metric);
+                        out.push(Fields {
+                            group,
+                            metric,
+                            value,
+                            ts,
+                            ts_text: ts_text.clone(),
+                        })
+                    }
+                    Err(e) => bad.push(e),
+                };
+                match &self.values {
+                    Values::One(p) => push(None, lookup(&root, p).and_then(|r| number(p, r))),
+                    Values::Many(paths) => {
+                        for p in paths {
+                            push(
+                                Some(p.text.clone()),
+                                lookup(&root, p).and_then(|r| number(p, r)),
+                            )
+                        }
+                    }
+                    Values::From { object, prefix } => {
+                        match entries(&root, object, prefix.as_ref()) {
+                            Err(e) => bad.push(e),
+                            Ok((prefix, entries)) => {
+                                for (k, raw) in entries {
+                                    if number_text(raw.get()).is_none() {
+                                        continue; // a string or a flag: not a series
+                                    }
+                                    let name = match &prefix {
+                                        Some(p) => format!("{p}.{k}"),
+                                        None => k.clone(),
+                                    };
+                                    let path = FieldPath {
+                                        text: format!("{}.{k}", object.text),
+                                        segments: Vec::new(),
+                                    };
+                                    push(Some(name), number(&path, raw));
+                                }
+                                if out.is_empty() && bad.is_empty() {
+                                    bad.push(format!(
+                                        "invalid metric event: `{}` holds no numeric entry",
+                                        object.text
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                let reason = (!bad.is_empty()).then(|| bad.join("; "));
+                (out, reason)
+            }
+        }
+    }
+
+    /// Reads one event of a one-value shape; the error names the path.
     pub fn read(&self, payload: &[u8]) -> Result<Fields, String> {
+        let (mut f, bad) = self.read_all(payload);
+        match (f.pop(), bad) {
+            (_, Some(e)) => Err(e),
+            (Some(f), None) => Ok(f),
+            (None, None) => Err("invalid metric event: no value".into()),
+        }
+    }
+
+    /// The object, the key values and the time of one event.
+    #[allow(clippy::type_complexity)]
+    fn common<'a>(
+        &self,
+        payload: &'a [u8],
+    ) -> Result<(BTreeMap<String, &'a RawValue>, Vec<String>, i64, String), String> {
         let root: BTreeMap<String, &RawValue> = serde_json::from_slice(payload)
             .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?;
         let mut key = Vec::with_capacity(self.key.len());
@@ -255,35 +446,26 @@ impl EventShape {
                 }
             });
         }
-        let metric = if key.len() >= 2 {
-            key.pop().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let group = match key.len() {
-            1 => key.pop().unwrap_or_default(),
-            _ => serde_json::to_string(&key).map_err(|e| e.to_string())?,
-        };
-        let raw = lookup(&root, &self.value)?;
-        let value = number_text(raw.get())
-            .and_then(|t| t.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| {
-                format!(
-                    "invalid metric event: `{}` = {} is not a finite number",
-                    self.value.text,
-                    clip(raw.get())
-                )
-            })?;
         let raw = lookup(&root, &self.timestamp)?;
         let (ts, ts_text) = self.time(raw)?;
-        Ok(Fields {
-            group,
-            metric,
-            value,
-            ts,
-            ts_text,
-        })
+        Ok((root, key, ts, ts_text))
+    }
+
+    /// The job's two-part key of these key values (see [`KeyNames`]): with
+    /// a metric from the values, the key values are the group; without, the
+    /// last key value is the metric when there are several.
+    fn group_metric(&self, mut key: Vec<String>, metric: Option<String>) -> (String, String) {
+        let metric = match metric {
+            Some(m) => m,
+            None if key.len() >= 2 => key.pop().unwrap_or_default(),
+            None => String::new(),
+        };
+        let group = if key.len() == 1 {
+            key.pop().unwrap_or_default()
+        } else {
+            serde_json::to_string(&key).unwrap_or_default()
+        };
+        (group, metric)
     }
 
     fn time(&self, raw: &RawValue) -> Result<(i64, String), String> {
@@ -311,6 +493,55 @@ impl EventShape {
         };
         Ok((ms, text))
     }
+}
+
+/// A finite number, or an error naming the path.
+fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
+    number_text(raw.get())
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| {
+            format!(
+                "invalid metric event: `{}` = {} is not a finite number",
+                path.text,
+                clip(raw.get())
+            )
+        })
+}
+
+/// The entries of the `values_from` object, and the metric prefix.
+#[allow(clippy::type_complexity)]
+fn entries<'a>(
+    root: &BTreeMap<String, &'a RawValue>,
+    object: &FieldPath,
+    prefix: Option<&FieldPath>,
+) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
+    let raw = lookup(root, object)?;
+    let map: Vec<(String, &'a RawValue)> =
+        serde_json::from_str::<BTreeMap<String, &'a RawValue>>(raw.get())
+            .map_err(|_| {
+                format!(
+                    "invalid metric event: `{}` = {} is not an object",
+                    object.text,
+                    clip(raw.get())
+                )
+            })?
+            .into_iter()
+            .collect();
+    let prefix = match prefix {
+        None => None,
+        Some(p) => {
+            let raw = lookup(root, p)?;
+            Some(serde_json::from_str::<String>(raw.get()).map_err(|_| {
+                format!(
+                    "invalid metric event: `{}` = {} is not a string",
+                    p.text,
+                    clip(raw.get())
+                )
+            })?)
+        }
+    };
+    Ok((prefix, map))
 }
 
 /// The value at `path`, or an error naming it.

@@ -73,18 +73,28 @@ fn future(written: &str, latest: i64) -> String {
     )
 }
 
-/// [`decode_until`] for an event of another shape (`[event]`): the paths
-/// resolved once in `shape`, the errors naming them.
-pub fn decode_shaped(shape: &EventShape, payload: &[u8], latest: i64) -> Result<Metric, String> {
-    let f = shape.read(payload)?;
-    if f.ts > latest {
-        return Err(future(&f.ts_text, latest));
+/// [`decode_until`] for events of another shape (`[event]`), each giving
+/// one or more series: the metrics read, and the reason (naming its path)
+/// when some part could not be read; the paths are resolved once in
+/// `shape`.
+pub fn decode_shaped(
+    shape: &EventShape,
+    payload: &[u8],
+    latest: i64,
+) -> (Vec<Metric>, Option<String>) {
+    let (fields, bad) = shape.read_all(payload);
+    if let Some(f) = fields.first().filter(|f| f.ts > latest) {
+        return (Vec::new(), Some(future(&f.ts_text, latest)));
     }
-    Ok(Metric {
-        ts: f.ts,
-        key: (f.group, f.metric),
-        value: f.value,
-    })
+    let metrics = fields
+        .into_iter()
+        .map(|f| Metric {
+            ts: f.ts,
+            key: (f.group, f.metric),
+            value: f.value,
+        })
+        .collect();
+    (metrics, bad)
 }
 
 /// count / sum / min / max / avg / p50 / p95 / p99 per key and window.
@@ -238,20 +248,19 @@ pub fn metrics_pipeline(
     detector: AnomalySettings,
     out: Outputs,
 ) {
-    let windows = source
-        .try_map("decode", {
-            let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
-            let shape = w.event.clone();
-            let fast = shape.is_default();
-            move |r: &Record| {
-                let latest = now_ms().saturating_add(ahead);
-                if fast {
-                    decode_until(&r.payload, latest)
-                } else {
-                    decode_shaped(&shape, &r.payload, latest)
-                }
-            }
+    let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
+    let decoded = if w.event.is_default() {
+        // The generator's shape, on the fast path.
+        source.try_map("decode", move |r: &Record| {
+            decode_until(&r.payload, now_ms().saturating_add(ahead))
         })
+    } else {
+        let shape = w.event.clone();
+        source.try_flat_map("decode", move |r: &Record| {
+            decode_shaped(&shape, &r.payload, now_ms().saturating_add(ahead))
+        })
+    };
+    let windows = decoded
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)
         .window(w.spec)

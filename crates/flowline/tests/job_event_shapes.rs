@@ -428,3 +428,114 @@ fn key_fields_from_paths_under_their_dotted_names() {
         assert!((got[k].1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0), "{k:?}");
     }
 }
+
+/// Adds `v` to the (key, window) cell of a group-by.
+fn add(m: &mut BTreeMap<(Vec<String>, i64), (u64, f64)>, key: Vec<String>, ms: i64, v: f64) {
+    let e = m.entry((key, ms - ms.rem_euclid(10_000))).or_default();
+    e.0 += 1;
+    e.1 += v;
+}
+
+fn assert_sums(
+    got: &BTreeMap<(Vec<String>, i64), (u64, f64)>,
+    want: &BTreeMap<(Vec<String>, i64), (u64, f64)>,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in want {
+        assert_eq!(got[k].0, w.0, "{k:?}");
+        assert!(
+            (got[k].1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0),
+            "{k:?}: {} vs {}",
+            got[k].1,
+            w.1
+        );
+    }
+}
+
+#[test]
+fn telegraf_json_every_numeric_field_a_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = samples();
+    let mut want = BTreeMap::new();
+    let lines: Vec<String> = s
+        .iter()
+        .enumerate()
+        .map(|(i, (h, ms, v))| {
+            // Whole seconds, as Telegraf writes them.
+            let sec = ms.div_euclid(1000);
+            let cpu = format!("cpu{}", i % 2);
+            let (idle, user) = (100.0 - v.abs(), v.abs() / 2.0);
+            for (f, x) in [("usage_idle", idle), ("usage_user", user)] {
+                add(
+                    &mut want,
+                    vec![h.clone(), cpu.clone(), format!("cpu.{f}")],
+                    sec * 1000,
+                    x,
+                );
+            }
+            serde_json::json!({"fields": {"usage_idle": idle, "usage_user": user, "state": "ok"},
+                "name": "cpu", "tags": {"cpu": cpu, "host": h}, "timestamp": sec})
+            .to_string()
+        })
+        .collect();
+    let (_, dead) = run(
+        dir.path(),
+        "[event]\ntimestamp_format = \"epoch_s\"\nvalues_from = \"fields\"\nmetric_prefix = \"name\"\nkey = [\"tags.host\", \"tags.cpu\"]\n",
+        &lines,
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_sums(
+        &windows_by(dir.path(), &["tags.host", "tags.cpu", "metric"]),
+        &want,
+    );
+}
+
+#[test]
+fn ecs_several_values_the_bad_one_dead_lettered_once_the_others_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = samples();
+    let mut want = BTreeMap::new();
+    let lines: Vec<String> = s
+        .iter()
+        .enumerate()
+        .map(|(i, (h, ms, v))| {
+            add(
+                &mut want,
+                vec![h.clone(), "system.cpu.total.pct".into()],
+                *ms,
+                *v,
+            );
+            // Every 10th event's memory value is not a number.
+            let mem = if i % 10 == 0 {
+                serde_json::json!("n/a")
+            } else {
+                add(
+                    &mut want,
+                    vec![h.clone(), "system.memory.used.pct".into()],
+                    *ms,
+                    v / 4.0,
+                );
+                serde_json::json!(v / 4.0)
+            };
+            serde_json::json!({"@timestamp": rfc3339_at(*ms, 60), "host": {"name": h},
+                "system": {"cpu": {"total": {"pct": v}}, "memory": {"used": {"pct": mem}}}})
+            .to_string()
+        })
+        .collect();
+    let (_, dead) = run(
+        dir.path(),
+        "[event]\ntimestamp = \"@timestamp\"\nvalues = [\"system.cpu.total.pct\", \"system.memory.used.pct\"]\nkey = [\"host.name\"]\n",
+        &lines,
+    );
+    assert_sums(&windows_by(dir.path(), &["host.name", "metric"]), &want);
+    assert_eq!(dead.len(), 27, "each partly bad event once");
+    for d in &dead {
+        assert_eq!(
+            d["reason"].as_str().unwrap(),
+            "invalid metric event: `system.memory.used.pct` = \"n/a\" is not a finite number"
+        );
+    }
+}

@@ -350,6 +350,33 @@ impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> Result<O, E> + Send + S
     stateless_passthrough!();
 }
 
+/// `try_flat_map` on source records: every element of the output goes on
+/// with the record in scope; a reason next to them sends the record down
+/// the bad-record path once (a record read in part keeps its good parts).
+pub(crate) struct TryFlatMapOp<F, O> {
+    pub(crate) f: Arc<F>,
+    pub(crate) stage: Arc<str>,
+    pub(crate) down: BoxOp<O>,
+}
+
+impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> (Vec<O>, Option<E>) + Send + Sync>
+    Operator<Record> for TryFlatMapOp<F, O>
+{
+    fn element(&mut self, el: Record, ts: i64, cx: &mut Cx<'_>) {
+        let (outs, err) = (self.f)(&el);
+        if let Some(e) = err {
+            cx.bad_record(&el, &self.stage, e.to_string());
+        }
+        let down = &mut self.down;
+        cx.with_record(&el, |cx| {
+            for o in outs {
+                down.element(o, ts, cx)
+            }
+        })
+    }
+    stateless_passthrough!();
+}
+
 /// Event time from the element; feeds the partition's watermark.
 pub(crate) struct TimestampOp<F, T> {
     pub(crate) f: Arc<F>,

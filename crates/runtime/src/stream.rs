@@ -12,7 +12,9 @@ use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
     WindowResult,
 };
-use crate::operator::{BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryMapOp};
+use crate::operator::{
+    BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryFlatMapOp, TryMapOp,
+};
 use crate::window::WindowSpec;
 use crate::RuntimeError;
 use flowline_checkpoint::CheckpointStore;
@@ -188,6 +190,30 @@ impl DataStream<Record> {
         let desc = format!("try_map({stage})");
         self.then(desc, move |down| {
             Box::new(TryMapOp {
+                f: f.clone(),
+                stage: stage.clone(),
+                down,
+            })
+        })
+    }
+}
+
+impl DataStream<Record> {
+    /// Reads several elements from each source record (`f` gives them and,
+    /// when some part could not be read, the reason): the elements go on,
+    /// and a record with a reason goes to the dead-letter output once, with
+    /// `stage` and the reason, its good parts kept.
+    pub fn try_flat_map<O, E, F>(self, stage: &str, f: F) -> DataStream<O>
+    where
+        O: Send + 'static,
+        E: std::fmt::Display,
+        F: Fn(&Record) -> (Vec<O>, Option<E>) + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let stage: Arc<str> = Arc::from(stage);
+        let desc = format!("try_flat_map({stage})");
+        self.then(desc, move |down| {
+            Box::new(TryFlatMapOp {
                 f: f.clone(),
                 stage: stage.clone(),
                 down,

@@ -6,8 +6,8 @@ fn shape(ts: &str, format: TimeFormat, value: &str) -> EventShape {
     EventShape::from_section(&EventSection {
         timestamp: ts.into(),
         timestamp_format: format,
-        value: value.into(),
-        key: None,
+        value: Some(value.into()),
+        ..EventSection::default()
     })
     .unwrap()
 }
@@ -100,9 +100,8 @@ fn bad_paths_are_config_errors() {
     for p in ["", "a..b", ".a", "a."] {
         let e = EventShape::from_section(&EventSection {
             timestamp: p.into(),
-            timestamp_format: TimeFormat::Rfc3339,
-            value: "v".into(),
-            key: None,
+            value: Some("v".into()),
+            ..EventSection::default()
         })
         .unwrap_err();
         assert_eq!(e.0, "event.timestamp");
@@ -162,8 +161,9 @@ fn key_paths_map_onto_the_two_part_key_and_back() {
     let s = EventShape::from_section(&EventSection {
         timestamp: "t".into(),
         timestamp_format: TimeFormat::EpochMs,
-        value: "v".into(),
+        value: Some("v".into()),
         key: Some(vec!["a.b".into(), "n".into(), "k".into()]),
+        ..EventSection::default()
     })
     .unwrap();
     let f = s
@@ -202,10 +202,128 @@ fn key_paths_map_onto_the_two_part_key_and_back() {
         let e = EventShape::from_section(&EventSection {
             timestamp: "t".into(),
             timestamp_format: TimeFormat::EpochMs,
-            value: "v".into(),
+            value: Some("v".into()),
             key: Some(key),
+            ..EventSection::default()
         })
         .unwrap_err();
         assert!(e.0 == "event.key" && e.1.contains(want), "{e:?}");
+    }
+}
+
+fn section(toml_text: &str) -> Result<EventShape, (String, String)> {
+    let s: EventSection = toml::from_str(toml_text).unwrap();
+    EventShape::from_section(&s)
+}
+
+#[test]
+fn several_values_each_a_series_the_bad_ones_refused_the_good_kept() {
+    let s = section(
+        r#"values = ["cpu.pct", "mem.pct", "disk.pct"]
+key = ["host.name"]
+timestamp = "@timestamp""#,
+    )
+    .unwrap();
+    let (f, bad) = s.read_all(
+        br#"{"@timestamp":"2026-01-01T00:00:00Z","host":{"name":"a"},"cpu":{"pct":0.5},"mem":{"pct":"x"},"disk":{"pct":0.25}}"#,
+    );
+    let got: Vec<(&str, &str, f64)> = f
+        .iter()
+        .map(|f| (f.group.as_str(), f.metric.as_str(), f.value))
+        .collect();
+    assert_eq!(got, [("a", "cpu.pct", 0.5), ("a", "disk.pct", 0.25)]);
+    assert_eq!(
+        bad.unwrap(),
+        "invalid metric event: `mem.pct` = \"x\" is not a finite number"
+    );
+    assert_eq!(
+        s.key_names().fields("a", "cpu.pct"),
+        [
+            ("host.name".into(), "a".into()),
+            ("metric".into(), "cpu.pct".into())
+        ]
+    );
+    // A bad time refuses the whole event, once.
+    let (f, bad) = s.read_all(br#"{"@timestamp":"soon","host":{"name":"a"},"cpu":{"pct":0.5}}"#);
+    assert!(f.is_empty() && bad.unwrap().contains("`@timestamp`"));
+}
+
+#[test]
+fn values_from_an_object_with_a_prefix() {
+    let s = section(
+        r#"values_from = "fields"
+metric_prefix = "name"
+key = ["tags.host", "tags.cpu"]
+timestamp_format = "epoch_s""#,
+    )
+    .unwrap();
+    let (f, bad) = s.read_all(
+        br#"{"fields":{"usage_idle":97.9,"usage_user":1.4,"state":"up"},"name":"cpu","tags":{"cpu":"cpu-total","host":"web-1"},"timestamp":1767225600}"#,
+    );
+    assert_eq!(
+        bad, None,
+        "a string entry is not a series, and not an error"
+    );
+    let got: Vec<(&str, &str, f64, i64)> = f
+        .iter()
+        .map(|f| (f.group.as_str(), f.metric.as_str(), f.value, f.ts))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                r#"["web-1","cpu-total"]"#,
+                "cpu.usage_idle",
+                97.9,
+                1_767_225_600_000
+            ),
+            (
+                r#"["web-1","cpu-total"]"#,
+                "cpu.usage_user",
+                1.4,
+                1_767_225_600_000
+            )
+        ]
+    );
+    assert_eq!(
+        s.key_names().fields(&f[0].group, &f[0].metric),
+        [
+            ("tags.host".into(), "web-1".into()),
+            ("tags.cpu".into(), "cpu-total".into()),
+            ("metric".into(), "cpu.usage_idle".into())
+        ]
+    );
+    let (f, bad) = s.read_all(
+        br#"{"fields":{"s":"x"},"name":"cpu","tags":{"cpu":"c","host":"h"},"timestamp":1}"#,
+    );
+    assert!(f.is_empty() && bad.unwrap().contains("`fields` holds no numeric entry"));
+    let (_, bad) =
+        s.read_all(br#"{"fields":5,"name":"cpu","tags":{"cpu":"c","host":"h"},"timestamp":1}"#);
+    assert!(bad.unwrap().contains("`fields` = 5 is not an object"));
+}
+
+#[test]
+fn value_modes_are_alternatives() {
+    for (text, field, want) in [
+        (
+            "value = \"v\"\nvalues = [\"a\"]",
+            "event.value",
+            "exactly one",
+        ),
+        (
+            "values = [\"a\"]\nvalues_from = \"f\"",
+            "event.value",
+            "exactly one",
+        ),
+        (
+            "metric_prefix = \"n\"",
+            "event.metric_prefix",
+            "values_from",
+        ),
+        ("values = []", "event.values", "1 to 64"),
+        ("values = [\"a\", \"a\"]", "event.values", "twice"),
+    ] {
+        let e = section(text).unwrap_err();
+        assert!(e.0 == field && e.1.contains(want), "{text}: {e:?}");
     }
 }
