@@ -20,7 +20,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{client_config, Security};
-use flowline_checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionSnapshot};
+use flowline_checkpoint::{
+    decode_framed, encode_framed, Checkpoint, CheckpointError, CheckpointStore, PartitionSnapshot,
+};
 use flowline_connector_api::PartitionId;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -99,28 +101,16 @@ struct Entry {
 
 impl Entry {
     fn encode(&self) -> Result<Vec<u8>, String> {
-        let body = postcard::to_stdvec(self).map_err(|e| e.to_string())?;
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        out.extend(body);
-        Ok(out)
+        encode_framed(MAGIC, self)
     }
     fn decode(b: &[u8]) -> Result<Self, String> {
-        if let Some(rest) = b.strip_prefix(MAGIC.as_slice()) {
-            let (sum, body) = rest.split_at(rest.len().min(4));
-            let want = <[u8; 4]>::try_from(sum)
-                .map(u32::from_le_bytes)
-                .map_err(|_| "checkpoint entry truncated (no checksum)".to_string())?;
-            let got = crc32fast::hash(body);
-            if got != want {
-                return Err(format!("checkpoint entry corrupt: checksum {got:08x} of its {} bytes, {want:08x} recorded. Fix: restore the checkpoint topic, or start the job with a new [job] name", body.len()));
-            }
-            return postcard::from_bytes(body).map_err(|e| e.to_string());
-        }
-        let body = b
-            .strip_prefix(MAGIC_V1.as_slice())
-            .ok_or("not a Flowline checkpoint entry (bad header)")?;
-        postcard::from_bytes(body).map_err(|e| e.to_string())
+        decode_framed(
+            MAGIC,
+            MAGIC_V1,
+            b,
+            "checkpoint entry",
+            ". Fix: restore the checkpoint topic, or start the job with a new [job] name",
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use flowline_connector_api::PartitionId;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Format 1: magic, postcard body (read for compatibility, no checksum).
@@ -71,37 +72,57 @@ impl Checkpoint {
 
     /// Encodes for storage, with a checksum of the body.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let body = postcard::to_stdvec(self).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(body.len() + 12);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        out.extend(body);
-        Ok(out)
+        encode_framed(MAGIC, self)
     }
 
     /// Decodes what `encode` wrote, refusing it when the checksum does not
     /// match its body.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {
-            if rest.len() < 4 {
-                return Err("checkpoint truncated (no checksum)".into());
-            }
-            let (sum, body) = rest.split_at(4);
-            let want = u32::from_le_bytes(sum.try_into().expect("4 bytes"));
-            let got = crc32fast::hash(body);
-            if got != want {
-                return Err(format!(
-                    "checkpoint corrupt: checksum {got:08x} of its {} bytes, {want:08x} recorded",
-                    body.len()
-                ));
-            }
-            return postcard::from_bytes(body).map_err(|e| e.to_string());
-        }
-        let body = bytes
-            .strip_prefix(MAGIC_V1.as_slice())
-            .ok_or("not a Flowline checkpoint (bad header)")?;
-        postcard::from_bytes(body).map_err(|e| e.to_string())
+        decode_framed(MAGIC, MAGIC_V1, bytes, "checkpoint", "")
     }
+}
+
+/// `magic`, the CRC-32 of the body (little endian), the postcard body: the
+/// framing of every stored checkpoint, whatever the store.
+pub fn encode_framed<T: Serialize>(magic: &[u8; 8], value: &T) -> Result<Vec<u8>, String> {
+    let body = postcard::to_stdvec(value).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend(body);
+    Ok(out)
+}
+
+/// Decodes [`encode_framed`]'s bytes (or the older `magic_v1` framing,
+/// without a checksum), refusing a body whose checksum does not match. The
+/// errors name `what` (`checkpoint`, `checkpoint entry`); `fix` is appended
+/// to the checksum error.
+pub fn decode_framed<T: DeserializeOwned>(
+    magic: &[u8; 8],
+    magic_v1: &[u8; 8],
+    bytes: &[u8],
+    what: &str,
+    fix: &str,
+) -> Result<T, String> {
+    if let Some(rest) = bytes.strip_prefix(magic.as_slice()) {
+        if rest.len() < 4 {
+            return Err(format!("{what} truncated (no checksum)"));
+        }
+        let (sum, body) = rest.split_at(4);
+        let want = u32::from_le_bytes(sum.try_into().expect("4 bytes"));
+        let got = crc32fast::hash(body);
+        if got != want {
+            return Err(format!(
+                "{what} corrupt: checksum {got:08x} of its {} bytes, {want:08x} recorded{fix}",
+                body.len()
+            ));
+        }
+        return postcard::from_bytes(body).map_err(|e| e.to_string());
+    }
+    let body = bytes
+        .strip_prefix(magic_v1.as_slice())
+        .ok_or_else(|| format!("not a Flowline {what} (bad header)"))?;
+    postcard::from_bytes(body).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ mod format;
 
 pub use dir::LocalDirStore;
 pub use error::CheckpointError;
-pub use format::{Checkpoint, PartitionSnapshot};
+pub use format::{decode_framed, encode_framed, Checkpoint, PartitionSnapshot};
 
 /// Where checkpoints are kept. The local directory is the default; a Kafka-
 /// or object-store-backed one implements the same two methods.

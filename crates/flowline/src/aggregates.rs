@@ -9,7 +9,9 @@ use flowline_connector_api::Record;
 use flowline_runtime::WindowResult;
 
 use crate::event::KeyNames;
-use crate::job::WindowDoc;
+use flowline_connector_api::time::format_rfc3339_ms;
+
+use crate::job::{window_id, WindowDoc};
 use crate::stats::Stats;
 
 /// One aggregate.
@@ -104,21 +106,23 @@ impl Aggregates {
     /// The window document of one fired window, as a record: key = the
     /// document id, timestamp = the window start.
     pub fn record(&self, r: &WindowResult<(String, String), Stats>, keys: &KeyNames) -> Record {
-        let doc = WindowDoc::from_result(r);
         if self.0 == DEFAULT && keys.is_default() {
-            return doc.to_record(r.window.start);
+            return WindowDoc::from_result(r).to_record(r.window.start);
         }
+        let (host, metric) = (&r.key.0, &r.key.1);
+        let start = format_rfc3339_ms(r.window.start);
         let mut s = String::with_capacity(256);
         s.push('{');
-        for (k, v) in keys.fields(&doc.host, &doc.metric) {
+        for (k, v) in keys.fields(host, metric) {
             let _ = write!(s, "{}:{},", json(&k), json(&v));
         }
-        for (k, v) in [
-            ("window_start", json(&doc.window_start)),
-            ("window_end", json(&doc.window_end)),
-        ] {
-            let _ = write!(s, "\"{k}\":{v},");
-        }
+        let end = format_rfc3339_ms(r.window.end);
+        let _ = write!(
+            s,
+            "\"window_start\":{},\"window_end\":{},",
+            json(&start),
+            json(&end)
+        );
         for a in &self.0 {
             let v = match a {
                 Aggregate::Count => json(&r.value.count),
@@ -133,7 +137,7 @@ impl Aggregates {
         s.pop();
         s.push('}');
         Record::new(s)
-            .with_key(doc.id())
+            .with_key(window_id(host, metric, &start))
             .with_timestamp(r.window.start)
     }
 }

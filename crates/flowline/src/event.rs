@@ -11,8 +11,6 @@
 //! time that cannot be read is an error naming the path: the record goes to
 //! the dead-letter output with it.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -107,6 +105,10 @@ impl TimeFormat {
 struct FieldPath {
     text: String,
     segments: Vec<String>,
+    /// The text of each proper prefix (`system`, `system.cpu` of
+    /// `system.cpu.total`): the names of the objects on the way, which an
+    /// event parses once for all its paths.
+    prefixes: Vec<String>,
 }
 
 impl FieldPath {
@@ -118,9 +120,13 @@ impl FieldPath {
                 format!("`{text}` is not a field path. Fix: a dotted path of the JSON object, like \"@timestamp\" or \"system.cpu.total.pct\""),
             ));
         }
+        let prefixes = (1..segments.len())
+            .map(|i| segments[..i].join("."))
+            .collect();
         Ok(Self {
             text: text.to_string(),
             segments,
+            prefixes,
         })
     }
 }
@@ -349,28 +355,29 @@ impl EventShape {
         match self.common(payload) {
             Err(e) => (Vec::new(), Some(e)),
             Ok((root, keys, ts, ts_text)) => {
+                // The key's parts once per event; a series of several only
+                // adds its metric.
+                let (group, key_metric) =
+                    self.group_metric(keys, matches!(self.values, Values::One(_)));
                 let mut out = Vec::new();
                 let mut bad = Vec::new();
                 let mut push = |metric: Option<String>, v: Result<f64, String>| match v {
-                    Ok(value) => {
-                        let (group, metric) = self.group_metric(keys.clone(), metric);
-                        out.push(Fields {
-                            group,
-                            metric,
-                            value,
-                            ts,
-                            ts_text: ts_text.clone(),
-                        })
-                    }
+                    Ok(value) => out.push(Fields {
+                        group: group.clone(),
+                        metric: metric.unwrap_or_else(|| key_metric.clone()),
+                        value,
+                        ts,
+                        ts_text: ts_text.clone(),
+                    }),
                     Err(e) => bad.push(e),
                 };
                 match &self.values {
-                    Values::One(p) => push(None, lookup(&root, p).and_then(|r| number(p, r))),
+                    Values::One(p) => push(None, root.lookup(p).and_then(|r| number(p, r))),
                     Values::Many(paths) => {
                         for p in paths {
                             push(
                                 Some(p.text.clone()),
-                                lookup(&root, p).and_then(|r| number(p, r)),
+                                root.lookup(p).and_then(|r| number(p, r)),
                             )
                         }
                     }
@@ -389,6 +396,7 @@ impl EventShape {
                                     let path = FieldPath {
                                         text: format!("{}.{k}", object.text),
                                         segments: Vec::new(),
+                                        prefixes: Vec::new(),
                                     };
                                     push(Some(name), number(&path, raw));
                                 }
@@ -420,15 +428,11 @@ impl EventShape {
 
     /// The object, the key values and the time of one event.
     #[allow(clippy::type_complexity)]
-    fn common<'a>(
-        &self,
-        payload: &'a [u8],
-    ) -> Result<(BTreeMap<String, &'a RawValue>, Vec<String>, i64, String), String> {
-        let root: BTreeMap<String, &RawValue> = serde_json::from_slice(payload)
-            .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?;
+    fn common<'a>(&self, payload: &'a [u8]) -> Result<(Doc<'a>, Vec<String>, i64, String), String> {
+        let root = Doc::parse(payload)?;
         let mut key = Vec::with_capacity(self.key.len());
         for p in &self.key {
-            let raw = lookup(&root, p)?;
+            let raw = root.lookup(p)?;
             key.push(match serde_json::from_str::<String>(raw.get()) {
                 Ok(s) => s,
                 Err(_)
@@ -446,19 +450,20 @@ impl EventShape {
                 }
             });
         }
-        let raw = lookup(&root, &self.timestamp)?;
+        let raw = root.lookup(&self.timestamp)?;
         let (ts, ts_text) = self.time(raw)?;
         Ok((root, key, ts, ts_text))
     }
 
-    /// The job's two-part key of these key values (see [`KeyNames`]): with
-    /// a metric from the values, the key values are the group; without, the
-    /// last key value is the metric when there are several.
-    fn group_metric(&self, mut key: Vec<String>, metric: Option<String>) -> (String, String) {
-        let metric = match metric {
-            Some(m) => m,
-            None if key.len() >= 2 => key.pop().unwrap_or_default(),
-            None => String::new(),
+    /// The job's two-part key of these key values (see [`KeyNames`]): when
+    /// the metric is a key field (`metric_in_key`) and there are several,
+    /// the last is the metric; otherwise every key value is the group (the
+    /// values give the metric).
+    fn group_metric(&self, mut key: Vec<String>, metric_in_key: bool) -> (String, String) {
+        let metric = if metric_in_key && key.len() >= 2 {
+            key.pop().unwrap_or_default()
+        } else {
+            String::new()
         };
         let group = if key.len() == 1 {
             key.pop().unwrap_or_default()
@@ -495,146 +500,11 @@ impl EventShape {
     }
 }
 
-/// A finite number, or an error naming the path.
-fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
-    number_text(raw.get())
-        .and_then(|t| t.parse::<f64>().ok())
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| {
-            format!(
-                "invalid metric event: `{}` = {} is not a finite number",
-                path.text,
-                clip(raw.get())
-            )
-        })
-}
+mod doc;
+mod epoch;
 
-/// The entries of the `values_from` object, and the metric prefix.
-#[allow(clippy::type_complexity)]
-fn entries<'a>(
-    root: &BTreeMap<String, &'a RawValue>,
-    object: &FieldPath,
-    prefix: Option<&FieldPath>,
-) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
-    let raw = lookup(root, object)?;
-    let map: Vec<(String, &'a RawValue)> =
-        serde_json::from_str::<BTreeMap<String, &'a RawValue>>(raw.get())
-            .map_err(|_| {
-                format!(
-                    "invalid metric event: `{}` = {} is not an object",
-                    object.text,
-                    clip(raw.get())
-                )
-            })?
-            .into_iter()
-            .collect();
-    let prefix = match prefix {
-        None => None,
-        Some(p) => {
-            let raw = lookup(root, p)?;
-            Some(serde_json::from_str::<String>(raw.get()).map_err(|_| {
-                format!(
-                    "invalid metric event: `{}` = {} is not a string",
-                    p.text,
-                    clip(raw.get())
-                )
-            })?)
-        }
-    };
-    Ok((prefix, map))
-}
-
-/// The value at `path`, or an error naming it.
-fn lookup<'a>(
-    root: &BTreeMap<String, &'a RawValue>,
-    path: &FieldPath,
-) -> Result<&'a RawValue, String> {
-    let missing = || format!("invalid metric event: missing field `{}`", path.text);
-    let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
-    let mut cur: &'a RawValue = root.get(first.as_str()).copied().ok_or_else(missing)?;
-    for seg in rest {
-        let obj: BTreeMap<String, &'a RawValue> =
-            serde_json::from_str(cur.get()).map_err(|_| missing())?;
-        cur = obj.get(seg.as_str()).copied().ok_or_else(missing)?;
-    }
-    Ok(cur)
-}
-
-/// The text of a JSON number (not a string, bool, null, object or array).
-fn number_text(raw: &str) -> Option<&str> {
-    let t = raw.trim();
-    t.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-        .then_some(t)
-}
-
-/// At most 80 characters of a value, for messages.
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-/// Milliseconds since the epoch of a decimal number `text` in a unit
-/// `10^-to_ns` seconds below nanoseconds' (9 for seconds, 6 for ms, 3 for
-/// µs, 0 for ns), computed exactly on the digits and floored; `None` for
-/// text that is not a number, or a time outside the years -9999 to 9999.
-pub fn epoch_ms(text: &str, to_ns: i32) -> Option<i64> {
-    let t = text.trim();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let (mantissa, exp) = match t.find(['e', 'E']) {
-        Some(i) => (&t[..i], t[i + 1..].parse::<i32>().ok()?),
-        None => (t, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    // Digits far below a nanosecond only decide the floor of a negative
-    // time: keep 40 and remember whether a dropped one was not zero.
-    let (frac, dropped) = if frac.len() > 40 {
-        (&frac[..40], frac[40..].bytes().any(|b| b != b'0'))
-    } else {
-        (frac, false)
-    };
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    // value = digits × 10^(exp − len(frac)) units = digits × 10^scale ns.
-    let scale = exp
-        .checked_sub(i32::try_from(frac.len()).ok()?)?
-        .checked_add(to_ns)?;
-    // The years -9999..9999 are under 4e20 ns: more digits cannot fit.
-    if digits.len() as i64 + i64::from(scale) > 22 {
-        return None;
-    }
-    let m: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    let ns: i128 = if scale >= 0 {
-        m.checked_mul(10i128.checked_pow(scale as u32)?)?
-    } else if -scale > 38 {
-        0
-    } else {
-        m / 10i128.pow((-scale) as u32)
-    };
-    // Truncation toward zero of a negative value is a ceiling: floor it.
-    let exact = !dropped
-        && (m == 0 || scale >= 0 || (-scale <= 38 && m % 10i128.pow((-scale) as u32) == 0));
-    let ns = if neg { -ns - i128::from(!exact) } else { ns };
-    let ms = ns.div_euclid(1_000_000);
-    // jiff's range, as for RFC 3339 times.
-    const MAX_MS: i128 = 253_402_300_799_999;
-    const MIN_MS: i128 = -377_705_116_800_000;
-    (MIN_MS..=MAX_MS).contains(&ms).then_some(ms as i64)
-}
+use doc::{clip, entries, number, number_text, Doc};
+pub use epoch::epoch_ms;
 
 #[cfg(test)]
 mod tests;

@@ -180,7 +180,7 @@ impl WindowDoc {
     /// The deterministic document id: host, metric and window start, so
     /// that a replay overwrites the same document.
     pub fn id(&self) -> String {
-        format!("{}|{}|{}", self.host, self.metric, self.window_start)
+        window_id(&self.host, &self.metric, &self.window_start)
     }
 
     /// As a record: key = id, payload = JSON, timestamp = window start.
@@ -189,6 +189,12 @@ impl WindowDoc {
             .with_key(self.id())
             .with_timestamp(start_ms)
     }
+}
+
+/// A window document's id: key and window start, so that a replay
+/// overwrites the same document.
+pub fn window_id(host: &str, metric: &str, window_start: &str) -> String {
+    format!("{host}|{metric}|{window_start}")
 }
 
 /// Window settings of the job.

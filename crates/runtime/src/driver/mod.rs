@@ -334,6 +334,17 @@ impl Driver {
         }
     }
 
+    /// Creates the chain of a partition seen for the first time.
+    fn ensure_part(&mut self, pid: &PartitionId) {
+        if !self.parts.contains_key(pid) {
+            let p = self.new_part();
+            self.parts.insert(pid.clone(), p);
+            self.metrics
+                .partitions
+                .store(self.parts.len() as u64, Relaxed);
+        }
+    }
+
     /// Records the source refused (it could not read them): each goes to
     /// the dead-letter output once, with the source's reason and stage
     /// `source`, and its partition's offset moves past it, as for a record
@@ -345,14 +356,8 @@ impl Driver {
         let mut letters = Vec::with_capacity(rejected.len());
         for r in rejected {
             if let Some(pid) = r.record.partition.clone() {
-                if !self.parts.contains_key(&pid) {
-                    let p = self.new_part();
-                    self.parts.insert(pid.clone(), p);
-                    self.metrics
-                        .partitions
-                        .store(self.parts.len() as u64, Relaxed);
-                }
-                let part = self.parts.get_mut(&pid).expect("inserted above");
+                self.ensure_part(&pid);
+                let part = self.parts.get_mut(&pid).expect("ensured above");
                 part.live = true;
                 part.next_offset = part.next_offset.max(r.record.offset + 1);
             }
@@ -381,14 +386,8 @@ impl Driver {
                 .partition
                 .clone()
                 .unwrap_or_else(|| default_pid.clone());
-            if !self.parts.contains_key(&pid) {
-                let p = self.new_part();
-                self.parts.insert(pid.clone(), p);
-                self.metrics
-                    .partitions
-                    .store(self.parts.len() as u64, Relaxed);
-            }
-            let part = self.parts.get_mut(&pid).expect("inserted above");
+            self.ensure_part(&pid);
+            let part = self.parts.get_mut(&pid).expect("ensured above");
             part.last_seen = now;
             part.live = true;
             let mut cx = Cx {

@@ -1,0 +1,109 @@
+//! One event as the shape reads it: its object, the nested objects its
+//! paths pass (each parsed once), numbers and the entries of an object.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use super::FieldPath;
+
+/// One event's object, and the nested objects its paths went through,
+/// each parsed once however many paths pass it.
+pub(super) struct Doc<'a> {
+    root: BTreeMap<String, &'a RawValue>,
+    objects: std::cell::RefCell<std::collections::HashMap<String, BTreeMap<String, &'a RawValue>>>,
+}
+
+impl<'a> Doc<'a> {
+    pub(super) fn parse(payload: &'a [u8]) -> Result<Self, String> {
+        Ok(Self {
+            root: serde_json::from_slice(payload)
+                .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?,
+            objects: Default::default(),
+        })
+    }
+
+    /// The value at `path`, or an error naming it.
+    pub(super) fn lookup(&self, path: &FieldPath) -> Result<&'a RawValue, String> {
+        let missing = || format!("invalid metric event: missing field `{}`", path.text);
+        let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
+        let mut cur: &'a RawValue = self.root.get(first.as_str()).copied().ok_or_else(missing)?;
+        let mut objects = self.objects.borrow_mut();
+        for (seg, prefix) in rest.iter().zip(&path.prefixes) {
+            if !objects.contains_key(prefix) {
+                let obj: BTreeMap<String, &'a RawValue> =
+                    serde_json::from_str(cur.get()).map_err(|_| missing())?;
+                objects.insert(prefix.clone(), obj);
+            }
+            cur = objects[prefix]
+                .get(seg.as_str())
+                .copied()
+                .ok_or_else(missing)?;
+        }
+        Ok(cur)
+    }
+}
+
+/// A finite number, or an error naming the path.
+pub(super) fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
+    number_text(raw.get())
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| {
+            format!(
+                "invalid metric event: `{}` = {} is not a finite number",
+                path.text,
+                clip(raw.get())
+            )
+        })
+}
+
+/// The entries of the `values_from` object, and the metric prefix.
+#[allow(clippy::type_complexity)]
+pub(super) fn entries<'a>(
+    root: &Doc<'a>,
+    object: &FieldPath,
+    prefix: Option<&FieldPath>,
+) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
+    let raw = root.lookup(object)?;
+    let map: Vec<(String, &'a RawValue)> =
+        serde_json::from_str::<BTreeMap<String, &'a RawValue>>(raw.get())
+            .map_err(|_| {
+                format!(
+                    "invalid metric event: `{}` = {} is not an object",
+                    object.text,
+                    clip(raw.get())
+                )
+            })?
+            .into_iter()
+            .collect();
+    let prefix = match prefix {
+        None => None,
+        Some(p) => {
+            let raw = root.lookup(p)?;
+            Some(serde_json::from_str::<String>(raw.get()).map_err(|_| {
+                format!(
+                    "invalid metric event: `{}` = {} is not a string",
+                    p.text,
+                    clip(raw.get())
+                )
+            })?)
+        }
+    };
+    Ok((prefix, map))
+}
+
+/// The text of a JSON number (not a string, bool, null, object or array).
+pub(super) fn number_text(raw: &str) -> Option<&str> {
+    let t = raw.trim();
+    t.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        .then_some(t)
+}
+
+/// At most 80 characters of a value, for messages.
+pub(super) fn clip(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
