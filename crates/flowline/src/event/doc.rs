@@ -1,8 +1,10 @@
 //! One event as the shape reads it: its object, the nested objects its
 //! paths pass (each parsed once), numbers and the entries of an object.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::FieldPath;
@@ -10,8 +12,65 @@ use super::FieldPath;
 /// One event's object, and the nested objects its paths went through,
 /// each parsed once however many paths pass it.
 pub(super) struct Doc<'a> {
-    root: BTreeMap<String, &'a RawValue>,
-    objects: std::cell::RefCell<std::collections::HashMap<String, BTreeMap<String, &'a RawValue>>>,
+    root: Obj<'a>,
+    objects: std::cell::RefCell<std::collections::HashMap<String, Obj<'a>>>,
+}
+
+/// A JSON object's entries in their order, each value left unparsed, keys
+/// borrowed from the event (copied only when they hold an escape). Events
+/// have few fields: a scan is faster than building a map.
+struct Obj<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Obj<'a> {
+    /// The value of `key`; of duplicate keys the last, as a map would keep.
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Obj<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Obj<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Obj<'a>, M::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some(Key(k)) = m.next_key::<Key<'a>>()? {
+                    out.push((k, m.next_value::<&'a RawValue>()?));
+                }
+                Ok(Obj(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A key, borrowed when it has no escape.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 impl<'a> Doc<'a> {
@@ -27,18 +86,14 @@ impl<'a> Doc<'a> {
     pub(super) fn lookup(&self, path: &FieldPath) -> Result<&'a RawValue, String> {
         let missing = || format!("invalid metric event: missing field `{}`", path.text);
         let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
-        let mut cur: &'a RawValue = self.root.get(first.as_str()).copied().ok_or_else(missing)?;
+        let mut cur: &'a RawValue = self.root.get(first).ok_or_else(missing)?;
         let mut objects = self.objects.borrow_mut();
         for (seg, prefix) in rest.iter().zip(&path.prefixes) {
             if !objects.contains_key(prefix) {
-                let obj: BTreeMap<String, &'a RawValue> =
-                    serde_json::from_str(cur.get()).map_err(|_| missing())?;
+                let obj: Obj<'a> = serde_json::from_str(cur.get()).map_err(|_| missing())?;
                 objects.insert(prefix.clone(), obj);
             }
-            cur = objects[prefix]
-                .get(seg.as_str())
-                .copied()
-                .ok_or_else(missing)?;
+            cur = objects[prefix].get(seg).ok_or_else(missing)?;
         }
         Ok(cur)
     }
@@ -66,17 +121,22 @@ pub(super) fn entries<'a>(
     prefix: Option<&FieldPath>,
 ) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
     let raw = root.lookup(object)?;
-    let map: Vec<(String, &'a RawValue)> =
-        serde_json::from_str::<BTreeMap<String, &'a RawValue>>(raw.get())
-            .map_err(|_| {
-                format!(
-                    "invalid metric event: `{}` = {} is not an object",
-                    object.text,
-                    clip(raw.get())
-                )
-            })?
-            .into_iter()
-            .collect();
+    // In key order, the last of duplicate keys (as before, through a map).
+    let map: Vec<(String, &'a RawValue)> = serde_json::from_str::<Obj<'a>>(raw.get())
+        .map(|o| {
+            o.0.into_iter()
+                .map(|(k, v)| (k.into_owned(), v))
+                .collect::<BTreeMap<_, _>>()
+        })
+        .map_err(|_| {
+            format!(
+                "invalid metric event: `{}` = {} is not an object",
+                object.text,
+                clip(raw.get())
+            )
+        })?
+        .into_iter()
+        .collect();
     let prefix = match prefix {
         None => None,
         Some(p) => {

@@ -327,3 +327,17 @@ fn value_modes_are_alternatives() {
         assert!(e.0 == field && e.1.contains(want), "{text}: {e:?}");
     }
 }
+
+#[test]
+fn escaped_keys_are_found_and_of_duplicate_keys_the_last_counts() {
+    let s = shape("t", TimeFormat::EpochMs, "a.v");
+    // `\u0076` is `v`; `h\u006fst` is `host`: keys with escapes are copied.
+    let f = s
+        .read(br#"{"t":1,"h\u006fst":"h","metric":"m","a":{"v":1,"\u0076":2},"a":{"v":3,"v":4}}"#)
+        .unwrap();
+    assert_eq!((f.group.as_str(), f.value), ("h", 4.0));
+    let f = s
+        .read(br#"{"t":1,"host":"h","metric":"m","a":{"v":1,"\u0076":2}}"#)
+        .unwrap();
+    assert_eq!(f.value, 2.0);
+}
