@@ -10,12 +10,15 @@ async fn mapping_conflicts_are_rejected_with_reasons_and_the_rest_lands() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let index = unique("flowline-es-rejects");
-    let mut sink = es_sink(json!({"url": s.elasticsearch_url, "index": index, "replicas": 0}))
-        .await
-        .unwrap();
+    let mut sink = es_sink(
+        json!({"url": s.elasticsearch_url, "index": index, "replicas": 0,
+        "time_field": "window_start", "template": {"fields": {"count": "long"}}}),
+    )
+    .await
+    .unwrap();
     let mut batch = Vec::new();
     for i in 0..20 {
-        // The template maps `count` as long and `window_start` as date.
+        // The config maps `count` as long and `window_start` (time_field) as date.
         let doc = match i % 5 {
             1 => json!({"host": "h", "window_start": "2026-01-01T00:00:00Z", "count": "many"}),
             3 => json!({"host": "h", "window_start": "not a date", "count": i}),

@@ -13,12 +13,13 @@ async fn template_types_dates_and_is_installed_once() {
     let es = s.elasticsearch().unwrap();
     let prefix = unique("flowline-es-tpl");
     let index = format!("{prefix}-%Y.%m.%d");
-    let mut sink = es_sink(json!({"url": s.elasticsearch_url, "index": index, "replicas": 0}))
-        .await
-        .unwrap();
+    let settings = json!({"url": s.elasticsearch_url, "index": index, "replicas": 0,
+        "time_field": "window_start",
+        "template": {"fields": {"host.name": "keyword", "avg": "double", "count": "long"}}});
+    let mut sink = es_sink(settings.clone()).await.unwrap();
     let server = sink.server().cloned().expect("detected");
     let recs: Vec<Record> = (0..120)
-        .map(|i| Record::new(json!({"host": "h1", "metric": "cpu_util", "window_start": format!("2026-03-0{}T00:{:02}:00.000Z", 1 + i / 60, i % 60), "avg": i}).to_string()).with_key(format!("k{i}")))
+        .map(|i| Record::new(json!({"host": {"name": "h1"}, "metric": "cpu_util", "count": i, "window_start": format!("2026-03-0{}T00:{:02}:00.000Z", 1 + i / 60, i % 60), "avg": i}).to_string()).with_key(format!("k{i}")))
         .collect();
     sink.write(recs).await.unwrap();
     sink.flush().await.unwrap();
@@ -33,8 +34,12 @@ async fn template_types_dates_and_is_installed_once() {
 
     let props = mapping_properties(&es, &day1).await;
     assert_eq!(props["window_start"]["type"], "date", "{props}");
-    assert_eq!(props["host"]["type"], "keyword");
+    assert_eq!(props["host"]["properties"]["name"]["type"], "keyword");
+    // Given as double, though the first documents' values are integers.
     assert_eq!(props["avg"]["type"], "double");
+    assert_eq!(props["count"]["type"], "long");
+    // Not named in the config: strings as keyword (the dynamic template).
+    assert_eq!(props["metric"]["type"], "keyword");
 
     let r: Value = es
         .search(SearchParts::Index(&[&format!("{prefix}-*")]))
@@ -56,9 +61,11 @@ async fn template_types_dates_and_is_installed_once() {
 
     // Starting again finds the same template and does not rewrite it.
     let pattern = format!("{prefix}-*");
+    let c: flowline_elasticsearch::EsSinkConfig = serde_json::from_value(settings).unwrap();
+    let mappings = c.check().unwrap().mappings.unwrap();
     let body = template::body(
         &pattern,
-        "window_start",
+        &mappings,
         None,
         Some(0),
         Server::composable_templates(&server),

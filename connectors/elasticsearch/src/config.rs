@@ -1,9 +1,10 @@
 //! `[sink] type = "elasticsearch"`: settings, defaults and checks.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::Error;
 
@@ -43,9 +44,9 @@ pub struct EsSinkConfig {
     pub id_fields: Option<Vec<String>>,
     /// The document's time field: mapped as a date by the template, and read
     /// for a dated index only when a record carries no event time
-    /// (`Record::timestamp`, which names the index otherwise).
-    #[serde(default = "d_time_field")]
-    pub time_field: String,
+    /// (`Record::timestamp`, which names the index otherwise). No default:
+    /// the connector knows no document shape.
+    pub time_field: Option<String>,
     /// Flush when this many actions are buffered.
     #[serde(default = "d_max_actions")]
     pub max_actions: usize,
@@ -86,9 +87,12 @@ pub struct EsSinkConfig {
     /// Do not verify the server's certificate. Logged as a warning.
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    /// Create or update the index template at start.
-    #[serde(default = "d_true")]
-    pub template: bool,
+    /// The index template created or updated at start: `true` (the
+    /// default: the time field as date, other strings as keyword, other
+    /// numbers as double), `false` (none), or a table giving the mappings:
+    /// `fields` (field → type) or `file` (a JSON mappings body).
+    #[serde(default)]
+    pub template: TemplateSetting,
     /// The template's name; default: the index name's prefix.
     pub template_name: Option<String>,
     /// Replicas in the template (default 1 on a cluster; set 0 for one node).
@@ -114,9 +118,6 @@ impl std::fmt::Debug for EsSinkConfig {
     }
 }
 
-fn d_time_field() -> String {
-    "window_start".into()
-}
 fn d_max_actions() -> usize {
     1000
 }
@@ -138,8 +139,107 @@ fn d_max_backoff() -> String {
 fn d_timeout() -> String {
     "30s".into()
 }
-fn d_true() -> bool {
-    true
+
+/// A field type in `[sink.template] fields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FieldType {
+    /// Exact strings: filters, terms aggregations.
+    Keyword,
+    /// Full-text strings.
+    Text,
+    /// A time (RFC 3339 or epoch milliseconds).
+    Date,
+    /// A time with nanoseconds.
+    DateNanos,
+    /// A 64-bit integer.
+    Long,
+    /// A 32-bit integer.
+    Integer,
+    /// A 64-bit float.
+    Double,
+    /// A 32-bit float (rounds: prefer `double`).
+    Float,
+    /// `true` or `false`.
+    Boolean,
+    /// An IPv4 or IPv6 address.
+    Ip,
+    /// A latitude and longitude.
+    GeoPoint,
+}
+
+impl FieldType {
+    /// The type's name in a mapping.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keyword => "keyword",
+            Self::Text => "text",
+            Self::Date => "date",
+            Self::DateNanos => "date_nanos",
+            Self::Long => "long",
+            Self::Integer => "integer",
+            Self::Double => "double",
+            Self::Float => "float",
+            Self::Boolean => "boolean",
+            Self::Ip => "ip",
+            Self::GeoPoint => "geo_point",
+        }
+    }
+}
+
+/// `[sink.template]` as a table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Field (a dotted path names a field in an object) → type.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldType>,
+    /// A JSON file with the mappings (`{"properties": …}`, or a template
+    /// body with a `mappings` object), used as it is.
+    pub file: Option<PathBuf>,
+}
+
+/// The `template` setting.
+#[derive(Debug, Clone)]
+pub enum TemplateSetting {
+    /// `false`: no template is installed.
+    Off,
+    /// `true` (an empty spec) or a table.
+    On(TemplateSpec),
+}
+
+impl Default for TemplateSetting {
+    fn default() -> Self {
+        Self::On(TemplateSpec::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for TemplateSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TemplateSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a table with `fields` (field → type) or `file`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(if v {
+                    TemplateSetting::default()
+                } else {
+                    TemplateSetting::Off
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Self::Value, A::Error> {
+                TemplateSpec::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(TemplateSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Checked settings.
@@ -159,6 +259,9 @@ pub struct Settings {
     pub max_retry_duration: Option<Duration>,
     /// Parsed.
     pub request_timeout: Duration,
+    /// The template's mappings (`None`: no template), checked and built at
+    /// start from `template` and `time_field`.
+    pub mappings: Option<serde_json::Value>,
 }
 
 fn dur(field: &str, v: &str) -> Result<Duration, Error> {
@@ -310,7 +413,15 @@ impl EsSinkConfig {
                 )));
             }
         }
+        let mappings = match &self.template {
+            TemplateSetting::Off => None,
+            TemplateSetting::On(spec) => Some(crate::template::mappings_of(
+                spec,
+                self.time_field.as_deref(),
+            )?),
+        };
         Ok(Settings {
+            mappings,
             flush_interval: dur("flush_interval", &self.flush_interval)?,
             initial_backoff: dur("initial_backoff", &self.initial_backoff)?,
             max_backoff: dur("max_backoff", &self.max_backoff)?,

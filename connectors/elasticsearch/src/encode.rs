@@ -12,7 +12,7 @@ pub struct Encoder {
     index: String,
     dated: bool,
     id_fields: Option<Vec<String>>,
-    time_field: String,
+    time_field: Option<String>,
     action: Action,
 }
 
@@ -89,14 +89,14 @@ impl Encoder {
     pub fn new(
         index: &str,
         id_fields: Option<Vec<String>>,
-        time_field: &str,
+        time_field: Option<&str>,
         action: Action,
     ) -> Self {
         Self {
             index: index.to_string(),
             dated: index.contains('%'),
             id_fields,
-            time_field: time_field.to_string(),
+            time_field: time_field.map(str::to_string),
             action,
         }
     }
@@ -128,15 +128,18 @@ impl Encoder {
             let ms = r
                 .timestamp
                 .or_else(|| {
-                    doc.as_ref()
-                        .and_then(|d| d.get(&self.time_field))
-                        .and_then(millis_of)
+                    let f = self.time_field.as_deref()?;
+                    doc.as_ref().and_then(|d| d.get(f)).and_then(millis_of)
                 })
-                .ok_or_else(|| {
-                    format!(
-                        "document has no usable `{}` for the dated index `{}`",
-                        self.time_field, self.index
-                    )
+                .ok_or_else(|| match &self.time_field {
+                    Some(f) => format!(
+                        "document has no usable `{f}` for the dated index `{}`",
+                        self.index
+                    ),
+                    None => format!(
+                        "record has no event time for the dated index `{}`. Fix: set time_field to the document's time field",
+                        self.index
+                    ),
                 })?;
             expand_date(&self.index, ms).ok_or_else(|| {
                 format!(
@@ -215,7 +218,12 @@ mod tests {
 
     #[test]
     fn fixed_index_with_the_record_key_as_id() {
-        let e = Encoder::new("flowline-metrics", None, "window_start", Action::Index);
+        let e = Encoder::new(
+            "flowline-metrics",
+            None,
+            Some("window_start"),
+            Action::Index,
+        );
         insta::assert_snapshot!(String::from_utf8(e.encode(&doc()).unwrap()).unwrap());
         assert_eq!(e.index_pattern(), "flowline-metrics");
     }
@@ -225,7 +233,7 @@ mod tests {
         let e = Encoder::new(
             "flowline-metrics-%Y.%m.%d",
             Some(vec!["host".into(), "count".into()]),
-            "window_start",
+            Some("window_start"),
             Action::Index,
         );
         let s = String::from_utf8(e.encode(&doc()).unwrap()).unwrap();
@@ -238,7 +246,12 @@ mod tests {
 
     #[test]
     fn update_wraps_the_document_as_upsert() {
-        let e = Encoder::new("flowline-current", None, "window_start", Action::Update);
+        let e = Encoder::new(
+            "flowline-current",
+            None,
+            Some("window_start"),
+            Action::Update,
+        );
         insta::assert_snapshot!(String::from_utf8(e.encode(&doc()).unwrap()).unwrap());
     }
 
@@ -254,7 +267,7 @@ mod tests {
         assert_eq!(id, document_id(&long), "deterministic");
         let other = long.replace("cpu", "mem");
         assert_ne!(document_id(&other), id, "the hash covers the whole id");
-        let e = Encoder::new("m", None, "t", Action::Index);
+        let e = Encoder::new("m", None, Some("t"), Action::Index);
         let r = Record::new("{}").with_key(long.clone());
         let lines = String::from_utf8(e.encode(&r).unwrap()).unwrap();
         assert!(lines.contains(&*id), "{lines}");
@@ -262,7 +275,7 @@ mod tests {
 
     #[test]
     fn pretty_printed_documents_stay_one_bulk_line() {
-        let e = Encoder::new("m", None, "t", Action::Index);
+        let e = Encoder::new("m", None, Some("t"), Action::Index);
         let r = Record::new("{\r\n  \"a\": \"x\\ny\",\n  \"b\": 1\n}").with_key("k");
         let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
         assert_eq!(s.lines().count(), 2, "{s}");
@@ -272,7 +285,7 @@ mod tests {
 
     #[test]
     fn dated_indices_take_any_offset_and_years_before_1970() {
-        let e = Encoder::new("m-%Y.%m.%d.%H", None, "t", Action::Index);
+        let e = Encoder::new("m-%Y.%m.%d.%H", None, Some("t"), Action::Index);
         let at = |t: &str| {
             let r = Record::new(format!(r#"{{"t":"{t}"}}"#));
             let s = String::from_utf8(e.encode(&r).unwrap()).unwrap();
@@ -285,7 +298,7 @@ mod tests {
 
     #[test]
     fn the_record_time_names_the_dated_index_without_reading_the_document() {
-        let e = Encoder::new("m-%Y.%m.%d", None, "t", Action::Index);
+        let e = Encoder::new("m-%Y.%m.%d", None, Some("t"), Action::Index);
         // 2026-03-04T05:06:07Z; the payload is not even JSON: it is not
         // parsed when the record carries its time.
         let r = Record::new("not json").with_timestamp(1_772_600_767_000);
@@ -299,7 +312,7 @@ mod tests {
 
     #[test]
     fn documents_that_cannot_be_routed_name_the_reason() {
-        let e = Encoder::new("m-%Y", None, "window_start", Action::Index);
+        let e = Encoder::new("m-%Y", None, Some("window_start"), Action::Index);
         assert!(e
             .encode(&Record::new("{nope"))
             .unwrap_err()
@@ -308,7 +321,7 @@ mod tests {
             .encode(&Record::new("{}"))
             .unwrap_err()
             .contains("no usable `window_start`"));
-        let e = Encoder::new("m", Some(vec!["id".into()]), "t", Action::Index);
+        let e = Encoder::new("m", Some(vec!["id".into()]), Some("t"), Action::Index);
         assert!(e
             .encode(&Record::new("{}"))
             .unwrap_err()

@@ -43,8 +43,11 @@
 //! - **Typed fields**: at start the sink detects the server (`GET /`;
 //!   Elasticsearch 7, 8, 9, OpenSearch 1, 2, 3; anything else is refused by
 //!   name) and installs an index template (composable, or legacy before
-//!   Elasticsearch 7.8) with time fields as `date`, keys as `keyword` and
-//!   numbers typed; it updates it only when it differs.
+//!   Elasticsearch 7.8) with the fields the config names
+//!   (`[sink.template] fields`, field → type, or a JSON `file`), the
+//!   `time_field` as `date`, other strings as `keyword` and other numbers as
+//!   `double`; it updates it only when it differs. The connector knows no
+//!   document shape: a job passes the mapping of its own documents.
 //! - **Auth**: basic, API key, bearer token; TLS with a CA file or the system
 //!   roots; certificate checks off only with `insecure_skip_verify = true`,
 //!   logged as a warning. Secrets never appear in logs or `Debug` output.
@@ -64,7 +67,7 @@ pub mod retry;
 pub mod sink;
 pub mod template;
 
-pub use config::{Action, EsSinkConfig};
+pub use config::{Action, EsSinkConfig, FieldType, TemplateSetting, TemplateSpec};
 pub use error::Error;
 pub use sink::{EsSink, SinkStats};
 
@@ -126,6 +129,18 @@ impl SinkFactory for ElasticsearchSinkFactory {
             "integer",
             "no limit",
             "attempts per request (429, 5xx, connection errors)",
+        ))
+        .with_field(ConfigField::optional(
+            "time_field",
+            "string",
+            "none",
+            "the documents' time field: a date in the template, and the dated index's time when a record has none",
+        ))
+        .with_field(ConfigField::optional(
+            "template",
+            "bool or table",
+            "true",
+            "false, true, or { fields = { \"host.name\" = \"keyword\", … } } or { file = \"mappings.json\" }",
         ))
         .with_field(ConfigField::optional(
             "max_retry_duration",

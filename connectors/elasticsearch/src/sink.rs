@@ -119,7 +119,12 @@ impl EsSink {
         } else {
             c.action
         };
-        let encoder = Encoder::new(&c.index, c.id_fields.clone(), &c.time_field, action);
+        let encoder = Encoder::new(
+            &c.index,
+            c.id_fields.clone(),
+            c.time_field.as_deref(),
+            action,
+        );
         let policy = Policy {
             max_attempts: c.max_attempts,
             max_duration: settings.max_retry_duration,
@@ -160,7 +165,7 @@ impl EsSink {
         let url = self.settings.urls.join(", ");
         tracing::info!(%server, %url, "connected");
         let c = &self.settings.config;
-        if c.template {
+        if let Some(mappings) = &self.settings.mappings {
             let pattern = self.encoder.index_pattern();
             let name = c
                 .template_name
@@ -168,7 +173,7 @@ impl EsSink {
                 .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string());
             let body = template::body(
                 &pattern,
-                &c.time_field,
+                mappings,
                 c.shards,
                 c.replicas,
                 server.composable_templates(),

@@ -1,5 +1,6 @@
-//! The index template: time fields as `date`, keys as `keyword`, numbers
-//! typed, so Kibana needs no scripted fields. Created at start, or updated
+//! The index template: the fields the config names, typed as it says (a
+//! job supplies its keys as `keyword`, window bounds as `date`, aggregates
+//! as `double`), so Kibana needs no scripted fields. Created at start, or updated
 //! when the installed one differs (compared by the `version` it carries, a
 //! hash of the body).
 
@@ -7,51 +8,116 @@ use std::hash::{Hash, Hasher};
 
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use crate::config::{FieldType, TemplateSpec};
 use crate::detect::Server;
 use crate::Error;
 
-/// The mapping of Flowline's documents (window aggregates, and the fields the
-/// anomaly and status documents add). Other strings (a job's own key
-/// fields) map to `keyword`; other numbers (a chosen `p90`) to `double`,
-/// never to a 32-bit `float` that would round them.
-pub fn mappings(time_field: &str) -> Value {
-    let date = json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"});
-    let mut props = serde_json::Map::new();
-    for f in ["host", "metric", "region", "status", "direction"] {
-        props.insert(f.into(), json!({"type": "keyword"}));
+/// The mappings for `spec`: its `file` as it is, or its `fields` (dotted
+/// paths become object fields) with `time_field` as a date. Strings the
+/// fields do not name map to `keyword`, numbers to `double` (never a 32-bit
+/// `float` that would round them). The connector knows no document shape:
+/// every field comes from the config.
+pub fn mappings_of(spec: &TemplateSpec, time_field: Option<&str>) -> Result<Value, Error> {
+    if let Some(path) = &spec.file {
+        if !spec.fields.is_empty() {
+            return Err(Error::Config(
+                "[template] has both `file` and `fields`. Fix: put the fields in the file, or drop `file`".into(),
+            ));
+        }
+        return from_file(path);
     }
-    for f in ["window_start", "window_end", "episode_start", time_field] {
-        props.insert(f.into(), date.clone());
+    let mut fields: Vec<(&str, FieldType)> =
+        spec.fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    if let Some(t) = time_field {
+        match spec.fields.get(t) {
+            None => fields.push((t, FieldType::Date)),
+            Some(FieldType::Date | FieldType::DateNanos) => {}
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "time_field `{t}` is mapped as {} in [template] fields. Fix: map it as date",
+                    other.as_str()
+                )))
+            }
+        }
     }
-    for f in ["count", "consecutive_windows", "anomalous_windows"] {
-        props.insert(f.into(), json!({"type": "long"}));
+    let mut props = Map::new();
+    for (name, ty) in fields {
+        insert(&mut props, name, ty)?;
     }
-    props.insert("explanation".into(), json!({"type": "text"}));
-    for f in [
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "p50",
-        "p95",
-        "p99",
-        "value",
-        "baseline_mean",
-        "baseline_std",
-        "z_score",
-        "threshold",
-    ] {
-        props.insert(f.into(), json!({"type": "double"}));
-    }
-    json!({
+    Ok(json!({
         "dynamic_templates": [
             {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 1024}}},
             {"numbers_as_doubles": {"match_mapping_type": "double", "mapping": {"type": "double"}}}
         ],
         "properties": props
-    })
+    }))
+}
+
+/// Puts `name` (dotted: a field inside objects) into `props`.
+fn insert(props: &mut Map<String, Value>, name: &str, ty: FieldType) -> Result<(), Error> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Config(format!(
+            "[template] field `{name}` has an empty part. Fix: a dotted path like \"host.name\""
+        )));
+    }
+    let clash = || {
+        Error::Config(format!(
+            "[template] field `{name}` clashes with another field: one name cannot be both a value and an object of fields. Fix: rename one of them"
+        ))
+    };
+    let mut at = props;
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            if at.contains_key(*part) {
+                return Err(clash());
+            }
+            let mut m = json!({"type": ty.as_str()});
+            if matches!(ty, FieldType::Date) {
+                m["format"] = json!("strict_date_optional_time||epoch_millis");
+            }
+            at.insert(part.to_string(), m);
+            return Ok(());
+        }
+        let obj = at
+            .entry(part.to_string())
+            .or_insert_with(|| json!({"properties": {}}));
+        at = obj
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(clash)?;
+    }
+    Ok(())
+}
+
+/// The mappings in a JSON file: the object itself, or its `mappings`
+/// (or `template.mappings`, a whole composable template).
+fn from_file(path: &std::path::Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "[template] file `{}` cannot be read: {e}. Fix: point it at a JSON mappings file",
+            path.display()
+        ))
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::Config(format!(
+            "[template] file `{}` is not JSON: {e}",
+            path.display()
+        ))
+    })?;
+    let m = v
+        .get("mappings")
+        .or_else(|| v.pointer("/template/mappings"))
+        .unwrap_or(&v);
+    if !m.is_object() {
+        return Err(Error::Config(format!(
+            "[template] file `{}` holds no mappings object. Fix: {{\"properties\": {{…}}}}",
+            path.display()
+        )));
+    }
+    Ok(m.clone())
 }
 
 fn version_of(v: &Value) -> i64 {
@@ -64,7 +130,7 @@ fn version_of(v: &Value) -> i64 {
 /// The template body for `server`: composable or legacy.
 pub fn body(
     pattern: &str,
-    time_field: &str,
+    mappings: &Value,
     shards: Option<u32>,
     replicas: Option<u32>,
     composable: bool,
@@ -80,7 +146,7 @@ pub fn body(
         json!({
             "index_patterns": [pattern],
             "priority": 200,
-            "template": {"settings": settings, "mappings": mappings(time_field)},
+            "template": {"settings": settings, "mappings": mappings},
             "_meta": {"managed_by": "flowline"}
         })
     } else {
@@ -88,7 +154,7 @@ pub fn body(
             "index_patterns": [pattern],
             "order": 200,
             "settings": settings,
-            "mappings": mappings(time_field)
+            "mappings": mappings
         })
     };
     let v = version_of(&b);
@@ -166,11 +232,29 @@ pub async fn ensure(
 mod tests {
     use super::*;
 
+    fn spec(fields: &[(&str, FieldType)]) -> TemplateSpec {
+        TemplateSpec {
+            fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            file: None,
+        }
+    }
+
+    fn window_mappings() -> Value {
+        let s = spec(&[
+            ("host.name", FieldType::Keyword),
+            ("metric", FieldType::Keyword),
+            ("window_end", FieldType::Date),
+            ("count", FieldType::Long),
+            ("avg", FieldType::Double),
+        ]);
+        mappings_of(&s, Some("window_start")).unwrap()
+    }
+
     #[test]
     fn composable_template_body() {
         insta::assert_json_snapshot!(body(
             "flowline-metrics-*",
-            "window_start",
+            &window_mappings(),
             Some(1),
             Some(0),
             true
@@ -179,19 +263,91 @@ mod tests {
 
     #[test]
     fn legacy_template_body() {
-        let b = body("flowline-metrics-*", "window_start", None, None, false);
+        let b = body("flowline-metrics-*", &window_mappings(), None, None, false);
         assert_eq!(b["mappings"]["properties"]["window_start"]["type"], "date");
         assert!(b.get("template").is_none() && b["order"] == 200);
     }
 
     #[test]
-    fn version_changes_with_the_body() {
-        let a = body("a-*", "window_start", None, None, true);
-        let b = body("b-*", "window_start", None, None, true);
-        assert_ne!(a["version"], b["version"]);
+    fn a_bare_template_maps_only_the_time_field() {
+        let m = mappings_of(&TemplateSpec::default(), Some("ts")).unwrap();
+        let props = m["properties"].as_object().unwrap();
+        assert_eq!(props.keys().collect::<Vec<_>>(), ["ts"]);
+        let m = mappings_of(&TemplateSpec::default(), None).unwrap();
+        assert!(m["properties"].as_object().unwrap().is_empty());
         assert_eq!(
-            a["version"],
-            body("a-*", "window_start", None, None, true)["version"]
+            m["dynamic_templates"][1]["numbers_as_doubles"]["mapping"]["type"],
+            "double"
         );
+    }
+
+    #[test]
+    fn dotted_fields_become_objects_and_clashes_are_refused() {
+        let m = window_mappings();
+        assert_eq!(
+            m["properties"]["host"]["properties"]["name"]["type"],
+            "keyword"
+        );
+        for clash in [
+            &[
+                ("host", FieldType::Keyword),
+                ("host.name", FieldType::Keyword),
+            ][..],
+            &[("a.b.c", FieldType::Long), ("a.b", FieldType::Long)][..],
+        ] {
+            let e = mappings_of(&spec(clash), None).unwrap_err().to_string();
+            assert!(e.contains("clashes"), "{e}");
+        }
+        let e = mappings_of(&spec(&[("a..b", FieldType::Long)]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty part"), "{e}");
+        let e = mappings_of(&spec(&[("ts", FieldType::Keyword)]), Some("ts"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("map it as date"), "{e}");
+    }
+
+    #[test]
+    fn a_file_is_used_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("flowline-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.json");
+        std::fs::write(
+            &f,
+            r#"{"template":{"mappings":{"properties":{"x":{"type":"ip"}}}}}"#,
+        )
+        .unwrap();
+        let s = TemplateSpec {
+            fields: Default::default(),
+            file: Some(f.clone()),
+        };
+        assert_eq!(
+            mappings_of(&s, Some("ts")).unwrap(),
+            json!({"properties": {"x": {"type": "ip"}}})
+        );
+        std::fs::write(&f, "[1]").unwrap();
+        assert!(mappings_of(&s, None)
+            .unwrap_err()
+            .to_string()
+            .contains("no mappings object"));
+        let both = TemplateSpec {
+            fields: spec(&[("a", FieldType::Long)]).fields,
+            file: Some(f),
+        };
+        assert!(mappings_of(&both, None)
+            .unwrap_err()
+            .to_string()
+            .contains("both"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn version_changes_with_the_body() {
+        let m = window_mappings();
+        let a = body("a-*", &m, None, None, true);
+        let b = body("b-*", &m, None, None, true);
+        assert_ne!(a["version"], b["version"]);
+        assert_eq!(a["version"], body("a-*", &m, None, None, true)["version"]);
     }
 }

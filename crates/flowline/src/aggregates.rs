@@ -1,6 +1,7 @@
 //! The aggregates a window document carries (`[window] aggregates`): any
-//! of `count`, `sum`, `min`, `max`, `avg` and `pN` (N in 1..=99, from the
-//! window's sketch), in the order given. The default is the eight the job
+//! of `count`, `sum`, `min`, `max`, `avg`, `stddev` (population), `first`
+//! and `last` (the values at the earliest and latest event time) and `pN`
+//! (N in 1..=99, from the window's sketch), in the order given. The default is the eight the job
 //! has always written, rendered as before.
 
 use std::fmt::Write as _;
@@ -27,6 +28,12 @@ pub enum Aggregate {
     Max,
     /// Mean.
     Avg,
+    /// Population standard deviation.
+    Stddev,
+    /// The value at the earliest event time.
+    First,
+    /// The value at the latest event time.
+    Last,
     /// The nearest-rank N-th percentile, as the sketch estimates it.
     Percentile(u8),
 }
@@ -39,6 +46,9 @@ impl Aggregate {
             "min" => Self::Min,
             "max" => Self::Max,
             "avg" => Self::Avg,
+            "stddev" => Self::Stddev,
+            "first" => Self::First,
+            "last" => Self::Last,
             p => {
                 let n: u8 = p.strip_prefix('p')?.parse().ok()?;
                 if !(1..=99).contains(&n) || p.len() > 3 || p.starts_with("p0") {
@@ -56,6 +66,9 @@ impl Aggregate {
             Self::Min => "min".into(),
             Self::Max => "max".into(),
             Self::Avg => "avg".into(),
+            Self::Stddev => "stddev".into(),
+            Self::First => "first".into(),
+            Self::Last => "last".into(),
             Self::Percentile(n) => format!("p{n}"),
         }
     }
@@ -85,7 +98,7 @@ impl Default for Aggregates {
 impl Aggregates {
     /// Reads `[window] aggregates`; the error says what is wrong and the fix.
     pub fn parse(names: &[String]) -> Result<Self, String> {
-        const FIX: &str = "Fix: a list of count, sum, min, max, avg and pN (N from 1 to 99), like [\"count\", \"avg\", \"p95\"]";
+        const FIX: &str = "Fix: a list of count, sum, min, max, avg, stddev, first, last and pN (N from 1 to 99), like [\"count\", \"avg\", \"p95\"]";
         if names.is_empty() {
             return Err(format!("is empty. {FIX}"));
         }
@@ -101,6 +114,19 @@ impl Aggregates {
             out.push(a);
         }
         Ok(Self(out))
+    }
+
+    /// Whether any needs the window's [`Moments`](crate::stats::Moments)
+    /// (`stddev`, `first`, `last`).
+    pub fn needs_moments(&self) -> bool {
+        self.0
+            .iter()
+            .any(|a| matches!(a, Aggregate::Stddev | Aggregate::First | Aggregate::Last))
+    }
+
+    /// The names the documents carry, in order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|a| a.name())
     }
 
     /// The window document of one fired window, as a record: key = the
@@ -123,6 +149,10 @@ impl Aggregates {
             json(&start),
             json(&end)
         );
+        // Present whenever a chosen aggregate needs them (the job then
+        // aggregates with `MetricMoments`).
+        let m = r.value.moments.as_ref();
+        debug_assert!(m.is_some() || !self.needs_moments());
         for a in &self.0 {
             let v = match a {
                 Aggregate::Count => json(&r.value.count),
@@ -130,6 +160,9 @@ impl Aggregates {
                 Aggregate::Min => json(&r.value.min),
                 Aggregate::Max => json(&r.value.max),
                 Aggregate::Avg => json(&r.value.avg()),
+                Aggregate::Stddev => json(&m.map(|m| m.stddev())),
+                Aggregate::First => json(&m.map(|m| m.first.1)),
+                Aggregate::Last => json(&m.map(|m| m.last.1)),
                 Aggregate::Percentile(n) => json(&r.value.quantile(f64::from(*n) / 100.0)),
             };
             let _ = write!(s, "\"{}\":{v},", a.name());
@@ -160,7 +193,7 @@ mod tests {
             (&["p0"][..], "not an aggregate"),
             (&["p100"][..], "not an aggregate"),
             (&["p05"][..], "not an aggregate"),
-            (&["stddev"][..], "not an aggregate"),
+            (&["median"][..], "not an aggregate"),
             (&["avg", "avg"][..], "twice"),
             (&[][..], "empty"),
         ] {

@@ -380,7 +380,7 @@ impl JobPlan {
             .map_err(|(field, message)| Error::Config { field, message })?;
         let mut source = section("source", &f.source)?;
         crate::member::static_member(&f.job, &mut source);
-        Ok(JobPlan {
+        let mut plan = JobPlan {
             anomaly,
             anomalies: f
                 .anomalies
@@ -422,7 +422,9 @@ impl JobPlan {
             late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
             http_listen: f.http.as_ref().map(|h| h.listen.clone()),
             job: f.job,
-        })
+        };
+        crate::mapping::apply(&mut plan);
+        Ok(plan)
     }
 
     /// Every sink section with its name: `sink`, then the optional

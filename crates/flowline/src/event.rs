@@ -148,6 +148,11 @@ pub struct EventShape {
 pub struct KeyNames(Vec<String>);
 
 impl KeyNames {
+    /// The key fields' dotted names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
     /// Whether these are `host`, `metric`, which the documents have always
     /// used.
     pub fn is_default(&self) -> bool {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::event::{EventShape, KeyNames};
-use crate::stats::Stats;
+use crate::stats::{Moments, Stats};
 
 /// A decoded metric event.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +122,44 @@ impl AggregateFunction for MetricStats {
     }
     fn get_result(&self, acc: &Stats) -> Stats {
         acc.clone()
+    }
+}
+
+/// [`MetricStats`] and the [`Moments`] (for `stddev`, `first`, `last`),
+/// stored beside the stats under a name of its own: a checkpoint of the
+/// other accumulator is refused by name, never misread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricMoments;
+
+impl AggregateFunction for MetricMoments {
+    type In = Metric;
+    type Acc = (Stats, Moments);
+    type Out = Stats;
+    fn create_accumulator(&self) -> Self::Acc {
+        Default::default()
+    }
+    fn add(&self, acc: &mut Self::Acc, m: &Metric) {
+        acc.0.add(m.value);
+        acc.1.add(m.value, m.ts);
+    }
+    fn check(&self, acc: Option<&Self::Acc>, m: &Metric) -> Result<(), String> {
+        MetricStats.check(acc.map(|a| &a.0), m)?;
+        match acc {
+            Some(a) if !a.1.can_add(m.value) => Err(format!(
+                "value {:?} would overflow the window's standard deviation (mean {:?}): an f64 cannot hold its squared deviation, so the record is refused rather than written as an infinite stddev",
+                m.value, a.1.mean
+            )),
+            _ => Ok(()),
+        }
+    }
+    fn get_result(&self, acc: &Self::Acc) -> Stats {
+        Stats {
+            moments: Some(acc.1.clone()),
+            ..acc.0.clone()
+        }
+    }
+    fn state_name(&self) -> Option<&'static str> {
+        Some("stats+moments")
     }
 }
 
@@ -266,12 +304,16 @@ pub fn metrics_pipeline(
             decode_shaped(&shape, &r.payload, now_ms().saturating_add(ahead))
         })
     };
-    let windows = decoded
+    let windowed = decoded
         .with_timestamps(|m: &Metric| m.ts)
         .key_by_ref(|m: &Metric| &m.key)
         .window(w.spec)
-        .allowed_lateness(w.allowed_lateness)
-        .aggregate(MetricStats);
+        .allowed_lateness(w.allowed_lateness);
+    let windows = if w.aggregates.needs_moments() {
+        windowed.aggregate(MetricMoments)
+    } else {
+        windowed.aggregate(MetricStats)
+    };
     let keys = w.event.key_names();
     if out.anomalies.is_none() && out.current.is_none() {
         let aggregates = w.aggregates.clone();

@@ -21,6 +21,8 @@
 //!   and its relative-error percentile sketch;
 //! - [`anomaly`]: per-key anomaly detection over the fired windows, and the
 //!   current-status documents;
+//! - [`mapping`]: the index mappings of the job's documents, handed to its
+//!   Elasticsearch outputs (the connector knows no document shape);
 //! - [`http`]: `/health`, `/metrics`, `/api/status` and the health probe;
 //! - [`logging`]: log filter, format and colour;
 //! - [`demo`]: generator → in-memory source → job → files;
@@ -39,6 +41,7 @@ mod expand;
 pub mod http;
 pub mod job;
 pub mod logging;
+pub mod mapping;
 mod member;
 mod redact;
 pub mod scaffold;

@@ -247,7 +247,6 @@ fn dockerfile_builds_what_ci_builds() {
     assert!(root().join(".dockerignore").is_file());
 }
 
-/// The template's field types.
 /// The generator's metrics and their units (`flowline-metric-generator`).
 const METRIC_UNITS: &[(&str, &str)] = &[
     ("cpu_util", "%"),
@@ -257,14 +256,33 @@ const METRIC_UNITS: &[(&str, &str)] = &[
     ("http_latency_ms", "ms"),
 ];
 
+/// The field types of the templates the compose job's Elasticsearch
+/// outputs install (windows, anomalies, current), as the job supplies them.
 fn template_fields() -> BTreeMap<String, String> {
-    let m = flowline_elasticsearch::template::mappings("window_start");
-    m["properties"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v["type"].as_str().unwrap().to_string()))
-        .collect()
+    let plan = flowline::config::JobPlan::parse(&read("docker/job.toml")).expect("docker/job.toml");
+    let mut out = BTreeMap::new();
+    for (name, section) in plan.sink_sections() {
+        if section.kind != "elasticsearch" || name == "dead_letter" || name == "late" {
+            continue;
+        }
+        let c: flowline_elasticsearch::EsSinkConfig =
+            serde_json::from_value(section.settings.clone()).unwrap();
+        let m = c.check().unwrap().mappings.expect("a template");
+        flatten(&m["properties"], "", &mut out);
+    }
+    out
+}
+
+fn flatten(props: &Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+    for (k, v) in props.as_object().unwrap() {
+        let name = format!("{prefix}{k}");
+        match v["type"].as_str() {
+            Some(t) => {
+                out.insert(name, t.to_string());
+            }
+            None => flatten(&v["properties"], &format!("{name}."), out),
+        }
+    }
 }
 
 fn saved_objects() -> Vec<Value> {

@@ -82,6 +82,14 @@ pub trait AggregateFunction: Clone + Send + Sync + 'static {
     }
     /// The result for a window.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+    /// A name for the accumulator's stored form, put into the job graph
+    /// (`None`, the default, adds nothing). Checkpoints record the graph, so
+    /// a checkpoint taken with another accumulator is refused by name at
+    /// restore instead of being decoded as the wrong layout. Give a new
+    /// name whenever `Acc`'s serialized form changes.
+    fn state_name(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One fired window's result for one key.

@@ -439,7 +439,10 @@ impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> WindowedStream<T, K, KF> 
         A::Out: Send + 'static,
     {
         let (spec, lateness, key_fn) = (self.spec, self.lateness, self.keyed.key_fn);
-        let desc = format!("key_by>window({spec:?},lateness={lateness})>aggregate");
+        let desc = match agg.state_name() {
+            None => format!("key_by>window({spec:?},lateness={lateness})>aggregate"),
+            Some(n) => format!("key_by>window({spec:?},lateness={lateness})>aggregate[{n}]"),
+        };
         self.keyed.stream.then(desc, move |down| {
             Box::new(WindowOp::new(
                 key_fn.clone(),

@@ -1,0 +1,180 @@
+//! The index mappings of the job's own documents. The Elasticsearch
+//! connector knows no document shape; the job knows its documents (its key
+//! fields, window bounds, chosen aggregates, the anomaly and status
+//! fields), so it hands each Elasticsearch output the mapping of what it
+//! writes there, as `[template] fields` with `time_field = "window_start"`.
+//! What the job file sets itself wins: a field type it gives, its own
+//! `time_field`, a `template.file`, or `template = false`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::aggregates::Aggregates;
+use crate::config::{ConnectorSection, JobPlan};
+use crate::event::KeyNames;
+
+/// One of the job's document outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `[sink]`: one document per key and window.
+    Windows,
+    /// `[anomalies]`: one document per anomaly episode.
+    Anomalies,
+    /// `[current]`: one document per key, upserted.
+    Current,
+}
+
+/// Field → type of the documents the job writes to `output`: keys as
+/// `keyword`, window bounds as `date`, counts as `long`, other numbers as
+/// `double`.
+pub fn fields(
+    output: Output,
+    keys: &KeyNames,
+    aggregates: &Aggregates,
+) -> BTreeMap<String, &'static str> {
+    let mut f = BTreeMap::new();
+    for k in keys.names() {
+        f.insert(k.clone(), "keyword");
+    }
+    f.insert("window_start".into(), "date");
+    f.insert("window_end".into(), "date");
+    let (longs, doubles, keywords): (&[&str], &[&str], &[&str]) = match output {
+        Output::Windows => {
+            for a in aggregates.names() {
+                let ty = if a == "count" { "long" } else { "double" };
+                f.insert(a, ty);
+            }
+            (&[], &[], &[])
+        }
+        Output::Anomalies => {
+            f.insert("episode_start".into(), "date");
+            f.insert("explanation".into(), "text");
+            (
+                &["consecutive_windows"],
+                &[
+                    "value",
+                    "baseline_mean",
+                    "baseline_std",
+                    "z_score",
+                    "threshold",
+                ],
+                &["direction"],
+            )
+        }
+        Output::Current => (
+            &["count", "anomalous_windows"],
+            &["avg", "p95", "baseline_mean", "baseline_std", "z_score"],
+            &["status"],
+        ),
+    };
+    for (names, ty) in [(longs, "long"), (doubles, "double"), (keywords, "keyword")] {
+        for n in names {
+            f.insert((*n).to_string(), ty);
+        }
+    }
+    f
+}
+
+/// Puts the job's mappings into each Elasticsearch output section of
+/// `plan` (see the module docs), so that `validate` and `run` build the
+/// same sinks.
+pub fn apply(plan: &mut JobPlan) {
+    let keys = plan.window.event.key_names();
+    let aggregates = plan.window.aggregates.clone();
+    let outputs = [
+        (Some(&mut plan.sink), Output::Windows),
+        (plan.anomalies.as_mut(), Output::Anomalies),
+        (plan.current.as_mut(), Output::Current),
+    ];
+    for (section, output) in outputs {
+        if let Some(s) = section {
+            supply(s, &fields(output, &keys, &aggregates));
+        }
+    }
+}
+
+fn supply(section: &mut ConnectorSection, fields: &BTreeMap<String, &'static str>) {
+    if section.kind != "elasticsearch" {
+        return;
+    }
+    let Some(m) = section.settings.as_object_mut() else {
+        return;
+    };
+    m.entry("time_field").or_insert(json!("window_start"));
+    let template = m.entry("template").or_insert(json!(true));
+    if *template == json!(true) {
+        *template = json!({});
+    }
+    let Some(t) = template.as_object_mut() else {
+        // `false`, or a wrong type the connector reports.
+        return;
+    };
+    if t.contains_key("file") {
+        return;
+    }
+    let given = t.entry("fields").or_insert(json!({}));
+    if let Some(given) = given.as_object_mut() {
+        for (k, ty) in fields {
+            given.entry(k.clone()).or_insert(Value::from(*ty));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(extra: &str) -> JobPlan {
+        JobPlan::parse(&format!(
+            "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"w\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn windows_get_their_keys_bounds_and_aggregates() {
+        let p = plan("\n[event]\nkey = [\"host.name\"]\nvalues = [\"a.b\", \"c\"]\n\n[window]\nsize = \"10s\"\naggregates = [\"count\", \"p90\"]\n");
+        let s = &p.sink.settings;
+        assert_eq!(s["time_field"], "window_start");
+        assert_eq!(
+            s["template"]["fields"],
+            json!({"host.name": "keyword", "metric": "keyword", "window_start": "date", "window_end": "date", "count": "long", "p90": "double"})
+        );
+    }
+
+    #[test]
+    fn the_job_file_wins() {
+        let p = plan("time_field = \"window_end\"\n[sink.template]\nfields = { count = \"integer\", extra = \"ip\" }\n");
+        let s = &p.sink.settings;
+        assert_eq!(s["time_field"], "window_end");
+        assert_eq!(s["template"]["fields"]["count"], "integer");
+        assert_eq!(s["template"]["fields"]["extra"], "ip");
+        assert_eq!(s["template"]["fields"]["host"], "keyword");
+        for own in ["template = false\n", "[sink.template]\nfile = \"m.json\"\n"] {
+            let p = plan(own);
+            assert!(p.sink.settings["template"].get("fields").is_none(), "{own}");
+        }
+    }
+
+    #[test]
+    fn anomaly_and_status_documents_are_mapped() {
+        let k = crate::event::EventShape::default().key_names();
+        let a = fields(Output::Anomalies, &k, &Aggregates::default());
+        assert_eq!(
+            (
+                a["episode_start"],
+                a["z_score"],
+                a["explanation"],
+                a["host"]
+            ),
+            ("date", "double", "text", "keyword")
+        );
+        let c = fields(Output::Current, &k, &Aggregates::default());
+        assert_eq!(
+            (c["count"], c["status"], c["p95"]),
+            ("long", "keyword", "double")
+        );
+        assert!(!c.contains_key("p50"));
+    }
+}
