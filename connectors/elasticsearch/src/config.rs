@@ -40,7 +40,7 @@ pub struct EsSinkConfig {
     #[serde(default)]
     pub data_stream: bool,
     /// Fields whose values, joined by `|`, make the document id. Default: the
-    /// record key (window documents: host, metric and window start).
+    /// record key.
     pub id_fields: Option<Vec<String>>,
     /// The document's time field: mapped as a date by the template, and read
     /// for a dated index only when a record carries no event time
