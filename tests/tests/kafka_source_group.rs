@@ -152,3 +152,60 @@ async fn rebalance_hands_partitions_over_and_new_owner_starts_at_the_checkpoint(
         assert_eq!(offs, (20..ends[p]).collect::<Vec<_>>(), "partition {p}");
     }
 }
+
+/// Members of `group` as the broker lists them.
+fn members(bootstrap: &str, group: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    c.fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap()
+        .groups()
+        .iter()
+        .map(|g| g.members().len())
+        .sum()
+}
+
+/// A source built but never run (`validate`, a job whose build failed
+/// later) joins no group, so dropping it has no rebalance to answer while
+/// closing, where librdkafka can hang (a CI run hung in this drop); once it
+/// runs, it joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_never_ran_joins_no_group_and_drops_at_once() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("never-ran");
+    create_topic(&s.kafka_bootstrap, &topic, 2).await;
+    let group = unique("never-ran-group");
+    let src = source(&s.kafka_bootstrap, &topic, &group);
+    // Given the time a join takes, no member appears.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert_eq!(
+            members(&s.kafka_bootstrap, &group),
+            0,
+            "joined before running"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t0 = Instant::now();
+    tokio::task::spawn_blocking(move || drop(src))
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "drop took {:?}",
+        t0.elapsed()
+    );
+
+    // Running, it joins.
+    let mut src = source(&s.kafka_bootstrap, &topic, &group);
+    let mut seen = Seen::default();
+    let pos = SourcePosition::default();
+    drive(&mut src, &pos, &pos, Duration::ZERO, &mut seen, |s| {
+        !s.assigned.is_empty()
+    })
+    .await;
+    assert_eq!(members(&s.kafka_bootstrap, &group), 1);
+}

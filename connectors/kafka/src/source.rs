@@ -85,8 +85,9 @@ fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> 
 }
 
 impl KafkaSource {
-    /// Connects (bounded wait), checks the topics, and subscribes or, when
-    /// bounded, assigns every partition.
+    /// Connects (bounded wait), checks the topics and, when bounded, assigns
+    /// every partition; an unbounded source joins its group when it first
+    /// runs ([`Source::next`]).
     pub fn new(cfg: KafkaSourceConfig) -> Result<Self, Error> {
         let start = cfg.start_position()?;
         let poll_timeout = duration("poll_timeout", &cfg.poll_timeout)?;
@@ -203,15 +204,27 @@ impl KafkaSource {
                     named_topic(&md, t, &src.cfg.bootstrap_servers)?;
                 }
             }
-            let topics: Vec<&str> = match &src.cfg.topic_pattern {
-                Some(p) => vec![p.as_str()],
-                None => src.cfg.topics.iter().map(String::as_str).collect(),
-            };
-            src.consumer
-                .subscribe(&topics)
-                .map_err(kafka("subscribing"))?;
         }
         Ok(src)
+    }
+
+    /// Joins the group (unbounded sources), at the first `next`: a source
+    /// that is built and dropped without running (`validate`, a job whose
+    /// build failed later) never joins, so it never has a rebalance to
+    /// answer while closing, where librdkafka can hang
+    /// (confluentinc/librdkafka#4041: `rd_kafka_rebalance_protocol` from the
+    /// rebalance callback of a closing consumer).
+    fn subscribe(&self) -> Result<(), Error> {
+        if self.cfg.bounded {
+            return Ok(());
+        }
+        let topics: Vec<&str> = match &self.cfg.topic_pattern {
+            Some(p) => vec![p.as_str()],
+            None => self.cfg.topics.iter().map(String::as_str).collect(),
+        };
+        self.consumer
+            .subscribe(&topics)
+            .map_err(kafka("subscribing"))
     }
 
     fn reset_offset(
@@ -369,6 +382,7 @@ impl Source for KafkaSource {
                     warn_stale(&self.cfg.group_id, &pid, o, start);
                 }
             }
+            self.subscribe()?;
             self.start_thread()?;
         }
         match tokio::time::timeout(self.poll_timeout, self.rx.recv()).await {
