@@ -1,4 +1,5 @@
-//! The Docker path of the harness: Kafka and Elasticsearch containers.
+//! The Docker path of the harness: Kafka and the search server's containers
+//! (Elasticsearch 8 or OpenSearch 2, as the test process asks).
 
 use std::net::TcpListener;
 
@@ -6,13 +7,15 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use crate::ServicesError;
+use crate::{SearchServer, ServicesError};
 
 /// The Kafka image.
 pub const KAFKA_IMAGE: (&str, &str) = ("apache/kafka", "4.1.1");
 /// The Elasticsearch image.
 pub const ELASTICSEARCH_IMAGE: (&str, &str) =
-    ("docker.elastic.co/elasticsearch/elasticsearch", "8.19.7");
+    ("docker.elastic.co/elasticsearch/elasticsearch", "8.15.3");
+/// The OpenSearch image (the version scripts/services runs).
+pub const OPENSEARCH_IMAGE: (&str, &str) = ("opensearchproject/opensearch", "2.19.2");
 
 /// Running containers; dropped with the test process.
 #[derive(Debug)]
@@ -79,17 +82,33 @@ pub fn elasticsearch_image(host_port: u16) -> testcontainers::ContainerRequest<G
         .with_env_var("ES_JAVA_OPTS", "-Xms512m -Xmx1g")
 }
 
-/// Starts both containers.
-pub async fn start() -> Result<Running, ServicesError> {
+/// The OpenSearch container: single node, security plugin off.
+pub fn opensearch_image(host_port: u16) -> testcontainers::ContainerRequest<GenericImage> {
+    GenericImage::new(OPENSEARCH_IMAGE.0, OPENSEARCH_IMAGE.1)
+        .with_wait_for(WaitFor::message_on_stdout("started"))
+        .with_mapped_port(host_port, 9200.tcp())
+        .with_env_var("discovery.type", "single-node")
+        .with_env_var("DISABLE_SECURITY_PLUGIN", "true")
+        .with_env_var("DISABLE_INSTALL_DEMO_CONFIG", "true")
+        .with_env_var("cluster.routing.allocation.disk.threshold_enabled", "false")
+        .with_env_var("OPENSEARCH_JAVA_OPTS", "-Xms512m -Xmx1g")
+}
+
+/// Starts Kafka and `server`.
+pub async fn start(server: SearchServer) -> Result<Running, ServicesError> {
     let (kp, ep) = (free_port()?, free_port()?);
     let err = |what: &str, e: testcontainers::TestcontainersError| {
         ServicesError::Containers(format!("{what}: {e}"))
     };
     let kafka = kafka_image(kp).start().await.map_err(|e| err("kafka", e))?;
-    let es = elasticsearch_image(ep)
+    let image = match server {
+        SearchServer::Elasticsearch => elasticsearch_image(ep),
+        SearchServer::OpenSearch => opensearch_image(ep),
+    };
+    let es = image
         .start()
         .await
-        .map_err(|e| err("elasticsearch", e))?;
+        .map_err(|e| err(server.service_name(), e))?;
     Ok(Running {
         kafka_bootstrap: format!("127.0.0.1:{kp}"),
         elasticsearch_url: format!("http://127.0.0.1:{ep}"),
@@ -135,5 +154,15 @@ mod tests {
         assert_eq!(env["discovery.type"], "single-node");
         assert_eq!(env["xpack.security.enabled"], "false");
         assert_eq!(r.ports().expect("mapped")[0].container_port(), 9200.tcp());
+    }
+
+    #[test]
+    fn opensearch_container_is_2x_single_node_without_security() {
+        let r = opensearch_image(19202);
+        assert_eq!(r.image().tag(), "2.19.2");
+        let env = env_of(&r);
+        assert_eq!(env["discovery.type"], "single-node");
+        assert_eq!(env["DISABLE_SECURITY_PLUGIN"], "true");
+        assert_eq!(r.ports().expect("mapped")[0].host_port(), 19202);
     }
 }

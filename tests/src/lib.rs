@@ -1,12 +1,17 @@
 //! The integration-test harness: [`TestServices`] hands each test a Kafka
-//! bootstrap address and an Elasticsearch URL, from one of three places:
+//! bootstrap address and the URL of the search server under test:
+//! Elasticsearch 8, or OpenSearch 2 with `FLOWLINE_SEARCH_SERVER=opensearch`
+//! (`scripts/test` runs every search-server test against both; each test
+//! process names its server on stderr, so a failure shows which). From one
+//! of three places:
 //!
-//! 1. `FLOWLINE_KAFKA_BOOTSTRAP` / `FLOWLINE_ELASTICSEARCH_URL`, when set
-//!    (`scripts/services up` starts real servers from Maven Central; `eval
-//!    "$(scripts/services env)"` sets them; `scripts/test` does both);
+//! 1. `FLOWLINE_KAFKA_BOOTSTRAP` / `FLOWLINE_ELASTICSEARCH_URL` /
+//!    `FLOWLINE_OPENSEARCH_URL`, when set (`scripts/services up` starts real
+//!    servers from Maven Central; `eval "$(scripts/services env)"` sets
+//!    them; `scripts/test` does both);
 //! 2. otherwise, where a Docker engine answers, containers started with
 //!    `testcontainers` (Kafka `apache/kafka` in KRaft mode; Elasticsearch 8
-//!    with security off);
+//!    with security off, or OpenSearch 2 with its security plugin off);
 //! 3. otherwise the test fails with a message saying how to get services.
 //!    Never a silent skip.
 //!
@@ -49,13 +54,63 @@ pub enum ServicesError {
     Invalid(&'static str, String),
 }
 
+/// The search server a test process runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchServer {
+    /// Elasticsearch 8 (the default).
+    Elasticsearch,
+    /// OpenSearch 2 (`FLOWLINE_SEARCH_SERVER=opensearch`).
+    OpenSearch,
+}
+
+impl SearchServer {
+    /// From `FLOWLINE_SEARCH_SERVER` (unset: Elasticsearch).
+    pub fn from_env() -> Result<Self, ServicesError> {
+        match std::env::var("FLOWLINE_SEARCH_SERVER").as_deref() {
+            Err(_) | Ok("") | Ok("elasticsearch") => Ok(Self::Elasticsearch),
+            Ok("opensearch") => Ok(Self::OpenSearch),
+            Ok(other) => Err(ServicesError::Invalid(
+                "FLOWLINE_SEARCH_SERVER",
+                format!("`{other}`: elasticsearch or opensearch"),
+            )),
+        }
+    }
+
+    /// Its name in `scripts/services` (`kill`, `start`).
+    pub fn service_name(self) -> &'static str {
+        match self {
+            Self::Elasticsearch => "elasticsearch",
+            Self::OpenSearch => "opensearch",
+        }
+    }
+
+    /// The variable with its URL.
+    pub fn url_var(self) -> &'static str {
+        match self {
+            Self::Elasticsearch => "FLOWLINE_ELASTICSEARCH_URL",
+            Self::OpenSearch => "FLOWLINE_OPENSEARCH_URL",
+        }
+    }
+}
+
+impl std::fmt::Display for SearchServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Elasticsearch => "Elasticsearch",
+            Self::OpenSearch => "OpenSearch",
+        })
+    }
+}
+
 /// Where the services are.
 #[derive(Debug)]
 pub struct TestServices {
     /// `host:port` of a Kafka broker (PLAINTEXT).
     pub kafka_bootstrap: String,
-    /// `http://host:port` of an Elasticsearch-API server.
+    /// `http://host:port` of the search server under test.
     pub elasticsearch_url: String,
+    /// Which server that is.
+    pub search_server: SearchServer,
     /// SASL/SCRAM listener and credentials, when the services offer one.
     pub kafka_sasl: Option<(String, String, String)>,
     _containers: Option<containers::Running>,
@@ -66,14 +121,25 @@ static SERVICES: OnceCell<TestServices> = OnceCell::const_new();
 impl TestServices {
     /// The services for this test process (started once).
     pub async fn get() -> Result<&'static TestServices, ServicesError> {
-        SERVICES.get_or_try_init(Self::discover).await
+        SERVICES
+            .get_or_try_init(|| async {
+                let s = Self::discover().await?;
+                // Shown with any failure of this test process.
+                eprintln!(
+                    "search server under test: {} at {}",
+                    s.search_server, s.elasticsearch_url
+                );
+                Ok(s)
+            })
+            .await
     }
 
     async fn discover() -> Result<TestServices, ServicesError> {
+        let server = SearchServer::from_env()?;
         let kafka = std::env::var("FLOWLINE_KAFKA_BOOTSTRAP")
             .ok()
             .filter(|s| !s.is_empty());
-        let es = std::env::var("FLOWLINE_ELASTICSEARCH_URL")
+        let es = std::env::var(server.url_var())
             .ok()
             .filter(|s| !s.is_empty());
         match (kafka, es) {
@@ -89,23 +155,25 @@ impl TestServices {
                 Ok(TestServices {
                     kafka_bootstrap: k,
                     elasticsearch_url: e,
+                    search_server: server,
                     kafka_sasl: sasl,
                     _containers: None,
                 })
             }
             (Some(_), None) => Err(ServicesError::HalfConfigured(
                 "FLOWLINE_KAFKA_BOOTSTRAP",
-                "FLOWLINE_ELASTICSEARCH_URL",
+                server.url_var(),
             )),
             (None, Some(_)) => Err(ServicesError::HalfConfigured(
-                "FLOWLINE_ELASTICSEARCH_URL",
+                server.url_var(),
                 "FLOWLINE_KAFKA_BOOTSTRAP",
             )),
             (None, None) if containers::docker_available() => {
-                let running = containers::start().await?;
+                let running = containers::start(server).await?;
                 Ok(TestServices {
                     kafka_bootstrap: running.kafka_bootstrap.clone(),
                     elasticsearch_url: running.elasticsearch_url.clone(),
+                    search_server: server,
                     kafka_sasl: None,
                     _containers: Some(running),
                 })

@@ -136,8 +136,6 @@ async fn run_through(
     if kill != "kafka" {
         // The job has work to write while its server is away.
         produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
-    }
-    if kill == "opensearch" {
         // The sink's own retries are exported while it retries.
         let mut seen = None;
         while down.elapsed() < outage.saturating_sub(Duration::from_secs(5)) {
@@ -257,8 +255,13 @@ async fn the_search_server_killed_for_60_s_is_ridden_out_exactly() {
         "[dead_letter]\ntype = \"file\"\npath = \"{}\"",
         dlq_path.display()
     );
-    let (streaming, final_run) =
-        run_through(&s, &dead_letter, "opensearch", Duration::from_secs(60)).await;
+    let (streaming, final_run) = run_through(
+        &s,
+        &dead_letter,
+        t.search_server.service_name(),
+        Duration::from_secs(60),
+    )
+    .await;
     let log = strip_ansi(&job_log(&streaming, 0));
     assert!(
         log.contains("bulk request failing, retrying"),
