@@ -423,6 +423,8 @@ impl JobPlan {
             http_listen: f.http.as_ref().map(|h| h.listen.clone()),
             job: f.job,
         };
+        crate::mapping::check_key_names(&plan)
+            .map_err(|(field, message)| Error::Config { field, message })?;
         crate::mapping::apply(&mut plan);
         Ok(plan)
     }

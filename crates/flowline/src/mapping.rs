@@ -25,6 +25,48 @@ pub enum Output {
     Current,
 }
 
+/// The fields of `output`'s documents besides the key fields, with their
+/// types.
+fn doc_fields(output: Output, aggregates: &Aggregates) -> Vec<(String, &'static str)> {
+    let mut f = vec![
+        ("window_start".to_string(), "date"),
+        ("window_end".to_string(), "date"),
+    ];
+    let (longs, doubles, others): (&[&str], &[&str], &[(&str, &'static str)]) = match output {
+        Output::Windows => {
+            for a in aggregates.names() {
+                let ty = if a == "count" { "long" } else { "double" };
+                f.push((a, ty));
+            }
+            (&[], &[], &[])
+        }
+        Output::Anomalies => (
+            &["consecutive_windows"],
+            &[
+                "value",
+                "baseline_mean",
+                "baseline_std",
+                "z_score",
+                "threshold",
+            ],
+            &[
+                ("direction", "keyword"),
+                ("episode_start", "date"),
+                ("explanation", "text"),
+            ],
+        ),
+        Output::Current => (
+            &["count", "anomalous_windows"],
+            &["avg", "p95", "baseline_mean", "baseline_std", "z_score"],
+            &[("status", "keyword")],
+        ),
+    };
+    f.extend(longs.iter().map(|n| (n.to_string(), "long")));
+    f.extend(doubles.iter().map(|n| (n.to_string(), "double")));
+    f.extend(others.iter().map(|(n, t)| (n.to_string(), *t)));
+    f
+}
+
 /// Field → type of the documents the job writes to `output`: keys as
 /// `keyword`, window bounds as `date`, counts as `long`, other numbers as
 /// `double`.
@@ -33,47 +75,49 @@ pub fn fields(
     keys: &KeyNames,
     aggregates: &Aggregates,
 ) -> BTreeMap<String, &'static str> {
-    let mut f = BTreeMap::new();
-    for k in keys.names() {
-        f.insert(k.clone(), "keyword");
-    }
-    f.insert("window_start".into(), "date");
-    f.insert("window_end".into(), "date");
-    let (longs, doubles, keywords): (&[&str], &[&str], &[&str]) = match output {
-        Output::Windows => {
-            for a in aggregates.names() {
-                let ty = if a == "count" { "long" } else { "double" };
-                f.insert(a, ty);
-            }
-            (&[], &[], &[])
-        }
-        Output::Anomalies => {
-            f.insert("episode_start".into(), "date");
-            f.insert("explanation".into(), "text");
-            (
-                &["consecutive_windows"],
-                &[
-                    "value",
-                    "baseline_mean",
-                    "baseline_std",
-                    "z_score",
-                    "threshold",
-                ],
-                &["direction"],
-            )
-        }
-        Output::Current => (
-            &["count", "anomalous_windows"],
-            &["avg", "p95", "baseline_mean", "baseline_std", "z_score"],
-            &["status"],
-        ),
-    };
-    for (names, ty) in [(longs, "long"), (doubles, "double"), (keywords, "keyword")] {
-        for n in names {
-            f.insert((*n).to_string(), ty);
-        }
-    }
+    let mut f: BTreeMap<String, &'static str> = keys
+        .names()
+        .iter()
+        .map(|k| (k.clone(), "keyword"))
+        .collect();
+    f.extend(doc_fields(output, aggregates));
     f
+}
+
+/// Refuses key fields whose names the documents already use (`sum`,
+/// `window_start`, an anomaly's `value`…), or that come twice (a key path
+/// `metric` with `values`): a document would carry the name twice, and
+/// which one a reader keeps is up to the reader.
+pub fn check_key_names(plan: &JobPlan) -> Result<(), (String, String)> {
+    let keys = plan.window.event.key_names();
+    let mut outputs = vec![(Output::Windows, "window documents")];
+    if plan.anomalies.is_some() {
+        outputs.push((Output::Anomalies, "anomaly documents ([anomalies])"));
+    }
+    if plan.current.is_some() {
+        outputs.push((Output::Current, "current-status documents ([current])"));
+    }
+    let names = keys.names();
+    for (i, k) in names.iter().enumerate() {
+        if names[..i].contains(k) {
+            return Err((
+                "event.key".into(),
+                format!("`{k}` is a key field twice (with values or values_from, `metric` joins the key). Fix: remove `{k}` from key"),
+            ));
+        }
+        for (output, what) in &outputs {
+            if doc_fields(*output, &plan.window.aggregates)
+                .iter()
+                .any(|(n, _)| n == k)
+            {
+                return Err((
+                    "event.key".into(),
+                    format!("key field `{k}` has the name of a field the {what} carry, so they would hold `{k}` twice. Fix: key by other fields{}", if *output == Output::Windows && k != "window_start" && k != "window_end" { format!(", or leave `{k}` out of [window] aggregates") } else { String::new() }),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts the job's mappings into each Elasticsearch output section of
@@ -155,6 +199,37 @@ mod tests {
             let p = plan(own);
             assert!(p.sink.settings["template"].get("fields").is_none(), "{own}");
         }
+    }
+
+    #[test]
+    fn key_fields_named_like_document_fields_are_refused() {
+        let parse = |extra: &str| {
+            JobPlan::parse(&format!(
+                "[source]\ntype = \"file\"\npath = \"e\"\n[sink]\ntype = \"file\"\npath = \"o\"\n{extra}"
+            ))
+        };
+        for (extra, want) in [
+            (
+                "[event]\nkey = [\"sum\"]\n",
+                "leave `sum` out of [window] aggregates",
+            ),
+            ("[event]\nkey = [\"window_start\"]\n", "window documents"),
+            (
+                "[event]\nkey = [\"host\", \"metric\"]\nvalues = [\"a\", \"b\"]\n",
+                "`metric` is a key field twice",
+            ),
+            (
+                "[event]\nkey = [\"status\"]\n[current]\ntype = \"file\"\npath = \"c\"\n",
+                "current-status documents",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("event.key"), "{extra}: {e}");
+        }
+        // Not an aggregate this job writes, and no status output: fine.
+        parse("[event]\nkey = [\"sum\"]\n[window]\nsize = \"10s\"\naggregates = [\"count\"]\n")
+            .unwrap();
+        parse("[event]\nkey = [\"status\"]\n").unwrap();
     }
 
     #[test]
