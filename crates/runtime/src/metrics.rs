@@ -296,19 +296,21 @@ impl Metrics {
             "flowline_checkpoint_size_bytes {}",
             self.checkpoint_last_bytes.load(Relaxed)
         );
-        c(
-            &mut s,
-            "flowline_watermark_ms",
-            "The job watermark: min over non-idle partitions.",
-            "gauge",
-        );
-        let _ = writeln!(s, "flowline_watermark_ms {}", self.watermark.load(Relaxed));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let wm = self.watermark.load(Relaxed);
+        // No watermark before the first event: the series is absent rather
+        // than -9223372036854775808.
         if wm != i64::MIN {
+            c(
+                &mut s,
+                "flowline_watermark_ms",
+                "The job watermark: min over non-idle partitions.",
+                "gauge",
+            );
+            let _ = writeln!(s, "flowline_watermark_ms {wm}");
             c(
                 &mut s,
                 "flowline_watermark_lag_ms",
@@ -420,5 +422,20 @@ mod tests {
             1
         );
         assert!(!text.contains("Bad Name"), "{text}");
+    }
+
+    #[test]
+    fn no_watermark_is_exported_before_the_first_event() {
+        let m = Metrics::new("src", &["out".to_string()]);
+        let text = m.render_prometheus();
+        assert!(!text.contains("flowline_watermark"), "{text}");
+        assert!(!text.contains("-9223372036854775808"), "{text}");
+        m.watermark.store(1_767_225_600_000, Relaxed);
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("flowline_watermark_ms 1767225600000\n"),
+            "{text}"
+        );
+        assert!(text.contains("flowline_watermark_lag_ms "), "{text}");
     }
 }
