@@ -1,21 +1,28 @@
-//! The operations endpoint: `/health`, `/metrics` (Prometheus text) and
-//! `/api/status` (JSON), on a configured address (`[http] listen`).
+//! The operations endpoint: `/health`, `/ready`, `/metrics` (Prometheus
+//! text) and `/api/status` (JSON), on a configured address (`[http]
+//! listen`).
 //!
-//! A deliberately small HTTP/1.1 server: GET only, one request per
-//! connection, bounded request size, no dependencies beyond tokio. It can
-//! never take the job down: at most [`Limits::max_connections`] are served
-//! at once (more are answered 503 and closed), a connection that sends no
-//! complete request within [`Limits::idle`] is closed, and a failing
-//! `accept` (out of file descriptors) backs off instead of spinning.
+//! axum routes, served by hyper one connection at a time under a cap. It
+//! can never take the job down: at most [`Limits::max_connections`] are
+//! served at once (more are answered 503 and closed), a connection that
+//! sends no complete request head within [`Limits::idle`] is closed
+//! (hyper's header read timeout), a handler that takes longer is answered
+//! 408 (tower-http's timeout), one request per connection, GET only, and a
+//! failing `accept` (out of file descriptors) backs off instead of
+//! spinning. [`serve_until`] stops accepting on a signal and lets the
+//! requests in progress finish.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use flowline_runtime::Metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-
-/// Largest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
 
 /// Bounds of the endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -87,35 +94,53 @@ pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), String
     }
 }
 
-fn respond(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {
-    match path {
-        "/health" => (200, "text/plain", "ok\n".into()),
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4",
-            metrics.render_prometheus(),
-        ),
-        "/api/status" => {
-            let mut v = serde_json::to_value(metrics.status()).unwrap_or_default();
-            v["records_in"] = metrics
-                .records_in
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .into();
-            v["records_out"] = serde_json::to_value(metrics.records_out()).unwrap_or_default();
-            let wm = metrics.watermark.load(std::sync::atomic::Ordering::Relaxed);
-            v["watermark"] = if wm == i64::MIN {
-                serde_json::Value::Null
-            } else {
-                wm.into()
-            };
-            (200, "application/json", v.to_string())
-        }
-        _ => (
-            404,
-            "text/plain",
-            "not found: try /health, /metrics or /api/status\n".into(),
-        ),
+/// The routes, on the job's metrics.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus))
+        .route("/api/status", get(status))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: try /health, /ready, /metrics or /api/status\n",
+            )
+        })
+        .with_state(metrics)
+}
+
+/// 200 once the job has restored its state and reads; 503 before (while it
+/// restores) and after it ended.
+async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.running.load(Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the job is restoring its state, or has ended\n",
+        )
     }
+}
+
+async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render_prometheus(),
+    )
+}
+
+async fn status(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    let mut v = serde_json::to_value(m.status()).unwrap_or_default();
+    v["records_in"] = m.records_in.load(Relaxed).into();
+    v["records_out"] = serde_json::to_value(m.records_out()).unwrap_or_default();
+    let wm = m.watermark.load(Relaxed);
+    v["watermark"] = if wm == i64::MIN {
+        serde_json::Value::Null
+    } else {
+        wm.into()
+    };
+    axum::Json(v)
 }
 
 /// Serves until the task is dropped, with the default [`Limits`].
@@ -125,10 +150,31 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 
 /// Serves until the task is dropped.
 pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) {
+    serve_until(listener, metrics, limits, std::future::pending()).await
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits (at most
+/// [`Limits::idle`]) for the requests in progress.
+pub async fn serve_until(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use tower_http::timeout::TimeoutLayer;
+    let app = router(metrics).layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.idle,
+    ));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut last_warn: Option<std::time::Instant> = None;
+    tokio::pin!(shutdown);
     loop {
-        let mut sock = match listener.accept().await {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let mut sock = match accepted {
             Ok((sock, _)) => sock,
             Err(e) => {
                 // EMFILE and the like: wait instead of spinning on it.
@@ -147,54 +193,43 @@ pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, limits: Li
             });
             continue;
         };
-        let metrics = metrics.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(limits.idle, answer(&mut sock, &metrics)).await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.idle)
+                .keep_alive(false)
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
+            // Bounded: the head within `idle`, the handler within `idle`.
+            let _ = tokio::time::timeout(limits.idle * 3, conn).await;
         });
     }
-}
-
-/// Reads one request and answers it.
-async fn answer(sock: &mut tokio::net::TcpStream, metrics: &Metrics) {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let (status, ctype, body) = if method == "GET" {
-        respond(path.split('?').next().unwrap_or(path), metrics)
-    } else {
-        (405, "text/plain", "only GET\n".into())
-    };
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        _ => "Method Not Allowed",
-    };
-    let out = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(out.as_bytes()).await;
+    // The requests in progress hold permits: wait for them, bounded.
+    let _ = tokio::time::timeout(
+        limits.idle * 3,
+        permits.acquire_many(limits.max_connections as u32),
+    )
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use flowline_connector_api::Record;
+    use flowline_connector_testkit::gate::{Gate, Gated};
     use flowline_connector_testkit::{MemorySink, MemorySource};
     use flowline_runtime::{JobConfig, StreamEnvironment};
+    use tokio::io::AsyncReadExt;
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        request(addr, "GET", path).await
+    }
+
+    async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        s.write_all(format!("{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut out = String::new();
@@ -239,6 +274,9 @@ mod tests {
         assert_eq!(v["partitions"][0]["id"], "mem-0");
         assert_eq!(v["partitions"][0]["next_offset"], 10);
         assert_eq!(get(addr, "/nope").await.0, 404);
+        assert_eq!(request(addr, "POST", "/health").await.0, 405);
+        // The job has ended: not ready.
+        assert_eq!(get(addr, "/ready").await.0, 503);
         let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = busy.local_addr().unwrap().to_string();
         assert!(bind(&taken)
@@ -285,5 +323,55 @@ mod tests {
         }
         assert_eq!(get(addr, "/health").await, (200, "ok\n".into()));
         server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ready_while_the_job_runs_and_shutdown_lets_requests_finish() {
+        let env = StreamEnvironment::new(JobConfig::named("http-ready"));
+        let sink = env.add_sink("out", Box::new(MemorySink::new()));
+        // Three records, then the gate holds the source open: the job runs.
+        let gate = Gate::closed_at(3);
+        let records = (0..10)
+            .map(|i| Record::new(i.to_string()).with_timestamp(i))
+            .collect();
+        env.source(
+            "mem",
+            Box::new(Gated::new(MemorySource::new(vec![records]), gate.clone())),
+        )
+        .sink(sink);
+        let handle = env.start().unwrap();
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_until(
+            listener,
+            handle.metrics(),
+            Limits::default(),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while get(addr, "/ready").await != (200, "ready\n".into()) {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        handle.stop();
+        handle.join().await.unwrap();
+        assert_eq!(get(addr, "/ready").await.0, 503, "ended: not ready");
+        // A request in progress (its head half sent) when shutdown comes
+        // is still answered; then the server ends.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stop_tx.send(()).unwrap();
+        slow.write_all(b"host: x\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        slow.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server ends after shutdown")
+            .unwrap();
     }
 }

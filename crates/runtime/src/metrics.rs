@@ -67,6 +67,9 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// Partitions the job holds.
     pub partitions: AtomicU64,
+    /// Set once the job has restored its state and its source is reading;
+    /// cleared when it ends (`/ready`).
+    pub running: std::sync::atomic::AtomicBool,
     status: Mutex<JobStatus>,
     lag: Mutex<Vec<(String, u64)>>,
     flush_ms: Mutex<Vec<(String, u64)>>,
@@ -104,6 +107,7 @@ impl Metrics {
             checkpoint_last_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
+            running: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(JobStatus::default()),
             lag: Mutex::new(Vec::new()),
             flush_ms: Mutex::new(Vec::new()),

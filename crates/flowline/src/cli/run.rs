@@ -28,15 +28,30 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
     // gracefully.
     let signals = Signals::new()?;
     let handle = env.start()?;
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = None;
     if let Some(l) = listener {
         let addr = l
             .local_addr()
             .map_err(Error::io("reading the [http] listen address"))?;
-        tracing::info!(listen = %addr, "serving /health, /metrics, /api/status");
-        tokio::spawn(crate::http::serve(l, handle.metrics()));
+        tracing::info!(listen = %addr, "serving /health, /ready, /metrics, /api/status");
+        server = Some(tokio::spawn(crate::http::serve_until(
+            l,
+            handle.metrics(),
+            crate::http::Limits::default(),
+            async {
+                let _ = http_stopped.await;
+            },
+        )));
     }
     tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
-    let summary = until_signal(handle, signals, None).await?;
+    let summary = until_signal(handle, signals, None).await;
+    // Requests in progress (a last scrape) are answered before the exit.
+    let _ = http_stop.send(());
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    let summary = summary?;
     tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
     Ok(())
 }

@@ -244,6 +244,7 @@ impl Driver {
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
+        let _running = Running::set(self.metrics.clone());
 
         let mut stop_open = true;
         let reason = loop {
@@ -535,5 +536,24 @@ impl Driver {
             s.graph.clone_from(graph);
             s.partitions = parts;
         });
+    }
+}
+
+/// `Metrics::running` while the driver runs its loop, cleared however the
+/// run ends (an error returns early).
+struct Running(Arc<Metrics>);
+
+impl Running {
+    fn set(m: Arc<Metrics>) -> Self {
+        m.running.store(true, std::sync::atomic::Ordering::Relaxed);
+        Self(m)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
