@@ -1,6 +1,6 @@
 //! The operations endpoint: `/health`, `/ready`, `/metrics` (Prometheus
-//! text) and `/api/status` (JSON), on a configured address (`[http]
-//! listen`).
+//! text), `/api/status` (JSON) and the versioned API under `/api/v1/`
+//! ([`crate::api`]), on a configured address (`[http] listen`).
 //!
 //! axum routes, served by hyper one connection at a time under a cap. It
 //! can never take the job down: at most [`Limits::max_connections`] are
@@ -22,6 +22,8 @@ use axum::routing::get;
 use axum::Router;
 use flowline_runtime::Metrics;
 use tokio::io::AsyncWriteExt;
+
+use crate::api::Api;
 use tokio::net::TcpListener;
 
 /// Bounds of the endpoint.
@@ -95,25 +97,26 @@ pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), String
 }
 
 /// The routes, on the job's metrics.
-pub fn router(metrics: Arc<Metrics>) -> Router {
+pub fn router(api: Api) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus))
         .route("/api/status", get(status))
+        .merge(crate::api::routes())
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "not found: try /health, /ready, /metrics or /api/status\n",
+                "not found: try /health, /ready, /metrics, /api/status or /api/v1/openapi.json\n",
             )
         })
-        .with_state(metrics)
+        .with_state(Arc::new(api))
 }
 
 /// 200 once the job has restored its state and reads; 503 before (while it
 /// restores) and after it ended.
-async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.running.load(Relaxed) {
+async fn ready(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    if api.metrics.running.load(Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (
@@ -123,14 +126,15 @@ async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn prometheus(State(api): State<Arc<Api>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render_prometheus(),
+        api.metrics.render_prometheus(),
     )
 }
 
-async fn status(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn status(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    let m = &api.metrics;
     let mut v = serde_json::to_value(m.status()).unwrap_or_default();
     v["records_in"] = m.records_in.load(Relaxed).into();
     v["records_out"] = serde_json::to_value(m.records_out()).unwrap_or_default();
@@ -150,19 +154,19 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 
 /// Serves until the task is dropped.
 pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) {
-    serve_until(listener, metrics, limits, std::future::pending()).await
+    serve_until(listener, Api::new(metrics), limits, std::future::pending()).await
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits (at most
 /// [`Limits::idle`]) for the requests in progress.
 pub async fn serve_until(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    api: Api,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use tower_http::timeout::TimeoutLayer;
-    let app = router(metrics).layer(TimeoutLayer::with_status_code(
+    let app = router(api).layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.idle,
     ));
@@ -328,6 +332,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ready_while_the_job_runs_and_shutdown_lets_requests_finish() {
         let env = StreamEnvironment::new(JobConfig::named("http-ready"));
+        let dir = tempfile::tempdir().unwrap();
+        env.checkpoint_store(flowline_runtime::LocalDirStore::new(dir.path()).unwrap());
         let sink = env.add_sink("out", Box::new(MemorySink::new()));
         // Three records, then the gate holds the source open: the job runs.
         let gate = Gate::closed_at(3);
@@ -345,7 +351,7 @@ mod tests {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_until(
             listener,
-            handle.metrics(),
+            Api::new(handle.metrics()),
             Limits::default(),
             async {
                 let _ = stop_rx.await;
@@ -356,9 +362,36 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never ready");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // Every /api/v1 route answers JSON with the named fields.
+        let json = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        for (path, _, _) in crate::api::ROUTES {
+            assert_eq!(get(addr, path).await.0, 200, "{path}");
+        }
+        let job = json(get(addr, "/api/v1/job").await.1);
+        assert_eq!(
+            (job["name"].as_str(), job["state"].as_str()),
+            (Some("http-ready"), Some("running"))
+        );
+        assert_eq!(job["operators"][0]["name"], "source(mem)", "{job}");
+        assert_eq!(
+            job["operators"].as_array().unwrap().last().unwrap()["kind"],
+            "sink"
+        );
+        assert_eq!(handle.checkpoint().await.unwrap(), Some(1));
+        let cps = json(get(addr, "/api/v1/checkpoints").await.1);
+        assert_eq!(cps["checkpoints"][0]["id"], 1, "{cps}");
+        assert!(cps["checkpoints"][0]["size_bytes"].as_u64().unwrap() > 0);
+        let parts = json(get(addr, "/api/v1/partitions").await.1);
+        assert_eq!(parts["partitions"][0]["id"], "mem-0", "{parts}");
+        assert_eq!(parts["partitions"][0]["owned"], true);
+        assert!(
+            json(get(addr, "/api/v1/openapi.json").await.1)["paths"]["/api/v1/job"].is_object()
+        );
         handle.stop();
         handle.join().await.unwrap();
         assert_eq!(get(addr, "/ready").await.0, 503, "ended: not ready");
+        let job = json(get(addr, "/api/v1/job").await.1);
+        assert_eq!(job["state"], "finished");
         // A request in progress (its head half sent) when shutdown comes
         // is still answered; then the server ends.
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -23,6 +23,7 @@
 //!   current-status documents;
 //! - [`mapping`]: the index mappings of the job's documents, handed to its
 //!   Elasticsearch outputs (the connector knows no document shape);
+//! - [`api`]: the versioned JSON API (`/api/v1/`) and its OpenAPI document;
 //! - [`http`]: `/health`, `/metrics`, `/api/status` and the health probe;
 //! - [`logging`]: log filter, format and colour;
 //! - [`demo`]: generator → in-memory source → job → files;
@@ -32,6 +33,7 @@
 
 pub mod aggregates;
 pub mod anomaly;
+pub mod api;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -170,7 +170,7 @@ pub use job::{DeadLetterFormat, JobConfig, RetryPolicy};
 pub use keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
 };
-pub use metrics::{JobStatus, Metrics, PartitionStatus};
+pub use metrics::{CheckpointRecord, JobStatus, Metrics, PartitionStatus, CHECKPOINT_HISTORY};
 pub use operator::{DeadLetter, DeadLetterKind};
 pub use sinks::DEAD_LETTER_ID;
 pub use state::{MapState, ProcessContext, ValueState};

@@ -37,6 +37,23 @@ pub struct JobStatus {
     pub last_checkpoint: Option<(u64, i64)>,
 }
 
+/// One completed checkpoint, as `/api/v1/checkpoints` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct CheckpointRecord {
+    /// Its id.
+    pub id: u64,
+    /// When it was taken, ms since the epoch.
+    pub created_ms: i64,
+    /// From the start of the snapshot to durable in the store, ms.
+    pub duration_ms: u64,
+    /// Bytes stored.
+    pub size_bytes: u64,
+}
+
+/// Checkpoints kept for [`Metrics::checkpoint_history`].
+pub const CHECKPOINT_HISTORY: usize = 50;
+
 /// Counters and gauges of one job. Cheap to update (relaxed atomics).
 #[derive(Debug)]
 pub struct Metrics {
@@ -70,7 +87,10 @@ pub struct Metrics {
     /// Set once the job has restored its state and its source is reading;
     /// cleared when it ends (`/ready`).
     pub running: std::sync::atomic::AtomicBool,
+    /// Set when the job's run has ended (finished, stopped or failed).
+    pub ended: std::sync::atomic::AtomicBool,
     status: Mutex<JobStatus>,
+    history: Mutex<std::collections::VecDeque<CheckpointRecord>>,
     lag: Mutex<Vec<(String, u64)>>,
     flush_ms: Mutex<Vec<(String, u64)>>,
     /// Each sink's own counters (`Sink::counters`), by sink name.
@@ -108,7 +128,11 @@ impl Metrics {
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
+            ended: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(JobStatus::default()),
+            history: Mutex::new(std::collections::VecDeque::with_capacity(
+                CHECKPOINT_HISTORY,
+            )),
             lag: Mutex::new(Vec::new()),
             flush_ms: Mutex::new(Vec::new()),
             sink_counters: Mutex::new(Readers::default()),
@@ -166,6 +190,20 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The last [`CHECKPOINT_HISTORY`] completed checkpoints, oldest first.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointRecord> {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().cloned().collect()
+    }
+
+    pub(crate) fn record_checkpoint(&self, r: CheckpointRecord) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == CHECKPOINT_HISTORY {
+            h.pop_front();
+        }
+        h.push_back(r);
     }
 
     pub(crate) fn set_status(&self, f: impl FnOnce(&mut JobStatus)) {
@@ -426,6 +464,22 @@ mod tests {
             1
         );
         assert!(!text.contains("Bad Name"), "{text}");
+    }
+
+    #[test]
+    fn the_checkpoint_history_keeps_the_last_fifty() {
+        let m = Metrics::new("src", &[]);
+        for id in 1..=60 {
+            m.record_checkpoint(CheckpointRecord {
+                id,
+                created_ms: id as i64,
+                duration_ms: 1,
+                size_bytes: 10,
+            });
+        }
+        let h = m.checkpoint_history();
+        assert_eq!(h.len(), CHECKPOINT_HISTORY);
+        assert_eq!((h[0].id, h[49].id), (11, 60));
     }
 
     #[test]

@@ -34,10 +34,22 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
         let addr = l
             .local_addr()
             .map_err(Error::io("reading the [http] listen address"))?;
-        tracing::info!(listen = %addr, "serving /health, /ready, /metrics, /api/status");
+        tracing::info!(listen = %addr, "serving /health, /ready, /metrics, /api/status, /api/v1");
+        let mut config = serde_json::Map::new();
+        for (name, c) in std::iter::once(("source", &plan.source)).chain(plan.sink_sections()) {
+            config.insert(
+                name.into(),
+                serde_json::json!({"type": c.kind, "settings": crate::config::redact(&c.settings)}),
+            );
+        }
+        let api = crate::api::Api {
+            metrics: handle.metrics(),
+            config: config.into(),
+            started: std::time::Instant::now(),
+        };
         server = Some(tokio::spawn(crate::http::serve_until(
             l,
-            handle.metrics(),
+            api,
             crate::http::Limits::default(),
             async {
                 let _ = http_stopped.await;

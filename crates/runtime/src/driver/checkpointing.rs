@@ -152,6 +152,13 @@ impl Driver {
         let _ = self.position_tx.send(Some(self.position()));
         let created = cp.created_ms;
         self.metrics
+            .record_checkpoint(crate::metrics::CheckpointRecord {
+                id: cp.id,
+                created_ms: created,
+                duration_ms: ms,
+                size_bytes: size,
+            });
+        self.metrics
             .set_status(|s| s.last_checkpoint = Some((cp.id, created)));
         Ok(Some(cp.id))
     }

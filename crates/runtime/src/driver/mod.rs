@@ -555,5 +555,8 @@ impl Drop for Running {
         self.0
             .running
             .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .ended
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
