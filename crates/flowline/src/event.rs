@@ -433,7 +433,10 @@ impl EventShape {
 
     /// The object, the key values and the time of one event.
     #[allow(clippy::type_complexity)]
-    fn common<'a>(&self, payload: &'a [u8]) -> Result<(Doc<'a>, Vec<String>, i64, String), String> {
+    fn common<'a, 's>(
+        &'s self,
+        payload: &'a [u8],
+    ) -> Result<(Doc<'a, 's>, Vec<String>, i64, String), String> {
         let root = Doc::parse(payload)?;
         let mut key = Vec::with_capacity(self.key.len());
         for p in &self.key {

@@ -10,10 +10,11 @@ use serde_json::value::RawValue;
 use super::FieldPath;
 
 /// One event's object, and the nested objects its paths went through,
-/// each parsed once however many paths pass it.
-pub(super) struct Doc<'a> {
+/// each parsed once however many paths pass it, by the path prefix that
+/// leads to it (borrowed from the shape: nothing is copied per event).
+pub(super) struct Doc<'a, 'p> {
     root: Obj<'a>,
-    objects: std::cell::RefCell<std::collections::HashMap<String, Obj<'a>>>,
+    objects: std::cell::RefCell<Vec<(&'p str, Obj<'a>)>>,
 }
 
 /// A JSON object's entries in their order, each value left unparsed, keys
@@ -73,7 +74,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-impl<'a> Doc<'a> {
+impl<'a, 'p> Doc<'a, 'p> {
     pub(super) fn parse(payload: &'a [u8]) -> Result<Self, String> {
         Ok(Self {
             root: serde_json::from_slice(payload)
@@ -83,17 +84,21 @@ impl<'a> Doc<'a> {
     }
 
     /// The value at `path`, or an error naming it.
-    pub(super) fn lookup(&self, path: &FieldPath) -> Result<&'a RawValue, String> {
+    pub(super) fn lookup(&self, path: &'p FieldPath) -> Result<&'a RawValue, String> {
         let missing = || format!("invalid metric event: missing field `{}`", path.text);
         let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
         let mut cur: &'a RawValue = self.root.get(first).ok_or_else(missing)?;
         let mut objects = self.objects.borrow_mut();
         for (seg, prefix) in rest.iter().zip(&path.prefixes) {
-            if !objects.contains_key(prefix) {
-                let obj: Obj<'a> = serde_json::from_str(cur.get()).map_err(|_| missing())?;
-                objects.insert(prefix.clone(), obj);
-            }
-            cur = objects[prefix].get(seg).ok_or_else(missing)?;
+            let i = match objects.iter().position(|(p, _)| *p == prefix.as_str()) {
+                Some(i) => i,
+                None => {
+                    let obj: Obj<'a> = serde_json::from_str(cur.get()).map_err(|_| missing())?;
+                    objects.push((prefix.as_str(), obj));
+                    objects.len() - 1
+                }
+            };
+            cur = objects[i].1.get(seg).ok_or_else(missing)?;
         }
         Ok(cur)
     }
@@ -115,10 +120,10 @@ pub(super) fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
 
 /// The entries of the `values_from` object, and the metric prefix.
 #[allow(clippy::type_complexity)]
-pub(super) fn entries<'a>(
-    root: &Doc<'a>,
-    object: &FieldPath,
-    prefix: Option<&FieldPath>,
+pub(super) fn entries<'a, 'p>(
+    root: &Doc<'a, 'p>,
+    object: &'p FieldPath,
+    prefix: Option<&'p FieldPath>,
 ) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
     let raw = root.lookup(object)?;
     // In key order, the last of duplicate keys (as before, through a map).
