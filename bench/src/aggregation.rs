@@ -47,6 +47,7 @@ fn runtime_run(rt: &tokio::runtime::Runtime, records: &[Record]) -> (Duration, u
             windows: sink,
             anomalies: None,
             current: None,
+            results: None,
         },
     );
     let t0 = Instant::now();

@@ -67,6 +67,7 @@ fn pipeline(env: &StreamEnvironment, source: flowline_connector_api::BoxSource, 
             windows: w,
             anomalies: Some(a),
             current: Some(c),
+            results: None,
         },
     );
 }

@@ -233,6 +233,7 @@ pub fn anomaly_ids_in_process(
             windows: w,
             anomalies: Some(ah),
             current: None,
+            results: None,
         },
     );
     std::thread::spawn(move || {

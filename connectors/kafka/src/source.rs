@@ -367,6 +367,20 @@ impl Source for KafkaSource {
         out
     }
 
+    /// From librdkafka's statistics (once a second): a broker connection
+    /// up. `None` before the first statistics.
+    fn connected(&self) -> Option<bool> {
+        match self
+            .shared()
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
     /// The next item from the consumer thread, or `Idle` after
     /// `poll_timeout` (so the runtime can hand over checkpoint completions,
     /// which a revoke may be waiting for).

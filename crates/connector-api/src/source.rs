@@ -69,6 +69,15 @@ pub trait Source: Send + 'static {
     fn lag(&self) -> Vec<(PartitionId, u64)> {
         Vec::new()
     }
+
+    /// Whether the source can reach its server now, as far as it knows
+    /// without asking (Kafka: some broker's connection is up in the last
+    /// statistics). `Some(false)` for longer than the job's health limit
+    /// makes `/health` answer 503. Cheap; called about once a second.
+    /// Default: `None`, unknown. Since API 2.1.
+    fn connected(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The object-safe twin of [`Source`], for the registry and the runtime.
@@ -91,6 +100,8 @@ pub trait DynSource: crate::sealed::Source + Send + 'static {
     fn close_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>>;
     /// See [`Source::lag`].
     fn lag_dyn(&self) -> Vec<(PartitionId, u64)>;
+    /// See [`Source::connected`].
+    fn connected_dyn(&self) -> Option<bool>;
 }
 
 impl<S: Source> DynSource for S {
@@ -114,6 +125,9 @@ impl<S: Source> DynSource for S {
     }
     fn lag_dyn(&self) -> Vec<(PartitionId, u64)> {
         self.lag()
+    }
+    fn connected_dyn(&self) -> Option<bool> {
+        self.connected()
     }
 }
 

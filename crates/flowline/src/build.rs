@@ -35,6 +35,16 @@ fn source_settings(section: &ConnectorSection) -> serde_json::Value {
 /// Builds every connector (failing before any work on a bad setting), wires
 /// the metrics pipeline and returns the environment, ready to start.
 pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironment, Error> {
+    build_job_watched(plan, registry, None)
+}
+
+/// [`build_job`], keeping the newest results and anomalies in `results`
+/// (for `/api/v1/windows`).
+pub fn build_job_watched(
+    plan: &JobPlan,
+    registry: &Registry,
+    results: Option<std::sync::Arc<crate::results::Results>>,
+) -> Result<StreamEnvironment, Error> {
     fn conn(name: &'static str) -> impl Fn(flowline_connector_api::ConnectorError) -> Error {
         move |source| Error::Connector {
             section: name.to_string(),
@@ -99,6 +109,7 @@ pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironmen
         windows: env.add_sink("windows", sink),
         anomalies,
         current,
+        results,
     };
     metrics_pipeline(
         env.source(&plan.source.kind, source),

@@ -70,6 +70,8 @@ pub struct AnomalySection {
 pub struct HttpSection {
     /// Address of `/health`, `/metrics`, `/api/status`.
     pub listen: String,
+    /// `/health` answers 503 once a sink or the source fails this long.
+    pub unhealthy_after: Option<String>,
 }
 
 /// `[job]`
@@ -216,6 +218,8 @@ pub struct JobPlan {
     pub late: Option<ConnectorSection>,
     /// Operations endpoint address.
     pub http_listen: Option<String>,
+    /// `/health` answers 503 once a sink or the source fails this long.
+    pub http_unhealthy_after: Duration,
     /// Detector settings.
     pub anomaly: AnomalySettings,
     /// Anomaly output sink.
@@ -421,6 +425,7 @@ impl JobPlan {
                 .transpose()?,
             late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
             http_listen: f.http.as_ref().map(|h| h.listen.clone()),
+            http_unhealthy_after: crate::http::unhealthy_after(f.http.as_ref())?,
             job: f.job,
         };
         crate::mapping::check_key_names(&plan)

@@ -127,6 +127,7 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
             windows,
             anomalies: Some(anomalies),
             current: None,
+            results: None,
         },
     );
     Ok(env.start()?)

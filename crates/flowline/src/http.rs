@@ -1,5 +1,5 @@
-//! The operations endpoint: `/health`, `/ready`, `/metrics` (Prometheus
-//! text), `/api/status` (JSON) and the versioned API under `/api/v1/`
+//! The operations endpoint: the job page at `/`, `/health`, `/ready`,
+//! `/metrics` (OpenMetrics text), `/api/status` (JSON) and the versioned API under `/api/v1/`
 //! ([`crate::api`]), on a configured address (`[http] listen`).
 //!
 //! axum routes, served by hyper one connection at a time under a cap. It
@@ -99,7 +99,9 @@ pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<(), String
 /// The routes, on the job's metrics.
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health))
+        .route("/", get(crate::page::index))
+        .route("/assets/{file}", get(crate::page::asset))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus))
         .route("/api/status", get(status))
@@ -107,10 +109,43 @@ pub fn router(api: Api) -> Router {
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "not found: try /health, /ready, /metrics, /api/status or /api/v1/openapi.json\n",
+                "not found: try /, /health, /ready, /metrics, /api/status or /api/v1/openapi.json\n",
             )
         })
         .with_state(Arc::new(api))
+}
+
+/// `[http] unhealthy_after`: 60 s when not set.
+pub fn unhealthy_after(
+    http: Option<&crate::config::HttpSection>,
+) -> Result<std::time::Duration, crate::Error> {
+    match http.and_then(|h| h.unhealthy_after.as_deref()) {
+        None => Ok(std::time::Duration::from_secs(60)),
+        Some(v) => flowline_connector_api::time::parse_duration(
+            "http.unhealthy_after",
+            v,
+            std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(86_400),
+        )
+        .map_err(|message| crate::Error::Config {
+            field: "http.unhealthy_after".into(),
+            message,
+        }),
+    }
+}
+
+/// 200 `ok` while nothing has been failing longer than
+/// [`Api::unhealthy_after`]; 503 with the reasons otherwise (a sink whose
+/// server is away, a source without a connection to its own).
+async fn health(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    let reasons = api.unhealthy();
+    if reasons.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {}\n", reasons.join("; ")),
+        )
+    }
 }
 
 /// 200 once the job has restored its state and reads; 503 before (while it
@@ -128,7 +163,10 @@ async fn ready(State(api): State<Arc<Api>>) -> impl IntoResponse {
 
 async fn prometheus(State(api): State<Arc<Api>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         api.metrics.render_prometheus(),
     )
 }
@@ -166,6 +204,9 @@ pub async fn serve_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use tower_http::timeout::TimeoutLayer;
+    // Rates are sampled while the server runs.
+    let sampler = api.rates.spawn(api.metrics.clone());
+    let _sampler = AbortOnDrop(sampler);
     let app = router(api).layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.idle,
@@ -216,6 +257,14 @@ pub async fn serve_until(
         permits.acquire_many(limits.max_connections as u32),
     )
     .await;
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort()
+    }
 }
 
 #[cfg(test)]
@@ -372,16 +421,52 @@ mod tests {
             (job["name"].as_str(), job["state"].as_str()),
             (Some("http-ready"), Some("running"))
         );
-        assert_eq!(job["operators"][0]["name"], "source(mem)", "{job}");
+        // The graph: the source, the chain's one stage, the sink, the dead
+        // letters; each stage with the elements it took in.
+        let graph = json(get(addr, "/api/v1/graph").await.1);
+        let nodes = graph["nodes"].as_array().unwrap();
+        let names: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap(), n["kind"].as_str().unwrap()))
+            .collect();
         assert_eq!(
-            job["operators"].as_array().unwrap().last().unwrap()["kind"],
-            "sink"
+            names,
+            [
+                ("mem", "source"),
+                ("sink(out)", "sink"),
+                ("out", "sink"),
+                ("dead letters", "dead_letter")
+            ],
+            "{graph}"
         );
+        assert_eq!(
+            (
+                nodes[0]["records_in"].as_u64(),
+                nodes[1]["records_in"].as_u64()
+            ),
+            (Some(3), Some(3)),
+            "{graph}"
+        );
+        let edges: Vec<(u64, u64)> = graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["from"].as_u64().unwrap(), e["to"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(edges, [(0, 1), (1, 2), (1, 3)], "{graph}");
         assert_eq!(handle.checkpoint().await.unwrap(), Some(1));
         let cps = json(get(addr, "/api/v1/checkpoints").await.1);
         assert_eq!(cps["checkpoints"][0]["id"], 1, "{cps}");
         assert!(cps["checkpoints"][0]["size_bytes"].as_u64().unwrap() > 0);
-        let parts = json(get(addr, "/api/v1/partitions").await.1);
+        // The partition table is refreshed each second.
+        let parts = loop {
+            let parts = json(get(addr, "/api/v1/partitions").await.1);
+            if parts["partitions"][0].is_object() {
+                break parts;
+            }
+            assert!(std::time::Instant::now() < deadline, "{parts}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         assert_eq!(parts["partitions"][0]["id"], "mem-0", "{parts}");
         assert_eq!(parts["partitions"][0]["owned"], true);
         assert!(

@@ -272,7 +272,7 @@ fn now_ms() -> i64 {
 
 /// Where the job's outputs go: the window sink always; the anomaly and
 /// current-status sinks when configured (the detector runs only then).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Outputs {
     /// Window documents.
     pub windows: SinkHandle,
@@ -280,6 +280,8 @@ pub struct Outputs {
     pub anomalies: Option<SinkHandle>,
     /// Current status per key (upserts).
     pub current: Option<SinkHandle>,
+    /// Where the newest results and anomalies are kept for the API.
+    pub results: Option<std::sync::Arc<crate::results::Results>>,
 }
 
 /// Wires the metrics job: decode → event time → key (host, metric) →
@@ -315,9 +317,15 @@ pub fn metrics_pipeline(
         windowed.aggregate(MetricStats)
     };
     let keys = w.event.key_names();
+    let results = out.results.clone();
     if out.anomalies.is_none() && out.current.is_none() {
         let aggregates = w.aggregates.clone();
-        windows.sink_with(out.windows, move |r| aggregates.record(r, &keys));
+        windows.sink_with(out.windows, move |r| {
+            if let Some(k) = &results {
+                k.window(r);
+            }
+            aggregates.record(r, &keys)
+        });
         return;
     }
     let mut assessed = windows
@@ -335,15 +343,24 @@ pub fn metrics_pipeline(
     }
     if let Some(an) = out.anomalies {
         let keys = keys.clone();
+        let results = results.clone();
         assessed = assessed.side_sink_some(an, move |a: &Assessed| {
             a.verdict
                 .as_ref()
                 .and_then(|v| AnomalyDoc::of(&a.window, v))
-                .map(|d| keyed_record(&d, d.id(), &keys))
+                .map(|d| {
+                    if let Some(k) = &results {
+                        k.anomaly(&d);
+                    }
+                    keyed_record(&d, d.id(), &keys)
+                })
         });
     }
     let aggregates = w.aggregates.clone();
     assessed.sink_with(out.windows, move |a: &Assessed| {
+        if let Some(k) = &results {
+            k.window(&a.window);
+        }
         aggregates.record(&a.window, &keys)
     });
 }

@@ -45,7 +45,11 @@ pub mod job;
 pub mod logging;
 pub mod mapping;
 mod member;
+pub mod openapi;
+pub mod page;
+pub mod rates;
 mod redact;
+pub mod results;
 pub mod scaffold;
 pub mod sketch;
 pub mod stats;
@@ -94,6 +98,9 @@ pub enum Error {
     /// A running job did not answer its health check as healthy.
     #[error("{0}")]
     Unhealthy(String),
+    /// A running job's API could not be read (`flowline top`, `tap`).
+    #[error("{0}")]
+    Api(String),
 }
 
 impl Error {

@@ -42,6 +42,7 @@ fn run(seed: u64) -> (Vec<Anomaly>, Vec<AnomalyDoc>, usize) {
             windows: w,
             anomalies: Some(a),
             current: None,
+            results: None,
         },
     );
     tokio::runtime::Runtime::new()

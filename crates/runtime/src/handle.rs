@@ -120,6 +120,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle, RuntimeError> {
     })?;
     let sink_names: Vec<String> = g.sinks.iter().map(|(n, _)| n.clone()).collect();
     let metrics = Arc::new(Metrics::new(&source_name, &sink_names));
+    metrics
+        .ops()
+        .set_stages(std::mem::take(&mut g.stages), sink_names.clone());
     let (stop, stop_rx) = watch::channel(false);
     let (checkpoints, requests) = mpsc::channel(4);
     let m = metrics.clone();

@@ -138,4 +138,6 @@ pub(crate) struct Graph {
     /// `with_timestamps` is in the pipeline: its times, not the source
     /// records', drive the watermark.
     pub(crate) assigns_timestamps: bool,
+    /// The pipeline's stages, for the operations view.
+    pub(crate) stages: Vec<crate::observe::StageDef>,
 }

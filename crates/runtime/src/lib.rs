@@ -153,7 +153,9 @@ mod handle;
 mod job;
 mod keyed;
 mod metrics;
+mod observe;
 mod operator;
+mod prometheus;
 mod shrink;
 mod sinks;
 mod source;
@@ -171,7 +173,12 @@ pub use keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
 };
 pub use metrics::{CheckpointRecord, JobStatus, Metrics, PartitionStatus, CHECKPOINT_HISTORY};
+pub use observe::{
+    DeadLetterRecord, DeadLetterTally, NoSuchStage, Ops, StageStatus, Tapped, TaskStatus,
+    DEAD_LETTER_HISTORY,
+};
 pub use operator::{DeadLetter, DeadLetterKind};
+pub use prometheus::lint as lint_prometheus;
 pub use sinks::DEAD_LETTER_ID;
 pub use state::{MapState, ProcessContext, ValueState};
 pub use stream::{

@@ -106,9 +106,14 @@ where
 {
     let mut backoff = spec.retry.backoff(0x9E37_79B9_7F4A_7C15);
     let mut attempt = 0;
-    loop {
+    let ops = metrics.ops();
+    let t0 = std::time::Instant::now();
+    ops.call_started(&spec.name);
+    let component = format!("sink {}", spec.name);
+    let r = loop {
         match op(sink).await {
             Err(e) if e.is_retryable() && attempt + 1 < spec.retry.max_attempts => {
+                ops.failing(&component, &e.to_string());
                 let wait = backoff.delay(attempt);
                 attempt += 1;
                 metrics
@@ -117,9 +122,15 @@ where
                 tracing::warn!(sink = %spec.name, attempt, wait_ms = wait.as_millis() as u64, error = %e, "{what} failed, retrying");
                 tokio::time::sleep(wait).await;
             }
-            r => return r,
+            r => break r,
         }
+    };
+    ops.call_ended(&spec.name);
+    ops.task(&spec.name).busy(t0.elapsed());
+    if !matches!(&r, Err(e) if e.is_retryable()) {
+        ops.recovered(&component);
     }
+    r
 }
 
 fn fail(spec: &SinkSpec, source: ConnectorError) -> RuntimeError {
@@ -140,9 +151,11 @@ async fn run(
     if let Some(read) = sink.counters_dyn() {
         metrics.set_sink_counters(&spec.name, read);
     }
+    metrics.ops().task(&spec.name);
     while let Some(msg) = rx.recv().await {
         match msg {
             SinkMsg::Write(batch) => {
+                metrics.ops().tapped(&spec.name, &batch);
                 let n = batch.len() as u64;
                 let res = with_retries(&spec, &metrics, "write", &mut sink, |s| {
                     s.write_dyn(batch.clone())
@@ -225,7 +238,7 @@ async fn flush_dead_lettering(
     let t0 = std::time::Instant::now();
     loop {
         let r = with_retries(spec, metrics, "flush", sink, |s| s.flush_dyn()).await;
-        metrics.set_flush_ms(&spec.name, t0.elapsed().as_millis() as u64);
+        metrics.observe_flush(&spec.name, t0.elapsed());
         match r {
             Err(ConnectorError::BadRecords(rejected)) if spec.shrink.is_some() => {
                 resend_shrunk(spec, sink, rejected, metrics).await?;
@@ -291,6 +304,7 @@ pub(crate) async fn dead_letter(
     metrics
         .bad_records
         .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    metrics.ops().dead_letters_sent(&letters);
     match &to.tx {
         Some(tx) => {
             let batch = letters.iter().map(|l| encode(l, to.format)).collect();

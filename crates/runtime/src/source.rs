@@ -23,6 +23,19 @@ pub(crate) async fn source_task(
     let mut lag_at = Instant::now();
     let mut failures = 0;
     let mut ended = false;
+    let ops = metrics.ops();
+    let times = ops.task("source");
+    let component = "source";
+    let send = |ev| {
+        let tx = &tx;
+        let times = &times;
+        async move {
+            let t0 = Instant::now();
+            let r = tx.send(ev).await;
+            times.backpressured(t0.elapsed());
+            r
+        }
+    };
     loop {
         if pos_rx.has_changed().unwrap_or(false) {
             let pos = pos_rx.borrow_and_update().clone();
@@ -51,10 +64,18 @@ pub(crate) async fn source_task(
             lag_at = Instant::now();
             let lag = source.lag_dyn();
             metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
+            match source.connected_dyn() {
+                Some(false) => ops.failing(
+                    "source connection",
+                    "disconnected: the source reports no connection to its server",
+                ),
+                _ => ops.recovered("source connection"),
+            }
         }
         let ev = source.next_dyn().await;
         match ev {
             Err(e) if e.is_retryable() && failures + 1 < retry.max_attempts => {
+                ops.failing(component, &e.to_string());
                 let wait = backoff.delay(failures);
                 failures += 1;
                 tracing::warn!(error = %e, attempt = failures, wait_ms = wait.as_millis() as u64, "source read failed, retrying");
@@ -63,11 +84,11 @@ pub(crate) async fn source_task(
             }
             Err(ConnectorError::BadRecords(rejected)) => {
                 failures = 0;
+                ops.recovered(component);
                 tracing::warn!(count = rejected.len(), "source rejected records");
                 // Records the source could not read: the driver
                 // dead-letters them with the source's reason.
-                if tx
-                    .send(Err(ConnectorError::BadRecords(rejected)))
+                if send(Err(ConnectorError::BadRecords(rejected)))
                     .await
                     .is_err()
                 {
@@ -76,8 +97,9 @@ pub(crate) async fn source_task(
             }
             ev => {
                 failures = 0;
+                ops.recovered(component);
                 ended = matches!(ev, Ok(SourceEvent::End));
-                if tx.send(ev).await.is_err() {
+                if send(ev).await.is_err() {
                     break;
                 }
             }

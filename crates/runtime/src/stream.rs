@@ -12,8 +12,9 @@ use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
     WindowResult,
 };
+use crate::observe::{Count, StageDef};
 use crate::operator::{
-    BoxOp, Build, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryFlatMapOp, TryMapOp,
+    BoxOp, Build, Counted, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryFlatMapOp, TryMapOp,
 };
 use crate::window::WindowSpec;
 use crate::RuntimeError;
@@ -49,6 +50,7 @@ impl StreamEnvironment {
                 store: None,
                 errors: Vec::new(),
                 assigns_timestamps: false,
+                stages: Vec::new(),
             })),
         }
     }
@@ -69,6 +71,7 @@ impl StreamEnvironment {
             env: self.clone(),
             build: Arc::new(|op| op),
             desc: format!("source({name})"),
+            stages: Vec::new(),
         }
     }
 
@@ -132,6 +135,7 @@ impl StreamEnvironment {
                     store: None,
                     errors: Vec::new(),
                     assigns_timestamps: false,
+                    stages: Vec::new(),
                 },
             )
         };
@@ -149,6 +153,7 @@ pub struct DataStream<T> {
     env: StreamEnvironment,
     build: Build<T>,
     desc: String,
+    stages: Vec<StageDef>,
 }
 
 impl<T> std::fmt::Debug for DataStream<T> {
@@ -188,7 +193,7 @@ impl DataStream<Record> {
         let f = Arc::new(f);
         let stage: Arc<str> = Arc::from(stage);
         let desc = format!("try_map({stage})");
-        self.then(desc, move |down| {
+        self.then(desc.clone(), (desc, "try_map", None), move |down| {
             Box::new(TryMapOp {
                 f: f.clone(),
                 stage: stage.clone(),
@@ -212,7 +217,7 @@ impl DataStream<Record> {
         let f = Arc::new(f);
         let stage: Arc<str> = Arc::from(stage);
         let desc = format!("try_flat_map({stage})");
-        self.then(desc, move |down| {
+        self.then(desc.clone(), (desc, "try_flat_map", None), move |down| {
             Box::new(TryFlatMapOp {
                 f: f.clone(),
                 stage: stage.clone(),
@@ -223,16 +228,33 @@ impl DataStream<Record> {
 }
 
 impl<T: Send + 'static> DataStream<T> {
+    /// Appends an operator: `desc` goes into the job graph's text (which a
+    /// checkpoint must match), `stage` is what the operations view shows.
     fn then<U>(
         self,
         desc: String,
+        stage: (String, &'static str, Option<usize>),
         op: impl Fn(BoxOp<U>) -> BoxOp<T> + Send + Sync + 'static,
     ) -> DataStream<U> {
         let prev = self.build;
+        let count = Count::default();
+        let mut stages = self.stages;
+        stages.push(StageDef {
+            name: stage.0,
+            kind: stage.1,
+            sink: stage.2,
+            count: count.clone(),
+        });
         DataStream {
             env: self.env,
-            build: Arc::new(move |down| prev(op(down))),
+            build: Arc::new(move |down| {
+                prev(Box::new(Counted {
+                    count: count.clone(),
+                    inner: op(down),
+                }))
+            }),
             desc: format!("{}>{}", self.desc, desc),
+            stages,
         }
     }
 
@@ -242,7 +264,7 @@ impl<T: Send + 'static> DataStream<T> {
         f: impl Fn(T) -> U + Send + Sync + 'static,
     ) -> DataStream<U> {
         let f = Arc::new(f);
-        self.then("map".into(), move |down| {
+        self.then("map".into(), ("map".into(), "map", None), move |down| {
             Box::new(MapOp { f: f.clone(), down })
         })
     }
@@ -250,9 +272,11 @@ impl<T: Send + 'static> DataStream<T> {
     /// Keeps the elements for which `f` is true.
     pub fn filter(self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DataStream<T> {
         let f = Arc::new(f);
-        self.then("filter".into(), move |down| {
-            Box::new(FilterOp { f: f.clone(), down })
-        })
+        self.then(
+            "filter".into(),
+            ("filter".into(), "filter", None),
+            move |down| Box::new(FilterOp { f: f.clone(), down }),
+        )
     }
 
     /// Zero or more outputs per element, with the element's event time.
@@ -262,9 +286,11 @@ impl<T: Send + 'static> DataStream<T> {
         I: IntoIterator<Item = U> + 'static,
     {
         let f = Arc::new(f);
-        self.then("flat_map".into(), move |down| {
-            Box::new(FlatMapOp { f: f.clone(), down })
-        })
+        self.then(
+            "flat_map".into(),
+            ("flat_map".into(), "flat_map", None),
+            move |down| Box::new(FlatMapOp { f: f.clone(), down }),
+        )
     }
 
     /// Takes event time (ms since the epoch) from the element; it feeds the
@@ -272,9 +298,11 @@ impl<T: Send + 'static> DataStream<T> {
     pub fn with_timestamps(self, f: impl Fn(&T) -> i64 + Send + Sync + 'static) -> DataStream<T> {
         self.env.graph().assigns_timestamps = true;
         let f = Arc::new(f);
-        self.then("timestamps".into(), move |down| {
-            Box::new(TimestampOp { f: f.clone(), down })
-        })
+        self.then(
+            "timestamps".into(),
+            ("timestamps".into(), "timestamps", None),
+            move |down| Box::new(TimestampOp { f: f.clone(), down }),
+        )
     }
 
     /// Partitions state by key. State lives with the source partition the
@@ -328,7 +356,8 @@ impl<T: Send + 'static> DataStream<T> {
         T: Clone,
     {
         let encode = Arc::new(encode);
-        self.then(format!("side_sink({})", sink.0), move |down| {
+        let stage = ("side_sink".into(), "side_sink", Some(sink.0));
+        self.then(format!("side_sink({})", sink.0), stage, move |down| {
             Box::new(SinkOp {
                 encode: encode.clone(),
                 sink: sink.0,
@@ -344,11 +373,22 @@ impl<T: Send + 'static> DataStream<T> {
     {
         let encode = Arc::new(move |t: &T| Some(encode(t)));
         let prev = self.build;
+        let count = Count::default();
+        let mut stages = self.stages;
+        stages.push(StageDef {
+            name: "sink".into(),
+            kind: "sink",
+            sink: Some(sink.0),
+            count: count.clone(),
+        });
         let factory: ChainFactory = Arc::new(move || {
-            prev(Box::new(SinkOp::<_, T> {
-                encode: encode.clone(),
-                sink: sink.0,
-                down: None,
+            prev(Box::new(Counted {
+                count: count.clone(),
+                inner: Box::new(SinkOp::<_, T> {
+                    encode: encode.clone(),
+                    sink: sink.0,
+                    down: None,
+                }),
             }))
         });
         let desc = format!("{}>sink({})", self.desc, sink.0);
@@ -359,6 +399,7 @@ impl<T: Send + 'static> DataStream<T> {
             );
         }
         g.pipeline = Some((factory, desc));
+        g.stages = stages;
     }
 
     /// Ends the pipeline in a sink.
@@ -399,15 +440,17 @@ impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> KeyedStream<T, K, KF> {
         P: KeyedProcessFunction<Key = K, In = T>,
     {
         let key_fn = self.key_fn;
-        self.stream.then("key_by>process".into(), move |down| {
-            Box::new(ProcessOp {
-                key_fn: key_fn.clone(),
-                f: f.clone(),
-                states: Default::default(),
-                timers: Default::default(),
-                down,
+        let stage = ("key_by>process".into(), "process", None);
+        self.stream
+            .then("key_by>process".into(), stage, move |down| {
+                Box::new(ProcessOp {
+                    key_fn: key_fn.clone(),
+                    f: f.clone(),
+                    states: Default::default(),
+                    timers: Default::default(),
+                    down,
+                })
             })
-        })
     }
 }
 
@@ -443,7 +486,14 @@ impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> WindowedStream<T, K, KF> 
             None => format!("key_by>window({spec:?},lateness={lateness})>aggregate"),
             Some(n) => format!("key_by>window({spec:?},lateness={lateness})>aggregate[{n}]"),
         };
-        self.keyed.stream.then(desc, move |down| {
+        let name = match spec {
+            WindowSpec::Tumbling { size } => format!("key_by>window(tumbling {size} ms)"),
+            WindowSpec::Sliding { size, slide } => {
+                format!("key_by>window(sliding {size} ms every {slide} ms)")
+            }
+        };
+        let stage = (name, "window_aggregate", None);
+        self.keyed.stream.then(desc, stage, move |down| {
             Box::new(WindowOp::new(
                 key_fn.clone(),
                 agg.clone(),

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     seek_cv: Condvar,
     /// End offsets from librdkafka's statistics (once a second), for lag.
     pub ends: Mutex<HashMap<(String, i32), i64>>,
+    /// From the same statistics: 0 not known yet, 1 some broker connection
+    /// is up, 2 none is.
+    pub connected: std::sync::atomic::AtomicU8,
     pub stop: AtomicBool,
     /// The last authentication failure librdkafka reported (its own words;
     /// they never hold the password).
@@ -80,6 +83,7 @@ impl Shared {
             ack_cv: Condvar::new(),
             seek_cv: Condvar::new(),
             ends: Mutex::default(),
+            connected: std::sync::atomic::AtomicU8::new(0),
             stop: AtomicBool::new(false),
             auth: crate::auth::AuthWatch::default(),
             tx,
@@ -213,6 +217,14 @@ fn covers(acks: &HashMap<PartitionId, u64>, need: &[(PartitionId, u64)]) -> bool
         .all(|(pid, n)| acks.get(pid).is_some_and(|a| a >= n))
 }
 
+/// Whether librdkafka's statistics show a broker connection up (its own
+/// internal and logical brokers left out).
+pub(crate) fn any_broker_up(s: &rdkafka::Statistics) -> bool {
+    s.brokers
+        .values()
+        .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"))
+}
+
 /// The consumer's context: statistics and rebalance callbacks.
 #[derive(Debug)]
 pub struct Ctx(pub(crate) Arc<Shared>);
@@ -231,6 +243,9 @@ impl ClientContext for Ctx {
     }
 
     fn stats(&self, s: rdkafka::Statistics) {
+        self.0
+            .connected
+            .store(if any_broker_up(&s) { 1 } else { 2 }, Ordering::Relaxed);
         let mut ends = lock(&self.0.ends);
         for (t, topic) in s.topics {
             for (p, part) in topic.partitions {

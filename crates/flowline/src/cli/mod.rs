@@ -22,6 +22,7 @@
 
 mod run;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,32 @@ enum Cmd {
         /// How long to wait for the answer.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// Watch a running job in the terminal: operators with rates, busy and
+    /// backpressure, partitions with lag and watermarks, checkpoints.
+    Top {
+        /// The job's address (`[http] listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Refresh every.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Stop after N screens (otherwise run until Ctrl-C).
+        #[arg(long)]
+        iterations: Option<u64>,
+    },
+    /// Print records passing a stage of a running job, one JSON object per
+    /// line (sampled: a slow reader skips records, the job never waits).
+    Tap {
+        /// The job's address (`[http] listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// `source`, a sink's name, or the dead-letter sink's name.
+        #[arg(long)]
+        stage: String,
+        /// Stop after N records.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
     },
     /// Generate something new.
     New {
@@ -243,6 +270,12 @@ async fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Error> {
             out!("{url}: ok");
             Ok(())
         }
+        Cmd::Top {
+            url,
+            interval,
+            iterations,
+        } => watch::top(&url, interval, iterations).await,
+        Cmd::Tap { url, stage, limit } => watch::tap(&url, &stage, limit).await,
         Cmd::Connectors => connectors(registry),
         Cmd::Validate {
             config,

@@ -19,7 +19,8 @@ use flowline_connector_api::time::format_rfc3339_ms;
 /// `flowline run --config FILE`.
 pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error> {
     let plan = JobPlan::load(config)?;
-    let env = crate::build::build_job(&plan, registry)?;
+    let results = std::sync::Arc::new(crate::results::Results::default());
+    let env = crate::build::build_job_watched(&plan, registry, Some(results.clone()))?;
     let listener = match &plan.http_listen {
         Some(addr) => Some(crate::http::bind(addr).await?),
         None => None,
@@ -42,10 +43,17 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
                 serde_json::json!({"type": c.kind, "settings": crate::config::redact(&c.settings)}),
             );
         }
+        if let Some((store, interval)) = &plan.checkpoint {
+            config.insert(
+                "checkpoint".into(),
+                serde_json::json!({"store": describe(store), "interval_seconds": interval.as_secs_f64()}),
+            );
+        }
         let api = crate::api::Api {
-            metrics: handle.metrics(),
             config: config.into(),
-            started: std::time::Instant::now(),
+            results: Some(results),
+            unhealthy_after: plan.http_unhealthy_after,
+            ..crate::api::Api::new(handle.metrics())
         };
         server = Some(tokio::spawn(crate::http::serve_until(
             l,
@@ -66,6 +74,17 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
     let summary = summary?;
     tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
     Ok(())
+}
+
+/// Where checkpoints go, in words (no credentials: the Kafka store's
+/// security settings are left out).
+fn describe(store: &crate::config::StoreChoice) -> String {
+    match store {
+        crate::config::StoreChoice::Dir(d) => format!("directory {}", d.display()),
+        crate::config::StoreChoice::Kafka(k) => {
+            format!("Kafka topic {} at {}", k.topic, k.bootstrap_servers)
+        }
+    }
 }
 
 /// `flowline demo`: the job on generated events, with a summary line each

@@ -69,6 +69,10 @@ pub(crate) struct Driver {
     /// Source record times feed the watermark (no `with_timestamps`).
     source_times: bool,
     position_tx: watch::Sender<Option<SourcePosition>>,
+    /// The chain's busy and backpressured time.
+    times: Arc<crate::observe::TaskTimes>,
+    /// Backpressured time within the batch being processed.
+    waited: Duration,
 }
 
 fn ooo_ms(cfg: &JobConfig) -> i64 {
@@ -89,6 +93,7 @@ impl Driver {
             None => None,
         };
         if let Some(cp) = &restored {
+            metrics.restoring.store(true, Relaxed);
             check_graph(cp, &graph)?;
             tracing::info!(job = %cfg.name, checkpoint = cp.id, partitions = cp.partitions.len(), "restoring from checkpoint");
         }
@@ -187,11 +192,13 @@ impl Driver {
             late_to,
             parts: HashMap::new(),
             owners: KeyOwners::default(),
-            metrics,
             restored: None,
             retired: BTreeMap::new(),
             source_times: !g.assigns_timestamps,
             position_tx: watch::channel(None).0,
+            times: metrics.ops().task("chain"),
+            waited: Duration::ZERO,
+            metrics,
         };
         if let Some(cp) = &restored {
             let ids: Vec<PartitionId> = cp.partitions.keys().cloned().collect();
@@ -272,7 +279,12 @@ impl Driver {
                     }
                 }
                 ev = ev_rx.recv() => match ev {
-                    Some(Ok(SourceEvent::Records(batch))) => self.process(batch).await?,
+                    Some(Ok(SourceEvent::Records(batch))) => {
+                        let t0 = Instant::now();
+                        self.waited = Duration::ZERO;
+                        self.process(batch).await?;
+                        self.times.busy(t0.elapsed().saturating_sub(self.waited));
+                    }
                     Some(Ok(SourceEvent::End)) => {
                         self.end_of_input().await?;
                         break EndReason::InputEnded;
@@ -376,6 +388,7 @@ impl Driver {
         self.metrics
             .records_in
             .fetch_add(batch.len() as u64, Relaxed);
+        self.metrics.ops().tapped("source", &batch);
         let ooo = ooo_ms(&self.cfg);
         let default_pid = PartitionId::new("0");
         let now = Instant::now();
@@ -477,7 +490,11 @@ impl Driver {
         for (i, task) in self.sinks.iter_mut().enumerate() {
             if !self.outbox.sinks[i].is_empty() {
                 let batch = std::mem::take(&mut self.outbox.sinks[i]);
+                let t0 = Instant::now();
                 task.send(SinkMsg::Write(batch)).await?;
+                let waited = t0.elapsed();
+                self.waited += waited;
+                self.times.backpressured(waited);
             }
         }
         let dead = std::mem::take(&mut self.outbox.dead);
@@ -486,6 +503,7 @@ impl Driver {
         if !late.is_empty() {
             let n = late.len() as u64;
             self.metrics.late_records.fetch_add(n, Relaxed);
+            self.metrics.ops().dead_letters_sent(&late);
             if let Some(tx) = &self.late_to.tx {
                 let batch = late
                     .iter()
@@ -546,6 +564,8 @@ struct Running(Arc<Metrics>);
 impl Running {
     fn set(m: Arc<Metrics>) -> Self {
         m.running.store(true, std::sync::atomic::Ordering::Relaxed);
+        m.restoring
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         Self(m)
     }
 }
