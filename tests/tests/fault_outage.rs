@@ -22,6 +22,24 @@ use flowline_metric_generator::GeneratorConfig;
 
 const WINDOW_MS: i64 = 30_000;
 
+/// Polls `/health` until it answers `status` with a body holding `says`
+/// (within `within`); returns the body.
+async fn wait_health(addr: &str, status: u16, says: &str, within: Duration) -> String {
+    let t0 = std::time::Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < within {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/health")).await {
+            let st = r.status().as_u16();
+            last = format!("{st} {}", r.text().await.unwrap_or_default());
+            if st == status && last.contains(says) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("/health did not answer {status} with `{says}` within {within:?}; last: {last}")
+}
+
 /// `scripts/services kill|start <name>`.
 fn services(cmd: &str, name: &str) {
     let script = std::env::var("FLOWLINE_SERVICES").unwrap_or_else(|_| {
@@ -113,7 +131,7 @@ async fn run_through(
     let streaming = job_file(
         s,
         "streaming.toml",
-        "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"",
+        "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"\nunhealthy_after = \"5s\"",
         dead_letter,
     );
     let final_run = job_file(s, "final.toml", "bounded = true", dead_letter);
@@ -155,6 +173,14 @@ async fn run_through(
             "flowline_sink_retries_total{{sink=\"windows\"}} stayed 0 during the outage"
         );
     }
+    // /health says so once the outage outlasts [http] unhealthy_after,
+    // naming what fails: the sink, or the source's connection.
+    let expected = if kill == "kafka" {
+        "source connection"
+    } else {
+        "sink windows"
+    };
+    wait_health(&addr, 503, expected, outage.saturating_sub(down.elapsed())).await;
     // The outage itself: the server stays away this long.
     tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
     assert!(
@@ -176,6 +202,7 @@ async fn run_through(
         |p| p.records_in >= s.events.len() as u64,
     )
     .await;
+    wait_health(&addr, 200, "ok", Duration::from_secs(60)).await;
     sigterm(&mut child, &streaming).await;
     let mut last = spawn_job(&final_run, 1);
     let st = wait_exit(&mut last, &final_run, 1, Duration::from_secs(180)).await;

@@ -61,14 +61,21 @@ async function refreshJob() {
 const NODE_W = 170, NODE_H = 64, GAP_X = 60, GAP_Y = 24;
 
 function drawGraph(g) {
-  const chain = g.nodes.filter((n) => n.kind !== "sink" && n.kind !== "dead_letter");
-  const outs = g.nodes.filter((n) => n.kind === "sink" || n.kind === "dead_letter");
+  // The source and the chain's stages (a sink stage hands records to the
+  // sink task of the same name), then the outputs.
+  const inChain = (n) => n.kind === "source" || n.task === "chain";
+  const chain = g.nodes.filter(inChain);
+  const outs = g.nodes.filter((n) => !inChain(n));
+  // The chain in rows that fit the page, the outputs in a column at the right.
+  const avail = Math.max(600, $("graph").clientWidth || 1200);
+  const perRow = Math.max(2, Math.min(chain.length, Math.floor((avail - NODE_W - 20) / (NODE_W + GAP_X))));
   const pos = new Map();
-  chain.forEach((n, i) => pos.set(n.id, [10 + i * (NODE_W + GAP_X), 10]));
-  const x = 10 + chain.length * (NODE_W + GAP_X);
+  chain.forEach((n, i) => pos.set(n.id, [10 + (i % perRow) * (NODE_W + GAP_X), 10 + Math.floor(i / perRow) * (NODE_H + 2 * GAP_Y)]));
+  const x = 10 + perRow * (NODE_W + GAP_X);
   outs.forEach((n, i) => pos.set(n.id, [x, 10 + i * (NODE_H + GAP_Y)]));
+  const rowsUsed = Math.ceil(chain.length / perRow);
   const width = x + NODE_W + 10;
-  const height = Math.max(1, outs.length) * (NODE_H + GAP_Y) + 10;
+  const height = Math.max(rowsUsed * (NODE_H + 2 * GAP_Y), Math.max(1, outs.length) * (NODE_H + GAP_Y)) + 10;
   const svg = el("svg:svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "job graph" });
   const defs = el("svg:defs");
   const marker = el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto" });

@@ -215,6 +215,16 @@ async fn graph(State(api): State<Arc<Api>>) -> Json<Value> {
     if !stages.is_empty() {
         edges.push(json!({"from": 1, "to": next, "records": dead, "rate_10s": r.rate("dead_letters", TEN_S)}));
     }
+    // Records out of a node: what its edges carried, dead letters aside.
+    for n in nodes.iter_mut() {
+        let id = n["id"].as_u64();
+        let out: u64 = edges
+            .iter()
+            .filter(|e| e["from"].as_u64() == id && e["to"].as_u64() != Some(next as u64))
+            .filter_map(|e| e["records"].as_u64())
+            .sum();
+        n["records_out"] = out.into();
+    }
     let tasks = m.ops().tasks();
     Json(json!({ "nodes": nodes, "edges": edges, "tasks": tasks }))
 }

@@ -38,7 +38,7 @@ pub struct JobFile {
     /// `[late]`: where events beyond the allowed lateness go.
     pub late: Option<toml::Table>,
     /// `[http]`: the operations endpoint.
-    pub http: Option<HttpSection>,
+    pub http: Option<crate::http::HttpSection>,
     /// `[anomaly]`: detector settings.
     pub anomaly: Option<AnomalySection>,
     /// `[anomalies]`: where confirmed anomalies go (off when absent).
@@ -62,16 +62,6 @@ pub struct AnomalySection {
     pub warmup: Option<u32>,
     /// Anomalous windows in a row after which the level is the new baseline.
     pub relearn_after: Option<u32>,
-}
-
-/// `[http]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSection {
-    /// Address of `/health`, `/metrics`, `/api/status`.
-    pub listen: String,
-    /// `/health` answers 503 once a sink or the source fails this long.
-    pub unhealthy_after: Option<String>,
 }
 
 /// `[job]`

@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub out_dir: PathBuf,
     /// Window size.
     pub window: Duration,
+    /// Where to serve the job page and API (`--http`), if anywhere.
+    pub http: Option<String>,
 }
 
 /// Paces a source to `rate` records per second (0: no pacing).
@@ -72,8 +74,12 @@ impl<S: Source> Source for Paced<S> {
     }
 }
 
-/// Starts the demo job; the files it writes are in `out_dir`.
-pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
+/// Starts the demo job; the files it writes are in `out_dir`; its newest
+/// results are kept in `results` when given.
+pub fn start(
+    o: &DemoOptions,
+    results: Option<std::sync::Arc<crate::results::Results>>,
+) -> Result<JobHandle, Error> {
     std::fs::create_dir_all(&o.out_dir).map_err(|e| Error::Config {
         field: "--out".into(),
         message: format!("cannot create `{}`: {e}", o.out_dir.display()),
@@ -127,7 +133,7 @@ pub fn start(o: &DemoOptions) -> Result<JobHandle, Error> {
             windows,
             anomalies: Some(anomalies),
             current: None,
-            results: None,
+            results,
         },
     );
     Ok(env.start()?)

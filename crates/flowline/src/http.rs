@@ -115,10 +115,18 @@ pub fn router(api: Api) -> Router {
         .with_state(Arc::new(api))
 }
 
+/// `[http]` of a job file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address of the page, `/health`, `/metrics` and the API.
+    pub listen: String,
+    /// `/health` answers 503 once a sink or the source fails this long.
+    pub unhealthy_after: Option<String>,
+}
+
 /// `[http] unhealthy_after`: 60 s when not set.
-pub fn unhealthy_after(
-    http: Option<&crate::config::HttpSection>,
-) -> Result<std::time::Duration, crate::Error> {
+pub fn unhealthy_after(http: Option<&HttpSection>) -> Result<std::time::Duration, crate::Error> {
     match http.and_then(|h| h.unhealthy_after.as_deref()) {
         None => Ok(std::time::Duration::from_secs(60)),
         Some(v) => flowline_connector_api::time::parse_duration(

@@ -5,7 +5,7 @@
 //! order a job file meets them:
 //!
 //! - [`cli`]: the command line (`run`, `validate`, `connectors`, `health`,
-//!   `new`, `demo`) as a library; a binary with extra connectors runs it
+//!   `top`, `tap`, `new`, `demo`) as a library; a binary with extra connectors runs it
 //!   through [`cli::main_with`];
 //! - [`config`]: the job file, read into a `JobPlan` with every setting
 //!   range-checked (`${VAR:-default}` expansion in `expand`, secrets
@@ -23,8 +23,13 @@
 //!   current-status documents;
 //! - [`mapping`]: the index mappings of the job's documents, handed to its
 //!   Elasticsearch outputs (the connector knows no document shape);
-//! - [`api`]: the versioned JSON API (`/api/v1/`) and its OpenAPI document;
-//! - [`http`]: `/health`, `/metrics`, `/api/status` and the health probe;
+//! - [`results`]: the newest window results and anomalies, and a few
+//!   watched keys' history, for the API;
+//! - [`api`]: the versioned JSON API (`/api/v1/`), its OpenAPI document
+//!   ([`openapi`]) and the rates it shows ([`rates`]);
+//! - [`page`]: the job page at `/`, embedded in the binary;
+//! - [`http`]: the server: the page, `/health`, `/ready`, `/metrics`,
+//!   `/api/status`, the API, and the health probe;
 //! - [`logging`]: log filter, format and colour;
 //! - [`demo`]: generator → in-memory source → job → files;
 //! - [`scaffold`]: `flowline new connector`'s templates.

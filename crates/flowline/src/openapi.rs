@@ -37,6 +37,7 @@ fn schemas() -> Value {
             "id": int, "name": string,
             "kind": {"enum": ["source", "try_map", "try_flat_map", "map", "filter", "flat_map", "timestamps", "window_aggregate", "process", "side_sink", "sink", "dead_letter"]},
             "task": nullable("string"), "worker": int, "records_in": int,
+            "records_out": {"type": "integer", "description": "what its edges carried, dead letters aside (a sink: 0)"},
             "rate_10s": nullable("number"), "rate_1m": nullable("number"),
             "busy_ratio": ratio, "backpressured_ratio": ratio
         }),

@@ -156,6 +156,7 @@ mod metrics;
 mod observe;
 mod operator;
 mod prometheus;
+mod promlint;
 mod shrink;
 mod sinks;
 mod source;
@@ -178,7 +179,7 @@ pub use observe::{
     DEAD_LETTER_HISTORY,
 };
 pub use operator::{DeadLetter, DeadLetterKind};
-pub use prometheus::lint as lint_prometheus;
+pub use promlint::lint as lint_prometheus;
 pub use sinks::DEAD_LETTER_ID;
 pub use state::{MapState, ProcessContext, ValueState};
 pub use stream::{

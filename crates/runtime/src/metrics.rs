@@ -239,5 +239,8 @@ pub(crate) fn own_name_ok(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !matches!(name, "retries_total" | "flush_duration_ms")
+        && !matches!(
+            name.strip_suffix("_total").unwrap_or(name),
+            "retries" | "call_retries" | "flush_duration_seconds"
+        )
 }

@@ -348,7 +348,7 @@ impl Ops {
                 count: *n,
             })
             .collect();
-        counts.sort_by(|a, b| b.count.cmp(&a.count));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.count));
         (counts, t.last.iter().rev().cloned().collect())
     }
 

@@ -147,6 +147,10 @@ enum Cmd {
         /// Window size.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         window: Duration,
+        /// Serve the job page, /metrics and the API on this address
+        /// (e.g. 127.0.0.1:9464), as `[http] listen` does for `run`.
+        #[arg(long)]
+        http: Option<String>,
     },
 }
 
@@ -290,6 +294,7 @@ async fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Error> {
             rate,
             out,
             window,
+            http,
         } => {
             let rate = rate.unwrap_or(if events.is_some() { 0.0 } else { 2000.0 });
             run::demo(crate::demo::DemoOptions {
@@ -299,6 +304,7 @@ async fn dispatch(cli: Cli, registry: &Registry) -> Result<(), Error> {
                 rate,
                 out_dir: out,
                 window,
+                http,
             })
             .await
         }

@@ -29,7 +29,6 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
     // gracefully.
     let signals = Signals::new()?;
     let handle = env.start()?;
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = None;
     if let Some(l) = listener {
         let addr = l
@@ -55,25 +54,43 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
             unhealthy_after: plan.http_unhealthy_after,
             ..crate::api::Api::new(handle.metrics())
         };
-        server = Some(tokio::spawn(crate::http::serve_until(
-            l,
-            api,
-            crate::http::Limits::default(),
-            async {
-                let _ = http_stopped.await;
-            },
-        )));
+        server = Some(Serving::start(l, api));
     }
     tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
     let summary = until_signal(handle, signals, None).await;
     // Requests in progress (a last scrape) are answered before the exit.
-    let _ = http_stop.send(());
     if let Some(s) = server {
-        let _ = s.await;
+        s.stop().await;
     }
     let summary = summary?;
     tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
     Ok(())
+}
+
+/// The operations endpoint of a running job, stopped gracefully.
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    fn start(l: tokio::net::TcpListener, api: crate::api::Api) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::http::serve_until(
+            l,
+            api,
+            crate::http::Limits::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// Where checkpoints go, in words (no credentials: the Kafka store's
@@ -109,9 +126,32 @@ pub(super) async fn demo(opts: DemoOptions) -> Result<(), Error> {
     if opts.events.is_none() {
         out!("Press Ctrl-C to stop.");
     }
+    let listener = match &opts.http {
+        Some(addr) => Some(crate::http::bind(addr).await?),
+        None => None,
+    };
     let signals = Signals::new()?;
-    let handle = crate::demo::start(&opts)?;
-    let summary = until_signal(handle, signals, Some(Duration::from_secs(1))).await?;
+    let results = std::sync::Arc::new(crate::results::Results::default());
+    let handle = crate::demo::start(&opts, Some(results.clone()))?;
+    let server = match listener {
+        Some(l) => {
+            let addr = l
+                .local_addr()
+                .map_err(Error::io("reading the --http address"))?;
+            out!("job page: http://{addr}/  (also /metrics, /api/v1/openapi.json)");
+            let api = crate::api::Api {
+                results: Some(results),
+                ..crate::api::Api::new(handle.metrics())
+            };
+            Some(Serving::start(l, api))
+        }
+        None => None,
+    };
+    let summary = until_signal(handle, signals, Some(Duration::from_secs(1))).await;
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    let summary = summary?;
     let text = std::fs::read_to_string(&out_file)
         .map_err(Error::io(format!("reading {}", out_file.display())))?;
     let lines: Vec<&str> = text.lines().collect();

@@ -101,8 +101,8 @@ pub(crate) fn render(job: &Value, graph: &Value, parts: &Value, cps: &Value) -> 
     }
     let _ = writeln!(
         s,
-        "\n{:<28} {:>14} {:>10} {:<26} {}",
-        "PARTITION", "NEXT OFFSET", "LAG", "WATERMARK", "OWNER"
+        "\n{:<28} {:>14} {:>10} {:<26} OWNER",
+        "PARTITION", "NEXT OFFSET", "LAG", "WATERMARK"
     );
     for p in parts["partitions"].as_array().into_iter().flatten() {
         let _ = writeln!(
