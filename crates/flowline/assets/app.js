@@ -85,11 +85,18 @@ function drawGraph(g) {
   for (const e of g.edges) {
     const a = pos.get(e.from), b = pos.get(e.to);
     if (!a || !b) continue;
+    const label = (x, y) => svg.appendChild(el("svg:text", { class: "edge-label", x, y, "text-anchor": "middle", "data-edge": `${e.from}-${e.to}` }, rate(e.rate_10s)));
+    if (b[0] <= a[0]) {
+      // The chain wrapped to the next row: from the bottom of one to the top of the next.
+      const x1 = a[0] + NODE_W / 2, y1 = a[1] + NODE_H, x2 = b[0] + NODE_W / 2, y2 = b[1];
+      svg.appendChild(el("svg:path", { class: "edge", d: `M${x1},${y1} C${x1},${y2} ${x2},${y1} ${x2},${y2}` }));
+      label((x1 + x2) / 2, (y1 + y2) / 2 - 4);
+      continue;
+    }
     const x1 = a[0] + NODE_W, y1 = a[1] + NODE_H / 2, x2 = b[0], y2 = b[1] + NODE_H / 2;
     const mx = (x1 + x2) / 2;
     svg.appendChild(el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
-    const lx = b[1] === a[1] ? mx : x2 - 30;
-    svg.appendChild(el("svg:text", { class: "edge-label", x: lx, y: (b[1] === a[1] ? y1 : y2) - 6, "text-anchor": "middle", "data-edge": `${e.from}-${e.to}` }, rate(e.rate_10s)));
+    label(b[1] === a[1] ? mx : x2 - 30, (b[1] === a[1] ? y1 : y2) - 6);
   }
   for (const n of g.nodes) {
     const [nx, ny] = pos.get(n.id);

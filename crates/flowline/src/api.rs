@@ -93,7 +93,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "/api/v1/keys",
-        "Keys to chart: the watched ones and those of the newest results, by prefix",
+        "Keys to chart, by prefix: of the first 20 000 seen, the watched ones and those of the newest results",
         "Keys",
     ),
 ];

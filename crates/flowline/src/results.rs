@@ -5,8 +5,9 @@
 //! A job may hold 100 000 keys; the browser never gets them all. The first
 //! [`AUTO_WATCH`] keys seen are watched from the start (so a chart has
 //! points at once); asking for another key watches it from then on, up to
-//! [`MAX_WATCHED`], the least recently asked for making room. Every push is
-//! one short lock per window result, never per event.
+//! [`MAX_WATCHED`], the least recently asked for making room. The first
+//! [`KNOWN`] keys are remembered for a search by prefix. Every push is one
+//! short lock per window result, never per event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +28,8 @@ pub const SERIES: usize = 360;
 pub const AUTO_WATCH: usize = 16;
 /// Keys watched at most.
 pub const MAX_WATCHED: usize = 64;
+/// Distinct keys remembered for [`Results::keys`] (the first seen).
+pub const KNOWN: usize = 20_000;
 
 /// One window result, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +92,8 @@ struct Inner {
     series: HashMap<(String, String), VecDeque<Point>>,
     /// Watched keys, least recently asked for first.
     order: VecDeque<(String, String)>,
+    /// The first [`KNOWN`] keys seen, for a search by prefix.
+    known: std::collections::BTreeSet<(String, String)>,
     auto_watched: usize,
 }
 
@@ -120,6 +125,9 @@ impl Results {
         let mut g = self.lock();
         if g.latest.len() == LATEST {
             g.latest.pop_front();
+        }
+        if g.known.len() < KNOWN && !g.known.contains(&r.key) {
+            g.known.insert(r.key.clone());
         }
         if g.auto_watched < AUTO_WATCH && !g.series.contains_key(&r.key) {
             g.auto_watched += 1;
@@ -169,14 +177,18 @@ impl Results {
         )
     }
 
-    /// The watched keys, and up to `limit` keys of the newest results that
-    /// start with `prefix`, without repeats, sorted.
+    /// Up to `limit` keys starting with `prefix`, sorted: of the first
+    /// [`KNOWN`] keys seen, the watched ones and those of the newest results.
     pub fn keys(&self, prefix: &str, limit: usize) -> Vec<(String, String)> {
         let g = self.lock();
+        let from = (prefix.to_string(), String::new());
         let mut v: Vec<(String, String)> = g
-            .order
-            .iter()
+            .known
+            .range(from..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
             .cloned()
+            .chain(g.order.iter().cloned())
             .chain(g.latest.iter().map(|p| (p.key.clone(), p.metric.clone())))
             .filter(|(k, _)| k.starts_with(prefix))
             .collect();
@@ -296,5 +308,24 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert!(r.keys("nope", 5).is_empty());
+    }
+
+    #[test]
+    fn keys_are_found_by_prefix_among_the_first_known() {
+        let r = Results::default();
+        for h in 0..(KNOWN + 5_000) {
+            r.window(&result(&format!("h{h:06}"), 0, 1.0, false));
+        }
+        assert_eq!(r.lock().known.len(), KNOWN);
+        let keys = r.keys("h01234", 3);
+        assert_eq!(
+            keys,
+            (12340..12343)
+                .map(|h| (format!("h{h:06}"), "cpu".to_string()))
+                .collect::<Vec<_>>()
+        );
+        // Beyond the first KNOWN, a key is listed while among the newest.
+        assert_eq!(r.keys(&format!("h{:06}", KNOWN + 4_999), 3).len(), 1);
+        assert!(r.keys(&format!("h{:06}", KNOWN + 10), 3).is_empty());
     }
 }

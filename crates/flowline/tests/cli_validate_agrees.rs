@@ -49,6 +49,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("checkpoint", "dir", "\"@DIR@/cp\""),
     ("checkpoint", "interval", "\"1s\""),
     ("http", "listen", "\"127.0.0.1:0\""),
+    ("http", "unhealthy_after", "\"60s\""),
 ];
 
 /// Values that break programs, for any setting.
