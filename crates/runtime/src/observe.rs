@@ -72,20 +72,59 @@ pub struct StageStatus {
     pub records_in: u64,
 }
 
-/// Busy and backpressured time of one task, nanoseconds since start.
+/// One task of the job (the source, the chain, a sink): its busy and
+/// backpressured time, and since when it has been failing, disconnected
+/// or inside one call. Each task holds its own and updates it without a
+/// shared lock; [`Ops`] reads them all.
 #[derive(Debug, Default)]
-pub struct TaskTimes {
+pub(crate) struct Component {
     busy_ns: AtomicU64,
     backpressured_ns: AtomicU64,
+    /// Since when it has been failing (retrying), and why.
+    failing: Mutex<Option<(Instant, String)>>,
+    /// The source: since when it has reported no connection.
+    disconnected: Mutex<Option<Instant>>,
+    /// A sink: since when its current write or flush call has run.
+    call_since: Mutex<Option<Instant>>,
 }
 
-impl TaskTimes {
+impl Component {
     pub(crate) fn busy(&self, d: Duration) {
         self.busy_ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
     pub(crate) fn backpressured(&self, d: Duration) {
         self.backpressured_ns
             .fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+    /// It failed for a reason it retries (the first reason is kept).
+    pub(crate) fn failing(&self, why: &str) {
+        let mut f = lock(&self.failing);
+        if f.is_none() {
+            *f = Some((Instant::now(), why.to_string()));
+        }
+    }
+    /// It works again.
+    pub(crate) fn recovered(&self) {
+        let mut f = lock(&self.failing);
+        if f.is_some() {
+            *f = None;
+        }
+    }
+    /// What the source says of its connection (`None`: it does not know).
+    pub(crate) fn connected(&self, c: Option<bool>) {
+        let mut d = lock(&self.disconnected);
+        match c {
+            Some(false) => {
+                d.get_or_insert_with(Instant::now);
+            }
+            _ => *d = None,
+        }
+    }
+    pub(crate) fn call_started(&self) {
+        *lock(&self.call_since) = Some(Instant::now());
+    }
+    pub(crate) fn call_ended(&self) {
+        *lock(&self.call_since) = None;
     }
 }
 
@@ -186,11 +225,8 @@ struct Tally {
 pub struct Ops {
     stages: Mutex<Vec<StageDef>>,
     sink_names: Mutex<Vec<String>>,
-    tasks: Mutex<BTreeMap<String, Arc<TaskTimes>>>,
-    /// Component → since when it has been failing, and why.
-    failing: Mutex<BTreeMap<String, (Instant, String)>>,
-    /// Sink → since when its current write or flush call has run.
-    in_call: Mutex<BTreeMap<String, Instant>>,
+    /// `source`, `chain` and each sink, by name.
+    tasks: Mutex<BTreeMap<String, Arc<Component>>>,
     tally: Mutex<Tally>,
     tap_count: AtomicUsize,
     taps: Mutex<Vec<(String, mpsc::Sender<Tapped>)>>,
@@ -222,8 +258,9 @@ impl Ops {
             .collect()
     }
 
-    /// The times of the task called `name`, registered on first use.
-    pub(crate) fn task(&self, name: &str) -> Arc<TaskTimes> {
+    /// The task called `name` (`source`, `chain`, a sink's name),
+    /// registered on first use.
+    pub(crate) fn task(&self, name: &str) -> Arc<Component> {
         lock(&self.tasks)
             .entry(name.to_string())
             .or_default()
@@ -247,51 +284,33 @@ impl Ops {
             .collect()
     }
 
-    /// `component` failed for a reason it retries.
-    pub(crate) fn failing(&self, component: &str, reason: &str) {
-        lock(&self.failing)
-            .entry(component.to_string())
-            .or_insert_with(|| (Instant::now(), reason.to_string()));
-    }
-
-    /// `component` works again.
-    pub(crate) fn recovered(&self, component: &str) {
-        let mut f = lock(&self.failing);
-        if !f.is_empty() {
-            f.remove(component);
-        }
-    }
-
-    pub(crate) fn call_started(&self, sink: &str) {
-        lock(&self.in_call).insert(sink.to_string(), Instant::now());
-    }
-
-    pub(crate) fn call_ended(&self, sink: &str) {
-        lock(&self.in_call).remove(sink);
-    }
-
-    /// What has been wrong for longer than `limit`: a component failing
+    /// What has been wrong for longer than `limit`: a task failing
     /// (retrying), a disconnected source, or a sink call (a write or flush,
     /// which a sink may retry inside) running that long. Empty: healthy.
     pub fn unhealthy(&self, limit: Duration) -> Vec<String> {
-        let mut out: Vec<String> = lock(&self.failing)
-            .iter()
-            .filter(|(_, (since, _))| since.elapsed() > limit)
-            .map(|(c, (since, why))| {
-                format!("{c} failing for {} s: {why}", since.elapsed().as_secs())
-            })
-            .collect();
-        out.extend(
-            lock(&self.in_call)
-                .iter()
-                .filter(|(_, since)| since.elapsed() > limit)
-                .map(|(s, since)| {
-                    format!(
-                        "sink {s}: a write or flush has not completed for {} s (the server is away or too slow)",
-                        since.elapsed().as_secs()
-                    )
-                }),
-        );
+        let mut out = Vec::new();
+        let long = |since: &Instant| (since.elapsed() > limit).then(|| since.elapsed().as_secs());
+        for (name, t) in lock(&self.tasks).iter() {
+            let what = match name.as_str() {
+                "source" | "chain" => name.clone(),
+                sink => format!("sink {sink}"),
+            };
+            if let Some((since, why)) = lock(&t.failing).as_ref() {
+                if let Some(s) = long(since) {
+                    out.push(format!("{what} failing for {s} s: {why}"));
+                }
+            }
+            if let Some(s) = lock(&t.disconnected).as_ref().and_then(long) {
+                out.push(format!(
+                    "source connection: the source has reported no connection to its server for {s} s"
+                ));
+            }
+            if let Some(s) = lock(&t.call_since).as_ref().and_then(long) {
+                out.push(format!(
+                    "{what}: a write or flush has not completed for {s} s (the server is away or too slow)"
+                ));
+            }
+        }
         out
     }
 
@@ -537,16 +556,26 @@ mod tests {
     #[test]
     fn a_failure_is_unhealthy_only_past_the_limit_and_until_recovered() {
         let ops = Ops::default();
-        ops.failing("sink windows", "connection refused");
+        let sink = ops.task("windows");
+        sink.failing("connection refused");
+        sink.failing("a later reason");
         assert!(ops.unhealthy(Duration::from_secs(60)).is_empty());
         let why = ops.unhealthy(Duration::ZERO);
         assert_eq!(why.len(), 1);
-        assert!(why[0].contains("connection refused"), "{why:?}");
-        ops.recovered("sink windows");
+        assert!(
+            why[0].starts_with("sink windows failing for 0 s: connection refused"),
+            "{why:?}"
+        );
+        sink.recovered();
         assert!(ops.unhealthy(Duration::ZERO).is_empty());
-        ops.call_started("windows");
-        assert!(ops.unhealthy(Duration::ZERO)[0].contains("sink windows"));
-        ops.call_ended("windows");
+        sink.call_started();
+        assert!(ops.unhealthy(Duration::ZERO)[0].starts_with("sink windows: a write or flush"));
+        sink.call_ended();
+        assert!(ops.unhealthy(Duration::ZERO).is_empty());
+        let source = ops.task("source");
+        source.connected(Some(false));
+        assert!(ops.unhealthy(Duration::ZERO)[0].starts_with("source connection: "));
+        source.connected(None);
         assert!(ops.unhealthy(Duration::ZERO).is_empty());
     }
 

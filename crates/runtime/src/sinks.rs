@@ -42,6 +42,8 @@ pub(crate) struct SinkSpec {
     /// Set for the dead-letter sink: records it refuses are written again
     /// once, cut down (see `shrink`), in this format.
     pub(crate) shrink: Option<DeadLetterFormat>,
+    /// Its busy time and failures, for the operations view.
+    pub(crate) task: Arc<crate::observe::Component>,
 }
 
 impl SinkTask {
@@ -106,14 +108,13 @@ where
 {
     let mut backoff = spec.retry.backoff(0x9E37_79B9_7F4A_7C15);
     let mut attempt = 0;
-    let ops = metrics.ops();
+    let task = &spec.task;
     let t0 = std::time::Instant::now();
-    ops.call_started(&spec.name);
-    let component = format!("sink {}", spec.name);
+    task.call_started();
     let r = loop {
         match op(sink).await {
             Err(e) if e.is_retryable() && attempt + 1 < spec.retry.max_attempts => {
-                ops.failing(&component, &e.to_string());
+                task.failing(&e.to_string());
                 let wait = backoff.delay(attempt);
                 attempt += 1;
                 metrics
@@ -125,10 +126,10 @@ where
             r => break r,
         }
     };
-    ops.call_ended(&spec.name);
-    ops.task(&spec.name).busy(t0.elapsed());
+    task.call_ended();
+    task.busy(t0.elapsed());
     if !matches!(&r, Err(e) if e.is_retryable()) {
-        ops.recovered(&component);
+        task.recovered();
     }
     r
 }
@@ -151,7 +152,6 @@ async fn run(
     if let Some(read) = sink.counters_dyn() {
         metrics.set_sink_counters(&spec.name, read);
     }
-    metrics.ops().task(&spec.name);
     while let Some(msg) = rx.recv().await {
         match msg {
             SinkMsg::Write(batch) => {

@@ -23,16 +23,14 @@ pub(crate) async fn source_task(
     let mut lag_at = Instant::now();
     let mut failures = 0;
     let mut ended = false;
-    let ops = metrics.ops();
-    let times = ops.task("source");
-    let component = "source";
+    let task = metrics.ops().task("source");
     let send = |ev| {
         let tx = &tx;
-        let times = &times;
+        let task = &task;
         async move {
             let t0 = Instant::now();
             let r = tx.send(ev).await;
-            times.backpressured(t0.elapsed());
+            task.backpressured(t0.elapsed());
             r
         }
     };
@@ -64,18 +62,12 @@ pub(crate) async fn source_task(
             lag_at = Instant::now();
             let lag = source.lag_dyn();
             metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
-            match source.connected_dyn() {
-                Some(false) => ops.failing(
-                    "source connection",
-                    "disconnected: the source reports no connection to its server",
-                ),
-                _ => ops.recovered("source connection"),
-            }
+            task.connected(source.connected_dyn());
         }
         let ev = source.next_dyn().await;
         match ev {
             Err(e) if e.is_retryable() && failures + 1 < retry.max_attempts => {
-                ops.failing(component, &e.to_string());
+                task.failing(&e.to_string());
                 let wait = backoff.delay(failures);
                 failures += 1;
                 tracing::warn!(error = %e, attempt = failures, wait_ms = wait.as_millis() as u64, "source read failed, retrying");
@@ -84,7 +76,7 @@ pub(crate) async fn source_task(
             }
             Err(ConnectorError::BadRecords(rejected)) => {
                 failures = 0;
-                ops.recovered(component);
+                task.recovered();
                 tracing::warn!(count = rejected.len(), "source rejected records");
                 // Records the source could not read: the driver
                 // dead-letters them with the source's reason.
@@ -97,7 +89,7 @@ pub(crate) async fn source_task(
             }
             ev => {
                 failures = 0;
-                ops.recovered(component);
+                task.recovered();
                 ended = matches!(ev, Ok(SourceEvent::End));
                 if send(ev).await.is_err() {
                     break;

@@ -70,7 +70,7 @@ pub(crate) struct Driver {
     source_times: bool,
     position_tx: watch::Sender<Option<SourcePosition>>,
     /// The chain's busy and backpressured time.
-    times: Arc<crate::observe::TaskTimes>,
+    times: Arc<crate::observe::Component>,
     /// Backpressured time within the batch being processed.
     waited: Duration,
 }
@@ -109,6 +109,7 @@ impl Driver {
             capacity: cfg.channel_capacity,
             retry: cfg.retry,
             shrink: None,
+            task: metrics.ops().task(name),
         };
         let restore =
             |stage: &'static str, name: String, e: ConnectorError| RuntimeError::Connector {
