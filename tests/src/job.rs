@@ -41,13 +41,17 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// Starts `flowline run --config <config>`, its log to `<config>.<n>.log`.
+/// Starts `flowline run --config <config>`, its log to `<config>.<n>.log`
+/// (at `FLOWLINE_TEST_LOG`, a `RUST_LOG` filter, or `info`).
 pub fn spawn_job(config: &Path, n: usize) -> Child {
     let log = std::fs::File::create(config.with_extension(format!("{n}.log"))).expect("log file");
     Command::new(bin("flowline"))
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("FLOWLINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -59,6 +59,14 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
+/// Whether librdkafka's statistics show a broker connection up (its own
+/// internal and logical brokers left out).
+pub(crate) fn any_broker_up(s: &rdkafka::Statistics) -> bool {
+    s.brokers
+        .values()
+        .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"))
+}
+
 /// `topic/partition`: the partition id the runtime keys state by.
 pub fn partition_id(topic: &str, partition: i32) -> PartitionId {
     PartitionId::new(format!("{topic}/{partition}"))
@@ -435,15 +443,22 @@ impl Source for KafkaSource {
             }
             return Ok(self.assign_bounded()?);
         }
+        // The runtime answers each `Assigned` event with one seek, in order:
+        // this seek answers the oldest unanswered assignment, and only its
+        // partitions. (Applied to whatever was awaiting, the answer to an
+        // empty assignment once started a newer one at offsets of an older
+        // checkpoint than the state restored for it: events counted twice.)
+        // A seek that answers no assignment (the restore at start) is only
+        // remembered.
+        let Some(answering) = self.shared().next_answer() else {
+            return Ok(());
+        };
         let timeout = duration("connect_timeout", &self.cfg.connect_timeout)?;
-        let awaiting: Vec<(String, i32, PartitionId, Option<i64>)> = lock(&self.shared().state)
-            .parts
-            .iter()
-            .filter(|p| p.awaiting)
-            .map(|p| (p.topic.clone(), p.partition, p.pid.clone(), p.first_seen))
-            .collect();
+        let awaiting = lock(&self.shared().state).to_answer(&answering);
         for (t, p, pid, first_seen) in awaiting {
-            let mut target = self.known.get(&pid).map(|o| *o as i64);
+            // This answer's offset, never one remembered from another: a
+            // partition it does not name has no checkpointed state.
+            let mut target = position.get(&pid).map(|o| o as i64);
             if target.is_none() {
                 // No checkpoint holds this partition's state: start where
                 // the configuration says, not at an offset the group
@@ -459,6 +474,7 @@ impl Source for KafkaSource {
             // The assignment starts fetching here; `first_seen` is only set
             // by a consumer that fetched before the answer.
             part.target = target.or(first_seen);
+            tracing::debug!(partition = %pid, target = ?part.target, first_seen = ?first_seen, "assigned partition starts here");
             part.seeked = false;
         }
         // The waiting assignment proceeds with these offsets.

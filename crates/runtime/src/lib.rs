@@ -147,6 +147,7 @@
 
 #![warn(missing_docs)]
 
+mod component;
 mod driver;
 mod error;
 mod handle;

@@ -43,7 +43,7 @@ pub(crate) struct SinkSpec {
     /// once, cut down (see `shrink`), in this format.
     pub(crate) shrink: Option<DeadLetterFormat>,
     /// Its busy time and failures, for the operations view.
-    pub(crate) task: Arc<crate::observe::Component>,
+    pub(crate) task: Arc<crate::component::Component>,
 }
 
 impl SinkTask {

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     ack_cv: Condvar,
     /// Signalled by `seek`, which an assignment waits for.
     seek_cv: Condvar,
+    /// Partitions of each `Assigned` sent and not yet answered, oldest first.
+    answers: Mutex<std::collections::VecDeque<Vec<PartitionId>>>,
     /// End offsets from librdkafka's statistics (once a second), for lag.
     pub ends: Mutex<HashMap<(String, i32), i64>>,
     /// From the same statistics: 0 not known yet, 1 some broker connection
@@ -82,6 +84,7 @@ impl Shared {
             acks: Mutex::default(),
             ack_cv: Condvar::new(),
             seek_cv: Condvar::new(),
+            answers: Mutex::default(),
             ends: Mutex::default(),
             connected: std::sync::atomic::AtomicU8::new(0),
             stop: AtomicBool::new(false),
@@ -180,14 +183,14 @@ impl Shared {
         st
     }
 
+    /// Takes the partitions of the oldest assignment not yet answered.
+    pub fn next_answer(&self) -> Option<Vec<PartitionId>> {
+        lock(&self.answers).pop_front()
+    }
+
     /// `seek` has answered an assignment.
     pub fn seek_answered(&self) {
         self.seek_cv.notify_all();
-    }
-
-    #[cfg(test)]
-    fn covered(&self, need: &[(PartitionId, u64)]) -> bool {
-        covers(&lock(&self.acks), need)
     }
 
     fn wait_for_checkpoint(&self, need: &[(PartitionId, u64)]) {
@@ -217,14 +220,6 @@ fn covers(acks: &HashMap<PartitionId, u64>, need: &[(PartitionId, u64)]) -> bool
         .all(|(pid, n)| acks.get(pid).is_some_and(|a| a >= n))
 }
 
-/// Whether librdkafka's statistics show a broker connection up (its own
-/// internal and logical brokers left out).
-pub(crate) fn any_broker_up(s: &rdkafka::Statistics) -> bool {
-    s.brokers
-        .values()
-        .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"))
-}
-
 /// The consumer's context: statistics and rebalance callbacks.
 #[derive(Debug)]
 pub struct Ctx(pub(crate) Arc<Shared>);
@@ -243,9 +238,10 @@ impl ClientContext for Ctx {
     }
 
     fn stats(&self, s: rdkafka::Statistics) {
-        self.0
-            .connected
-            .store(if any_broker_up(&s) { 1 } else { 2 }, Ordering::Relaxed);
+        self.0.connected.store(
+            if super::any_broker_up(&s) { 1 } else { 2 },
+            Ordering::Relaxed,
+        );
         let mut ends = lock(&self.0.ends);
         for (t, topic) in s.topics {
             for (p, part) in topic.partitions {
@@ -336,6 +332,7 @@ impl Ctx {
         }
         tracing::info!(partitions = ?pids, "partitions assigned");
         sh.flush_uncredited();
+        lock(&sh.answers).push_back(pids.clone());
         sh.send((Ok(SourceEvent::Assigned(pids)), false));
         let mut st = sh.wait_for_seek(&list);
         for (t, p) in &list {
@@ -571,7 +568,7 @@ mod tests {
         let need = vec![(pid.clone(), 10)];
         // A checkpoint short of the delivered records does not cover them.
         sh.checkpointed([(pid.clone(), 9)].into_iter());
-        assert!(!sh.covered(&need));
+        assert!(!covers(&lock(&sh.acks), &need));
         let waiter = {
             let (sh, need) = (sh.clone(), need.clone());
             std::thread::spawn(move || {
@@ -581,7 +578,7 @@ mod tests {
             })
         };
         sh.checkpointed([(pid.clone(), 10)].into_iter());
-        assert!(sh.covered(&need));
+        assert!(covers(&lock(&sh.acks), &need));
         let waited = waiter.join().unwrap();
         assert!(
             waited < Duration::from_secs(60),

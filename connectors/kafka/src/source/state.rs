@@ -74,6 +74,20 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The partitions a seek answering the assignment of `answering`
+    /// starts: those of that assignment still awaiting, never those of a
+    /// newer one (their answer comes after).
+    pub fn to_answer(
+        &self,
+        answering: &[PartitionId],
+    ) -> Vec<(String, i32, PartitionId, Option<i64>)> {
+        self.parts
+            .iter()
+            .filter(|p| p.awaiting && answering.contains(&p.pid))
+            .map(|p| (p.topic.clone(), p.partition, p.pid.clone(), p.first_seen))
+            .collect()
+    }
+
     pub fn find(&mut self, topic: &str, partition: i32) -> Option<&mut Part> {
         if !self
             .parts
@@ -152,6 +166,22 @@ mod tests {
         let mut s = State::default();
         s.add(part);
         s
+    }
+
+    #[test]
+    fn an_answer_starts_only_the_partitions_of_its_own_assignment() {
+        // The runtime answered an empty assignment after a newer one made
+        // t/0 and t/1 wait: that answer must not start them (it did, at
+        // offsets of an older checkpoint than their restored state).
+        let mut s = State::default();
+        s.add(Part::new("t", 0, true));
+        s.add(Part::new("t", 1, true));
+        assert!(s.to_answer(&[]).is_empty());
+        let pids = [PartitionId::new("t/1"), PartitionId::new("t/0")];
+        let started: Vec<PartitionId> = s.to_answer(&pids).into_iter().map(|a| a.2).collect();
+        assert_eq!(started, [PartitionId::new("t/0"), PartitionId::new("t/1")]);
+        s.find("t", 0).unwrap().awaiting = false;
+        assert_eq!(s.to_answer(&pids).len(), 1);
     }
 
     #[test]

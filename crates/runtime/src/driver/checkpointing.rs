@@ -216,12 +216,16 @@ impl Driver {
                 p.live = true;
             }
         }
+        // Every assigned partition with state here, at that state's offset;
+        // a partition not named has none (the source starts it at its
+        // configured start).
         let mut pos = SourcePosition::new();
-        for id in &fresh {
+        for id in ids {
             if let Some(p) = self.parts.get(id) {
                 pos = pos.with(id.clone(), p.next_offset);
             }
         }
+        tracing::debug!(job = %self.cfg.name, assigned = ?ids, restored = ?pos.offsets, "assigned partitions: state restored, the source seeks to these offsets");
         Ok(pos)
     }
 }

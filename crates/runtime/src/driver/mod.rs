@@ -70,7 +70,7 @@ pub(crate) struct Driver {
     source_times: bool,
     position_tx: watch::Sender<Option<SourcePosition>>,
     /// The chain's busy and backpressured time.
-    times: Arc<crate::observe::Component>,
+    times: Arc<crate::component::Component>,
     /// Backpressured time within the batch being processed.
     waited: Duration,
 }
