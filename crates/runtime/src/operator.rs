@@ -288,28 +288,16 @@ macro_rules! stateless_passthrough {
 /// `records_in`; the driver is the only writer).
 pub(crate) struct Counted<T> {
     pub(crate) count: crate::observe::Count,
-    pub(crate) inner: BoxOp<T>,
+    pub(crate) down: BoxOp<T>,
 }
 
 impl<T> Operator<T> for Counted<T> {
     #[inline]
     fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
         self.count.add1();
-        self.inner.element(el, ts, cx)
+        self.down.element(el, ts, cx)
     }
-    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
-        self.inner.watermark(wm, cx)
-    }
-    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
-        self.inner.snapshot(out)
-    }
-    fn restore(
-        &mut self,
-        states: &mut std::vec::IntoIter<Vec<u8>>,
-        cx: &mut Cx<'_>,
-    ) -> Result<(), String> {
-        self.inner.restore(states, cx)
-    }
+    stateless_passthrough!();
 }
 
 pub(crate) struct MapOp<F, O> {

@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -69,6 +69,24 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Writes one family's samples, each made by `metric`; a single sample
+/// without labels is written without `{}`.
+fn write<T: Copy, M: EncodeMetric>(
+    mut m: MetricEncoder<'_>,
+    samples: &[(Labels, T)],
+    metric: impl Fn(T) -> M,
+) -> Result<(), std::fmt::Error> {
+    if let [(labels, x)] = samples {
+        if labels.is_empty() {
+            return metric(*x).encode(m);
+        }
+    }
+    for (labels, x) in samples {
+        metric(*x).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         for (name, help, samples) in &self.families {
@@ -76,44 +94,12 @@ impl Collector for Snapshot {
                 Samples::Counter(_) | Samples::Seconds(_) => MetricType::Counter,
                 Samples::Gauge(_) | Samples::Count(_) => MetricType::Gauge,
             };
-            let mut m = enc.encode_descriptor(name, help, None, kind)?;
-            // One sample without labels is written without `{}`.
+            let m = enc.encode_descriptor(name, help, None, kind)?;
             match samples {
-                Samples::Counter(v) if v.len() == 1 && v[0].0.is_empty() => {
-                    ConstCounter::new(v[0].1).encode(m)?;
-                    continue;
-                }
-                Samples::Gauge(v) if v.len() == 1 && v[0].0.is_empty() => {
-                    ConstGauge::new(v[0].1).encode(m)?;
-                    continue;
-                }
-                Samples::Count(v) if v.len() == 1 && v[0].0.is_empty() => {
-                    ConstGauge::new(v[0].1).encode(m)?;
-                    continue;
-                }
-                _ => {}
-            }
-            match samples {
-                Samples::Counter(v) => {
-                    for (labels, x) in v {
-                        ConstCounter::new(*x).encode(m.encode_family(labels)?)?;
-                    }
-                }
-                Samples::Seconds(v) => {
-                    for (labels, x) in v {
-                        ConstCounter::new(*x).encode(m.encode_family(labels)?)?;
-                    }
-                }
-                Samples::Gauge(v) => {
-                    for (labels, x) in v {
-                        ConstGauge::new(*x).encode(m.encode_family(labels)?)?;
-                    }
-                }
-                Samples::Count(v) => {
-                    for (labels, x) in v {
-                        ConstGauge::new(*x).encode(m.encode_family(labels)?)?;
-                    }
-                }
+                Samples::Counter(v) => write(m, v, ConstCounter::new)?,
+                Samples::Seconds(v) => write(m, v, ConstCounter::new)?,
+                Samples::Gauge(v) => write(m, v, ConstGauge::new)?,
+                Samples::Count(v) => write(m, v, ConstGauge::new)?,
             }
         }
         let h = &self.hist;

@@ -250,7 +250,7 @@ impl<T: Send + 'static> DataStream<T> {
             build: Arc::new(move |down| {
                 prev(Box::new(Counted {
                     count: count.clone(),
-                    inner: op(down),
+                    down: op(down),
                 }))
             }),
             desc: format!("{}>{}", self.desc, desc),
@@ -384,7 +384,7 @@ impl<T: Send + 'static> DataStream<T> {
         let factory: ChainFactory = Arc::new(move || {
             prev(Box::new(Counted {
                 count: count.clone(),
-                inner: Box::new(SinkOp::<_, T> {
+                down: Box::new(SinkOp::<_, T> {
                     encode: encode.clone(),
                     sink: sink.0,
                     down: None,

@@ -22,9 +22,15 @@ fn url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-async fn get(c: &reqwest::Client, base: &str, path: &str) -> Result<Value, Error> {
+/// The body of a GET of `base` + `path` with `query`, or why not.
+async fn fetch(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<String, Error> {
     let u = url(base, path);
-    let r = c.get(&u).send().await.map_err(|e| {
+    let r = c.get(&u).query(query).send().await.map_err(|e| {
         Error::Api(format!(
             "{u}: {e}. Fix: check that the job runs with [http] listen on that address"
         ))
@@ -40,7 +46,13 @@ async fn get(c: &reqwest::Client, base: &str, path: &str) -> Result<Value, Error
             text.trim()
         )));
     }
-    serde_json::from_str(&text).map_err(|e| Error::Api(format!("{u}: not JSON: {e}")))
+    Ok(text)
+}
+
+async fn get(c: &reqwest::Client, base: &str, path: &str) -> Result<Value, Error> {
+    let text = fetch(c, base, path, &[]).await?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Api(format!("{}: not JSON: {e}", url(base, path))))
 }
 
 fn rate(v: &Value) -> String {
@@ -168,33 +180,13 @@ pub(super) async fn tap(base: &str, stage: &str, limit: usize) -> Result<(), Err
     let c = client(Duration::from_secs(15))?;
     let mut left = limit;
     while left > 0 {
-        let u = url(base, "/api/v1/tap");
         let want = left.min(1000).to_string();
-        let r = c
-            .get(&u)
-            .query(&[
-                ("stage", stage),
-                ("limit", want.as_str()),
-                ("wait_ms", "10000"),
-            ])
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Api(format!(
-                    "{u}: {e}. Fix: check that the job runs with [http] listen on that address"
-                ))
-            })?;
-        let status = r.status();
-        let body = r
-            .text()
-            .await
-            .map_err(|e| Error::Api(format!("{u}: {e}")))?;
-        if !status.is_success() {
-            return Err(Error::Api(format!(
-                "{u} answered {status}: {}",
-                body.trim()
-            )));
-        }
+        let query = [
+            ("stage", stage),
+            ("limit", want.as_str()),
+            ("wait_ms", "10000"),
+        ];
+        let body = fetch(&c, base, "/api/v1/tap", &query).await?;
         for line in body.lines().filter(|l| !l.is_empty()) {
             out!("{line}");
             left -= 1;
