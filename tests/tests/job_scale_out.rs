@@ -101,6 +101,7 @@ async fn two_processes_share_partitions_and_survive_one_being_killed() {
             &path,
             format!(
                 r#"{head}poll_timeout = "100ms"
+keyed_by = ["host"]
 [source.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"

@@ -335,6 +335,15 @@ impl KafkaCheckpointStore {
 
 impl CheckpointStore for KafkaCheckpointStore {
     fn save(&mut self, cp: &Checkpoint) -> Result<u64, CheckpointError> {
+        if !cp.key_groups.is_empty() {
+            // State by key group belongs to one process; this store shares
+            // state by source partition between the processes of a group.
+            return Err(err(
+                "save",
+                &self.topic,
+                "a checkpoint with keyed state behind an exchange cannot be kept here. Fix: declare `[source] keyed_by` (the topic is keyed by the job's key), or keep checkpoints in a local directory",
+            ));
+        }
         let mut bytes = 0u64;
         let mut written = Vec::new();
         for (id, snap) in &cp.partitions {

@@ -10,8 +10,13 @@ use serde::{Deserialize, Serialize};
 
 /// Format 1: magic, postcard body (read for compatibility, no checksum).
 const MAGIC_V1: &[u8; 8] = b"FLCKPT01";
-/// Format 2: magic, CRC-32 of the body (little endian), postcard body.
-const MAGIC: &[u8; 8] = b"FLCKPT02";
+/// Format 2: magic, CRC-32 of the body (little endian), postcard body
+/// (read for compatibility: a checkpoint without key groups).
+const MAGIC_V2: &[u8; 8] = b"FLCKPT02";
+/// Format 3: as format 2, the body with key groups. Several bits away from
+/// the older magics, so that no single flipped bit turns a format 3 file
+/// into a readable older one.
+const MAGIC: &[u8; 8] = b"FLCKP3KG";
 
 /// One partition's part of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +44,26 @@ pub struct Checkpoint {
     pub partitions: BTreeMap<PartitionId, PartitionSnapshot>,
     /// Per sink name, what its `snapshot` returned.
     pub sinks: BTreeMap<String, Option<Vec<u8>>>,
+    /// Keyed state behind an exchange, per key group: each operator's state
+    /// in chain order. Empty for a job whose state lives with its source
+    /// partitions.
+    pub key_groups: BTreeMap<u16, Vec<Vec<u8>>>,
+}
+
+/// Format 1 and 2 bodies: a checkpoint without key groups.
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    id: u64,
+    graph: String,
+    created_ms: i64,
+    partitions: BTreeMap<PartitionId, PartitionSnapshot>,
+    sinks: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl From<CheckpointV2> for Checkpoint {
+    fn from(c: CheckpointV2) -> Self {
+        Checkpoint::new(c.id, c.graph, c.created_ms, c.partitions, c.sinks)
+    }
 }
 
 impl PartitionSnapshot {
@@ -67,7 +92,14 @@ impl Checkpoint {
             created_ms,
             partitions,
             sinks,
+            key_groups: BTreeMap::new(),
         }
+    }
+
+    /// With the keyed state of these key groups.
+    pub fn with_key_groups(mut self, key_groups: BTreeMap<u16, Vec<Vec<u8>>>) -> Self {
+        self.key_groups = key_groups;
+        self
     }
 
     /// Encodes for storage, with a checksum of the body.
@@ -78,7 +110,10 @@ impl Checkpoint {
     /// Decodes what `encode` wrote, refusing it when the checksum does not
     /// match its body.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        decode_framed(MAGIC, MAGIC_V1, bytes, "checkpoint", "")
+        if bytes.starts_with(MAGIC) {
+            return decode_framed(MAGIC, MAGIC_V1, bytes, "checkpoint", "");
+        }
+        decode_framed::<CheckpointV2>(MAGIC_V2, MAGIC_V1, bytes, "checkpoint", "").map(Into::into)
     }
 }
 
@@ -130,10 +165,32 @@ mod tests {
     use super::*;
     use crate::tests::cp;
 
+    /// The body of formats 1 and 2 (no key groups).
+    fn v2_body(c: &Checkpoint) -> Vec<u8> {
+        postcard::to_stdvec(&(&c.id, &c.graph, &c.created_ms, &c.partitions, &c.sinks)).unwrap()
+    }
+
     #[test]
     fn format_1_checkpoints_still_restore() {
         let mut v1 = MAGIC_V1.to_vec();
-        v1.extend(postcard::to_stdvec(&cp(7)).unwrap());
+        v1.extend(v2_body(&cp(7)));
         assert_eq!(Checkpoint::decode(&v1).unwrap(), cp(7));
+    }
+
+    #[test]
+    fn format_2_checkpoints_still_restore() {
+        let body = v2_body(&cp(8));
+        let mut v2 = MAGIC_V2.to_vec();
+        v2.extend(crc32fast::hash(&body).to_le_bytes());
+        v2.extend(body);
+        assert_eq!(Checkpoint::decode(&v2).unwrap(), cp(8));
+    }
+
+    #[test]
+    fn key_groups_round_trip() {
+        let c = cp(9).with_key_groups([(3u16, vec![vec![1, 2]]), (127, vec![])].into());
+        let back = Checkpoint::decode(&c.encode().unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.key_groups.len(), 2);
     }
 }

@@ -70,6 +70,7 @@ pub(crate) mod tests {
             )]
             .into(),
             sinks: [("out".to_string(), Some(vec![9]))].into(),
+            key_groups: Default::default(),
         }
     }
 }

@@ -78,6 +78,19 @@ pub trait Source: Send + 'static {
     fn connected(&self) -> Option<bool> {
         None
     }
+
+    /// The partitions this source will read, when it knows them before
+    /// reading (a bounded source over fixed partitions, a file per
+    /// partition). Called once, before the first `next`. A job that keys
+    /// through the runtime's exchange holds its watermark back until each
+    /// of them has sent records (or stayed idle past the idle timeout), so
+    /// that the first partition read does not fire windows the others
+    /// still feed. A source in a consumer group announces its partitions
+    /// with [`SourceEvent::Assigned`] instead. Default: `None`, not known
+    /// (fine for a source of one partition). Since API 2.2.
+    fn partitions(&self) -> Option<Vec<PartitionId>> {
+        None
+    }
 }
 
 /// The object-safe twin of [`Source`], for the registry and the runtime.
@@ -102,6 +115,8 @@ pub trait DynSource: crate::sealed::Source + Send + 'static {
     fn lag_dyn(&self) -> Vec<(PartitionId, u64)>;
     /// See [`Source::connected`].
     fn connected_dyn(&self) -> Option<bool>;
+    /// See [`Source::partitions`].
+    fn partitions_dyn(&self) -> Option<Vec<PartitionId>>;
 }
 
 impl<S: Source> DynSource for S {
@@ -128,6 +143,9 @@ impl<S: Source> DynSource for S {
     }
     fn connected_dyn(&self) -> Option<bool> {
         self.connected()
+    }
+    fn partitions_dyn(&self) -> Option<Vec<PartitionId>> {
+        self.partitions()
     }
 }
 

@@ -55,7 +55,9 @@ pub fn build_job_watched(
         .out_of_orderness(plan.out_of_orderness)
         .idle_timeout(plan.idle_timeout)
         .checkpoint_interval(plan.checkpoint.as_ref().map(|c| c.1))
-        .channel_capacity(plan.job.channel_capacity);
+        .channel_capacity(plan.job.channel_capacity)
+        .workers(plan.workers)
+        .partitioned_by_key(plan.keyed_by.is_some());
     let env = StreamEnvironment::new(cfg);
     let source = registry
         .build_source(&plan.source.kind, source_settings(&plan.source))

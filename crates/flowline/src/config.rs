@@ -80,6 +80,9 @@ pub struct JobSection {
     /// its partitions back at once; two instances on one host need their
     /// own.
     pub instance_id: Option<String>,
+    /// Tasks running the keyed stages behind the exchange (default: the
+    /// number of cores).
+    pub workers: Option<usize>,
 }
 
 impl Default for JobSection {
@@ -88,6 +91,7 @@ impl Default for JobSection {
             name: default_name(),
             channel_capacity: default_capacity(),
             instance_id: None,
+            workers: None,
         }
     }
 }
@@ -216,6 +220,11 @@ pub struct JobPlan {
     pub anomalies: Option<ConnectorSection>,
     /// Current-status output sink.
     pub current: Option<ConnectorSection>,
+    /// Workers behind the exchange.
+    pub workers: usize,
+    /// `[source] keyed_by`: the key fields the input is partitioned by (no
+    /// exchange); `None`: the exchange.
+    pub keyed_by: Option<Vec<String>>,
 }
 
 /// The longest duration any setting takes: 100 years (of 365.25 days).
@@ -373,6 +382,7 @@ impl JobPlan {
             .check()
             .map_err(|(field, message)| Error::Config { field, message })?;
         let mut source = section("source", &f.source)?;
+        let keyed_by = crate::parallel::take_keyed_by(&mut source)?;
         crate::member::static_member(&f.job, &mut source);
         let mut plan = JobPlan {
             anomaly,
@@ -416,10 +426,13 @@ impl JobPlan {
             late: f.late.as_ref().map(|t| section("late", t)).transpose()?,
             http_listen: f.http.as_ref().map(|h| h.listen.clone()),
             http_unhealthy_after: crate::http::unhealthy_after(f.http.as_ref())?,
+            workers: crate::parallel::workers(&f.job)?,
+            keyed_by,
             job: f.job,
         };
         crate::mapping::check_key_names(&plan)
             .map_err(|(field, message)| Error::Config { field, message })?;
+        crate::parallel::check(&plan)?;
         crate::mapping::apply(&mut plan);
         Ok(plan)
     }
@@ -454,138 +467,5 @@ pub use crate::expand::expand_env;
 pub use crate::redact::redact;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHORT: &str = r#"
-[source]
-type = "file"
-path = "events.ndjson"
-
-[sink]
-type = "file"
-path = "windows.ndjson"
-
-[window]
-size = "10s"
-allowed_lateness = "0s"
-out_of_orderness = "3s"
-"#;
-
-    #[test]
-    fn the_short_job_file_parses_with_defaults() {
-        let p = JobPlan::parse(SHORT).unwrap();
-        assert_eq!(p.source.kind, "file");
-        assert_eq!(
-            p.source.settings,
-            serde_json::json!({"path": "events.ndjson"})
-        );
-        assert_eq!(p.out_of_orderness, Duration::from_secs(3));
-        assert_eq!(p.window.spec, Tumbling::of(Duration::from_secs(10)));
-        assert!(p.checkpoint.is_none() && p.dead_letter.is_none());
-        assert_eq!(p.job.name, "flowline-metrics");
-    }
-
-    #[test]
-    fn bad_config_names_the_field_and_the_fix() {
-        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"10 parsecs\""))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("window.size") && e.contains("Fix"), "{e}");
-        let e = JobPlan::parse(&SHORT.replace("[window]", "[window]\nsizee = \"1s\""))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `sizee`"), "{e}");
-        let e =
-            JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events"))
-                .unwrap_err()
-                .to_string();
-        assert!(e.contains("source.type") && e.contains("is missing"), "{e}");
-        let e = JobPlan::parse("[sink]\ntype = \"file\"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("missing field `source`"), "{e}");
-        for (extra, field) in [
-            (
-                "[job]\nchannel_capacity = 9223372036854775807\n",
-                "job.channel_capacity",
-            ),
-            ("[job]\nchannel_capacity = 0\n", "job.channel_capacity"),
-        ] {
-            let e = JobPlan::parse(&format!("{extra}{SHORT}"))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(field) && e.contains("Fix"), "{e}");
-        }
-        let e = JobPlan::parse(&SHORT.replace("size = \"10s\"", "size = \"1000000000000d\""))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("window.size") && e.contains("outside 0s to 100years"),
-            "{e}"
-        );
-        let e = JobPlan::parse(&format!("{SHORT}\n[anomaly]\nconsecutive = 0\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("anomaly.consecutive") && e.contains("Fix"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn window_lengths_are_whole_milliseconds_and_bounded_per_event() {
-        let w = |size: &str, slide: &str| {
-            let text = SHORT.replace(
-                "size = \"10s\"",
-                &format!("size = \"{size}\"\nslide = \"{slide}\""),
-            );
-            JobPlan::parse(&text).map(|p| p.window.spec)
-        };
-        assert!(w("10s", "5s").is_ok());
-        assert!(
-            w("10s", "1ms").is_ok(),
-            "10 000 windows per event is the limit"
-        );
-        for (size, slide, field) in [
-            ("1ns", "1ms", "window.size"),
-            ("1500us", "1ms", "window.size"),
-            ("10s", "999us", "window.slide"),
-            ("10001ms", "1ms", "window.slide"),
-            ("99years", "5s", "window.slide"),
-        ] {
-            let e = w(size, slide).unwrap_err().to_string();
-            assert!(
-                e.contains(field) && e.contains("Fix"),
-                "{size}/{slide}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn checkpoint_store_is_a_dir_or_kafka() {
-        let p = JobPlan::parse(&format!("{SHORT}\n[checkpoint]\ndir = \"c\"\n")).unwrap();
-        assert!(matches!(p.checkpoint, Some((StoreChoice::Dir(_), _))));
-        let p = JobPlan::parse(&format!(
-            "{SHORT}\n[checkpoint]\ninterval = \"2s\"\n[checkpoint.kafka]\nbootstrap_servers = \"k:9092\"\n"
-        ))
-        .unwrap();
-        match p.checkpoint {
-            Some((StoreChoice::Kafka(k), iv)) => {
-                assert_eq!(k.topic, "flowline-checkpoints");
-                assert_eq!(iv, Duration::from_secs(2));
-            }
-            other => panic!("{other:?}"),
-        }
-        let e = JobPlan::parse(&format!("{SHORT}\n[checkpoint]\ninterval = \"2s\"\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("names no store") && e.contains("Fix"), "{e}");
-        let e = JobPlan::parse(&format!(
-            "{SHORT}\n[checkpoint]\n[checkpoint.kafka]\ntopic = \"t\"\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("bootstrap_servers"), "{e}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -72,6 +72,9 @@ impl<S: Source> Source for Paced<S> {
     async fn seek(&mut self, p: &SourcePosition) -> Result<(), ConnectorError> {
         self.inner.seek(p).await
     }
+    fn partitions(&self) -> Option<Vec<flowline_connector_api::PartitionId>> {
+        self.inner.partitions()
+    }
 }
 
 /// Starts the demo job; the files it writes are in `out_dir`; its newest

@@ -50,6 +50,7 @@ pub mod job;
 pub mod logging;
 pub mod mapping;
 mod member;
+pub mod parallel;
 pub mod openapi;
 pub mod page;
 pub mod rates;

@@ -40,9 +40,9 @@ fn connectors_lists_kinds_versions_and_the_api_range() {
             ("stdout", "sink")
         ]
     );
-    assert!(rows.iter().all(|r| r[3] == "2.1"), "{text}");
+    assert!(rows.iter().all(|r| r[3] == "2.2"), "{text}");
     assert!(
-        text.contains("implements connector API 2.1; it runs connectors built for 2.0 up to 2.1"),
+        text.contains("implements connector API 2.2; it runs connectors built for 2.0 up to 2.2"),
         "{text}"
     );
 }

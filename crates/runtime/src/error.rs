@@ -32,6 +32,22 @@ pub enum RuntimeError {
         /// Where it was seen again.
         second: PartitionId,
     },
+    /// Behind an exchange, a keyed operator met a key of another key group
+    /// than the one the exchange routed by: a second `key_by` whose key is
+    /// not the first one's.
+    #[error(
+        "key {key} belongs to key group {group} but arrived in key group {arrived}: a key_by after \
+         the exchange must key by the same key as the first. Fix: key by the same key, or end the \
+         job after the first keyed stage"
+    )]
+    KeyGroup {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// Its key group.
+        group: u16,
+        /// The key group of the element it came with.
+        arrived: u16,
+    },
     /// Saving or reading a checkpoint failed, or it cannot be restored.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -74,6 +74,15 @@ pub struct JobConfig {
     pub channel_capacity: usize,
     /// Retries of retryable sink errors.
     pub retry: RetryPolicy,
+    /// Tasks running the keyed operators behind the exchange (at least 1;
+    /// default: the number of cores).
+    pub workers: usize,
+    /// The source is partitioned by the job's key or a prefix of it: no
+    /// exchange, keyed state lives with the source partition its keys
+    /// arrive on, and a key seen on two partitions fails the job
+    /// (`KeySplit`). Default `false`: the hash exchange, correct for any
+    /// input.
+    pub partitioned_by_key: bool,
 }
 
 impl Default for JobConfig {
@@ -85,6 +94,8 @@ impl Default for JobConfig {
             checkpoint_interval: None,
             channel_capacity: 8,
             retry: RetryPolicy::default(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            partitioned_by_key: false,
         }
     }
 }
@@ -122,9 +133,27 @@ impl JobConfig {
         self.retry = r;
         self
     }
+    /// Sets the number of workers behind the exchange (at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+    /// Declares the source partitioned by the job's key (or a prefix of
+    /// it): no exchange; see [`JobConfig::partitioned_by_key`].
+    pub fn partitioned_by_key(mut self, yes: bool) -> Self {
+        self.partitioned_by_key = yes;
+        self
+    }
 }
 
 pub(crate) type ChainFactory = Arc<dyn Fn() -> BoxOp<Record> + Send + Sync>;
+
+/// The head of a chain, its input type erased (see `operator::Build`).
+pub(crate) type Head = Box<dyn std::any::Any + Send>;
+
+/// Makes the key groups of one worker (behind an exchange).
+pub(crate) type GroupsFactory =
+    Arc<dyn Fn() -> Box<dyn crate::exchange::Groups> + Send + Sync>;
 
 pub(crate) struct Graph {
     pub(crate) config: JobConfig,
@@ -140,4 +169,7 @@ pub(crate) struct Graph {
     pub(crate) assigns_timestamps: bool,
     /// The pipeline's stages, for the operations view.
     pub(crate) stages: Vec<crate::observe::StageDef>,
+    /// With an exchange: the keyed part of the pipeline, run per key group
+    /// on the workers (`pipeline` is then the part before the exchange).
+    pub(crate) keyed: Option<GroupsFactory>,
 }

@@ -33,18 +33,26 @@ const MAX_TALLIES: usize = 100;
 /// A reason is kept up to this many bytes.
 const MAX_REASON: usize = 500;
 
-/// A count of elements with a single writer: the driver. Cheaper than an
-/// atomic add on the record path (no locked instruction).
+/// Shards of a [`Count`]: one per task up to this many.
+const COUNT_SHARDS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(AtomicU64);
+
+/// A count of elements, sharded by the task that counts (the driver is 0,
+/// worker `w` is `w`): each task adds to its own cache line, so workers do
+/// not contend on a stage's count.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Count(Arc<AtomicU64>);
+pub(crate) struct Count(Arc<[Shard; COUNT_SHARDS]>);
 
 impl Count {
     #[inline]
-    pub(crate) fn add1(&self) {
-        self.0.store(self.0.load(Relaxed) + 1, Relaxed)
+    pub(crate) fn add1(&self, task: usize) {
+        self.0[task % COUNT_SHARDS].0.fetch_add(1, Relaxed);
     }
     fn get(&self) -> u64 {
-        self.0.load(Relaxed)
+        self.0.iter().map(|s| s.0.load(Relaxed)).sum()
     }
 }
 

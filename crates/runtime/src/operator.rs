@@ -64,6 +64,11 @@ pub(crate) struct Outbox {
     pub(crate) dead: Vec<DeadLetter>,
     pub(crate) late: Vec<DeadLetter>,
     pub(crate) error: Option<RuntimeError>,
+    /// With an exchange: per worker, the elements for it (a
+    /// `Vec<exchange::Item<T>>`).
+    pub(crate) exchange: Vec<Option<crate::exchange::ExBatch>>,
+    /// Elements in `exchange` (reset when sent).
+    pub(crate) exchanged: usize,
 }
 
 /// Which source partition owns each key, to detect a key split across
@@ -100,6 +105,12 @@ pub struct Cx<'a> {
     /// Set by an operator that stopped firing early (the outbox is full):
     /// the driver routes the outbox, then calls `watermark` again.
     pub(crate) again: bool,
+    /// The task running the chain: 0 for the driver, the worker's index
+    /// behind an exchange (per-stage counts are sharded by it).
+    pub(crate) worker: usize,
+    /// Behind an exchange: the key group whose chain this is. A key of
+    /// another group (a second `key_by` on another key) fails the job.
+    pub(crate) key_group: Option<u16>,
 }
 
 /// Records a watermark call may put in the outbox before it stops and
@@ -174,6 +185,8 @@ impl Cx<'_> {
             outbox: &mut *self.outbox,
             owners: &mut *self.owners,
             again: self.again,
+            worker: self.worker,
+            key_group: self.key_group,
         };
         let r = f(&mut inner);
         self.again = inner.again;
@@ -225,6 +238,17 @@ impl Cx<'_> {
     /// Records that `key` has state in this partition; fails the job if
     /// another partition owns it.
     pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) {
+        if let Some(g) = self.key_group {
+            let own = crate::exchange::key_group(key);
+            if own != g && self.outbox.error.is_none() {
+                self.outbox.error = Some(RuntimeError::KeyGroup {
+                    key: format!("{key:?}"),
+                    group: own,
+                    arrived: g,
+                });
+            }
+            return;
+        }
         let h = key_hash(key);
         match self.owners.owners.get(&h) {
             Some(p) if p == self.partition => {}
@@ -263,8 +287,11 @@ pub(crate) trait Operator<I>: Send {
 
 pub(crate) type BoxOp<T> = Box<dyn Operator<T>>;
 
-/// Builds the head of a chain given the operator that consumes `T`.
-pub(crate) type Build<T> = Arc<dyn Fn(BoxOp<T>) -> BoxOp<Record> + Send + Sync>;
+/// Builds the head of a chain given the operator that consumes `T`: a
+/// `BoxOp<Record>` for a source partition's chain, a `BoxOp<E>` for a key
+/// group's chain behind an exchange of `E` elements (type-erased, taken
+/// back once per chain built).
+pub(crate) type Build<T> = Arc<dyn Fn(BoxOp<T>) -> crate::job::Head + Send + Sync>;
 
 macro_rules! stateless_passthrough {
     () => {
@@ -294,7 +321,7 @@ pub(crate) struct Counted<T> {
 impl<T> Operator<T> for Counted<T> {
     #[inline]
     fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
-        self.count.add1();
+        self.count.add1(cx.worker);
         self.down.element(el, ts, cx)
     }
     stateless_passthrough!();

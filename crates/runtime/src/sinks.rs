@@ -289,6 +289,30 @@ async fn resend_shrunk(
     Ok(())
 }
 
+/// Sends an outbox's dead letters and late records to their sinks (the
+/// driver's and every worker's route).
+pub(crate) async fn route_letters(
+    outbox: &mut crate::operator::Outbox,
+    rejects: &Rejects,
+    late_to: &Rejects,
+    metrics: &Metrics,
+) {
+    let dead = std::mem::take(&mut outbox.dead);
+    dead_letter("job", dead, rejects, metrics).await;
+    let late = std::mem::take(&mut outbox.late);
+    if !late.is_empty() {
+        let n = late.len() as u64;
+        metrics
+            .late_records
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        metrics.ops().dead_letters_sent(&late);
+        if let Some(tx) = &late_to.tx {
+            let batch = late.iter().map(|l| encode(l, late_to.format)).collect();
+            let _ = tx.send(SinkMsg::Write(batch)).await;
+        }
+    }
+}
+
 /// Encodes dead letters and hands them to the dead-letter sink; without one,
 /// logs them (they are already counted).
 pub(crate) async fn dead_letter(

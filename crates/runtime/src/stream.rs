@@ -7,7 +7,8 @@ use std::time::Duration;
 use flowline_connector_api::{BoxSink, BoxSource, Record};
 
 use crate::handle::{self, JobHandle, JobSummary};
-use crate::job::{ChainFactory, DeadLetterFormat, Graph, JobConfig};
+use crate::exchange::{ExchangeOp, Groups, KeyGroups, KEY_GROUPS};
+use crate::job::{ChainFactory, DeadLetterFormat, Graph, GroupsFactory, Head, JobConfig};
 use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
     WindowResult,
@@ -51,6 +52,7 @@ impl StreamEnvironment {
                 errors: Vec::new(),
                 assigns_timestamps: false,
                 stages: Vec::new(),
+                keyed: None,
             })),
         }
     }
@@ -69,9 +71,10 @@ impl StreamEnvironment {
         g.source = Some((name.to_string(), source));
         DataStream {
             env: self.clone(),
-            build: Arc::new(|op| op),
+            build: Arc::new(|op: BoxOp<Record>| Box::new(op) as Head),
             desc: format!("source({name})"),
             stages: Vec::new(),
+            split: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl StreamEnvironment {
                     errors: Vec::new(),
                     assigns_timestamps: false,
                     stages: Vec::new(),
+                    keyed: None,
                 },
             )
         };
@@ -154,7 +158,23 @@ pub struct DataStream<T> {
     build: Build<T>,
     desc: String,
     stages: Vec<StageDef>,
+    /// Behind an exchange: the chain before it, and how to make the key
+    /// groups of the chain after it.
+    split: Option<Split>,
 }
+
+/// A pipeline split at its exchange.
+#[derive(Clone)]
+struct Split {
+    /// The chain of a source partition, ending in the [`ExchangeOp`].
+    pre: ChainFactory,
+    /// Given the factory of a key group's chain (its head type-erased),
+    /// the factory of a worker's key groups.
+    groups: GroupsMaker,
+}
+
+type HeadFactory = Arc<dyn Fn() -> Head + Send + Sync>;
+type GroupsMaker = Arc<dyn Fn(HeadFactory) -> GroupsFactory + Send + Sync>;
 
 impl<T> std::fmt::Debug for DataStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -255,6 +275,45 @@ impl<T: Send + 'static> DataStream<T> {
             }),
             desc: format!("{}>{}", self.desc, desc),
             stages,
+            split: self.split,
+        }
+    }
+
+    /// The stream as keyed operators see it. With the exchange (the
+    /// default; see `JobConfig::partitioned_by_key`), the first `key_by`
+    /// splits the pipeline: what comes before runs per source partition and
+    /// ends in an [`ExchangeOp`] routing by `key_fn`'s key group, what comes
+    /// after runs per key group on the workers. A later `key_by` stays in
+    /// its key group (its key must be the first one's: `KeyGroup`).
+    fn exchanged<K: Key, KF: KeySelector<T, K>>(self, key_fn: Arc<KF>) -> DataStream<T> {
+        let partitioned = self.env.graph().config.partitioned_by_key;
+        if partitioned || self.split.is_some() {
+            return self;
+        }
+        let prev = self.build;
+        let pre: ChainFactory = Arc::new(move || {
+            let head = prev(Box::new(ExchangeOp {
+                key_fn: key_fn.clone(),
+                _k: std::marker::PhantomData,
+            }));
+            *head
+                .downcast::<BoxOp<Record>>()
+                .expect("the first segment's head takes records")
+        });
+        let groups: GroupsMaker = Arc::new(|head: HeadFactory| {
+            let chain: Arc<dyn Fn() -> BoxOp<T> + Send + Sync> = Arc::new(move || {
+                *head()
+                    .downcast::<BoxOp<T>>()
+                    .expect("a key group's chain takes the exchanged elements")
+            });
+            Arc::new(move || Box::new(KeyGroups::new(chain.clone())) as Box<dyn Groups>)
+        });
+        DataStream {
+            env: self.env,
+            build: Arc::new(|op: BoxOp<T>| Box::new(op) as Head),
+            desc: format!("{}>exchange({KEY_GROUPS})", self.desc),
+            stages: self.stages,
+            split: Some(Split { pre, groups }),
         }
     }
 
@@ -381,7 +440,7 @@ impl<T: Send + 'static> DataStream<T> {
             sink: Some(sink.0),
             count: count.clone(),
         });
-        let factory: ChainFactory = Arc::new(move || {
+        let head: HeadFactory = Arc::new(move || {
             prev(Box::new(Counted {
                 count: count.clone(),
                 down: Box::new(SinkOp::<_, T> {
@@ -391,6 +450,17 @@ impl<T: Send + 'static> DataStream<T> {
                 }),
             }))
         });
+        let (factory, keyed): (ChainFactory, _) = match self.split {
+            None => (
+                Arc::new(move || {
+                    *head()
+                        .downcast::<BoxOp<Record>>()
+                        .expect("the chain's head takes records")
+                }),
+                None,
+            ),
+            Some(split) => (split.pre, Some((split.groups)(head))),
+        };
         let desc = format!("{}>sink({})", self.desc, sink.0);
         let mut g = self.env.graph();
         if g.pipeline.is_some() {
@@ -399,6 +469,7 @@ impl<T: Send + 'static> DataStream<T> {
             );
         }
         g.pipeline = Some((factory, desc));
+        g.keyed = keyed;
         g.stages = stages;
     }
 
@@ -442,6 +513,7 @@ impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> KeyedStream<T, K, KF> {
         let key_fn = self.key_fn;
         let stage = ("key_by>process".into(), "process", None);
         self.stream
+            .exchanged(key_fn.clone())
             .then("key_by>process".into(), stage, move |down| {
                 Box::new(ProcessOp {
                     key_fn: key_fn.clone(),
@@ -493,7 +565,8 @@ impl<T: Send + 'static, K: Key, KF: KeySelector<T, K>> WindowedStream<T, K, KF> 
             }
         };
         let stage = (name, "window_aggregate", None);
-        self.keyed.stream.then(desc, stage, move |down| {
+        let stream = self.keyed.stream.exchanged(key_fn.clone());
+        stream.then(desc, stage, move |down| {
             Box::new(WindowOp::new(
                 key_fn.clone(),
                 agg.clone(),

@@ -60,7 +60,9 @@ fn setup() -> Setup {
 /// No interval checkpoints: each run checkpoints once, at a record count
 /// the test chooses.
 fn config() -> JobConfig {
-    JobConfig::named("recovery").checkpoint_interval(None)
+    JobConfig::named("recovery")
+        .checkpoint_interval(None)
+        .partitioned_by_key(true)
 }
 
 /// Polls `cond` until it holds; fails naming `what` when the job ends first
@@ -101,7 +103,7 @@ fn crash_and_recover(seed: u64, corrupt_newest: bool) {
         &setup(),
         &reference,
         None,
-        JobConfig::named("reference"),
+        JobConfig::named("reference").partitioned_by_key(true),
     ));
     let want = sorted(reference.payloads());
     assert!(want.len() > 100, "the input produces windows");

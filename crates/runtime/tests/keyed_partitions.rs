@@ -29,7 +29,7 @@ fn a_key_on_two_partitions_fails_the_job_with_a_clear_error() {
         &setup(),
         &MemorySink::new(),
         None,
-        JobConfig::named("split"),
+        JobConfig::named("split").partitioned_by_key(true),
     );
     let err = tokio::runtime::Runtime::new()
         .unwrap()
@@ -61,7 +61,7 @@ fn each_partition_fires_on_its_own_watermark() {
         &setup(),
         &out,
         None,
-        JobConfig::named("wm"),
+        JobConfig::named("wm").partitioned_by_key(true),
     ));
     assert_eq!(summary.records_in, 51);
     let (finals, _) = finals(&out.payloads());

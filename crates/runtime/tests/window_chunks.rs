@@ -38,7 +38,7 @@ fn a_window_of_20k_keys_fires_every_key_once_in_order() {
         &s,
         &out,
         None,
-        JobConfig::named("chunks"),
+        JobConfig::named("chunks").partitioned_by_key(true),
     ));
     assert_eq!(summary.records_in, recs.len() as u64);
     let lines = out.payloads();

@@ -46,7 +46,7 @@ fn check(parts: Vec<Vec<Ev>>, setup: Setup) -> Result<(), TestCaseError> {
         &setup,
         &out,
         Some(&late),
-        JobConfig::named("prop"),
+        JobConfig::named("prop").partitioned_by_key(true),
     ));
     let (want, want_late) = reference(&parts, &setup);
     let (got, firsts) = finals(&out.payloads());

@@ -113,6 +113,10 @@ impl<S: Source> Gated<S> {
 }
 
 impl<S: Source> Source for Gated<S> {
+    fn partitions(&self) -> Option<Vec<flowline_connector_api::PartitionId>> {
+        self.inner.partitions()
+    }
+
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
         if self.gate.allowance() == 0 {
             let opened = self.gate.0.opened.notified();

@@ -16,6 +16,12 @@ pub struct MemorySource {
     partitions: Vec<(PartitionId, std::vec::IntoIter<Record>, u64)>,
     batch_size: usize,
     turn: usize,
+    /// Announce the partitions (`SourceEvent::Assigned`) before the first
+    /// records, as a Kafka consumer does.
+    announce: bool,
+    /// Announced, not yet answered with a seek: no records until it is (as
+    /// the Kafka source holds back newly assigned partitions).
+    awaiting_seek: bool,
 }
 
 impl MemorySource {
@@ -39,7 +45,16 @@ impl MemorySource {
             partitions,
             batch_size: 512,
             turn: 0,
+            announce: false,
+            awaiting_seek: false,
         }
+    }
+
+    /// Announces all partitions (`SourceEvent::Assigned`) before the first
+    /// records, as a Kafka consumer does on its first assignment.
+    pub fn with_assignment(mut self) -> Self {
+        self.announce = true;
+        self
     }
 
     /// Sets the batch size (partitions take turns per batch).
@@ -50,7 +65,20 @@ impl MemorySource {
 }
 
 impl Source for MemorySource {
+    fn partitions(&self) -> Option<Vec<PartitionId>> {
+        Some(self.partitions.iter().map(|p| p.0.clone()).collect())
+    }
+
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
+        if std::mem::take(&mut self.announce) {
+            self.awaiting_seek = true;
+            let ids = self.partitions.iter().map(|p| p.0.clone()).collect();
+            return Ok(SourceEvent::Assigned(ids));
+        }
+        if self.awaiting_seek {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            return Ok(SourceEvent::Idle);
+        }
         let n = self.partitions.len();
         for i in 0..n {
             let idx = (self.turn + i) % n;
@@ -66,6 +94,7 @@ impl Source for MemorySource {
     }
 
     async fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
+        self.awaiting_seek = false;
         for (id, recs, pos) in &mut self.partitions {
             if let Some(o) = position.get(id) {
                 if o < *pos {

@@ -64,6 +64,12 @@ pub fn event(partition: usize, offset: u64) -> Record {
 }
 
 impl Source for __TYPE__Source {
+    /// Every partition, known before reading: a job keyed through the
+    /// exchange waits for each before its watermark moves.
+    fn partitions(&self) -> Option<Vec<PartitionId>> {
+        Some((0..self.next.len()).map(pid).collect())
+    }
+
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
         // TODO: read a batch from your system here.
         for (p, next) in self.next.iter_mut().enumerate() {

@@ -53,6 +53,8 @@ impl Driver {
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
                 again: false,
+                worker: 0,
+                key_group: None,
             };
             if snap.max_ts != NO_TIME {
                 cx.observe(snap.max_ts);
@@ -99,6 +101,15 @@ impl Driver {
             return Ok(None);
         }
         let t0 = Instant::now();
+        // The aligned barrier: the workers send what they emitted before it
+        // to the sinks, and give their key groups' state as of it.
+        let key_groups = match self.workers.as_mut() {
+            Some(w) => match w.barrier().await {
+                Ok(k) => k,
+                Err(e) => return Err(self.worker_failure(e).await),
+            },
+            None => Default::default(),
+        };
         let mut sinks = BTreeMap::new();
         for task in self
             .sinks
@@ -140,7 +151,8 @@ impl Driver {
             created_ms,
             partitions,
             sinks,
-        );
+        )
+        .with_key_groups(key_groups);
         let store = self.store.as_mut().expect("checked");
         let size = tokio::task::block_in_place(|| store.save(&cp))?;
         self.next_checkpoint_id += 1;
@@ -170,6 +182,9 @@ impl Driver {
         self.checkpoint("revoke").await?;
         let carry = self.store.as_ref().is_some_and(|s| !s.keeps_partitions());
         for id in ids {
+            if let Some(w) = self.workers.as_mut() {
+                w.awaiting.remove(id);
+            }
             if let Some(part) = self.parts.remove(id) {
                 // Its state and offset as of the revoke
                 // checkpoint, kept in later checkpoints

@@ -11,6 +11,8 @@
 //! whatever the other partitions do.
 
 mod checkpointing;
+mod status;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,7 +29,7 @@ use crate::handle::{CheckpointRequest, EndReason, JobSummary};
 use crate::job::{ChainFactory, Graph, JobConfig};
 use crate::metrics::Metrics;
 use crate::operator::{BoxOp, Cx, DeadLetter, DeadLetterKind, KeyOwners, Outbox, NO_TIME};
-use crate::sinks::{dead_letter, Rejects, SinkMsg, SinkSpec, SinkTask};
+use crate::sinks::{dead_letter, route_letters, Rejects, SinkMsg, SinkSpec, SinkTask};
 use crate::source::source_task;
 use crate::RuntimeError;
 
@@ -73,6 +75,8 @@ pub(crate) struct Driver {
     times: Arc<crate::component::Component>,
     /// Backpressured time within the batch being processed.
     waited: Duration,
+    /// With an exchange: the workers running the keyed operators.
+    workers: Option<workers::Workers>,
 }
 
 fn ooo_ms(cfg: &JobConfig) -> i64 {
@@ -199,12 +203,28 @@ impl Driver {
             position_tx: watch::channel(None).0,
             times: metrics.ops().task("chain"),
             waited: Duration::ZERO,
+            workers: None,
             metrics,
         };
+        let mut restored = restored;
+        let key_groups = restored
+            .as_mut()
+            .map(|cp| std::mem::take(&mut cp.key_groups))
+            .unwrap_or_default();
         if let Some(cp) = &restored {
             let ids: Vec<PartitionId> = cp.partitions.keys().cloned().collect();
             d.restored = restored;
             d.restore_partitions(&ids)?;
+        }
+        match g.keyed.take() {
+            Some(f) => d.start_workers(&f, key_groups).await?,
+            None if !key_groups.is_empty() => {
+                return Err(RuntimeError::state_codec(
+                    "checkpoint",
+                    "it holds state by key group (an exchange); this job has none",
+                ))
+            }
+            None => {}
         }
         Ok(d)
     }
@@ -235,6 +255,9 @@ impl Driver {
                 .await
                 .map_err(|e| self.source_err(e))?;
         }
+        if let Some(ids) = source.partitions_dyn() {
+            self.await_partitions(&ids);
+        }
         let (ev_tx, mut ev_rx) = mpsc::channel(self.cfg.channel_capacity);
         let (seek_tx, seek_rx) = mpsc::channel(self.cfg.channel_capacity);
         let pos_rx = self.position_tx.subscribe();
@@ -252,7 +275,7 @@ impl Driver {
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
-        let _running = Running::set(self.metrics.clone());
+        let _running = status::Running::set(self.metrics.clone());
 
         let mut stop_open = true;
         let reason = loop {
@@ -272,6 +295,7 @@ impl Driver {
                 }
                 _ = tick.tick() => {
                     self.update_job_watermark();
+                    self.advance_exchange().await?;
                     if let Some(iv) = self.cfg.checkpoint_interval {
                         if last_checkpoint.elapsed() >= iv {
                             self.checkpoint("interval").await?;
@@ -293,6 +317,7 @@ impl Driver {
                     Some(Ok(SourceEvent::Revoked(ids))) => self.revoke(&ids).await?,
                     Some(Ok(SourceEvent::Assigned(ids))) => {
                         let pos = self.assign(&ids)?;
+                        self.await_partitions(&ids);
                         // Always answer an assignment with a seek, empty when
                         // nothing was checkpointed: the source holds back the
                         // new partitions' records until it has it.
@@ -321,8 +346,12 @@ impl Driver {
             dlq,
             late,
             metrics,
+            workers,
             ..
         } = self;
+        if let Some(w) = workers {
+            w.close().await?;
+        }
         for s in sinks {
             s.close().await?;
         }
@@ -351,6 +380,9 @@ impl Driver {
     /// Creates the chain of a partition seen for the first time.
     fn ensure_part(&mut self, pid: &PartitionId) {
         if !self.parts.contains_key(pid) {
+            if let Some(w) = self.workers.as_mut() {
+                w.first_records_of(pid);
+            }
             let p = self.new_part();
             self.parts.insert(pid.clone(), p);
             self.metrics
@@ -415,6 +447,8 @@ impl Driver {
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
                 again: false,
+                worker: 0,
+                key_group: None,
             };
             let source_times = self.source_times;
             let same = |r: &Record| match &r.partition {
@@ -450,7 +484,8 @@ impl Driver {
                 self.fire(&pid, wm).await?;
             }
         }
-        self.route().await
+        self.route().await?;
+        self.advance_exchange().await
     }
 
     /// Calls the partition's chain with watermark `wm` until it has emitted
@@ -470,6 +505,8 @@ impl Driver {
                 outbox: &mut self.outbox,
                 owners: &mut self.owners,
                 again: false,
+                worker: 0,
+                key_group: None,
             };
             part.chain.watermark(wm, &mut cx);
             let again = cx.again;
@@ -498,19 +535,18 @@ impl Driver {
                 self.times.backpressured(waited);
             }
         }
-        let dead = std::mem::take(&mut self.outbox.dead);
-        dead_letter("job", dead, &self.rejects, &self.metrics).await;
-        let late = std::mem::take(&mut self.outbox.late);
-        if !late.is_empty() {
-            let n = late.len() as u64;
-            self.metrics.late_records.fetch_add(n, Relaxed);
-            self.metrics.ops().dead_letters_sent(&late);
-            if let Some(tx) = &self.late_to.tx {
-                let batch = late
-                    .iter()
-                    .map(|l| crate::sinks::encode(l, self.late_to.format))
-                    .collect();
-                let _ = tx.send(SinkMsg::Write(batch)).await;
+        route_letters(&mut self.outbox, &self.rejects, &self.late_to, &self.metrics).await;
+        if self.outbox.exchanged > 0 {
+            self.outbox.exchanged = 0;
+            if let Some(w) = self.workers.as_mut() {
+                let t0 = Instant::now();
+                let r = w.send_batches(&mut self.outbox.exchange).await;
+                let waited = t0.elapsed();
+                self.waited += waited;
+                self.times.backpressured(waited);
+                if let Err(e) = r {
+                    return Err(self.worker_failure(e).await);
+                }
             }
         }
         Ok(())
@@ -522,62 +558,16 @@ impl Driver {
         for id in ids {
             self.fire(&id, i64::MAX).await?;
         }
+        if let Some(w) = self.workers.as_mut() {
+            let r = match w.watermark(i64::MAX).await {
+                Ok(()) => w.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                return Err(self.worker_failure(e).await);
+            }
+        }
         self.update_job_watermark();
         Ok(())
-    }
-
-    fn update_job_watermark(&self) {
-        let idle = self.cfg.idle_timeout;
-        let wm = self
-            .parts
-            .values()
-            .filter(|p| p.last_seen.elapsed() < idle)
-            .map(|p| p.watermark)
-            .min();
-        if let Some(wm) = wm {
-            self.metrics.watermark.store(wm, Relaxed);
-        }
-        let mut parts: Vec<crate::metrics::PartitionStatus> = self
-            .parts
-            .iter()
-            .map(|(id, p)| crate::metrics::PartitionStatus {
-                id: id.to_string(),
-                watermark: (p.watermark != NO_TIME).then_some(p.watermark),
-                next_offset: p.next_offset,
-                idle: p.last_seen.elapsed() >= idle,
-                active: p.live,
-            })
-            .collect();
-        parts.sort_by(|a, b| a.id.cmp(&b.id));
-        let (job, graph) = (&self.cfg.name, &self.graph);
-        self.metrics.set_status(|s| {
-            s.job.clone_from(job);
-            s.graph.clone_from(graph);
-            s.partitions = parts;
-        });
-    }
-}
-
-/// `Metrics::running` while the driver runs its loop, cleared however the
-/// run ends (an error returns early).
-struct Running(Arc<Metrics>);
-
-impl Running {
-    fn set(m: Arc<Metrics>) -> Self {
-        m.running.store(true, std::sync::atomic::Ordering::Relaxed);
-        m.restoring
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        Self(m)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0
-            .running
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.0
-            .ended
-            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

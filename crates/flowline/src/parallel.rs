@@ -1,0 +1,126 @@
+//! How a job runs in parallel: `[job] workers` (tasks running the keyed
+//! stages behind the hash exchange) and `[source] keyed_by` (the input is
+//! already partitioned by these key fields: no exchange, state stays with
+//! its source partition, and partitions can move between processes).
+//!
+//! Without `keyed_by` every input gives correct results, whatever its
+//! message keys. With it, a key seen on two partitions fails the job
+//! (`KeySplit`), never a silent split. The scale-out store
+//! (`[checkpoint.kafka]`, several processes sharing a group) keeps state by
+//! source partition, so it needs `keyed_by`.
+
+use crate::config::{ConnectorSection, JobPlan, JobSection, StoreChoice};
+use crate::Error;
+
+/// The most workers a job may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
+/// `[job] workers`: 1 to [`MAX_WORKERS`], default the number of cores.
+pub(crate) fn workers(job: &JobSection) -> Result<usize, Error> {
+    match job.workers {
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        Some(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        Some(n) => Err(Error::Config {
+            field: "job.workers".into(),
+            message: format!(
+                "{n} is outside 1 to {MAX_WORKERS}. Fix: remove it (default: the number of cores) or choose a value in that range"
+            ),
+        }),
+    }
+}
+
+/// Takes `keyed_by` out of the source's settings (the connector never sees
+/// it): a non-empty list of field names.
+pub(crate) fn take_keyed_by(source: &mut ConnectorSection) -> Result<Option<Vec<String>>, Error> {
+    let Some(m) = source.settings.as_object_mut() else {
+        return Ok(None);
+    };
+    let Some(v) = m.remove("keyed_by") else {
+        return Ok(None);
+    };
+    let bad = |found: &serde_json::Value| Error::Config {
+        field: "source.keyed_by".into(),
+        message: format!(
+            "must be a non-empty list of the job's key fields, found {found}. Fix: keyed_by = [\"host\"] when the topic's messages are keyed by host, or remove it"
+        ),
+    };
+    let names: Vec<String> = match &v {
+        serde_json::Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad(&v)))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad(&v)),
+    };
+    Ok(Some(names))
+}
+
+/// `keyed_by` names key fields of the job; the scale-out store has it.
+pub(crate) fn check(plan: &JobPlan) -> Result<(), Error> {
+    let keys = plan.window.event.key_names();
+    if let Some(names) = &plan.keyed_by {
+        for n in names {
+            if !keys.names().contains(n) {
+                return Err(Error::Config {
+                    field: "source.keyed_by".into(),
+                    message: format!(
+                        "`{n}` is not a key field of this job (its key is {:?}). Fix: name the key fields the topic is partitioned by, or remove keyed_by to let the exchange route by key",
+                        keys.names()
+                    ),
+                });
+            }
+        }
+    }
+    let scale_out = matches!(&plan.checkpoint, Some((StoreChoice::Kafka(_), _)));
+    if scale_out && plan.keyed_by.is_none() {
+        return Err(Error::Config {
+            field: "checkpoint.kafka".into(),
+            message: "shares state by source partition between the processes of a group, and this job routes keys through an exchange (no [source] keyed_by), whose state is by key group in one process. Fix: add keyed_by = [\"host\"] to [source] when the topic is keyed by host, or keep checkpoints in a local dir (one process, more [job] workers)".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::JobPlan;
+
+    const BASE: &str = "[source]\ntype = \"file\"\npath = \"in\"\n";
+    const SINK: &str = "[sink]\ntype = \"stdout\"\n";
+
+    fn parse(job: &str, source: &str, rest: &str) -> Result<JobPlan, String> {
+        JobPlan::parse(&format!("{job}{BASE}{source}{SINK}{rest}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn keyed_by_is_taken_from_the_source_and_checked_against_the_key() {
+        let p = parse("", "keyed_by = [\"host\"]\n", "").unwrap();
+        assert_eq!(p.keyed_by, Some(vec!["host".to_string()]));
+        assert!(p.source.settings.get("keyed_by").is_none());
+        assert_eq!(parse("", "", "").unwrap().keyed_by, None);
+        let e = parse("", "keyed_by = [\"hots\"]\n", "").unwrap_err();
+        assert!(e.contains("source.keyed_by") && e.contains("`hots`"), "{e}");
+        for bad in ["keyed_by = []\n", "keyed_by = \"host\"\n", "keyed_by = [1]\n"] {
+            let e = parse("", bad, "").unwrap_err();
+            assert!(e.contains("non-empty list"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_are_bounded() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(parse("", "", "").unwrap().workers, cores);
+        assert_eq!(parse("[job]\nworkers = 3\n", "", "").unwrap().workers, 3);
+        for n in ["0", "1025"] {
+            let e = parse(&format!("[job]\nworkers = {n}\n"), "", "").unwrap_err();
+            assert!(e.contains("job.workers") && e.contains(n), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_scale_out_store_needs_keyed_by() {
+        let store = "[checkpoint.kafka]\nbootstrap_servers = \"b:9092\"\n";
+        let e = parse("", "", store).unwrap_err();
+        assert!(e.contains("checkpoint.kafka") && e.contains("keyed_by"), "{e}");
+        assert!(parse("", "keyed_by = [\"host\"]\n", store).is_ok());
+    }
+}

@@ -1,0 +1,274 @@
+//! The driver's side of the exchange: starting the workers with the key
+//! groups of their ranges (restored in parallel, each worker its own),
+//! sending them element batches and the watermark, and the aligned
+//! barrier of a checkpoint.
+//!
+//! The exchange's watermark is the minimum over the source partitions this
+//! process reads, idle ones left out: partitions with records, and those
+//! assigned that have not sent one yet (they hold it back until the idle
+//! timeout, so that the first partition read does not fire windows the
+//! others still feed).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use flowline_connector_api::PartitionId;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::Driver;
+use crate::exchange::{worker_of, ExBatch, KEY_GROUPS};
+use crate::job::GroupsFactory;
+use crate::operator::NO_TIME;
+use crate::worker::{GroupStates, ToWorker, WorkerSpec};
+use crate::RuntimeError;
+
+pub(crate) struct Workers {
+    txs: Vec<mpsc::Sender<ToWorker>>,
+    joins: Vec<JoinHandle<Result<(), RuntimeError>>>,
+    /// The last watermark sent.
+    pub(super) watermark: i64,
+    /// Partitions assigned that have not sent a record yet, since when.
+    pub(super) awaiting: HashMap<PartitionId, Instant>,
+}
+
+impl Workers {
+    /// Starts `specs.len()` workers; each restores the groups of its range
+    /// from `restore`. Returns once all have.
+    pub(super) async fn start(
+        specs: Vec<WorkerSpec>,
+        factory: &GroupsFactory,
+        mut restore: GroupStates,
+        capacity: usize,
+    ) -> Result<Self, RuntimeError> {
+        let n = specs.len();
+        let mut txs = Vec::with_capacity(n);
+        let mut joins = Vec::with_capacity(n);
+        let mut readies = Vec::with_capacity(n);
+        for spec in specs {
+            let owned: Vec<u16> = (0..KEY_GROUPS)
+                .filter(|&g| worker_of(g, n) == spec.index)
+                .collect();
+            let mine: GroupStates = owned
+                .iter()
+                .filter_map(|g| restore.remove(g).map(|s| (*g, s)))
+                .collect();
+            let (tx, rx) = mpsc::channel(capacity);
+            let (ready_tx, ready_rx) = oneshot::channel();
+            joins.push(tokio::spawn(crate::worker::run(
+                spec,
+                factory(),
+                owned,
+                mine,
+                ready_tx,
+                rx,
+            )));
+            txs.push(tx);
+            readies.push(ready_rx);
+        }
+        if let Some(&kg) = restore.keys().next() {
+            return Err(RuntimeError::state_codec(
+                &format!("key group {kg}"),
+                format!("the checkpoint has key group {kg}; this job has {KEY_GROUPS}"),
+            ));
+        }
+        for r in readies {
+            match r.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(RuntimeError::Internal("a worker failed to start".into())),
+            }
+        }
+        Ok(Self {
+            txs,
+            joins,
+            watermark: NO_TIME,
+            awaiting: HashMap::new(),
+        })
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// A partition's first records: it no longer holds the watermark back.
+    /// One nobody announced, arriving after the watermark moved, may bring
+    /// events the workers already count as late: said loudly, once.
+    pub(super) fn first_records_of(&mut self, pid: &PartitionId) {
+        if self.awaiting.remove(pid).is_none() && self.watermark != NO_TIME {
+            tracing::warn!(partition = %pid, watermark = self.watermark, "a source partition nobody announced sent its first records after the exchange's watermark moved: its events older than the watermark are late. Fix: the source should name its partitions (Source::partitions) or announce them (SourceEvent::Assigned)");
+        }
+    }
+
+    async fn send(&mut self, w: usize, msg: ToWorker) -> Result<(), RuntimeError> {
+        if self.txs[w].send(msg).await.is_ok() {
+            return Ok(());
+        }
+        Err(self.failure(w).await)
+    }
+
+    /// Why worker `w` stopped.
+    async fn failure(&mut self, w: usize) -> RuntimeError {
+        match (&mut self.joins[w]).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => RuntimeError::Internal(format!("worker {w} stopped early")),
+            Err(e) => RuntimeError::Internal(format!("worker {w}: {e}")),
+        }
+    }
+
+    /// Sends each worker its batch, if any.
+    pub(super) async fn send_batches(
+        &mut self,
+        batches: &mut [Option<ExBatch>],
+    ) -> Result<(), RuntimeError> {
+        for (w, b) in batches.iter_mut().enumerate() {
+            if let Some(b) = b.take() {
+                self.send(w, ToWorker::Data(b)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a watermark higher than the last one to every worker.
+    pub(super) async fn watermark(&mut self, wm: i64) -> Result<(), RuntimeError> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        for w in 0..self.txs.len() {
+            self.send(w, ToWorker::Watermark(wm)).await?;
+        }
+        Ok(())
+    }
+
+    /// The aligned barrier: every worker sends what it emitted, then
+    /// answers with its key groups' state.
+    pub(super) async fn barrier(&mut self) -> Result<GroupStates, RuntimeError> {
+        let mut replies = Vec::with_capacity(self.txs.len());
+        for w in 0..self.txs.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(w, ToWorker::Barrier(tx)).await?;
+            replies.push(rx);
+        }
+        let mut all = GroupStates::new();
+        for (w, rx) in replies.into_iter().enumerate() {
+            match rx.await {
+                Ok(r) => all.extend(r?),
+                Err(_) => return Err(self.failure(w).await),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Waits until every worker has sent what it emitted.
+    pub(super) async fn sync(&mut self) -> Result<(), RuntimeError> {
+        let mut replies = Vec::with_capacity(self.txs.len());
+        for w in 0..self.txs.len() {
+            let (tx, rx) = oneshot::channel();
+            self.send(w, ToWorker::Sync(tx)).await?;
+            replies.push(rx);
+        }
+        for (w, rx) in replies.into_iter().enumerate() {
+            if rx.await.is_err() {
+                return Err(self.failure(w).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the workers' inputs and waits for them.
+    pub(super) async fn close(mut self) -> Result<(), RuntimeError> {
+        self.txs.clear();
+        for j in self.joins {
+            match j.await {
+                Ok(r) => r?,
+                Err(e) => return Err(RuntimeError::Internal(format!("worker: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// Starts the workers of a job with an exchange, restoring their key
+    /// groups from the checkpoint the driver restored.
+    pub(super) async fn start_workers(
+        &mut self,
+        factory: &GroupsFactory,
+        restore: GroupStates,
+    ) -> Result<(), RuntimeError> {
+        let n = self.cfg.workers.max(1);
+        let specs = (0..n)
+            .map(|index| WorkerSpec {
+                index,
+                sinks: self
+                    .sinks
+                    .iter()
+                    .map(|t| (t.name.clone(), t.tx.clone()))
+                    .collect(),
+                rejects: self.rejects.clone(),
+                late_to: self.late_to.clone(),
+                metrics: self.metrics.clone(),
+                times: self.metrics.ops().task(&format!("worker {index}")),
+            })
+            .collect();
+        let t0 = Instant::now();
+        let groups = restore.len();
+        let w = Workers::start(specs, factory, restore, self.cfg.channel_capacity).await?;
+        if groups > 0 {
+            tracing::info!(job = %self.cfg.name, workers = n, key_groups = groups, ms = t0.elapsed().as_millis() as u64, "key groups restored");
+        }
+        self.outbox.exchange = (0..w.count()).map(|_| None).collect();
+        self.workers = Some(w);
+        Ok(())
+    }
+
+    /// The error to report for a failed worker: the sink's own error when a
+    /// sink task stopped (the worker only saw its channel close).
+    pub(super) async fn worker_failure(&mut self, e: RuntimeError) -> RuntimeError {
+        for t in self.sinks.iter_mut() {
+            if t.tx.is_closed() {
+                return t.failure().await;
+            }
+        }
+        e
+    }
+
+    /// Sends the exchange's watermark to the workers when it advanced.
+    pub(super) async fn advance_exchange(&mut self) -> Result<(), RuntimeError> {
+        let Some(w) = self.workers.as_mut() else {
+            return Ok(());
+        };
+        let idle = self.cfg.idle_timeout;
+        w.awaiting.retain(|_, since| since.elapsed() < idle);
+        if !w.awaiting.is_empty() {
+            return Ok(());
+        }
+        let Some(wm) = self
+            .parts
+            .values()
+            .filter(|p| p.last_seen.elapsed() < idle)
+            .map(|p| p.watermark)
+            .min()
+        else {
+            return Ok(());
+        };
+        if let Err(e) = w.watermark(wm).await {
+            return Err(self.worker_failure(e).await);
+        }
+        Ok(())
+    }
+
+    /// Partitions assigned to this process: those without a record yet
+    /// hold the exchange's watermark back (until the idle timeout).
+    pub(super) fn await_partitions(&mut self, ids: &[PartitionId]) {
+        let Some(w) = self.workers.as_mut() else {
+            return;
+        };
+        for id in ids {
+            if !self.parts.contains_key(id) {
+                w.awaiting.insert(id.clone(), Instant::now());
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! A worker behind the exchange: one task owning a range of key groups
+//! (their chains, state, windows and timers, without locks). It takes, in
+//! order, from one bounded channel fed by the driver: element batches, the
+//! watermark, and checkpoint barriers. The driver is its only input, so a
+//! barrier arrives after every element sent before it: the snapshot it
+//! answers with is aligned with the source positions the driver records
+//! (Chandy–Lamport with a single input channel per worker).
+//!
+//! What the chains emit goes straight to the sink tasks, the dead-letter and
+//! the late sinks; a barrier is answered only after all of it was sent, so
+//! the sinks' checkpoint that follows covers it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::PartitionId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::component::Component;
+use crate::exchange::{ExBatch, GroupCx, Groups};
+use crate::metrics::Metrics;
+use crate::operator::{KeyOwners, Outbox, NO_TIME};
+use crate::sinks::{route_letters, Rejects, SinkMsg};
+use crate::RuntimeError;
+
+/// Key groups' operator states, as a checkpoint holds them.
+pub(crate) type GroupStates = BTreeMap<u16, Vec<Vec<u8>>>;
+
+pub(crate) enum ToWorker {
+    /// Elements of the worker's key groups (`Vec<exchange::Item<T>>`).
+    Data(ExBatch),
+    /// The exchange's watermark: the minimum over the source partitions
+    /// that are not idle.
+    Watermark(i64),
+    /// Send everything emitted so far, then answer with every group's state.
+    Barrier(oneshot::Sender<Result<GroupStates, RuntimeError>>),
+    /// Send everything emitted so far, then answer.
+    Sync(oneshot::Sender<()>),
+}
+
+/// What a worker writes to and reports through.
+pub(crate) struct WorkerSpec {
+    pub(crate) index: usize,
+    pub(crate) sinks: Vec<(String, mpsc::Sender<SinkMsg>)>,
+    pub(crate) rejects: Rejects,
+    pub(crate) late_to: Rejects,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) times: Arc<Component>,
+}
+
+struct Worker {
+    spec: WorkerSpec,
+    groups: Box<dyn Groups>,
+    outbox: Outbox,
+    owners: KeyOwners,
+    partition: PartitionId,
+    watermark: i64,
+    waited: Duration,
+}
+
+/// A group's context from the worker's disjoint fields.
+macro_rules! gcx {
+    ($w:expr) => {
+        GroupCx {
+            watermark: $w.watermark,
+            worker: $w.spec.index,
+            outbox: &mut $w.outbox,
+            owners: &mut $w.owners,
+            partition: &$w.partition,
+        }
+    };
+}
+
+/// Runs a worker: restores its key groups (`restore`; `owned` lists every
+/// group it owns, restored or not), answers `ready`, then serves `rx` until
+/// the driver closes it.
+pub(crate) async fn run(
+    spec: WorkerSpec,
+    groups: Box<dyn Groups>,
+    owned: Vec<u16>,
+    restore: GroupStates,
+    ready: oneshot::Sender<Result<(), RuntimeError>>,
+    mut rx: mpsc::Receiver<ToWorker>,
+) -> Result<(), RuntimeError> {
+    let mut w = Worker {
+        outbox: Outbox {
+            sinks: vec![Vec::new(); spec.sinks.len()],
+            ..Outbox::default()
+        },
+        partition: PartitionId::new(format!("worker {}", spec.index)),
+        spec,
+        groups,
+        owners: KeyOwners::default(),
+        watermark: NO_TIME,
+        waited: Duration::ZERO,
+    };
+    let restored = w.restore(owned, restore);
+    let failed = restored.is_err();
+    let _ = ready.send(restored);
+    if failed {
+        return Ok(());
+    }
+    while let Some(msg) = rx.recv().await {
+        let t0 = Instant::now();
+        w.waited = Duration::ZERO;
+        match msg {
+            ToWorker::Data(batch) => {
+                w.groups.data(batch, &mut gcx!(w));
+                w.route().await?;
+            }
+            ToWorker::Watermark(wm) if wm > w.watermark => {
+                w.watermark = wm;
+                loop {
+                    let fired = w.groups.fire_one(wm, &mut gcx!(w));
+                    w.route().await?;
+                    if !fired {
+                        break;
+                    }
+                }
+            }
+            ToWorker::Watermark(_) => {}
+            ToWorker::Barrier(reply) => {
+                w.route().await?;
+                let snap = w.groups.snapshot().map_err(|e| {
+                    RuntimeError::state_codec(&format!("worker {}", w.spec.index), e)
+                });
+                let _ = reply.send(snap);
+            }
+            ToWorker::Sync(reply) => {
+                w.route().await?;
+                let _ = reply.send(());
+            }
+        }
+        w.spec.times.busy(t0.elapsed().saturating_sub(w.waited));
+    }
+    Ok(())
+}
+
+impl Worker {
+    fn restore(&mut self, owned: Vec<u16>, mut restore: GroupStates) -> Result<(), RuntimeError> {
+        for kg in owned {
+            match restore.remove(&kg) {
+                Some(states) => {
+                    let mut cx = gcx!(self);
+                    self.groups.restore(kg, states, &mut cx).map_err(|e| {
+                        RuntimeError::state_codec(&format!("key group {kg}"), e)
+                    })?;
+                }
+                None => self.groups.add(kg),
+            }
+        }
+        match self.outbox.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends what the chains emitted to the sinks (waiting when they are
+    /// full: backpressure), the dead letters and late records to theirs.
+    async fn route(&mut self) -> Result<(), RuntimeError> {
+        if let Some(e) = self.outbox.error.take() {
+            return Err(e);
+        }
+        self.outbox.pending = 0;
+        for (i, (name, tx)) in self.spec.sinks.iter().enumerate() {
+            if !self.outbox.sinks[i].is_empty() {
+                let batch = std::mem::take(&mut self.outbox.sinks[i]);
+                let t0 = Instant::now();
+                if tx.send(SinkMsg::Write(batch)).await.is_err() {
+                    return Err(RuntimeError::Internal(format!("sink `{name}` stopped")));
+                }
+                let waited = t0.elapsed();
+                self.waited += waited;
+                self.spec.times.backpressured(waited);
+            }
+        }
+        route_letters(
+            &mut self.outbox,
+            &self.spec.rejects,
+            &self.spec.late_to,
+            &self.spec.metrics,
+        )
+        .await;
+        Ok(())
+    }
+}

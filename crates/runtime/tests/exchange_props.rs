@@ -1,0 +1,246 @@
+//! The hash exchange against a plain group-by: random keys on random
+//! partitions (no key follows the partitioning), 1–4 workers, and crashes
+//! restored with another worker count. Every event is within the
+//! out-of-orderness of its partition, so none is late and the output must
+//! be exactly one result per key and window, equal to the group-by.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use flowline_connector_api::Record;
+use flowline_connector_testkit::gate::{Gate, Gated};
+use flowline_connector_testkit::{MemorySink, MemorySource};
+use flowline_runtime::{JobConfig, JobHandle, LocalDirStore, RuntimeError, StreamEnvironment};
+use flowline_runtime::{Tumbling, WindowResult};
+use proptest::prelude::*;
+
+const OOO: i64 = 300;
+const WINDOW: u64 = 1_000;
+
+fn setup() -> Setup {
+    Setup {
+        spec: Tumbling::of(Duration::from_millis(WINDOW)),
+        ooo: OOO,
+        lateness: 0,
+    }
+}
+
+/// SplitMix64.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// `events` events of `keys` keys, each on a random one of `partitions`,
+/// each partition's times disordered by less than the out-of-orderness.
+fn input(seed: u64, partitions: usize, keys: u64, events: usize) -> Vec<Vec<Ev>> {
+    let mut rng = Rng(seed);
+    let mut parts = vec![Vec::new(); partitions];
+    let mut clock = vec![0i64; partitions];
+    for _ in 0..events {
+        let p = rng.below(partitions as u64) as usize;
+        clock[p] += rng.below(60) as i64;
+        parts[p].push(Ev {
+            key: format!("k{}", rng.below(keys)),
+            ts: (clock[p] - rng.below(OOO as u64) as i64).max(0),
+            value: rng.below(1_000) as i64 - 500,
+        });
+    }
+    parts
+}
+
+fn records(parts: &[Vec<Ev>]) -> Vec<Vec<Record>> {
+    parts
+        .iter()
+        .map(|p| p.iter().map(|e| rec(&e.key, e.ts, e.value)).collect())
+        .collect()
+}
+
+/// The independent computation: (sum, count) per key and window.
+fn group_by(parts: &[Vec<Ev>]) -> Finals {
+    let mut out = Finals::new();
+    for e in parts.iter().flatten() {
+        let start = e.ts.div_euclid(WINDOW as i64) * WINDOW as i64;
+        let acc = out
+            .entry((e.key.clone(), start, start + WINDOW as i64))
+            .or_insert((0, 0));
+        acc.0 += e.value;
+        acc.1 += 1;
+    }
+    out
+}
+
+fn source(parts: &[Vec<Ev>]) -> MemorySource {
+    MemorySource::new(records(parts))
+        .with_batch_size(7)
+        .with_assignment()
+}
+
+fn config(workers: usize) -> JobConfig {
+    JobConfig::named("exchange")
+        .workers(workers)
+        .checkpoint_interval(None)
+}
+
+/// Each output line once per (key, window), none an update, equal to the
+/// group-by.
+fn check(lines: &[String], want: &Finals, what: &str) -> Result<(), TestCaseError> {
+    let (got, firsts) = finals(lines);
+    prop_assert_eq!(lines.len(), want.len(), "{}: one line per key and window", what);
+    prop_assert!(firsts.values().all(|&n| n == 1), "{}: a window emitted twice", what);
+    prop_assert!(&got == want, "{}: results differ from the group-by", what);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_partitioning_any_workers_equals_a_group_by(
+        seed in any::<u64>(),
+        partitions in 1usize..=4,
+        workers in 1usize..=4,
+        keys in 1u64..=40,
+    ) {
+        let parts = input(seed, partitions, keys, 1_500);
+        let out = MemorySink::new();
+        let env = job_over(Box::new(source(&parts)), &setup(), &out, None, config(workers));
+        let summary = run(env);
+        prop_assert_eq!(summary.records_in, 1_500);
+        prop_assert_eq!(summary.late_records, 0);
+        check(&out.payloads(), &group_by(&parts), &format!("{partitions} partitions, {workers} workers"))?;
+    }
+}
+
+async fn wait_until(what: &str, handle: &JobHandle, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(!handle.is_finished(), "the job ended while waiting for {what}");
+        assert!(t0.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Three crashes, each run with another worker count than the one before,
+/// then a run to the end with yet another: the output (the memory sink
+/// truncates to its checkpoint on restore) equals the group-by.
+fn crash_with_other_worker_counts(seed: u64) {
+    const EVENTS: usize = 6_000;
+    let parts = input(seed, 4, 30, EVENTS);
+    let want = group_by(&parts);
+    let dir = tempfile::tempdir().unwrap();
+    let out = MemorySink::new();
+    let mut rng = Rng(seed ^ 0xC0FFEE);
+    let counts = [1, 3, 2, 4];
+    let shift = rng.below(4) as usize;
+    for crash in 0..3 {
+        let workers = counts[(crash + shift) % 4];
+        let at_checkpoint = 1 + rng.below(EVENTS as u64 / 6);
+        let at_crash = at_checkpoint + 1 + rng.below(EVENTS as u64 / 12);
+        let gate = Gate::closed_at(at_checkpoint);
+        let src = Gated::new(source(&parts), gate.clone());
+        let env = job_over(Box::new(src), &setup(), &out, None, config(workers));
+        env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+        let rt = runtime();
+        rt.block_on(async {
+            let handle = env.start().unwrap();
+            let m = handle.metrics();
+            let read = || m.records_in.load(std::sync::atomic::Ordering::SeqCst);
+            let what = format!("seed {seed}, crash {crash}, {workers} workers");
+            wait_until(&what, &handle, || read() >= at_checkpoint).await;
+            assert!(handle.checkpoint().await.unwrap().is_some());
+            gate.open_to(at_crash);
+            wait_until(&what, &handle, || read() >= at_crash).await;
+        });
+        drop(rt); // the crash
+    }
+    let workers = counts[(3 + shift) % 4];
+    let env = job_over(Box::new(source(&parts)), &setup(), &out, None, config(workers));
+    env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+    let summary = run(env);
+    assert_eq!(summary.restored_from, Some(3), "seed {seed}");
+    let what = format!("seed {seed}, final run with {workers} workers");
+    check(&out.payloads(), &want, &what).unwrap();
+}
+
+#[test]
+fn crashes_restored_with_other_worker_counts_equal_a_group_by() {
+    for seed in 1..=6 {
+        crash_with_other_worker_counts(seed);
+    }
+}
+
+#[test]
+fn a_second_key_by_on_another_key_fails_the_job_naming_it() {
+    let parts = vec![(0..50)
+        .map(|i| Ev {
+            key: format!("k{i}"),
+            ts: i * 10,
+            value: 1,
+        })
+        .collect::<Vec<_>>()];
+    let out = MemorySink::new();
+    let env = StreamEnvironment::new(config(2));
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.source("mem", Box::new(source(&parts)))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Tumbling::of(Duration::from_millis(100)))
+        .aggregate(SumCount)
+        .key_by(|_: &WindowResult<String, (i64, u64)>| "one key".to_string())
+        .process(Pass)
+        .sink_with(sink, |s: &String| Record::new(s.clone()));
+    let err = runtime().block_on(env.execute()).unwrap_err();
+    assert!(matches!(err, RuntimeError::KeyGroup { .. }), "{err}");
+    assert!(err.to_string().contains("\"one key\""), "{err}");
+}
+
+#[derive(Clone)]
+struct Pass;
+impl flowline_runtime::KeyedProcessFunction for Pass {
+    type Key = String;
+    type In = WindowResult<String, (i64, u64)>;
+    type Out = String;
+    type State = ();
+    fn process_element(
+        &self,
+        key: &String,
+        _: Self::In,
+        ctx: &mut flowline_runtime::ProcessContext<'_, (), String>,
+    ) {
+        ctx.emit(key.clone());
+    }
+}
+
+#[test]
+fn a_checkpoint_of_the_other_mode_is_refused_by_name() {
+    let parts = input(7, 2, 5, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let out = MemorySink::new();
+    let keyed = config(2).partitioned_by_key(true);
+    let parts_by_key: Vec<Vec<Ev>> = vec![parts.concat()];
+    let env = job_over(Box::new(source(&parts_by_key)), &setup(), &out, None, keyed);
+    env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+    run(env);
+    let env = job_over(Box::new(source(&parts)), &setup(), &out, None, config(2));
+    env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+    let err = runtime().block_on(env.execute()).unwrap_err().to_string();
+    assert!(err.contains("exchange(128)"), "{err}");
+}
