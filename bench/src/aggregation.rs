@@ -1,6 +1,12 @@
 //! Events/s of the metrics aggregation in memory (10k keys, 10 s tumbling
 //! windows, JSON decode included), next to a hand-written loop in the same
-//! binary that only decodes and updates a HashMap. Prints both and the ratio.
+//! binary that only decodes and updates a HashMap, and the runtime's modes
+//! next to each other:
+//!
+//! - the exchange with 1 worker vs the hand-written loop;
+//! - the exchange with 2 workers vs 1;
+//! - 4 partitions, events spread round robin (the exchange, 2 workers) vs
+//!   partitioned by host (`partitioned_by_key`, no exchange).
 //!
 //! ```sh
 //! cargo run --release -p flowline-bench --bin aggregation -- [EVENTS] [ROUNDS]
@@ -32,12 +38,57 @@ fn input(events: u64) -> Vec<Record> {
     g.map(|e| Record::new(e.to_json())).collect()
 }
 
-fn runtime_run(rt: &tokio::runtime::Runtime, records: &[Record]) -> (Duration, u64) {
-    let env =
-        StreamEnvironment::new(JobConfig::named("bench").out_of_orderness(Duration::from_secs(3)));
+/// How a run reads its input and where its state lives.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// One partition, the exchange with this many workers.
+    Exchange(usize),
+    /// Four partitions, events in turn; the exchange with 2 workers.
+    RoundRobin,
+    /// Four partitions by host; no exchange.
+    ByHost,
+}
+
+fn partitions(records: &[Record], mode: Mode) -> Vec<Vec<Record>> {
+    match mode {
+        Mode::Exchange(_) => vec![records.to_vec()],
+        Mode::RoundRobin => {
+            let mut p = vec![Vec::new(); 4];
+            for (i, r) in records.iter().enumerate() {
+                p[i % 4].push(r.clone());
+            }
+            p
+        }
+        Mode::ByHost => {
+            let mut p = vec![Vec::new(); 4];
+            for r in records {
+                let host = decode(&r.payload).expect("valid event").key.0;
+                let h = host
+                    .bytes()
+                    .fold(0usize, |a, b| a.wrapping_mul(31) + b as usize);
+                p[h % 4].push(r.clone());
+            }
+            p
+        }
+    }
+}
+
+fn runtime_run(
+    rt: &tokio::runtime::Runtime,
+    parts: Vec<Vec<Record>>,
+    mode: Mode,
+) -> (Duration, u64) {
+    let n: usize = parts.iter().map(Vec::len).sum();
+    let cfg = JobConfig::named("bench").out_of_orderness(Duration::from_secs(3));
+    let cfg = match mode {
+        Mode::Exchange(w) => cfg.workers(w),
+        Mode::RoundRobin => cfg.workers(2),
+        Mode::ByHost => cfg.partitioned_by_key(true),
+    };
+    let env = StreamEnvironment::new(cfg);
     let out = Discard::default();
     let sink = env.add_sink("discard", Box::new(out.clone()));
-    let source = MemorySource::new(vec![records.to_vec()]).with_batch_size(1024);
+    let source = MemorySource::new(parts).with_batch_size(1024);
     let w = WindowSettings::new(Tumbling::of(Duration::from_secs(10)));
     metrics_pipeline(
         env.source("mem", Box::new(source)),
@@ -53,7 +104,8 @@ fn runtime_run(rt: &tokio::runtime::Runtime, records: &[Record]) -> (Duration, u
     let t0 = Instant::now();
     let summary = rt.block_on(env.execute()).expect("bench job");
     let el = t0.elapsed();
-    assert_eq!(summary.records_in, records.len() as u64);
+    assert_eq!(summary.records_in, n as u64);
+    assert_eq!(summary.late_records, 0);
     (el, out.0.load(Ordering::Relaxed))
 }
 
@@ -86,35 +138,49 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("aggregation: {events} events, 10k keys, 10 s tumbling windows, JSON decode included; {rounds} rounds, best of each");
-    let (mut best_rt, mut best_hand) = (Duration::MAX, Duration::MAX);
-    let (mut windows_rt, mut windows_hand) = (0, 0);
+    println!("aggregation: {events} events, 10k keys, 10 s tumbling windows, JSON decode included; {rounds} interleaved rounds, best of each");
+    let modes = [
+        ("exchange, 1 worker", Mode::Exchange(1)),
+        ("exchange, 2 workers", Mode::Exchange(2)),
+        ("4 partitions round robin, exchange", Mode::RoundRobin),
+        ("4 partitions by host, no exchange", Mode::ByHost),
+    ];
+    let inputs: Vec<Vec<Vec<Record>>> = modes
+        .iter()
+        .map(|(_, m)| partitions(&records, *m))
+        .collect();
+    let mut best = [Duration::MAX; 4];
+    let mut best_hand = Duration::MAX;
+    let rate = |d: Duration| events as f64 / d.as_secs_f64();
     for round in 1..=rounds {
-        let (h, nh) = if std::env::var_os("BENCH_RUNTIME_ONLY").is_some() {
-            (Duration::from_secs(1), 0)
-        } else {
-            hand_loop(&records)
-        };
-        let (r, nr) = runtime_run(&rt, &records);
-        println!(
-            "  round {round}: runtime {:>10.0} events/s ({nr} windows), hand-written loop {:>10.0} events/s ({nh} windows)",
-            events as f64 / r.as_secs_f64(),
-            events as f64 / h.as_secs_f64()
-        );
-        best_rt = best_rt.min(r);
+        let (h, nh) = hand_loop(&records);
         best_hand = best_hand.min(h);
-        windows_rt = nr;
-        windows_hand = nh;
+        print!("  round {round}: hand-written {:>9.0}/s", rate(h));
+        for (i, (name, mode)) in modes.iter().enumerate() {
+            let (d, n) = runtime_run(&rt, inputs[i].clone(), *mode);
+            assert_eq!(n, nh, "{name}: the same windows as the hand-written loop");
+            best[i] = best[i].min(d);
+            print!(", {name} {:>9.0}/s", rate(d));
+        }
+        println!();
     }
-    if std::env::var_os("BENCH_RUNTIME_ONLY").is_none() {
-        assert_eq!(windows_rt, windows_hand, "both count the same windows");
-    }
-    let rt_rate = events as f64 / best_rt.as_secs_f64();
-    let hand_rate = events as f64 / best_hand.as_secs_f64();
-    println!("runtime:           {rt_rate:>10.0} events/s");
-    println!("hand-written loop: {hand_rate:>10.0} events/s");
     println!(
-        "ratio runtime / hand-written: {:.2} (target >= 0.80)",
-        rt_rate / hand_rate
+        "hand-written loop:                   {:>10.0} events/s",
+        rate(best_hand)
+    );
+    for (i, (name, _)) in modes.iter().enumerate() {
+        println!("{name:<37}{:>10.0} events/s", rate(best[i]));
+    }
+    println!(
+        "ratio exchange 1 worker / hand-written:   {:.2} (target >= 0.90)",
+        rate(best[0]) / rate(best_hand)
+    );
+    println!(
+        "ratio exchange 2 workers / 1 worker:      {:.2} (target >= 1.60)",
+        rate(best[1]) / rate(best[0])
+    );
+    println!(
+        "ratio round robin (exchange) / by host:   {:.2} (target >= 0.80)",
+        rate(best[2]) / rate(best[3])
     );
 }

@@ -76,6 +76,29 @@ pub struct RefWindow {
     pub max: f64,
 }
 
+/// An exact sum computed another way than the job's: every value as an
+/// integer multiple of 2^-80 (the generator's values are far coarser),
+/// summed in an i128, rounded to an f64 once. Panics on a value it cannot
+/// hold exactly, rather than compare against a wrong reference.
+#[derive(Default)]
+struct ExactBySum(i128);
+
+impl ExactBySum {
+    const SCALE: f64 = (1u128 << 80) as f64;
+    fn add(&mut self, v: f64) {
+        let scaled = v * Self::SCALE;
+        assert!(
+            scaled.abs() < 2f64.powi(120) && scaled.fract() == 0.0,
+            "reference cannot sum {v} exactly"
+        );
+        self.0 += scaled as i128;
+    }
+    fn value(&self) -> f64 {
+        // i128 → f64 rounds to nearest; dividing by a power of two is exact.
+        self.0 as f64 / Self::SCALE
+    }
+}
+
 /// Tumbling-window aggregates per `host|metric|window_start`, computed with
 /// a plain group-by from the valid events' JSON (the job's window documents
 /// must equal this when no event is late).
@@ -83,7 +106,7 @@ pub fn reference_windows<'a>(
     events: impl IntoIterator<Item = &'a str>,
     size_ms: i64,
 ) -> BTreeMap<String, RefWindow> {
-    let mut acc: BTreeMap<String, (u64, f64, f64, f64)> = BTreeMap::new();
+    let mut acc: BTreeMap<String, (u64, ExactBySum, f64, f64)> = BTreeMap::new();
     for e in events {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(e) else {
             continue;
@@ -99,11 +122,11 @@ pub fn reference_windows<'a>(
         let ts = parse_rfc3339_ms(ts).expect("timestamp");
         let start = ts - ts.rem_euclid(size_ms);
         let id = format!("{host}|{metric}|{}", format_rfc3339_ms(start));
-        let a = acc
-            .entry(id)
-            .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+        let a =
+            acc.entry(id)
+                .or_insert((0, ExactBySum::default(), f64::INFINITY, f64::NEG_INFINITY));
         a.0 += 1;
-        a.1 += value;
+        a.1.add(value);
         a.2 = a.2.min(value);
         a.3 = a.3.max(value);
     }
@@ -113,7 +136,7 @@ pub fn reference_windows<'a>(
                 k,
                 RefWindow {
                     count,
-                    sum,
+                    sum: sum.value(),
                     min,
                     max,
                 },
@@ -179,8 +202,9 @@ pub fn window_diff(
                     min: d["min"].as_f64().unwrap_or(f64::NAN),
                     max: d["max"].as_f64().unwrap_or(f64::NAN),
                 };
-                // Exact: the job adds a key's values in the order they
-                // were produced, as this reference does.
+                // Exact: the job's sum is the correctly rounded exact sum
+                // whatever the order the values came in, as this
+                // reference's integer sum is.
                 let close = got.count == r.count
                     && got.sum == r.sum
                     && got.min == r.min

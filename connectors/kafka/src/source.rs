@@ -375,6 +375,22 @@ impl Source for KafkaSource {
         out
     }
 
+    /// Bounded: every partition of the topics, assigned at start. A group
+    /// consumer announces its partitions as they are assigned instead.
+    fn partitions(&self) -> Option<Vec<PartitionId>> {
+        if !self.cfg.bounded {
+            return None;
+        }
+        let state = lock(&self.shared().state);
+        Some(
+            state
+                .parts
+                .iter()
+                .map(|p| partition_id(&p.topic, p.partition))
+                .collect(),
+        )
+    }
+
     /// From librdkafka's statistics (once a second): a broker connection
     /// up. `None` before the first statistics.
     fn connected(&self) -> Option<bool> {

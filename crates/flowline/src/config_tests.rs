@@ -41,10 +41,9 @@ fn bad_config_names_the_field_and_the_fix() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown field `sizee`"), "{e}");
-    let e =
-        JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events"))
-            .unwrap_err()
-            .to_string();
+    let e = JobPlan::parse(&SHORT.replace("type = \"file\"\npath = \"events", "path = \"events"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("source.type") && e.contains("is missing"), "{e}");
     let e = JobPlan::parse("[sink]\ntype = \"file\"")
         .unwrap_err()

@@ -123,6 +123,11 @@ impl AggregateFunction for MetricStats {
     fn get_result(&self, acc: &Stats) -> Stats {
         acc.clone()
     }
+    /// The stats with their exact sum: a checkpoint of the older form
+    /// (a plain running sum) is refused by name, never misread.
+    fn state_name(&self) -> Option<&'static str> {
+        Some("stats/exact-sum")
+    }
 }
 
 /// [`MetricStats`] and the [`Moments`] (for `stddev`, `first`, `last`),
@@ -159,7 +164,7 @@ impl AggregateFunction for MetricMoments {
         }
     }
     fn state_name(&self) -> Option<&'static str> {
-        Some("stats+moments")
+        Some("stats/exact-sum+moments")
     }
 }
 

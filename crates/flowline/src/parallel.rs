@@ -38,11 +38,13 @@ pub(crate) fn take_keyed_by(source: &mut ConnectorSection) -> Result<Option<Vec<
     let Some(v) = m.remove("keyed_by") else {
         return Ok(None);
     };
-    let bad = |found: &serde_json::Value| Error::Config {
+    let bad = |found: &serde_json::Value| {
+        Error::Config {
         field: "source.keyed_by".into(),
         message: format!(
             "must be a non-empty list of the job's key fields, found {found}. Fix: keyed_by = [\"host\"] when the topic's messages are keyed by host, or remove it"
         ),
+    }
     };
     let names: Vec<String> = match &v {
         serde_json::Value::Array(a) if !a.is_empty() => a
@@ -99,7 +101,11 @@ mod tests {
         assert_eq!(parse("", "", "").unwrap().keyed_by, None);
         let e = parse("", "keyed_by = [\"hots\"]\n", "").unwrap_err();
         assert!(e.contains("source.keyed_by") && e.contains("`hots`"), "{e}");
-        for bad in ["keyed_by = []\n", "keyed_by = \"host\"\n", "keyed_by = [1]\n"] {
+        for bad in [
+            "keyed_by = []\n",
+            "keyed_by = \"host\"\n",
+            "keyed_by = [1]\n",
+        ] {
             let e = parse("", bad, "").unwrap_err();
             assert!(e.contains("non-empty list"), "{bad}: {e}");
         }
@@ -120,7 +126,10 @@ mod tests {
     fn the_scale_out_store_needs_keyed_by() {
         let store = "[checkpoint.kafka]\nbootstrap_servers = \"b:9092\"\n";
         let e = parse("", "", store).unwrap_err();
-        assert!(e.contains("checkpoint.kafka") && e.contains("keyed_by"), "{e}");
+        assert!(
+            e.contains("checkpoint.kafka") && e.contains("keyed_by"),
+            "{e}"
+        );
         assert!(parse("", "keyed_by = [\"host\"]\n", store).is_ok());
     }
 }

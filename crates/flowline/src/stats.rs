@@ -14,7 +14,8 @@ use crate::sketch::DDSketch;
 pub struct Stats {
     /// Samples.
     pub count: u64,
-    /// Sum of samples.
+    /// Sum of samples: the exact sum correctly rounded, the same whatever
+    /// order the samples came in.
     pub sum: f64,
     /// Smallest sample.
     pub min: f64,
@@ -26,6 +27,8 @@ pub struct Stats {
     /// (the accumulator that keeps them stores them beside it).
     #[serde(skip)]
     pub moments: Option<Moments>,
+    /// The exact sum behind `sum`.
+    pub exact: crate::exact_sum::ExactSum,
 }
 
 /// Welford's running mean and sum of squared deviations (numerically
@@ -88,7 +91,8 @@ impl Stats {
             self.max = self.max.max(v);
         }
         self.count += 1;
-        self.sum += v;
+        self.exact.add(v);
+        self.sum = self.exact.value();
         self.sketch.add(v);
     }
 }

@@ -148,8 +148,12 @@ pub(crate) trait Groups: Send {
     /// Takes a group (empty) into this worker.
     fn add(&mut self, kg: u16);
     /// Restores a group from its checkpointed operator states.
-    fn restore(&mut self, kg: u16, states: Vec<Vec<u8>>, cx: &mut GroupCx<'_>)
-        -> Result<(), String>;
+    fn restore(
+        &mut self,
+        kg: u16,
+        states: Vec<Vec<u8>>,
+        cx: &mut GroupCx<'_>,
+    ) -> Result<(), String>;
     /// Hands a batch's elements to their groups' chains.
     fn data(&mut self, batch: ExBatch, cx: &mut GroupCx<'_>);
     /// Fires the chain of the first group due at `wm`, if any: `true` when
@@ -228,9 +232,7 @@ fn cx_for<'a>(g: &'a mut GroupCx<'_>, kg: u16, next_fire: i64) -> Cx<'a> {
 impl<T: Send + 'static> Groups for KeyGroups<T> {
     fn add(&mut self, kg: u16) {
         let chain = (self.factory)();
-        self.groups
-            .entry(kg)
-            .or_insert(Group::new(chain, i64::MAX));
+        self.groups.entry(kg).or_insert(Group::new(chain, i64::MAX));
     }
 
     fn restore(

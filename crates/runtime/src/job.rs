@@ -152,8 +152,7 @@ pub(crate) type ChainFactory = Arc<dyn Fn() -> BoxOp<Record> + Send + Sync>;
 pub(crate) type Head = Box<dyn std::any::Any + Send>;
 
 /// Makes the key groups of one worker (behind an exchange).
-pub(crate) type GroupsFactory =
-    Arc<dyn Fn() -> Box<dyn crate::exchange::Groups> + Send + Sync>;
+pub(crate) type GroupsFactory = Arc<dyn Fn() -> Box<dyn crate::exchange::Groups> + Send + Sync>;
 
 pub(crate) struct Graph {
     pub(crate) config: JobConfig,

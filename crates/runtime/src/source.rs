@@ -5,15 +5,34 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowline_connector_api::{BoxSource, ConnectorError, SourceEvent, SourcePosition};
+use flowline_connector_api::{BoxSource, ConnectorError, PartitionId, SourceEvent, SourcePosition};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 
+/// What the source task hands the driver, in the order it happened.
+pub(crate) enum FromSource {
+    /// What the source returned.
+    Event(Result<SourceEvent, ConnectorError>),
+    /// These partitions had nothing more to read (lag 0) after every record
+    /// sent before this; the source reports lag.
+    CaughtUp(Vec<PartitionId>),
+}
+
+impl FromSource {
+    /// The event, or the caught-up partitions as the error.
+    pub(crate) fn event(self) -> Result<Result<SourceEvent, ConnectorError>, Vec<PartitionId>> {
+        match self {
+            FromSource::Event(e) => Ok(e),
+            FromSource::CaughtUp(p) => Err(p),
+        }
+    }
+}
+
 /// Reads the source into a bounded channel; seeks and commits on request.
 pub(crate) async fn source_task(
     mut source: BoxSource,
-    tx: mpsc::Sender<Result<SourceEvent, ConnectorError>>,
+    tx: mpsc::Sender<FromSource>,
     mut pos_rx: watch::Receiver<Option<SourcePosition>>,
     mut seek_rx: mpsc::Receiver<SourcePosition>,
     retry: crate::RetryPolicy,
@@ -29,7 +48,7 @@ pub(crate) async fn source_task(
         let task = &task;
         async move {
             let t0 = Instant::now();
-            let r = tx.send(ev).await;
+            let r = tx.send(FromSource::Event(ev)).await;
             task.backpressured(t0.elapsed());
             r
         }
@@ -45,7 +64,7 @@ pub(crate) async fn source_task(
         }
         while let Ok(pos) = seek_rx.try_recv() {
             if let Err(e) = source.seek_dyn(&pos).await {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(FromSource::Event(Err(e))).await;
                 return;
             }
         }
@@ -61,7 +80,18 @@ pub(crate) async fn source_task(
         if lag_at.elapsed() >= Duration::from_secs(1) {
             lag_at = Instant::now();
             let lag = source.lag_dyn();
+            let lag_empty = lag.is_empty();
+            let caught: Vec<PartitionId> = lag
+                .iter()
+                .filter(|(_, n)| *n == 0)
+                .map(|(p, _)| p.clone())
+                .collect();
             metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
+            // A source that reports lag says when partitions are caught up;
+            // one that does not leaves idleness to the driver's clock.
+            if !lag_empty && tx.send(FromSource::CaughtUp(caught)).await.is_err() {
+                break;
+            }
             task.connected(source.connected_dyn());
         }
         let ev = source.next_dyn().await;

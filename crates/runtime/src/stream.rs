@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use flowline_connector_api::{BoxSink, BoxSource, Record};
 
-use crate::handle::{self, JobHandle, JobSummary};
 use crate::exchange::{ExchangeOp, Groups, KeyGroups, KEY_GROUPS};
+use crate::handle::{self, JobHandle, JobSummary};
 use crate::job::{ChainFactory, DeadLetterFormat, Graph, GroupsFactory, Head, JobConfig};
 use crate::keyed::{
     AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,

@@ -122,9 +122,10 @@ pub(crate) async fn run(
             ToWorker::Watermark(_) => {}
             ToWorker::Barrier(reply) => {
                 w.route().await?;
-                let snap = w.groups.snapshot().map_err(|e| {
-                    RuntimeError::state_codec(&format!("worker {}", w.spec.index), e)
-                });
+                let snap = w
+                    .groups
+                    .snapshot()
+                    .map_err(|e| RuntimeError::state_codec(&format!("worker {}", w.spec.index), e));
                 let _ = reply.send(snap);
             }
             ToWorker::Sync(reply) => {
@@ -143,9 +144,9 @@ impl Worker {
             match restore.remove(&kg) {
                 Some(states) => {
                     let mut cx = gcx!(self);
-                    self.groups.restore(kg, states, &mut cx).map_err(|e| {
-                        RuntimeError::state_codec(&format!("key group {kg}"), e)
-                    })?;
+                    self.groups
+                        .restore(kg, states, &mut cx)
+                        .map_err(|e| RuntimeError::state_codec(&format!("key group {kg}"), e))?;
                 }
                 None => self.groups.add(kg),
             }

@@ -94,8 +94,17 @@ fn config(workers: usize) -> JobConfig {
 /// group-by.
 fn check(lines: &[String], want: &Finals, what: &str) -> Result<(), TestCaseError> {
     let (got, firsts) = finals(lines);
-    prop_assert_eq!(lines.len(), want.len(), "{}: one line per key and window", what);
-    prop_assert!(firsts.values().all(|&n| n == 1), "{}: a window emitted twice", what);
+    prop_assert_eq!(
+        lines.len(),
+        want.len(),
+        "{}: one line per key and window",
+        what
+    );
+    prop_assert!(
+        firsts.values().all(|&n| n == 1),
+        "{}: a window emitted twice",
+        what
+    );
     prop_assert!(&got == want, "{}: results differ from the group-by", what);
     Ok(())
 }
@@ -123,8 +132,14 @@ proptest! {
 async fn wait_until(what: &str, handle: &JobHandle, cond: impl Fn() -> bool) {
     let t0 = Instant::now();
     while !cond() {
-        assert!(!handle.is_finished(), "the job ended while waiting for {what}");
-        assert!(t0.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            !handle.is_finished(),
+            "the job ended while waiting for {what}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -171,7 +186,13 @@ fn crash_with_other_worker_counts(seed: u64) {
         drop(rt); // the crash
     }
     let workers = counts[(3 + shift) % 4];
-    let env = job_over(Box::new(source(&parts)), &setup(), &out, None, config(workers));
+    let env = job_over(
+        Box::new(source(&parts)),
+        &setup(),
+        &out,
+        None,
+        config(workers),
+    );
     env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
     let summary = run(env);
     assert_eq!(summary.restored_from, Some(3), "seed {seed}");

@@ -30,7 +30,7 @@ use crate::job::{ChainFactory, Graph, JobConfig};
 use crate::metrics::Metrics;
 use crate::operator::{BoxOp, Cx, DeadLetter, DeadLetterKind, KeyOwners, Outbox, NO_TIME};
 use crate::sinks::{dead_letter, route_letters, Rejects, SinkMsg, SinkSpec, SinkTask};
-use crate::source::source_task;
+use crate::source::{source_task, FromSource};
 use crate::RuntimeError;
 
 pub(crate) use checkpointing::check_graph;
@@ -46,6 +46,13 @@ struct Part {
     /// restored at start that is neither may belong to another process: on
     /// assignment its state is read from the store again.
     live: bool,
+    /// The source said it had nothing more to read of it (lag 0, or nothing
+    /// to read at all) after its last record here: with no record for the
+    /// idle timeout, it is idle. A partition whose records wait behind
+    /// backpressure is never idle.
+    caught_up: bool,
+    /// The driver's input clock at its last record (see `input_clock`).
+    seen_at: Duration,
 }
 
 pub(crate) struct Driver {
@@ -77,6 +84,13 @@ pub(crate) struct Driver {
     waited: Duration,
     /// With an exchange: the workers running the keyed operators.
     workers: Option<workers::Workers>,
+    /// Time the driver has spent waiting for the source: a partition's idle
+    /// time is measured on it, so that time held by backpressure, or
+    /// processing, never makes a partition look idle.
+    input_clock: Duration,
+    /// The source reports its lag: a partition is idle only once it said
+    /// the partition was caught up. Without lag, the input clock alone.
+    lag_known: bool,
 }
 
 fn ooo_ms(cfg: &JobConfig) -> i64 {
@@ -204,6 +218,8 @@ impl Driver {
             times: metrics.ops().task("chain"),
             waited: Duration::ZERO,
             workers: None,
+            input_clock: Duration::ZERO,
+            lag_known: false,
             metrics,
         };
         let mut restored = restored;
@@ -238,6 +254,8 @@ impl Driver {
             next_fire: i64::MAX,
             last_seen: Instant::now(),
             live: false,
+            caught_up: false,
+            seen_at: self.input_clock,
         }
     }
 
@@ -279,6 +297,9 @@ impl Driver {
 
         let mut stop_open = true;
         let reason = loop {
+            // Time spent here waiting for the source (not processing, not
+            // held by backpressure) runs the partitions' idle clocks.
+            let t_wait = Instant::now();
             tokio::select! {
                 biased;
                 r = stop.changed(), if stop_open => {
@@ -294,6 +315,7 @@ impl Driver {
                     let _ = reply.send(id);
                 }
                 _ = tick.tick() => {
+                    self.input_clock += t_wait.elapsed();
                     self.update_job_watermark();
                     self.advance_exchange().await?;
                     if let Some(iv) = self.cfg.checkpoint_interval {
@@ -303,19 +325,24 @@ impl Driver {
                         }
                     }
                 }
-                ev = ev_rx.recv() => match ev {
-                    Some(Ok(SourceEvent::Records(batch))) => {
+                ev = ev_rx.recv() => match { self.input_clock += t_wait.elapsed(); ev.map(FromSource::event) } {
+                    Some(Err(ids)) => {
+                        self.lag_known = true;
+                        self.caught_up(Some(&ids))
+                    }
+                    Some(Ok(ev)) => match ev {
+                    Ok(SourceEvent::Records(batch)) => {
                         let t0 = Instant::now();
                         self.waited = Duration::ZERO;
                         self.process(batch).await?;
                         self.times.busy(t0.elapsed().saturating_sub(self.waited));
                     }
-                    Some(Ok(SourceEvent::End)) => {
+                    Ok(SourceEvent::End) => {
                         self.end_of_input().await?;
                         break EndReason::InputEnded;
                     }
-                    Some(Ok(SourceEvent::Revoked(ids))) => self.revoke(&ids).await?,
-                    Some(Ok(SourceEvent::Assigned(ids))) => {
+                    Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
+                    Ok(SourceEvent::Assigned(ids)) => {
                         let pos = self.assign(&ids)?;
                         self.await_partitions(&ids);
                         // Always answer an assignment with a seek, empty when
@@ -323,12 +350,14 @@ impl Driver {
                         // new partitions' records until it has it.
                         let _ = seek_tx.send(pos).await;
                     }
-                    Some(Ok(SourceEvent::Idle)) => {}
-                    Some(Ok(_)) => {}
-                    Some(Err(ConnectorError::BadRecords(rejected))) => {
+                    // Nothing to read: every partition is caught up.
+                    Ok(SourceEvent::Idle) => self.caught_up(None),
+                    Ok(_) => {}
+                    Err(ConnectorError::BadRecords(rejected)) => {
                         self.source_rejected(rejected).await
                     }
-                    Some(Err(e)) => return Err(self.source_err(e)),
+                    Err(e) => return Err(self.source_err(e)),
+                    },
                     None => return Err(RuntimeError::Internal("source task ended".into())),
                 },
             }
@@ -418,6 +447,10 @@ impl Driver {
     }
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
+        if let Some(w) = self.workers.as_mut() {
+            w.known = true;
+        }
+        self.resume_if_all_idle();
         self.metrics
             .records_in
             .fetch_add(batch.len() as u64, Relaxed);
@@ -437,6 +470,8 @@ impl Driver {
             let part = self.parts.get_mut(&pid).expect("ensured above");
             part.last_seen = now;
             part.live = true;
+            part.caught_up = false;
+            part.seen_at = self.input_clock;
             let mut cx = Cx {
                 partition: &pid,
                 record: None,
@@ -535,7 +570,13 @@ impl Driver {
                 self.times.backpressured(waited);
             }
         }
-        route_letters(&mut self.outbox, &self.rejects, &self.late_to, &self.metrics).await;
+        route_letters(
+            &mut self.outbox,
+            &self.rejects,
+            &self.late_to,
+            &self.metrics,
+        )
+        .await;
         if self.outbox.exchanged > 0 {
             self.outbox.exchanged = 0;
             if let Some(w) = self.workers.as_mut() {

@@ -5,12 +5,18 @@
 //!
 //! The exchange's watermark is the minimum over the source partitions this
 //! process reads, idle ones left out: partitions with records, and those
-//! assigned that have not sent one yet (they hold it back until the idle
-//! timeout, so that the first partition read does not fire windows the
-//! others still feed).
+//! named or assigned that have not sent one yet (so that the first
+//! partition read does not fire windows the others still feed). A
+//! partition is idle when it has sent no record for the idle timeout of the
+//! driver's *input clock* (time spent waiting for the source: time held by
+//! backpressure or spent processing does not count), and, for a source that
+//! reports its lag, once the source said after its last record that it had
+//! nothing more to read of it (lag 0, or `SourceEvent::Idle`): records
+//! waiting at the broker never count as idleness. When every partition was
+//! idle, the first record back gives all a fresh idle timeout.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flowline_connector_api::PartitionId;
 use tokio::sync::{mpsc, oneshot};
@@ -28,8 +34,14 @@ pub(crate) struct Workers {
     joins: Vec<JoinHandle<Result<(), RuntimeError>>>,
     /// The last watermark sent.
     pub(super) watermark: i64,
-    /// Partitions assigned that have not sent a record yet, since when.
-    pub(super) awaiting: HashMap<PartitionId, Instant>,
+    /// The source has named or been assigned its partitions, or sent
+    /// records: until then partitions restored from a checkpoint are not
+    /// all there is, and the watermark does not move.
+    pub(super) known: bool,
+    /// Partitions assigned that have not sent a record yet: since when (on
+    /// the driver's input clock), and whether the source has since said it
+    /// has nothing to read of them.
+    pub(super) awaiting: HashMap<PartitionId, (Duration, bool)>,
 }
 
 impl Workers {
@@ -83,6 +95,7 @@ impl Workers {
             txs,
             joins,
             watermark: NO_TIME,
+            known: false,
             awaiting: HashMap::new(),
         })
     }
@@ -239,15 +252,20 @@ impl Driver {
         let Some(w) = self.workers.as_mut() else {
             return Ok(());
         };
-        let idle = self.cfg.idle_timeout;
-        w.awaiting.retain(|_, since| since.elapsed() < idle);
+        if !w.known {
+            return Ok(());
+        }
+        let (idle, clock) = (self.cfg.idle_timeout, self.input_clock);
+        let unknown = !self.lag_known;
+        w.awaiting
+            .retain(|_, (since, caught_up)| !(*caught_up || unknown) || clock - *since < idle);
         if !w.awaiting.is_empty() {
             return Ok(());
         }
         let Some(wm) = self
             .parts
             .values()
-            .filter(|p| p.last_seen.elapsed() < idle)
+            .filter(|p| !(p.caught_up || unknown) || clock - p.seen_at < idle)
             .map(|p| p.watermark)
             .min()
         else {
@@ -265,9 +283,59 @@ impl Driver {
         let Some(w) = self.workers.as_mut() else {
             return;
         };
+        w.known = true;
         for id in ids {
             if !self.parts.contains_key(id) {
-                w.awaiting.insert(id.clone(), Instant::now());
+                w.awaiting.insert(id.clone(), (self.input_clock, false));
+            }
+        }
+    }
+
+    /// Records after every partition went idle (the whole input paused for
+    /// the idle timeout): each partition gets a fresh idle timeout to send
+    /// its own, so that the first one back does not fire windows the
+    /// others still feed.
+    pub(super) fn resume_if_all_idle(&mut self) {
+        let Some(w) = self.workers.as_mut() else {
+            return;
+        };
+        let (idle, clock) = (self.cfg.idle_timeout, self.input_clock);
+        let unknown = !self.lag_known;
+        let all_idle = w
+            .awaiting
+            .values()
+            .all(|(since, c)| (*c || unknown) && clock - *since >= idle)
+            && self
+                .parts
+                .values()
+                .all(|p| (p.caught_up || unknown) && clock - p.seen_at >= idle);
+        if !all_idle || (self.parts.is_empty() && w.awaiting.is_empty()) {
+            return;
+        }
+        for p in self.parts.values_mut() {
+            p.seen_at = clock;
+            p.caught_up = false;
+        }
+        for (since, c) in w.awaiting.values_mut() {
+            *since = clock;
+            *c = false;
+        }
+    }
+
+    /// The source has nothing more to read of these partitions (`None`:
+    /// of any) after every record it sent before saying so.
+    pub(super) fn caught_up(&mut self, ids: Option<&[PartitionId]>) {
+        let hit = |id: &PartitionId| ids.is_none_or(|ids| ids.contains(id));
+        for (id, p) in self.parts.iter_mut() {
+            if hit(id) {
+                p.caught_up = true;
+            }
+        }
+        if let Some(w) = self.workers.as_mut() {
+            for (id, (_, caught_up)) in w.awaiting.iter_mut() {
+                if hit(id) {
+                    *caught_up = true;
+                }
             }
         }
     }
