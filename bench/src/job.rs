@@ -72,6 +72,20 @@ fn pipeline(env: &StreamEnvironment, source: flowline_connector_api::BoxSource, 
     );
 }
 
+/// The job's settings: the exchange with the cores as workers, or
+/// `BENCH_WORKERS=N`, or `BENCH_KEYED=1` for the per-partition path.
+fn config(name: &str) -> JobConfig {
+    let cfg = JobConfig::named(name).out_of_orderness(Duration::from_secs(3));
+    let cfg = match std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => cfg.workers(n),
+        None => cfg,
+    };
+    cfg.partitioned_by_key(std::env::var_os("BENCH_KEYED").is_some())
+}
+
 /// Records from an iterator, then idle forever (the job stops on request,
 /// with its windows open).
 struct ThenIdle(IterSource);
@@ -94,9 +108,7 @@ impl Source for ThenIdle {
 /// `ticks` events of every key (`keys / 5` hosts × 5 metrics) in windows of
 /// `size_s`; the job then idles with its last windows open.
 fn fill(keys: usize, ticks: usize, size_s: u64) -> (StreamEnvironment, u64) {
-    let env = StreamEnvironment::new(
-        JobConfig::named("bench-state").out_of_orderness(Duration::from_secs(3)),
-    );
+    let env = StreamEnvironment::new(config("bench-state"));
     let hosts = keys / 5;
     let n = (hosts * 5 * ticks) as u64;
     pipeline(
@@ -163,9 +175,7 @@ async fn restore(keys: usize) {
     }
     let file_only = t0.elapsed();
     // Restore: the same graph, a source with nothing more to read.
-    let env = StreamEnvironment::new(
-        JobConfig::named("bench-state").out_of_orderness(Duration::from_secs(3)),
-    );
+    let env = StreamEnvironment::new(config("bench-state"));
     pipeline(
         &env,
         Box::new(ThenIdle(IterSource::new(events(keys / 5, 0)))),

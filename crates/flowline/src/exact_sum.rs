@@ -12,10 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Non-overlapping partials whose exact total is the sum of every value
-/// added; usually one or two.
+/// added; usually one or two, kept inline (no allocation per window).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExactSum {
-    partials: Vec<f64>,
+    partials: smallvec::SmallVec<[f64; 2]>,
 }
 
 impl ExactSum {

@@ -11,6 +11,7 @@
 //! whatever the other partitions do.
 
 mod checkpointing;
+mod route;
 mod status;
 mod workers;
 
@@ -21,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
 use flowline_connector_api::{
-    BoxSource, ConnectorError, PartitionId, Record, Rejected, SourceEvent, SourcePosition,
+    BoxSource, ConnectorError, PartitionId, Record, SourceEvent, SourcePosition,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::handle::{CheckpointRequest, EndReason, JobSummary};
 use crate::job::{ChainFactory, Graph, JobConfig};
 use crate::metrics::Metrics;
-use crate::operator::{BoxOp, Cx, DeadLetter, DeadLetterKind, KeyOwners, Outbox, NO_TIME};
-use crate::sinks::{dead_letter, route_letters, Rejects, SinkMsg, SinkSpec, SinkTask};
+use crate::operator::{BoxOp, Cx, KeyOwners, Outbox, NO_TIME};
+use crate::sinks::{Rejects, SinkSpec, SinkTask};
 use crate::source::{source_task, FromSource};
 use crate::RuntimeError;
 
@@ -325,41 +326,46 @@ impl Driver {
                         }
                     }
                 }
-                ev = ev_rx.recv() => match { self.input_clock += t_wait.elapsed(); ev.map(FromSource::event) } {
-                    Some(Err(ids)) => {
-                        self.lag_known = true;
-                        self.caught_up(Some(&ids))
+                ev = ev_rx.recv() => {
+                    self.input_clock += t_wait.elapsed();
+                    let ev = match ev.map(FromSource::event) {
+                        Some(Ok(ev)) => ev,
+                        Some(Err(caught_up)) => {
+                            self.lag_known = true;
+                            self.caught_up(Some(&caught_up));
+                            continue;
+                        }
+                        None => return Err(RuntimeError::Internal("source task ended".into())),
+                    };
+                    match ev {
+                        Ok(SourceEvent::Records(batch)) => {
+                            let t0 = Instant::now();
+                            self.waited = Duration::ZERO;
+                            self.process(batch).await?;
+                            self.times.busy(t0.elapsed().saturating_sub(self.waited));
+                        }
+                        Ok(SourceEvent::End) => {
+                            self.end_of_input().await?;
+                            break EndReason::InputEnded;
+                        }
+                        Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
+                        Ok(SourceEvent::Assigned(ids)) => {
+                            let pos = self.assign(&ids)?;
+                            self.await_partitions(&ids);
+                            // Always answer an assignment with a seek, empty
+                            // when nothing was checkpointed: the source holds
+                            // back the new partitions' records until it has it.
+                            let _ = seek_tx.send(pos).await;
+                        }
+                        // Nothing to read: every partition is caught up.
+                        Ok(SourceEvent::Idle) => self.caught_up(None),
+                        Ok(_) => {}
+                        Err(ConnectorError::BadRecords(rejected)) => {
+                            self.source_rejected(rejected).await
+                        }
+                        Err(e) => return Err(self.source_err(e)),
                     }
-                    Some(Ok(ev)) => match ev {
-                    Ok(SourceEvent::Records(batch)) => {
-                        let t0 = Instant::now();
-                        self.waited = Duration::ZERO;
-                        self.process(batch).await?;
-                        self.times.busy(t0.elapsed().saturating_sub(self.waited));
-                    }
-                    Ok(SourceEvent::End) => {
-                        self.end_of_input().await?;
-                        break EndReason::InputEnded;
-                    }
-                    Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
-                    Ok(SourceEvent::Assigned(ids)) => {
-                        let pos = self.assign(&ids)?;
-                        self.await_partitions(&ids);
-                        // Always answer an assignment with a seek, empty when
-                        // nothing was checkpointed: the source holds back the
-                        // new partitions' records until it has it.
-                        let _ = seek_tx.send(pos).await;
-                    }
-                    // Nothing to read: every partition is caught up.
-                    Ok(SourceEvent::Idle) => self.caught_up(None),
-                    Ok(_) => {}
-                    Err(ConnectorError::BadRecords(rejected)) => {
-                        self.source_rejected(rejected).await
-                    }
-                    Err(e) => return Err(self.source_err(e)),
-                    },
-                    None => return Err(RuntimeError::Internal("source task ended".into())),
-                },
+                }
             }
         };
         self.checkpoint(if reason == EndReason::Stopped {
@@ -418,32 +424,6 @@ impl Driver {
                 .partitions
                 .store(self.parts.len() as u64, Relaxed);
         }
-    }
-
-    /// Records the source refused (it could not read them): each goes to
-    /// the dead-letter output once, with the source's reason and stage
-    /// `source`, and its partition's offset moves past it, as for a record
-    /// a decode refused.
-    async fn source_rejected(&mut self, rejected: Vec<Rejected>) {
-        self.metrics
-            .records_in
-            .fetch_add(rejected.len() as u64, Relaxed);
-        let mut letters = Vec::with_capacity(rejected.len());
-        for r in rejected {
-            if let Some(pid) = r.record.partition.clone() {
-                self.ensure_part(&pid);
-                let part = self.parts.get_mut(&pid).expect("ensured above");
-                part.live = true;
-                part.next_offset = part.next_offset.max(r.record.offset + 1);
-            }
-            letters.push(DeadLetter {
-                record: r.record,
-                kind: DeadLetterKind::BadRecord,
-                reason: r.reason,
-                stage: "source".into(),
-            });
-        }
-        dead_letter("source", letters, &self.rejects, &self.metrics).await;
     }
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
@@ -551,46 +531,6 @@ impl Driver {
                 return Ok(());
             }
         }
-    }
-
-    /// Sends what the chains produced to the sinks (waiting when they are
-    /// full: backpressure) and the bad and late records to theirs.
-    async fn route(&mut self) -> Result<(), RuntimeError> {
-        if let Some(e) = self.outbox.error.take() {
-            return Err(e);
-        }
-        self.outbox.pending = 0;
-        for (i, task) in self.sinks.iter_mut().enumerate() {
-            if !self.outbox.sinks[i].is_empty() {
-                let batch = std::mem::take(&mut self.outbox.sinks[i]);
-                let t0 = Instant::now();
-                task.send(SinkMsg::Write(batch)).await?;
-                let waited = t0.elapsed();
-                self.waited += waited;
-                self.times.backpressured(waited);
-            }
-        }
-        route_letters(
-            &mut self.outbox,
-            &self.rejects,
-            &self.late_to,
-            &self.metrics,
-        )
-        .await;
-        if self.outbox.exchanged > 0 {
-            self.outbox.exchanged = 0;
-            if let Some(w) = self.workers.as_mut() {
-                let t0 = Instant::now();
-                let r = w.send_batches(&mut self.outbox.exchange).await;
-                let waited = t0.elapsed();
-                self.waited += waited;
-                self.times.backpressured(waited);
-                if let Err(e) = r {
-                    return Err(self.worker_failure(e).await);
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn end_of_input(&mut self) -> Result<(), RuntimeError> {
