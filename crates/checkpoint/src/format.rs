@@ -48,6 +48,11 @@ pub struct Checkpoint {
     /// in chain order. Empty for a job whose state lives with its source
     /// partitions.
     pub key_groups: BTreeMap<u16, Vec<Vec<u8>>>,
+    /// The watermark the keyed operators behind the exchange had reached
+    /// (`i64::MIN` for none): windows up to it have fired, so after a
+    /// restore an event behind it is late, never the start of a window
+    /// again.
+    pub exchange_watermark: i64,
 }
 
 /// Format 1 and 2 bodies: a checkpoint without key groups.
@@ -93,7 +98,14 @@ impl Checkpoint {
             partitions,
             sinks,
             key_groups: BTreeMap::new(),
+            exchange_watermark: i64::MIN,
         }
+    }
+
+    /// With the watermark the keyed operators behind the exchange reached.
+    pub fn with_exchange_watermark(mut self, watermark: i64) -> Self {
+        self.exchange_watermark = watermark;
+        self
     }
 
     /// With the keyed state of these key groups.
@@ -188,7 +200,9 @@ mod tests {
 
     #[test]
     fn key_groups_round_trip() {
-        let c = cp(9).with_key_groups([(3u16, vec![vec![1, 2]]), (127, vec![])].into());
+        let c = cp(9)
+            .with_key_groups([(3u16, vec![vec![1, 2]]), (127, vec![])].into())
+            .with_exchange_watermark(12_345);
         let back = Checkpoint::decode(&c.encode().unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.key_groups.len(), 2);

@@ -71,6 +71,7 @@ pub(crate) mod tests {
             .into(),
             sinks: [("out".to_string(), Some(vec![9]))].into(),
             key_groups: Default::default(),
+            exchange_watermark: i64::MIN,
         }
     }
 }

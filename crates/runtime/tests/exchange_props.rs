@@ -265,3 +265,111 @@ fn a_checkpoint_of_the_other_mode_is_refused_by_name() {
     let err = runtime().block_on(env.execute()).unwrap_err().to_string();
     assert!(err.contains("exchange(128)"), "{err}");
 }
+
+/// Returns `Idle` for its first calls (a consumer joining its group), then
+/// reads `inner`.
+struct Joining<S> {
+    inner: S,
+    idle_calls: usize,
+}
+
+impl<S: flowline_connector_api::Source> flowline_connector_api::Source for Joining<S> {
+    async fn next(
+        &mut self,
+    ) -> Result<flowline_connector_api::SourceEvent, flowline_connector_api::ConnectorError> {
+        if self.idle_calls > 0 {
+            self.idle_calls -= 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return Ok(flowline_connector_api::SourceEvent::Idle);
+        }
+        self.inner.next().await
+    }
+    async fn seek(
+        &mut self,
+        p: &flowline_connector_api::SourcePosition,
+    ) -> Result<(), flowline_connector_api::ConnectorError> {
+        self.inner.seek(p).await
+    }
+}
+
+/// Two runs over partitions A and B. The first reads A's first 40 records
+/// and is stopped with windows open; when it `knew_b` (B assigned, empty)
+/// its windows waited for B; when it did not, they fired on A alone. The
+/// second restores, is assigned A and B only after 30 idle polls (a group
+/// join), and reads the rest. Returns the output lines, the late count and
+/// the events of both.
+fn restored_then_assigned(knew_b: bool) -> (Vec<String>, u64, Vec<Ev>, Vec<Ev>) {
+    let ev = |key: &str, ts: i64| Ev {
+        key: key.into(),
+        ts,
+        value: ts / 100,
+    };
+    let a: Vec<Ev> = (0..80)
+        .map(|i| ev(&format!("k{}", i % 5), i * 100))
+        .collect();
+    let b: Vec<Ev> = (0..60)
+        .map(|i| ev(&format!("k{}", i % 7), i * 100))
+        .collect();
+    let first = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let out = MemorySink::new();
+    let run1 = if knew_b {
+        MemorySource::new(records(&[a.clone(), Vec::new()])).with_assignment()
+    } else {
+        MemorySource::new(records(&[a.clone()]))
+    };
+    let gate = Gate::closed_at(first);
+    let env = job_over(
+        Box::new(Gated::new(run1, gate)),
+        &setup(),
+        &out,
+        None,
+        config(2),
+    );
+    env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+    runtime().block_on(async {
+        let h = env.start().unwrap();
+        let m = h.metrics();
+        let read = || m.records_in.load(std::sync::atomic::Ordering::SeqCst);
+        wait_until("the first run's records", &h, || read() >= first).await;
+        h.stop();
+        h.join().await.unwrap();
+    });
+    let src = Joining {
+        inner: MemorySource::new(records(&[a.clone(), b.clone()]))
+            .with_batch_size(7)
+            .with_assignment(),
+        idle_calls: 30,
+    };
+    let env = job_over(Box::new(src), &setup(), &out, None, config(2));
+    env.checkpoint_store(LocalDirStore::new(dir.path()).unwrap());
+    let summary = run(env);
+    assert_eq!(summary.restored_from, Some(1));
+    (out.payloads(), summary.late_records, a, b)
+}
+
+/// The first run was assigned B: the restored job must not fire on A alone
+/// before its assignment brings B back (B's events would all be late).
+#[test]
+fn a_restored_job_waits_for_its_assignment_before_firing() {
+    let (lines, late, a, b) = restored_then_assigned(true);
+    assert_eq!(late, 0, "B's events were judged late");
+    check(&lines, &group_by(&[a, b]), "restored, then assigned").unwrap();
+}
+
+/// The first run never knew B, and fired A's windows up to its watermark
+/// (3 599: A's 40th event at 3 900, less 300 ms and 1). After the restore
+/// B's events behind it are late, counted once, and never restart a fired
+/// window: the output is the group-by of A and B's events from 3 000 on.
+#[test]
+fn a_partition_new_after_a_restore_is_late_behind_the_fired_windows() {
+    let (lines, late, a, b) = restored_then_assigned(false);
+    let (behind, rest): (Vec<Ev>, Vec<Ev>) = b.into_iter().partition(|e| e.ts < 3_000);
+    assert_eq!(late, behind.len() as u64);
+    check(
+        &lines,
+        &group_by(&[a, rest]),
+        "a partition new after the restore",
+    )
+    .unwrap();
+}

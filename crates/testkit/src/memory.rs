@@ -22,6 +22,8 @@ pub struct MemorySource {
     /// Announced, not yet answered with a seek: no records until it is (as
     /// the Kafka source holds back newly assigned partitions).
     awaiting_seek: bool,
+    /// Announces its partitions instead of naming them up front.
+    group: bool,
 }
 
 impl MemorySource {
@@ -47,6 +49,7 @@ impl MemorySource {
             turn: 0,
             announce: false,
             awaiting_seek: false,
+            group: false,
         }
     }
 
@@ -54,6 +57,7 @@ impl MemorySource {
     /// records, as a Kafka consumer does on its first assignment.
     pub fn with_assignment(mut self) -> Self {
         self.announce = true;
+        self.group = true;
         self
     }
 
@@ -65,7 +69,12 @@ impl MemorySource {
 }
 
 impl Source for MemorySource {
+    /// Named up front, unless announced as a group consumer does
+    /// (`with_assignment`).
     fn partitions(&self) -> Option<Vec<PartitionId>> {
+        if self.group {
+            return None;
+        }
         Some(self.partitions.iter().map(|p| p.0.clone()).collect())
     }
 

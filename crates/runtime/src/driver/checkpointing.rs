@@ -103,12 +103,12 @@ impl Driver {
         let t0 = Instant::now();
         // The aligned barrier: the workers send what they emitted before it
         // to the sinks, and give their key groups' state as of it.
-        let key_groups = match self.workers.as_mut() {
+        let (key_groups, exchange_wm) = match self.workers.as_mut() {
             Some(w) => match w.barrier().await {
-                Ok(k) => k,
+                Ok(k) => (k, w.watermark),
                 Err(e) => return Err(self.worker_failure(e).await),
             },
-            None => Default::default(),
+            None => (Default::default(), NO_TIME),
         };
         let mut sinks = BTreeMap::new();
         for task in self
@@ -152,7 +152,8 @@ impl Driver {
             partitions,
             sinks,
         )
-        .with_key_groups(key_groups);
+        .with_key_groups(key_groups)
+        .with_exchange_watermark(exchange_wm);
         let store = self.store.as_mut().expect("checked");
         let size = tokio::task::block_in_place(|| store.save(&cp))?;
         self.next_checkpoint_id += 1;

@@ -228,13 +228,16 @@ impl Driver {
             .as_mut()
             .map(|cp| std::mem::take(&mut cp.key_groups))
             .unwrap_or_default();
+        let exchange_wm = restored
+            .as_ref()
+            .map_or(NO_TIME, |cp| cp.exchange_watermark);
         if let Some(cp) = &restored {
             let ids: Vec<PartitionId> = cp.partitions.keys().cloned().collect();
             d.restored = restored;
             d.restore_partitions(&ids)?;
         }
         match g.keyed.take() {
-            Some(f) => d.start_workers(&f, key_groups).await?,
+            Some(f) => d.start_workers(&f, key_groups, exchange_wm).await?,
             None if !key_groups.is_empty() => {
                 return Err(RuntimeError::state_codec(
                     "checkpoint",

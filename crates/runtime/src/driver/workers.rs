@@ -209,6 +209,7 @@ impl Driver {
         &mut self,
         factory: &GroupsFactory,
         restore: GroupStates,
+        restored_watermark: i64,
     ) -> Result<(), RuntimeError> {
         let n = self.cfg.workers.max(1);
         let specs = (0..n)
@@ -227,7 +228,10 @@ impl Driver {
             .collect();
         let t0 = Instant::now();
         let groups = restore.len();
-        let w = Workers::start(specs, factory, restore, self.cfg.channel_capacity).await?;
+        let mut w = Workers::start(specs, factory, restore, self.cfg.channel_capacity).await?;
+        // Where the restored state's windows had fired up to: an event
+        // behind it is late, never the start of a fired window again.
+        w.watermark(restored_watermark).await?;
         if groups > 0 {
             tracing::info!(job = %self.cfg.name, workers = n, key_groups = groups, ms = t0.elapsed().as_millis() as u64, "key groups restored");
         }
