@@ -316,7 +316,7 @@ fn restored_then_assigned(knew_b: bool) -> (Vec<String>, u64, Vec<Ev>, Vec<Ev>) 
     let run1 = if knew_b {
         MemorySource::new(records(&[a.clone(), Vec::new()])).with_assignment()
     } else {
-        MemorySource::new(records(&[a.clone()]))
+        MemorySource::new(records(std::slice::from_ref(&a)))
     };
     let gate = Gate::closed_at(first);
     let env = job_over(
