@@ -8,6 +8,10 @@
 //! - 4 partitions, events spread round robin (the exchange, 2 workers) vs
 //!   partitioned by host (`partitioned_by_key`, no exchange).
 //!
+//! Each run also prints the CPU it used, in cores (CPU seconds over wall
+//! seconds): on a 2-core machine, 1 worker already runs the driver and the
+//! worker side by side, so the worker ratio is bounded by the cores left.
+//!
 //! ```sh
 //! cargo run --release -p flowline-bench --bin aggregation -- [EVENTS] [ROUNDS]
 //! ```
@@ -26,7 +30,11 @@ use flowline_metric_generator::{Generator, GeneratorConfig};
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 
 mod common;
-use common::Discard;
+use common::{cpu_seconds, Discard};
+
+/// As the `flowline` binary: mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn input(events: u64) -> Vec<Record> {
     let g = Generator::new(GeneratorConfig {
@@ -77,7 +85,7 @@ fn runtime_run(
     rt: &tokio::runtime::Runtime,
     parts: Vec<Vec<Record>>,
     mode: Mode,
-) -> (Duration, u64) {
+) -> (Duration, f64, u64) {
     let n: usize = parts.iter().map(Vec::len).sum();
     let cfg = JobConfig::named("bench").out_of_orderness(Duration::from_secs(3));
     let cfg = match mode {
@@ -101,12 +109,12 @@ fn runtime_run(
             results: None,
         },
     );
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     let summary = rt.block_on(env.execute()).expect("bench job");
-    let el = t0.elapsed();
+    let (el, cpu) = (t0.elapsed(), cpu_seconds() - c0);
     assert_eq!(summary.records_in, n as u64);
     assert_eq!(summary.late_records, 0);
-    (el, out.0.load(Ordering::Relaxed))
+    (el, cpu, out.0.load(Ordering::Relaxed))
 }
 
 fn hand_loop(records: &[Record]) -> (Duration, u64) {
@@ -149,7 +157,12 @@ fn main() {
         .iter()
         .map(|(_, m)| partitions(&records, *m))
         .collect();
+    // BENCH_ONLY=0,2: only those modes (to profile one).
+    let only: Option<Vec<usize>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|i| i.parse().expect("BENCH_ONLY")).collect());
     let mut best = [Duration::MAX; 4];
+    let mut cores = [0.0f64; 4];
     let mut best_hand = Duration::MAX;
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     for round in 1..=rounds {
@@ -157,9 +170,15 @@ fn main() {
         best_hand = best_hand.min(h);
         print!("  round {round}: hand-written {:>9.0}/s", rate(h));
         for (i, (name, mode)) in modes.iter().enumerate() {
-            let (d, n) = runtime_run(&rt, inputs[i].clone(), *mode);
+            if !only.as_ref().is_none_or(|o| o.contains(&i)) {
+                continue;
+            }
+            let (d, cpu, n) = runtime_run(&rt, inputs[i].clone(), *mode);
             assert_eq!(n, nh, "{name}: the same windows as the hand-written loop");
-            best[i] = best[i].min(d);
+            if d < best[i] {
+                best[i] = d;
+                cores[i] = cpu / d.as_secs_f64();
+            }
             print!(", {name} {:>9.0}/s", rate(d));
         }
         println!();
@@ -169,7 +188,11 @@ fn main() {
         rate(best_hand)
     );
     for (i, (name, _)) in modes.iter().enumerate() {
-        println!("{name:<37}{:>10.0} events/s", rate(best[i]));
+        println!(
+            "{name:<37}{:>10.0} events/s, {:.2} cores",
+            rate(best[i]),
+            cores[i]
+        );
     }
     println!(
         "ratio exchange 1 worker / hand-written:   {:.2} (target >= 0.90)",

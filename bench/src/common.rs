@@ -97,3 +97,14 @@ impl Sink for Discard {
         Ok(())
     }
 }
+
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s, `_SC_CLK_TCK` there).
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name may hold spaces: the fields start after its ')'.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f[i].parse::<u64>().expect("stat field") as f64;
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -124,6 +124,12 @@ impl Aggregates {
             .any(|a| matches!(a, Aggregate::Stddev | Aggregate::First | Aggregate::Last))
     }
 
+    /// Whether `stddev` is among them (the running mean and squared
+    /// deviations are kept).
+    pub fn needs_stddev(&self) -> bool {
+        self.0.contains(&Aggregate::Stddev)
+    }
+
     /// The names the documents carry, in order.
     pub fn names(&self) -> impl Iterator<Item = String> + '_ {
         self.0.iter().map(|a| a.name())

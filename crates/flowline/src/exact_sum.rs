@@ -40,6 +40,25 @@ impl ExactSum {
         self.partials.push(x);
     }
 
+    /// Whether adding `v` keeps every partial and the rounded total finite:
+    /// what the caller checks before [`add`](Self::add). Exact near the
+    /// edge of the f64 range (it tries the addition on a copy there), where
+    /// the rounded sum plus `v` may say otherwise.
+    pub fn can_add(&self, v: f64) -> bool {
+        if !v.is_finite() {
+            return false;
+        }
+        // Far from the edge nothing can overflow: the partials' magnitudes
+        // add up to less than f64::MAX.
+        let bound: f64 = self.partials.iter().map(|p| p.abs()).sum::<f64>() + v.abs();
+        if bound < f64::MAX / 4.0 {
+            return true;
+        }
+        let mut t = self.clone();
+        t.add(v);
+        t.partials.iter().all(|p| p.is_finite()) && t.value().is_finite()
+    }
+
     /// The exact sum, correctly rounded to an f64 (0 for none).
     pub fn value(&self) -> f64 {
         let p = &self.partials;
@@ -106,6 +125,59 @@ mod tests {
             }
             prop_assert_eq!(t.value().to_bits(), want.to_bits());
         }
+    }
+
+    proptest! {
+        /// At the edge of the f64 range: values k·2^971 (|k| < 2^53, so
+        /// each is a double and |total| < 2^53·2^971 is exactly when the
+        /// total is finite), accepted one by one as `can_add` says, against
+        /// integer arithmetic. Every refusal is one the exact total needs.
+        #[test]
+        fn can_add_refuses_exactly_the_values_whose_total_overflows(
+            ks in proptest::collection::vec(-(1i64 << 53) + 1..(1i64 << 53), 1..40),
+            small in proptest::collection::vec(-1e300f64..1e300, 0..5),
+        ) {
+            let scale = 2f64.powi(971);
+            let mut s = ExactSum::default();
+            let mut total: i128 = 0;
+            for &k in &ks {
+                let fits = (total + k as i128).abs() < 1i128 << 53;
+                prop_assert_eq!(s.can_add(k as f64 * scale), fits, "total {} + {}", total, k);
+                if fits {
+                    s.add(k as f64 * scale);
+                    total += k as i128;
+                }
+            }
+            prop_assert_eq!(s.value(), total as f64 * scale);
+            // Far below the edge: always accepted.
+            let mut t = ExactSum::default();
+            for &x in &small {
+                prop_assert!(t.can_add(x));
+                t.add(x);
+            }
+        }
+    }
+
+    #[test]
+    fn can_add_refuses_what_is_not_finite_and_the_edge_itself() {
+        let mut s = ExactSum::default();
+        assert!(!s.can_add(f64::NAN) && !s.can_add(f64::INFINITY));
+        s.add(f64::MAX);
+        assert!(!s.can_add(f64::MAX));
+        assert!(s.can_add(-f64::MAX));
+        // Half an ulp above MAX rounds to infinity (ties to even).
+        let half_ulp = 2f64.powi(970);
+        assert!(!s.can_add(half_ulp));
+        assert!(s.can_add(half_ulp / 2.0));
+        // MAX - a quarter ulp (read as MAX): half an ulp more is MAX + a
+        // quarter ulp exactly, which rounds to MAX. The rounded sum plus the
+        // value would have said infinity.
+        s.add(-half_ulp / 2.0);
+        assert_eq!(s.value(), f64::MAX);
+        assert!((s.value() + half_ulp).is_infinite());
+        assert!(s.can_add(half_ulp));
+        s.add(half_ulp);
+        assert_eq!(s.value(), f64::MAX);
     }
 
     #[test]

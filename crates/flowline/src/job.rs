@@ -113,7 +113,7 @@ impl AggregateFunction for MetricStats {
     }
     fn check(&self, acc: Option<&Stats>, m: &Metric) -> Result<(), String> {
         match acc {
-            Some(s) if !(s.sum + m.value).is_finite() => Err(format!(
+            Some(s) if !s.exact.can_add(m.value) => Err(format!(
                 "value {:?} would overflow the window's sum ({:?}): an f64 cannot hold it, so the record is refused rather than written as an infinite or null sum",
                 m.value, s.sum
             )),
@@ -133,8 +133,17 @@ impl AggregateFunction for MetricStats {
 /// [`MetricStats`] and the [`Moments`] (for `stddev`, `first`, `last`),
 /// stored beside the stats under a name of its own: a checkpoint of the
 /// other accumulator is refused by name, never misread.
+///
+/// Without `stddev` only first and last are kept: a value whose squared
+/// deviation an f64 cannot hold (beyond about ±1e154) is then no reason to
+/// refuse the record. The two kinds have names of their own, so a job that
+/// starts asking for `stddev` never reads a mean that was not kept.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MetricMoments;
+pub struct MetricMoments {
+    /// Whether the job asks for `stddev` (the running mean and squared
+    /// deviations are kept).
+    pub stddev: bool,
+}
 
 impl AggregateFunction for MetricMoments {
     type In = Metric;
@@ -145,12 +154,16 @@ impl AggregateFunction for MetricMoments {
     }
     fn add(&self, acc: &mut Self::Acc, m: &Metric) {
         acc.0.add(m.value);
-        acc.1.add(m.value, m.ts);
+        if self.stddev {
+            acc.1.add(m.value, m.ts);
+        } else {
+            acc.1.add_first_last(m.value, m.ts);
+        }
     }
     fn check(&self, acc: Option<&Self::Acc>, m: &Metric) -> Result<(), String> {
         MetricStats.check(acc.map(|a| &a.0), m)?;
         match acc {
-            Some(a) if !a.1.can_add(m.value) => Err(format!(
+            Some(a) if self.stddev && !a.1.can_add(m.value) => Err(format!(
                 "value {:?} would overflow the window's standard deviation (mean {:?}): an f64 cannot hold its squared deviation, so the record is refused rather than written as an infinite stddev",
                 m.value, a.1.mean
             )),
@@ -164,7 +177,11 @@ impl AggregateFunction for MetricMoments {
         }
     }
     fn state_name(&self) -> Option<&'static str> {
-        Some("stats/exact-sum+moments")
+        Some(if self.stddev {
+            "stats/exact-sum+moments"
+        } else {
+            "stats/exact-sum+first-last"
+        })
     }
 }
 
@@ -317,7 +334,9 @@ pub fn metrics_pipeline(
         .window(w.spec)
         .allowed_lateness(w.allowed_lateness);
     let windows = if w.aggregates.needs_moments() {
-        windowed.aggregate(MetricMoments)
+        windowed.aggregate(MetricMoments {
+            stddev: w.aggregates.needs_stddev(),
+        })
     } else {
         windowed.aggregate(MetricStats)
     };

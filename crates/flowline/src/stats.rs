@@ -53,10 +53,17 @@ pub struct Moments {
 impl Moments {
     /// Adds a sample taken at `ts`.
     pub fn add(&mut self, v: f64, ts: i64) {
-        self.count += 1;
         let d = v - self.mean;
-        self.mean += d / self.count as f64;
+        let n = (self.count + 1) as f64;
+        self.mean += d / n;
         self.m2 += d * (v - self.mean);
+        self.add_first_last(v, ts);
+    }
+
+    /// Counts a sample taken at `ts` for first and last only (the mean and
+    /// squared deviations stay as they are: a job without `stddev`).
+    pub fn add_first_last(&mut self, v: f64, ts: i64) {
+        self.count += 1;
         if self.count == 1 || ts < self.first.0 {
             self.first = (ts, v);
         }

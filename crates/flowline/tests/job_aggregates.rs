@@ -181,3 +181,66 @@ fn a_checkpoint_of_the_other_window_state_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// Values near ±1e300 have squared deviations no f64 holds: a job asking
+/// for `stddev` refuses the record that would overflow it (dead-lettered,
+/// with the reason), a job asking only for first and last keeps every
+/// value, and both keep the exact sum.
+#[test]
+fn huge_values_are_refused_only_for_the_aggregates_the_job_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = |ms: i64, v: f64| {
+        serde_json::json!({"host": "h", "metric": "m", "value": v, "timestamp": rfc3339_at(ms, 0)})
+            .to_string()
+    };
+    let lines = [
+        ev(1_000, 1e300),
+        ev(2_000, -1e300),
+        ev(3_000, 1e200),
+        ev(30_000, 1.0),
+    ];
+    let first_window = |dir: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("windows.ndjson")).unwrap();
+        let first = text.lines().next().expect("a window");
+        serde_json::from_str(first).unwrap()
+    };
+
+    let (_, dead) = run(
+        dir.path(),
+        "aggregates = [\"first\", \"last\", \"count\", \"sum\", \"min\", \"max\"]\n",
+        &lines,
+    );
+    assert!(dead.is_empty(), "nothing refused without stddev: {dead:?}");
+    let w = first_window(dir.path());
+    assert_eq!(
+        (&w["count"], &w["first"], &w["last"], &w["sum"]),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(1e300),
+            &serde_json::json!(1e200),
+            &serde_json::json!(1e200)
+        ),
+        "{w}"
+    );
+
+    let (_, dead) = run(
+        dir.path(),
+        "aggregates = [\"stddev\", \"count\", \"sum\", \"min\", \"max\"]\n",
+        &lines,
+    );
+    // After 1e300, both others are too far from the mean (1e300).
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (d, v) in dead.iter().zip(["-1e+300", "1e+200"]) {
+        assert!(
+            d["reason"].as_str().unwrap().contains("standard deviation")
+                && d["payload"].as_str().unwrap().contains(v),
+            "{d}"
+        );
+    }
+    let w = first_window(dir.path());
+    assert_eq!(
+        (&w["count"], &w["sum"]),
+        (&serde_json::json!(1), &serde_json::json!(1e300)),
+        "{w}"
+    );
+}
