@@ -158,9 +158,11 @@ fn main() {
         .map(|(_, m)| partitions(&records, *m))
         .collect();
     // BENCH_ONLY=0,2: only those modes (to profile one).
-    let only: Option<Vec<usize>> = std::env::var("BENCH_ONLY")
-        .ok()
-        .map(|v| v.split(',').map(|i| i.parse().expect("BENCH_ONLY")).collect());
+    let only: Option<Vec<usize>> = std::env::var("BENCH_ONLY").ok().map(|v| {
+        v.split(',')
+            .map(|i| i.parse().expect("BENCH_ONLY"))
+            .collect()
+    });
     let mut best = [Duration::MAX; 4];
     let mut cores = [0.0f64; 4];
     let mut best_hand = Duration::MAX;

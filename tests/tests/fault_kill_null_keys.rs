@@ -169,9 +169,11 @@ interval = "300ms"
         "bounded = true\nkeyed_by = [\"host\"]\ngroup_id = \"keyed\"",
     );
     let text = std::fs::read_to_string(&keyed).unwrap();
-    // Its own checkpoints, group and index: a fresh start over the topic.
+    // Its own checkpoints, group and index: a fresh start over the topic;
+    // no workers (a keyed job refuses them).
     let cp_keyed = dir.path().join("cp-keyed");
     let text = text
+        .replacen("workers = 2\n", "", 1)
         .replace(&cp.display().to_string(), &cp_keyed.display().to_string())
         .replacen(&format!("group_id = \"{topic}\"\n"), "", 1)
         .replace("-windows\"", "-keyed\"");

@@ -7,7 +7,8 @@
 //! message keys. With it, a key seen on two partitions fails the job
 //! (`KeySplit`), never a silent split. The scale-out store
 //! (`[checkpoint.kafka]`, several processes sharing a group) keeps state by
-//! source partition, so it needs `keyed_by`.
+//! source partition, so it needs `keyed_by`. A keyed job runs on the
+//! driver task alone, so `workers` with `keyed_by` is refused, not ignored.
 
 use crate::config::{ConnectorSection, JobPlan, JobSection, StoreChoice};
 use crate::Error;
@@ -72,6 +73,16 @@ pub(crate) fn check(plan: &JobPlan) -> Result<(), Error> {
             }
         }
     }
+    if plan.keyed_by.is_some() {
+        if let Some(n) = plan.job.workers {
+            return Err(Error::Config {
+                field: "job.workers".into(),
+                message: format!(
+                    "= {n} has no effect with [source] keyed_by: a keyed job runs on one task per process (state stays with its source partition). Fix: remove workers and scale out with processes, or remove keyed_by to run the keyed stages on {n} workers behind the exchange"
+                ),
+            });
+        }
+    }
     let scale_out = matches!(&plan.checkpoint, Some((StoreChoice::Kafka(_), _)));
     if scale_out && plan.keyed_by.is_none() {
         return Err(Error::Config {
@@ -91,6 +102,14 @@ mod tests {
 
     fn parse(job: &str, source: &str, rest: &str) -> Result<JobPlan, String> {
         JobPlan::parse(&format!("{job}{BASE}{source}{SINK}{rest}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn workers_with_keyed_by_is_refused_not_ignored() {
+        let e = parse("[job]\nworkers = 4\n", "keyed_by = [\"host\"]\n", "").unwrap_err();
+        assert!(e.contains("job.workers") && e.contains("keyed_by"), "{e}");
+        assert!(parse("[job]\nworkers = 4\n", "", "").is_ok());
+        assert!(parse("", "keyed_by = [\"host\"]\n", "").is_ok());
     }
 
     #[test]

@@ -81,7 +81,8 @@ pub struct JobConfig {
     /// exchange, keyed state lives with the source partition its keys
     /// arrive on, and a key seen on two partitions fails the job
     /// (`KeySplit`). Default `false`: the hash exchange, correct for any
-    /// input.
+    /// input. The whole chain then runs on the driver task (`workers` is
+    /// not used).
     pub partitioned_by_key: bool,
 }
 
