@@ -332,6 +332,37 @@ pub async fn produce(
     topic: &str,
     records: impl IntoIterator<Item = (String, String, Option<i64>)>,
 ) {
+    let messages = records
+        .into_iter()
+        .map(|(key, payload, timestamp)| Message {
+            key: Some(key),
+            payload,
+            timestamp,
+            partition: None,
+        });
+    produce_messages(bootstrap, topic, messages).await
+}
+
+/// One message for [`produce_messages`].
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// `None`: a null key.
+    pub key: Option<String>,
+    /// The value.
+    pub payload: String,
+    /// The record's timestamp, ms; `None`: the producer's clock.
+    pub timestamp: Option<i64>,
+    /// `None`: the producer's partitioner chooses.
+    pub partition: Option<i32>,
+}
+
+/// Produces the messages (idempotent producer, 5 000 in flight at most) and
+/// waits for every delivery.
+pub async fn produce_messages(
+    bootstrap: &str,
+    topic: &str,
+    messages: impl IntoIterator<Item = Message>,
+) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let p: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -340,10 +371,16 @@ pub async fn produce(
         .create()
         .expect("producer");
     let mut pending = Vec::new();
-    for (k, v, ts) in records {
-        let mut r = FutureRecord::to(topic).key(&k).payload(&v);
-        if let Some(ts) = ts {
+    for m in messages {
+        let mut r = FutureRecord::<String, _>::to(topic).payload(&m.payload);
+        if let Some(k) = &m.key {
+            r = r.key(k);
+        }
+        if let Some(ts) = m.timestamp {
             r = r.timestamp(ts);
+        }
+        if let Some(p) = m.partition {
+            r = r.partition(p);
         }
         pending.push(p.send_result(r).map_err(|(e, _)| e).expect("enqueue"));
         if pending.len() >= 5_000 {

@@ -15,7 +15,9 @@ use flowline_integration_tests::job::{
     all_docs, checkpoint_ids, http_addr, job_log, kafka_job_head, lines, reference_windows,
     spawn_job, wait_exit, wait_progress, window_diff,
 };
-use flowline_integration_tests::{count, create_topic, unique, TestServices};
+use flowline_integration_tests::{
+    count, create_topic, produce_messages, unique, Message, TestServices,
+};
 use flowline_metric_generator::GeneratorConfig;
 
 const WINDOW_MS: i64 = 30_000;
@@ -23,34 +25,13 @@ const PARTITIONS: i32 = 3;
 
 /// Produces the events with null keys, partition by partition in turn.
 async fn produce_round_robin(bootstrap: &str, topic: &str, events: &[(String, String, bool)]) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let p: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let mut pending = Vec::new();
-    for (i, (_, line, _)) in events.iter().enumerate() {
-        let r = FutureRecord::<(), _>::to(topic)
-            .payload(line)
-            .partition(i as i32 % PARTITIONS);
-        pending.push(p.send_result(r).map_err(|(e, _)| e).expect("enqueue"));
-        if pending.len() >= 5_000 {
-            for f in pending.drain(..) {
-                f.await
-                    .expect("delivery")
-                    .map_err(|(e, _)| e)
-                    .expect("delivered");
-            }
-        }
-    }
-    for f in pending {
-        f.await
-            .expect("delivery")
-            .map_err(|(e, _)| e)
-            .expect("delivered");
-    }
+    let messages = events.iter().enumerate().map(|(i, (_, line, _))| Message {
+        key: None,
+        payload: line.clone(),
+        timestamp: None,
+        partition: Some(i as i32 % PARTITIONS),
+    });
+    produce_messages(bootstrap, topic, messages).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

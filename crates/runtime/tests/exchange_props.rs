@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::gate::{Gate, Gated};
 use flowline_connector_testkit::{MemorySink, MemorySource};
-use flowline_runtime::{JobConfig, JobHandle, LocalDirStore, RuntimeError, StreamEnvironment};
+use flowline_runtime::{JobConfig, LocalDirStore, RuntimeError, StreamEnvironment};
 use flowline_runtime::{Tumbling, WindowResult};
 use proptest::prelude::*;
 
@@ -127,29 +127,6 @@ proptest! {
         prop_assert_eq!(summary.late_records, 0);
         check(&out.payloads(), &group_by(&parts), &format!("{partitions} partitions, {workers} workers"))?;
     }
-}
-
-async fn wait_until(what: &str, handle: &JobHandle, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(
-            !handle.is_finished(),
-            "the job ended while waiting for {what}"
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Three crashes, each run with another worker count than the one before,

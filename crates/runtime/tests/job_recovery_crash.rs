@@ -9,14 +9,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::gate::{Gate, Gated};
 use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_metric_generator_free_rng::Rng;
-use flowline_runtime::{JobConfig, JobHandle, LocalDirStore, Tumbling};
+use flowline_runtime::{JobConfig, LocalDirStore, Tumbling};
 
 mod flowline_metric_generator_free_rng {
     /// SplitMix64, to pick crash points deterministically per seed.
@@ -63,31 +63,6 @@ fn config() -> JobConfig {
     JobConfig::named("recovery")
         .checkpoint_interval(None)
         .partitioned_by_key(true)
-}
-
-/// Polls `cond` until it holds; fails naming `what` when the job ends first
-/// or after 60 s.
-async fn wait_until(what: &str, handle: &JobHandle, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(
-            !handle.is_finished(),
-            "the job ended while waiting for {what}"
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "timed out after 60 s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

@@ -163,11 +163,31 @@ pub fn finals(lines: &[String]) -> (Finals, BTreeMap<WinKey, usize>) {
 }
 
 pub fn run(env: StreamEnvironment) -> JobSummary {
+    runtime().block_on(env.execute()).expect("job runs")
+}
+
+/// Polls `cond` until it holds; fails naming `what` when the job ends first
+/// or after 60 s.
+pub async fn wait_until(what: &str, handle: &flowline_runtime::JobHandle, cond: impl Fn() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            !handle.is_finished(),
+            "the job ended while waiting for {what}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out after 60 s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A runtime of two worker threads.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
-        .block_on(env.execute())
-        .expect("job runs")
 }
