@@ -154,8 +154,9 @@ pub(crate) trait Groups: Send {
         states: Vec<Vec<u8>>,
         cx: &mut GroupCx<'_>,
     ) -> Result<(), String>;
-    /// Hands a batch's elements to their groups' chains.
-    fn data(&mut self, batch: ExBatch, cx: &mut GroupCx<'_>);
+    /// Hands a batch's elements to their groups' chains; `floor` is a
+    /// lower bound of their partition watermarks (see `ToWorker::Data`).
+    fn data(&mut self, batch: ExBatch, floor: i64, cx: &mut GroupCx<'_>);
     /// Fires the chain of the first group due at `wm`, if any: `true` when
     /// it did (call again after routing the outbox), `false` when none is.
     fn fire_one(&mut self, wm: i64, cx: &mut GroupCx<'_>) -> bool;
@@ -249,7 +250,7 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
         Ok(())
     }
 
-    fn data(&mut self, batch: ExBatch, g: &mut GroupCx<'_>) {
+    fn data(&mut self, batch: ExBatch, floor: i64, g: &mut GroupCx<'_>) {
         let items = *batch
             .downcast::<Vec<Item<T>>>()
             .expect("one element type per exchange");
@@ -269,7 +270,7 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
             // same in every run and replay, whatever the timing of the
             // workers' watermark (never below it: a window fired here takes
             // no event behind it).
-            cx.watermark = cx.watermark.max(it.wm);
+            cx.watermark = cx.watermark.max(it.wm).max(floor);
             match &it.rec {
                 Some(r) => cx.with_record(r, |cx| group.chain.element(it.el, it.ts, cx)),
                 None => group.chain.element(it.el, it.ts, &mut cx),

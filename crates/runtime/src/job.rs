@@ -75,7 +75,8 @@ pub struct JobConfig {
     /// Retries of retryable sink errors.
     pub retry: RetryPolicy,
     /// Tasks running the keyed operators behind the exchange (at least 1;
-    /// default: the number of cores).
+    /// default: the number of cores), and the most tasks a run of records
+    /// is split across before it when the operators there keep no state.
     pub workers: usize,
     /// The source is partitioned by the job's key or a prefix of it: no
     /// exchange, keyed state lives with the source partition its keys
@@ -172,4 +173,7 @@ pub(crate) struct Graph {
     /// With an exchange: the keyed part of the pipeline, run per key group
     /// on the workers (`pipeline` is then the part before the exchange).
     pub(crate) keyed: Option<GroupsFactory>,
+    /// With an exchange: the part before it keeps no state, so a run of
+    /// records may be split across tasks.
+    pub(crate) stateless_pre: bool,
 }

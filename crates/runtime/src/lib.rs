@@ -122,8 +122,11 @@
 //! ## Keys, the exchange and workers
 //!
 //! By default the first `key_by` is a **hash exchange** (`exchange.rs`), as
-//! Flink's `keyBy`: the operators before it run per source partition on the
-//! driver, then each element goes to the worker that owns its key's *key
+//! Flink's `keyBy`: the operators before it run per source partition (when
+//! they keep no state, as decode, map, filter and event time, a long run of
+//! a partition's records is cut in chunks that several tasks run at once,
+//! taken back in order: `driver/split.rs`), then each element goes to the
+//! worker that owns its key's *key
 //! group* (128 of them; a stable hash of the key), and the keyed operators
 //! and all after them run there, one chain per key group, without locks
 //! (`worker.rs`). `JobConfig::workers` sets how many (default: the cores).

@@ -53,6 +53,7 @@ impl StreamEnvironment {
                 assigns_timestamps: false,
                 stages: Vec::new(),
                 keyed: None,
+                stateless_pre: false,
             })),
         }
     }
@@ -140,6 +141,7 @@ impl StreamEnvironment {
                     assigns_timestamps: false,
                     stages: Vec::new(),
                     keyed: None,
+                    stateless_pre: false,
                 },
             )
         };
@@ -171,7 +173,22 @@ struct Split {
     /// Given the factory of a key group's chain (its head type-erased),
     /// the factory of a worker's key groups.
     groups: GroupsMaker,
+    /// Every operator before the exchange is stateless: a partition's run
+    /// of records may be split across tasks (`driver::split`).
+    stateless: bool,
 }
+
+/// Operators that keep no state and set no timers: the chain before an
+/// exchange made of them alone may run on several tasks at once.
+const STATELESS: &[&str] = &[
+    "map",
+    "filter",
+    "flat_map",
+    "try_map",
+    "try_flat_map",
+    "timestamps",
+    "side_sink",
+];
 
 type HeadFactory = Arc<dyn Fn() -> Head + Send + Sync>;
 type GroupsMaker = Arc<dyn Fn(HeadFactory) -> GroupsFactory + Send + Sync>;
@@ -290,6 +307,7 @@ impl<T: Send + 'static> DataStream<T> {
         if partitioned || self.split.is_some() {
             return self;
         }
+        let stateless = self.stages.iter().all(|s| STATELESS.contains(&s.kind));
         let prev = self.build;
         let pre: ChainFactory = Arc::new(move || {
             let head = prev(Box::new(ExchangeOp {
@@ -313,7 +331,11 @@ impl<T: Send + 'static> DataStream<T> {
             build: Arc::new(|op: BoxOp<T>| Box::new(op) as Head),
             desc: format!("{}>exchange({KEY_GROUPS})", self.desc),
             stages: self.stages,
-            split: Some(Split { pre, groups }),
+            split: Some(Split {
+                pre,
+                groups,
+                stateless,
+            }),
         }
     }
 
@@ -450,7 +472,7 @@ impl<T: Send + 'static> DataStream<T> {
                 }),
             }))
         });
-        let (factory, keyed): (ChainFactory, _) = match self.split {
+        let (factory, keyed, stateless): (ChainFactory, _, _) = match self.split {
             None => (
                 Arc::new(move || {
                     *head()
@@ -458,8 +480,9 @@ impl<T: Send + 'static> DataStream<T> {
                         .expect("the chain's head takes records")
                 }),
                 None,
+                false,
             ),
-            Some(split) => (split.pre, Some((split.groups)(head))),
+            Some(split) => (split.pre, Some((split.groups)(head)), split.stateless),
         };
         let desc = format!("{}>sink({})", self.desc, sink.0);
         let mut g = self.env.graph();
@@ -470,6 +493,7 @@ impl<T: Send + 'static> DataStream<T> {
         }
         g.pipeline = Some((factory, desc));
         g.keyed = keyed;
+        g.stateless_pre = stateless;
         g.stages = stages;
     }
 

@@ -28,8 +28,11 @@ use crate::RuntimeError;
 pub(crate) type GroupStates = BTreeMap<u16, Vec<Vec<u8>>>;
 
 pub(crate) enum ToWorker {
-    /// Elements of the worker's key groups (`Vec<exchange::Item<T>>`).
-    Data(ExBatch),
+    /// Elements of the worker's key groups (`Vec<exchange::Item<T>>`), and
+    /// a floor under their partition watermarks (`NO_TIME`: none): the
+    /// watermark their partition had reached before the chunk of records
+    /// they came from, when a run was split across tasks (`driver::split`).
+    Data(ExBatch, i64),
     /// The exchange's watermark: the minimum over the source partitions
     /// that are not idle.
     Watermark(i64),
@@ -105,8 +108,8 @@ pub(crate) async fn run(
         let t0 = Instant::now();
         w.waited = Duration::ZERO;
         match msg {
-            ToWorker::Data(batch) => {
-                w.groups.data(batch, &mut gcx!(w));
+            ToWorker::Data(batch, floor) => {
+                w.groups.data(batch, floor, &mut gcx!(w));
                 w.route().await?;
             }
             ToWorker::Watermark(wm) if wm > w.watermark => {

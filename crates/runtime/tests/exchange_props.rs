@@ -129,6 +129,59 @@ proptest! {
     }
 }
 
+/// `events` events of `keys` keys on random ones of `partitions`, about one
+/// in eight behind its partition's time by up to 5× the out-of-orderness:
+/// late by the partition's watermark, or not, depending on every event
+/// before it in its partition.
+fn input_with_late(seed: u64, partitions: usize, keys: u64, events: usize) -> Vec<Vec<Ev>> {
+    let mut rng = Rng(seed);
+    let mut parts = vec![Vec::new(); partitions];
+    let mut clock = vec![0i64; partitions];
+    for _ in 0..events {
+        let p = rng.below(partitions as u64) as usize;
+        clock[p] += rng.below(40) as i64;
+        let back = if rng.below(8) == 0 { 5 * OOO } else { OOO };
+        parts[p].push(Ev {
+            key: format!("k{}", rng.below(keys)),
+            ts: (clock[p] - rng.below(back as u64) as i64).max(0),
+            value: rng.below(1_000) as i64 - 500,
+        });
+    }
+    parts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Batches of hundreds to thousands of records: runs long enough to be
+    /// split across tasks (`driver::split`). Which events are late must be
+    /// what one chain per partition decides (the naive reference walks
+    /// each partition in order), whatever chunk an event falls in.
+    #[test]
+    fn runs_split_across_tasks_judge_lateness_as_one_chain(
+        seed in any::<u64>(),
+        partitions in 1usize..=3,
+        workers in 2usize..=4,
+        batch in 512usize..=3_000,
+        lateness in prop::sample::select(vec![0i64, 200]),
+    ) {
+        let parts = input_with_late(seed, partitions, 25, 4_000);
+        let s = Setup { spec: Tumbling::of(Duration::from_millis(WINDOW)), ooo: OOO, lateness };
+        let (want, want_late) = reference(&parts, &s);
+        prop_assume!(want_late > 0);
+        let out = MemorySink::new();
+        let late = MemorySink::new();
+        let src = MemorySource::new(records(&parts)).with_batch_size(batch).with_assignment();
+        let env = job_over(Box::new(src), &s, &out, Some(&late), config(workers));
+        let summary = run(env);
+        let what = format!("{partitions} partitions, {workers} workers, batches of {batch}");
+        let (got, _) = finals(&out.payloads());
+        prop_assert_eq!(summary.late_records as usize, want_late, "{}: late events", &what);
+        prop_assert_eq!(late.records().len(), want_late, "{}: late output", &what);
+        prop_assert!(got == want, "{}: results differ from the reference", what);
+    }
+}
+
 /// Three crashes, each run with another worker count than the one before,
 /// then a run to the end with yet another: the output (the memory sink
 /// truncates to its checkpoint on restore) equals the group-by.

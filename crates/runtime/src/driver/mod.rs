@@ -12,6 +12,7 @@
 
 mod checkpointing;
 mod route;
+mod split;
 mod status;
 mod workers;
 
@@ -92,6 +93,11 @@ pub(crate) struct Driver {
     /// The source reports its lag: a partition is idle only once it said
     /// the partition was caught up. Without lag, the input clock alone.
     lag_known: bool,
+    /// With an exchange after stateless operators: runs of records are
+    /// split across up to this many tasks (`split`); 0 or 1: not split.
+    split: usize,
+    /// Chains the split runs used, kept for the next.
+    spare: Vec<BoxOp<Record>>,
 }
 
 fn ooo_ms(cfg: &JobConfig) -> i64 {
@@ -107,6 +113,11 @@ impl Driver {
         metrics: Arc<Metrics>,
     ) -> Result<Self, RuntimeError> {
         let cfg = g.config.clone();
+        let split = if g.keyed.is_some() && g.stateless_pre {
+            cfg.workers
+        } else {
+            0
+        };
         let restored = match &mut g.store {
             Some(s) => s.latest()?,
             None => None,
@@ -221,6 +232,8 @@ impl Driver {
             workers: None,
             input_clock: Duration::ZERO,
             lag_known: false,
+            split,
+            spare: Vec::new(),
             metrics,
         };
         let mut restored = restored;
@@ -438,6 +451,9 @@ impl Driver {
             .records_in
             .fetch_add(batch.len() as u64, Relaxed);
         self.metrics.ops().tapped("source", &batch);
+        if self.split > 1 {
+            return self.process_split(batch).await;
+        }
         let ooo = ooo_ms(&self.cfg);
         let default_pid = PartitionId::new("0");
         let now = Instant::now();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use flowline_connector_api::Rejected;
 
 use super::Driver;
-use crate::operator::{DeadLetter, DeadLetterKind};
+use crate::operator::{DeadLetter, DeadLetterKind, NO_TIME};
 use crate::sinks::{dead_letter, route_letters, SinkMsg};
 use crate::RuntimeError;
 
@@ -42,6 +42,12 @@ impl Driver {
     /// Sends what the chains produced to the sinks (waiting when they are
     /// full: backpressure) and the bad and late records to theirs.
     pub(super) async fn route(&mut self) -> Result<(), RuntimeError> {
+        self.route_above(NO_TIME).await
+    }
+
+    /// `route`, telling the workers that the elements exchanged come from
+    /// records of one partition whose watermark was at least `floor`.
+    pub(super) async fn route_above(&mut self, floor: i64) -> Result<(), RuntimeError> {
         if let Some(e) = self.outbox.error.take() {
             return Err(e);
         }
@@ -67,7 +73,7 @@ impl Driver {
             self.outbox.exchanged = 0;
             if let Some(w) = self.workers.as_mut() {
                 let t0 = Instant::now();
-                let r = w.send_batches(&mut self.outbox.exchange).await;
+                let r = w.send_batches(&mut self.outbox.exchange, floor).await;
                 let waited = t0.elapsed();
                 self.waited += waited;
                 self.times.backpressured(waited);

@@ -129,14 +129,16 @@ impl Workers {
         }
     }
 
-    /// Sends each worker its batch, if any.
+    /// Sends each worker its batch, if any, with the floor under its
+    /// partition watermarks (see `ToWorker::Data`).
     pub(super) async fn send_batches(
         &mut self,
         batches: &mut [Option<ExBatch>],
+        floor: i64,
     ) -> Result<(), RuntimeError> {
         for (w, b) in batches.iter_mut().enumerate() {
             if let Some(b) = b.take() {
-                self.send(w, ToWorker::Data(b)).await?;
+                self.send(w, ToWorker::Data(b, floor)).await?;
             }
         }
         Ok(())
