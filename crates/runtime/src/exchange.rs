@@ -21,7 +21,7 @@ use std::sync::Arc;
 use flowline_connector_api::{PartitionId, Record};
 
 use crate::keyed::KeySelector;
-use crate::operator::{BoxOp, Cx, KeyOwners, Operator, Outbox, NO_TIME};
+use crate::operator::{BoxOp, Cx, Held, KeyOwners, Operator, Outbox, NO_TIME};
 
 /// Key groups of a job with an exchange. Part of the job graph: state
 /// checkpointed by key group is restored only into the same count.
@@ -91,7 +91,7 @@ pub(crate) struct Item<T> {
     pub(crate) ts: i64,
     /// Its source partition's watermark when it was sent.
     pub(crate) wm: i64,
-    pub(crate) rec: Option<Record>,
+    pub(crate) rec: Option<Arc<Record>>,
 }
 
 /// The last operator before the exchange: puts each element in the batch of
@@ -112,7 +112,7 @@ where
         let kg = self.key_fn.with_key(&el, |k| key_group(k));
         let workers = cx.outbox.exchange.len();
         let slot = &mut cx.outbox.exchange[worker_of(kg, workers)];
-        let rec = cx.record.cloned();
+        let rec = cx.record.as_deref_mut().map(Held::share);
         let batch = slot.get_or_insert_with(|| Box::new(Vec::<Item<T>>::new()));
         batch
             .downcast_mut::<Vec<Item<T>>>()
@@ -271,8 +271,10 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
             // workers' watermark (never below it: a window fired here takes
             // no event behind it).
             cx.watermark = cx.watermark.max(it.wm).max(floor);
-            match &it.rec {
-                Some(r) => cx.with_record(r, |cx| group.chain.element(it.el, it.ts, cx)),
+            match it.rec {
+                Some(r) => cx.with_record(&mut Held::Shared(r), |cx| {
+                    group.chain.element(it.el, it.ts, cx)
+                }),
                 None => group.chain.element(it.el, it.ts, &mut cx),
             }
             group.next_fire = cx.next_fire;
