@@ -157,7 +157,7 @@ impl Aggregates {
         );
         // Present whenever a chosen aggregate needs them (the job then
         // aggregates with `MetricMoments`).
-        let m = r.value.moments.as_ref();
+        let m = r.value.moments.as_deref();
         debug_assert!(m.is_some() || !self.needs_moments());
         for a in &self.0 {
             let v = match a {

@@ -24,9 +24,10 @@ pub struct Stats {
     /// Quantile sketch.
     pub sketch: DDSketch,
     /// The moments, when the job keeps them. Never stored with `Stats`
-    /// (the accumulator that keeps them stores them beside it).
+    /// (the accumulator that keeps them stores them beside it). Boxed: a
+    /// `Stats` sits in every key's window slot, and most jobs keep none.
     #[serde(skip)]
-    pub moments: Option<Moments>,
+    pub moments: Option<Box<Moments>>,
     /// The exact sum behind `sum`.
     pub exact: crate::exact_sum::ExactSum,
 }

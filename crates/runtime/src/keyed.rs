@@ -142,6 +142,10 @@ pub(crate) struct WindowOp<K, A: AggregateFunction, KF> {
     pub(crate) lateness: i64,
     slots: BTreeMap<i64, Slot<K, A::Acc>>,
     firing: Option<Firing<K, A::Acc>>,
+    /// Keys in the last window fired: a new slot starts with room for as
+    /// many, so it does not grow through a chain of rehashes (each holds
+    /// the old table and the new at once).
+    last_keys: usize,
     pub(crate) down: BoxOp<WindowResult<K, A::Out>>,
 }
 
@@ -160,6 +164,7 @@ impl<K: Key, A: AggregateFunction, KF> WindowOp<K, A, KF> {
             lateness,
             slots: BTreeMap::new(),
             firing: None,
+            last_keys: 0,
             down,
         }
     }
@@ -206,6 +211,7 @@ where
         let mut accepted = false;
         let (spec, lateness, size) = (self.spec, self.lateness, self.spec.size());
         let (slots, agg, down, firing) = (&mut self.slots, &self.agg, &mut self.down, &self.firing);
+        let last_keys = self.last_keys;
         let mut refused = None;
         self.key_fn.with_key(&el, |key| {
             spec.for_each_window(ts, |w| {
@@ -230,7 +236,7 @@ where
                 accepted = true;
                 let slot = slots.entry(w.start).or_insert_with(|| Slot {
                     fired: false,
-                    keys: HashMap::default(),
+                    keys: HashMap::with_capacity_and_hasher(last_keys, FastState::default()),
                 });
                 if !slot.fired {
                     cx.want_fire_at(w.max_timestamp());
@@ -289,6 +295,7 @@ where
             let f = match &mut self.firing {
                 Some(f) if f.start == start => f,
                 other => {
+                    self.last_keys = slot.keys.len();
                     let mut entries: Vec<(K, Option<A::Acc>)> = if self.lateness == 0 {
                         slot.keys.drain().map(|(k, a)| (k, Some(a))).collect()
                     } else {
@@ -366,6 +373,7 @@ where
             postcard::from_bytes(&bytes).map_err(|e| format!("window state: {e}"))?;
         self.slots.clear();
         self.firing = None;
+        self.last_keys = state.iter().map(|(_, _, k)| k.len()).max().unwrap_or(0);
         for (start, fired, keys) in state {
             for (k, _) in &keys {
                 cx.claim_key(k);

@@ -395,8 +395,11 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
         let (batch, rejected, done) = {
             let mut st = lock(&sh.state);
             let done = sh.settings.bounded && st.bounded_done();
+            // The next batch starts with room for as many as this one, so
+            // it does not grow by doubling (a copy and page faults each time).
+            let room = st.batch.len();
             (
-                std::mem::take(&mut st.batch),
+                std::mem::replace(&mut st.batch, Vec::with_capacity(room)),
                 std::mem::take(&mut st.rejected),
                 done,
             )
