@@ -128,12 +128,12 @@ impl AggregateFunction for MetricStats {
 /// Refuses a value the window's exact sum cannot take.
 fn check_sum(acc: Option<&Stats>, m: &Metric) -> Result<(), String> {
     match acc {
-            Some(s) if !s.exact.can_add(m.value) => Err(format!(
-                "value {:?} would overflow the window's sum ({:?}): an f64 cannot hold it, so the record is refused rather than written as an infinite or null sum",
-                m.value, s.sum
-            )),
-            _ => Ok(()),
-        }
+        Some(s) if !s.exact.can_add(m.value) => Err(format!(
+            "value {:?} would overflow the window's sum ({:?}): an f64 cannot hold it, so the record is refused rather than written as an infinite or null sum",
+            m.value, s.sum
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// [`MetricStats`] and the [`Moments`] (for `stddev`, `first`, `last`),
