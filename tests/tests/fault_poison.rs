@@ -1,10 +1,10 @@
 //! The world's data, not the generator's: a catalogue of valid events in
 //! unusual shapes (UTC offsets, lower-case `t`/`z`, fractions of any length,
-//! 1970, huge and tiny values, integers, a 600-character host, duplicates,
-//! null keys) and of poison records (not JSON, wrong types, missing fields,
-//! NaN, 1e999, a 2 MB record, non-UTF-8, an empty payload, no UTC offset,
-//! year 9999, a sum that would overflow) through real Kafka, the job and the
-//! real search server.
+//! 1970, huge and tiny values, integers, a 600-character host, key values
+//! holding the ids' `|`, duplicates, null keys) and of poison records (not
+//! JSON, wrong types, missing fields, NaN, 1e999, a 2 MB record, non-UTF-8,
+//! an empty payload, no UTC offset, year 9999, a sum that would overflow)
+//! through real Kafka, the job and the real search server.
 //!
 //! The expected windows come from a plain group-by over the instants and
 //! values the test itself encoded (never from the job's parser); every
@@ -103,6 +103,17 @@ fn catalogue() -> Vec<Input> {
             4 => format_rfc3339_ms(ts).replace('Z', "999999Z"),
             _ => with_offset(ts, 0).replace(".", ",").replace(',', "."),
         };
+        // Key values holding the ids' separator: two keys that a plain
+        // `host|metric|start` id would give one document.
+        if i % 500 == 1 {
+            for (h, m) in [("a|b", "c"), ("a", "b|c")] {
+                v.push(Input {
+                    key: None,
+                    payload: Some(event(h, m, &stamp, &text)),
+                    expect: Expect::Event(h.into(), m.into(), ts, value),
+                });
+            }
+        }
         let expect = Expect::Event(host.clone(), metric.into(), ts, value);
         let payload = event(&host, metric, &stamp, &text);
         // Some duplicates (each counts: the input has it twice) and null keys.
@@ -188,16 +199,19 @@ fn catalogue() -> Vec<Input> {
     v
 }
 
+/// Host, metric and window start: what a window document is of.
+type WindowKey = (String, String, String);
+
 /// The plain group-by: per host, metric and 10 s window.
-fn reference(inputs: &[Input]) -> BTreeMap<String, RefWindow> {
-    let mut acc: BTreeMap<String, (u64, f64, f64, f64)> = BTreeMap::new();
+fn reference(inputs: &[Input]) -> BTreeMap<WindowKey, RefWindow> {
+    let mut acc: BTreeMap<WindowKey, (u64, f64, f64, f64)> = BTreeMap::new();
     for e in inputs {
         let Expect::Event(host, metric, ts, value) = &e.expect else {
             continue;
         };
         let start = ts - ts.rem_euclid(WINDOW_MS);
         let a = acc
-            .entry(format!("{host}|{metric}|{}", format_rfc3339_ms(start)))
+            .entry((host.clone(), metric.clone(), format_rfc3339_ms(start)))
             .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
         a.0 += 1;
         a.1 += value;
@@ -294,25 +308,26 @@ out_of_orderness = "2s"
 
     // Windows, keyed by their fields (a long host's id is hashed).
     let docs = all_docs(&es, &format!("{topic}-windows")).await;
-    let by_fields: BTreeMap<String, &serde_json::Value> = docs
+    let field = |d: &serde_json::Value, f: &str| d[f].as_str().unwrap().to_string();
+    let by_fields: BTreeMap<WindowKey, &serde_json::Value> = docs
         .values()
         .map(|d| {
-            (
-                format!(
-                    "{}|{}|{}",
-                    d["host"].as_str().unwrap(),
-                    d["metric"].as_str().unwrap(),
-                    d["window_start"].as_str().unwrap()
-                ),
-                d,
-            )
+            let k = (
+                field(d, "host"),
+                field(d, "metric"),
+                field(d, "window_start"),
+            );
+            (k, d)
         })
         .collect();
+    assert_eq!(by_fields.len(), docs.len(), "two documents of one window");
     let want = reference(&inputs);
+    // Keys shown cut short (a host of 600 characters).
+    let short = |k: &WindowKey| format!("{k:?}").chars().take(100).collect::<String>();
     let mut diff = Vec::new();
     for (k, r) in &want {
         match by_fields.get(k) {
-            None => diff.push(format!("missing {}", &k[..k.len().min(80)])),
+            None => diff.push(format!("missing {}", short(k))),
             Some(d) => {
                 let got = RefWindow {
                     count: d["count"].as_u64().unwrap_or(0),
@@ -321,14 +336,11 @@ out_of_orderness = "2s"
                     max: d["max"].as_f64().unwrap_or(f64::NAN),
                 };
                 if got != *r {
-                    diff.push(format!(
-                        "{}: got {got:?}, want {r:?}",
-                        &k[..k.len().min(80)]
-                    ));
+                    diff.push(format!("{}: got {got:?}, want {r:?}", short(k)));
                 }
                 for f in ["sum", "avg", "p50", "p95", "p99"] {
                     if !d[f].is_number() {
-                        diff.push(format!("{}: {f} is {}", &k[..k.len().min(80)], d[f]));
+                        diff.push(format!("{}: {f} is {}", short(k), d[f]));
                     }
                 }
             }
@@ -336,7 +348,7 @@ out_of_orderness = "2s"
     }
     for k in by_fields.keys() {
         if !want.contains_key(k) {
-            diff.push(format!("unexpected {}", &k[..k.len().min(80)]));
+            diff.push(format!("unexpected {}", short(k)));
         }
     }
     assert!(

@@ -156,7 +156,7 @@ pub struct AnomalyDoc {
 impl CurrentDoc {
     /// Deterministic id: host and metric.
     pub fn id(&self) -> String {
-        format!("{}|{}", self.host, self.metric)
+        crate::ids::doc_id(&[&self.host, &self.metric])
     }
     /// As a record keyed by its id.
     pub fn to_record(&self) -> Record {
@@ -167,7 +167,7 @@ impl CurrentDoc {
 impl AnomalyDoc {
     /// Deterministic id: host, metric, episode start.
     pub fn id(&self) -> String {
-        format!("{}|{}|{}", self.host, self.metric, self.episode_start)
+        crate::ids::doc_id(&[&self.host, &self.metric, &self.episode_start])
     }
     /// As a record keyed by its id.
     pub fn to_record(&self) -> Record {

@@ -261,11 +261,7 @@ impl WindowDoc {
     }
 }
 
-/// A window document's id: key and window start, so that a replay
-/// overwrites the same document.
-pub fn window_id(host: &str, metric: &str, window_start: &str) -> String {
-    format!("{host}|{metric}|{window_start}")
-}
+pub use crate::ids::window_id;
 
 /// Window settings of the job.
 #[derive(Debug, Clone)]

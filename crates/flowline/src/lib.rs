@@ -47,6 +47,7 @@ pub mod event;
 pub mod exact_sum;
 mod expand;
 pub mod http;
+pub mod ids;
 pub mod job;
 pub mod logging;
 pub mod mapping;
