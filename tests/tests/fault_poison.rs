@@ -233,6 +233,23 @@ fn reference(inputs: &[Input]) -> BTreeMap<WindowKey, RefWindow> {
         .collect()
 }
 
+/// Each window's values, sorted: the nearest-rank percentiles.
+fn samples(inputs: &[Input]) -> BTreeMap<WindowKey, Vec<f64>> {
+    let mut acc: BTreeMap<WindowKey, Vec<f64>> = BTreeMap::new();
+    for e in inputs {
+        if let Expect::Event(host, metric, ts, value) = &e.expect {
+            let start = ts - ts.rem_euclid(WINDOW_MS);
+            acc.entry((host.clone(), metric.clone(), format_rfc3339_ms(start)))
+                .or_default()
+                .push(*value);
+        }
+    }
+    for v in acc.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    acc
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poison_catalogue_is_dead_lettered_once_and_every_window_is_exact() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
@@ -322,6 +339,7 @@ out_of_orderness = "2s"
         .collect();
     assert_eq!(by_fields.len(), docs.len(), "two documents of one window");
     let want = reference(&inputs);
+    let values = samples(&inputs);
     // Keys shown cut short (a host of 600 characters).
     let short = |k: &WindowKey| format!("{k:?}").chars().take(100).collect::<String>();
     let mut diff = Vec::new();
@@ -341,6 +359,17 @@ out_of_orderness = "2s"
                 for f in ["sum", "avg", "p50", "p95", "p99"] {
                     if !d[f].is_number() {
                         diff.push(format!("{}: {f} is {}", short(k), d[f]));
+                    }
+                }
+                // Within the documented 2 % of the value of that rank,
+                // however far apart the window's values are (1e300 beside
+                // 42, subnormals).
+                let sorted = &values[k];
+                for q in [50u64, 95, 99] {
+                    let rank = (q * sorted.len() as u64).div_ceil(100).max(1) as usize - 1;
+                    let (exact, got) = (sorted[rank], d[format!("p{q}")].as_f64());
+                    if got.is_none_or(|g| (g - exact).abs() > 0.02 * exact.abs()) {
+                        diff.push(format!("{}: p{q} {got:?}, exact {exact:e}", short(k)));
                     }
                 }
             }

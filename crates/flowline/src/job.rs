@@ -118,10 +118,11 @@ impl AggregateFunction for MetricStats {
     fn get_result(&self, acc: &Box<Stats>) -> Stats {
         Stats::clone(acc)
     }
-    /// The stats with their exact sum: a checkpoint of the older form
-    /// (a plain running sum) is refused by name, never misread.
+    /// The stats with their exact sum and a sketch keeping far values'
+    /// buckets: a checkpoint of an older form (a plain running sum, a
+    /// collapsing sketch) is refused by name, never misread.
     fn state_name(&self) -> Option<&'static str> {
-        Some("stats/exact-sum")
+        Some("stats/exact-sum/sketch-far")
     }
 }
 
@@ -188,9 +189,9 @@ impl AggregateFunction for MetricMoments {
     }
     fn state_name(&self) -> Option<&'static str> {
         Some(if self.stddev {
-            "stats/exact-sum+moments"
+            "stats/exact-sum+moments/sketch-far"
         } else {
-            "stats/exact-sum+first-last"
+            "stats/exact-sum+first-last/sketch-far"
         })
     }
 }

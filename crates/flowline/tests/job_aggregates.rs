@@ -177,7 +177,8 @@ fn a_checkpoint_of_the_other_window_state_is_refused_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "refused, not misread: {err}");
     assert!(
-        err.contains("aggregate[stats/exact-sum+moments]") && err.contains("cannot be restored"),
+        err.contains("aggregate[stats/exact-sum+moments/sketch-far]")
+            && err.contains("cannot be restored"),
         "{err}"
     );
 }
