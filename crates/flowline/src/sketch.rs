@@ -30,26 +30,20 @@ struct Store {
     /// u32: a window's bucket never holds 4 billion samples, and the state
     /// of 100k keys is half the size (postcard writes both as varints).
     counts: Vec<u32>,
-    /// Buckets outside the dense run, sorted by index. The run only widens
-    /// (within `MAX_BUCKETS`) and a bucket goes here only when the run
-    /// cannot reach it, so none of these ever falls inside the run.
-    far: Vec<(i32, u32)>,
 }
 
 impl Store {
-    fn add(&mut self, idx: i32) {
-        self.add_n(idx, 1);
-    }
-
-    /// Adds `n` samples to bucket `idx` at once.
-    fn add_n(&mut self, idx: i32, n: u32) {
+    /// Adds `n` samples to bucket `idx`, or returns `false` when the run
+    /// cannot reach it within [`MAX_BUCKETS`]. The run only widens, and a
+    /// bucket it could not reach stays out of its reach.
+    fn add_n(&mut self, idx: i32, n: u32) -> bool {
         // Most samples fall inside the run.
         if let Some(c) = usize::try_from(i64::from(idx) - i64::from(self.offset))
             .ok()
             .and_then(|pos| self.counts.get_mut(pos))
         {
             *c = c.saturating_add(n);
-            return;
+            return true;
         }
         if self.counts.is_empty() {
             self.offset = idx;
@@ -58,11 +52,7 @@ impl Store {
         let end = i64::from(self.offset) + self.counts.len() as i64;
         let span = i64::from(idx).max(end - 1) - i64::from(idx).min(self.offset.into()) + 1;
         if span > MAX_BUCKETS as i64 {
-            match self.far.binary_search_by_key(&idx, |&(i, _)| i) {
-                Ok(at) => self.far[at].1 = self.far[at].1.saturating_add(n),
-                Err(at) => self.far.insert(at, (idx, n)),
-            }
-            return;
+            return false;
         }
         if idx < self.offset {
             let grow = (self.offset - idx) as usize;
@@ -76,22 +66,44 @@ impl Store {
             self.counts.resize(pos + 1, 0);
         }
         self.counts[pos] = self.counts[pos].saturating_add(n);
+        true
     }
 
-    /// `(index, count)` of every non-empty bucket, lowest index first.
-    fn buckets(&self) -> impl DoubleEndedIterator<Item = (i32, u32)> + '_ {
-        let split = self.far.partition_point(|&(i, _)| i < self.offset);
+    /// `(index, count)` of every non-empty bucket, the run's and `far`'s
+    /// (sorted, none inside the run), lowest index first.
+    fn buckets<'a>(
+        &'a self,
+        far: &'a [(i32, u32)],
+    ) -> impl DoubleEndedIterator<Item = (i32, u32)> + 'a {
+        let split = far.partition_point(|&(i, _)| i < self.offset);
         let dense = self
             .counts
             .iter()
             .enumerate()
             .filter(|(_, &c)| c > 0)
             .map(|(i, &c)| (self.offset + i as i32, c));
-        self.far[..split]
+        far[..split]
             .iter()
             .copied()
             .chain(dense)
-            .chain(self.far[split..].iter().copied())
+            .chain(far[split..].iter().copied())
+    }
+}
+
+/// `(index, count)` buckets, sorted by index.
+type Buckets = [(i32, u32)];
+
+/// The buckets outside the runs, by sign, sorted by index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Far {
+    pos: Vec<(i32, u32)>,
+    neg: Vec<(i32, u32)>,
+}
+
+fn add_far(far: &mut Vec<(i32, u32)>, idx: i32, n: u32) {
+    match far.binary_search_by_key(&idx, |&(i, _)| i) {
+        Ok(at) => far[at].1 = far[at].1.saturating_add(n),
+        Err(at) => far.insert(at, (idx, n)),
     }
 }
 
@@ -101,7 +113,10 @@ pub struct DDSketch {
     pos: Store,
     neg: Store,
     zero: u64,
-    count: u64,
+    /// Boxed and absent for ordinary data: a sketch sits in every key's
+    /// window slot. (The count is the buckets' sum, not stored: the
+    /// window's own count is beside it.)
+    far: Option<Box<Far>>,
 }
 
 fn gamma_ln() -> f64 {
@@ -116,7 +131,31 @@ impl DDSketch {
 
     /// Values added.
     pub fn count(&self) -> u64 {
-        self.count
+        let (pos, neg) = self.far_buckets();
+        let sum = |s: &Store, far: &[(i32, u32)]| -> u64 {
+            s.buckets(far).map(|(_, c)| u64::from(c)).sum()
+        };
+        self.zero + sum(&self.pos, pos) + sum(&self.neg, neg)
+    }
+
+    fn far_buckets(&self) -> (&Buckets, &Buckets) {
+        match &self.far {
+            Some(f) => (&f.pos, &f.neg),
+            None => (&[], &[]),
+        }
+    }
+
+    /// Adds `n` samples to bucket `idx` of the positive or negative side.
+    fn add_n(&mut self, positive: bool, idx: i32, n: u32) {
+        let store = if positive {
+            &mut self.pos
+        } else {
+            &mut self.neg
+        };
+        if !store.add_n(idx, n) {
+            let far = self.far.get_or_insert_with(Box::default);
+            add_far(if positive { &mut far.pos } else { &mut far.neg }, idx, n);
+        }
     }
 
     /// Adds a value (NaN is ignored).
@@ -124,16 +163,11 @@ impl DDSketch {
         if v.is_nan() {
             return;
         }
-        self.count += 1;
         if v == 0.0 {
             self.zero += 1;
         } else {
             let idx = (v.abs().ln() / gamma_ln()).ceil() as i32;
-            if v > 0.0 {
-                self.pos.add(idx)
-            } else {
-                self.neg.add(idx)
-            }
+            self.add_n(v > 0.0, idx, 1);
         }
     }
 
@@ -141,13 +175,14 @@ impl DDSketch {
     /// aggregate combined with another, as a parallel or sliding window
     /// would): the same sketch as adding all the values to one.
     pub fn merge(&mut self, other: &DDSketch) {
-        for (store, theirs) in [(&mut self.pos, &other.pos), (&mut self.neg, &other.neg)] {
-            for (i, c) in theirs.buckets() {
-                store.add_n(i, c);
-            }
+        let (pos, neg) = other.far_buckets();
+        for (i, c) in other.pos.buckets(pos) {
+            self.add_n(true, i, c);
+        }
+        for (i, c) in other.neg.buckets(neg) {
+            self.add_n(false, i, c);
         }
         self.zero += other.zero;
-        self.count += other.count;
     }
 
     /// The bucket's midpoint `2γ^i/(γ+1)`, as one `exp`: `powi` gave 0
@@ -163,13 +198,15 @@ impl DDSketch {
     /// The value at quantile `q` in `[0, 1]` by the nearest-rank method
     /// (the `⌈q·n⌉`-th smallest value), or `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
+        let count = self.count();
+        if count == 0 {
             return None;
         }
-        let rank = nearest_rank(q, self.count);
+        let rank = nearest_rank(q, count);
+        let (far_pos, far_neg) = self.far_buckets();
         let mut seen = 0u64;
         // Negative values, most negative first (highest index first).
-        for (i, c) in self.neg.buckets().rev() {
+        for (i, c) in self.neg.buckets(far_neg).rev() {
             seen += u64::from(c);
             if seen > rank {
                 return Some(-Self::value(i));
@@ -179,7 +216,7 @@ impl DDSketch {
         if seen > rank {
             return Some(0.0);
         }
-        for (i, c) in self.pos.buckets() {
+        for (i, c) in self.pos.buckets(far_pos) {
             seen += u64::from(c);
             if seen > rank {
                 return Some(Self::value(i));
@@ -282,6 +319,6 @@ mod tests {
         }
         let p50 = s.quantile(0.5).unwrap();
         assert!((p50 - 50.0).abs() <= 0.5, "{p50}");
-        assert_eq!(s.pos.far.len(), 1);
+        assert_eq!(s.far.as_ref().map(|f| f.pos.len()), Some(1));
     }
 }
