@@ -134,8 +134,8 @@
 //! spread over partitions.
 //!
 //! The workers' watermark is the minimum over the source partitions read,
-//! idle ones left out; partitions assigned but not yet read hold it back
-//! until the idle timeout. A checkpoint is an aligned barrier: the driver
+//! idle ones left out (when all are idle, the minimum of all); partitions
+//! assigned but not yet read hold it back until the idle timeout. A checkpoint is an aligned barrier: the driver
 //! stops reading, sends a barrier after the last element to every worker
 //! (its only input, so the barrier is aligned by construction), and each
 //! answers with its key groups' state once what it emitted is on its way to
@@ -167,12 +167,17 @@
 //!
 //! ## Checkpoints
 //!
-//! At the configured interval, on partition revoke, on shutdown and at the
-//! end of input, the driver pauses, flushes every sink (and takes their
+//! When a job starts afresh (before its first record), at the configured
+//! interval, on partition revoke, on shutdown and at the end of input, the
+//! driver pauses, flushes every sink (and takes their
 //! snapshots), then snapshots keyed state, window contents, timers and
 //! source positions together into one [`Checkpoint`] written atomically
 //! through a [`CheckpointStore`] ([`LocalDirStore`] by default). On start the
-//! newest checkpoint is restored and the source seeks to its positions.
+//! newest checkpoint is restored and the source seeks to its positions. The
+//! start's checkpoint makes a crash before the first interval a restore as
+//! well: the sinks go back to what they held before the job wrote anything
+//! (a file's length, a topic's end offsets), instead of the next start
+//! finding the job's own output and taking it for another's.
 //!
 //! ## Backpressure
 //!

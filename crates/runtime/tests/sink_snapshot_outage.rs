@@ -13,6 +13,8 @@ use flowline_connector_api::{
 };
 use flowline_runtime::{JobConfig, LocalDirStore, RetryPolicy, StreamEnvironment};
 
+mod common;
+
 /// Batches from the test, until it drops the sender.
 struct Fed(tokio::sync::mpsc::Receiver<Vec<Record>>, u64);
 
@@ -90,6 +92,13 @@ async fn a_checkpoint_a_sink_cannot_complete_is_skipped_and_the_job_goes_on() {
         .await
         .unwrap();
 
+    // The checkpoint every fresh job takes at its start, complete before
+    // the server goes away.
+    let m = handle.metrics();
+    common::wait_until("the start's checkpoint", &handle, || {
+        m.checkpoints.load(SeqCst) == 1
+    })
+    .await;
     // Away for longer than the three attempts: skipped, the job lives.
     sink.away.store(5, SeqCst);
     assert_eq!(handle.checkpoint().await.unwrap(), None);

@@ -293,6 +293,16 @@ impl Driver {
         if let Some(ids) = source.partitions_dyn() {
             self.await_partitions(&ids);
         }
+        // A job starting afresh checkpoints before its first record. A crash
+        // before the first interval's checkpoint then restores this one,
+        // which holds what the sinks had before the job wrote anything (a
+        // file's length, a topic's end offsets), instead of starting afresh
+        // once more and finding its own output there: a dead-letter file
+        // refused as another's at every restart, dead letters on a topic
+        // twice.
+        if self.restored.is_none() {
+            self.checkpoint("start").await?;
+        }
         let (ev_tx, mut ev_rx) = mpsc::channel(self.cfg.channel_capacity);
         let (seek_tx, seek_rx) = mpsc::channel(self.cfg.channel_capacity);
         let pos_rx = self.position_tx.subscribe();

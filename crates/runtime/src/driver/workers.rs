@@ -268,13 +268,11 @@ impl Driver {
         if !w.awaiting.is_empty() {
             return Ok(());
         }
-        let Some(wm) = self
+        let parts = self
             .parts
             .values()
-            .filter(|p| !(p.caught_up || unknown) || clock - p.seen_at < idle)
-            .map(|p| p.watermark)
-            .min()
-        else {
+            .map(|p| (p.caught_up, p.seen_at, p.watermark));
+        let Some(wm) = exchange_watermark(parts, clock, idle, unknown) else {
             return Ok(());
         };
         if let Err(e) = w.watermark(wm).await {
@@ -344,5 +342,59 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// The workers' watermark from the partitions read, `(caught up, seen at,
+/// watermark)` each, once no assigned partition is still awaited: the
+/// least over those not idle; with every one idle, the least of all, which
+/// fires no window any of them still feeds. (Holding still then kept a
+/// partition that never sent a record, idle as long as the others, holding
+/// every window back until new input came: a streaming job over a topic
+/// with an empty partition wrote no window at all, 3 runs in 4.)
+fn exchange_watermark(
+    parts: impl Iterator<Item = (bool, Duration, i64)> + Clone,
+    clock: Duration,
+    idle: Duration,
+    lag_unknown: bool,
+) -> Option<i64> {
+    let is_idle = |&(caught_up, seen_at, _): &(bool, Duration, i64)| {
+        (caught_up || lag_unknown) && clock - seen_at >= idle
+    };
+    let live = parts.clone().filter(|p| !is_idle(p)).map(|p| p.2).min();
+    live.or_else(|| parts.map(|p| p.2).min())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state a stranger's trial stalled in: the empty partition's wait
+    /// over, the one with every record idle for two minutes.
+    #[test]
+    fn every_partition_idle_leaves_the_least_watermark() {
+        let s = Duration::from_secs;
+        let idle = s(30);
+        let one = [(true, Duration::from_millis(222), 3_599)];
+        assert_eq!(
+            exchange_watermark(one.into_iter(), s(117), idle, false),
+            Some(3_599)
+        );
+        // Some not idle: the least of those.
+        let two = [(true, s(1), 1_000), (false, s(100), 5_000)];
+        assert_eq!(
+            exchange_watermark(two.into_iter(), s(117), idle, false),
+            Some(5_000)
+        );
+        // All idle: the least of all, never past a partition's own.
+        let two = [(true, s(1), 1_000), (true, s(2), 5_000)];
+        assert_eq!(
+            exchange_watermark(two.into_iter(), s(117), idle, false),
+            Some(1_000)
+        );
+        assert_eq!(
+            exchange_watermark([].into_iter(), s(117), idle, false),
+            None
+        );
     }
 }
