@@ -71,10 +71,7 @@ impl Store {
 
     /// `(index, count)` of every non-empty bucket, the run's and `far`'s
     /// (sorted, none inside the run), lowest index first.
-    fn buckets<'a>(
-        &'a self,
-        far: &'a [(i32, u32)],
-    ) -> impl DoubleEndedIterator<Item = (i32, u32)> + 'a {
+    fn buckets<'a>(&'a self, far: &'a Buckets) -> impl DoubleEndedIterator<Item = (i32, u32)> + 'a {
         let split = far.partition_point(|&(i, _)| i < self.offset);
         let dense = self
             .counts
@@ -132,9 +129,8 @@ impl DDSketch {
     /// Values added.
     pub fn count(&self) -> u64 {
         let (pos, neg) = self.far_buckets();
-        let sum = |s: &Store, far: &[(i32, u32)]| -> u64 {
-            s.buckets(far).map(|(_, c)| u64::from(c)).sum()
-        };
+        let sum =
+            |s: &Store, far: &Buckets| -> u64 { s.buckets(far).map(|(_, c)| u64::from(c)).sum() };
         self.zero + sum(&self.pos, pos) + sum(&self.neg, neg)
     }
 

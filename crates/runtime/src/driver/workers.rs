@@ -253,18 +253,25 @@ impl Driver {
         e
     }
 
+    fn idleness(&self) -> Idleness {
+        Idleness {
+            clock: self.input_clock,
+            timeout: self.cfg.idle_timeout,
+            lag_unknown: !self.lag_known,
+        }
+    }
+
     /// Sends the exchange's watermark to the workers when it advanced.
     pub(super) async fn advance_exchange(&mut self) -> Result<(), RuntimeError> {
+        let rule = self.idleness();
         let Some(w) = self.workers.as_mut() else {
             return Ok(());
         };
         if !w.known {
             return Ok(());
         }
-        let (idle, clock) = (self.cfg.idle_timeout, self.input_clock);
-        let unknown = !self.lag_known;
         w.awaiting
-            .retain(|_, (since, caught_up)| !(*caught_up || unknown) || clock - *since < idle);
+            .retain(|_, (since, caught_up)| !rule.idle(*caught_up, *since));
         if !w.awaiting.is_empty() {
             return Ok(());
         }
@@ -272,7 +279,7 @@ impl Driver {
             .parts
             .values()
             .map(|p| (p.caught_up, p.seen_at, p.watermark));
-        let Some(wm) = exchange_watermark(parts, clock, idle, unknown) else {
+        let Some(wm) = exchange_watermark(parts, rule) else {
             return Ok(());
         };
         if let Err(e) = w.watermark(wm).await {
@@ -300,19 +307,16 @@ impl Driver {
     /// its own, so that the first one back does not fire windows the
     /// others still feed.
     pub(super) fn resume_if_all_idle(&mut self) {
+        let rule = self.idleness();
         let Some(w) = self.workers.as_mut() else {
             return;
         };
-        let (idle, clock) = (self.cfg.idle_timeout, self.input_clock);
-        let unknown = !self.lag_known;
-        let all_idle = w
-            .awaiting
-            .values()
-            .all(|(since, c)| (*c || unknown) && clock - *since >= idle)
+        let clock = rule.clock;
+        let all_idle = w.awaiting.values().all(|&(since, c)| rule.idle(c, since))
             && self
                 .parts
                 .values()
-                .all(|p| (p.caught_up || unknown) && clock - p.seen_at >= idle);
+                .all(|p| rule.idle(p.caught_up, p.seen_at));
         if !all_idle || (self.parts.is_empty() && w.awaiting.is_empty()) {
             return;
         }
@@ -354,15 +358,32 @@ impl Driver {
 /// with an empty partition wrote no window at all, 3 runs in 4.)
 fn exchange_watermark(
     parts: impl Iterator<Item = (bool, Duration, i64)> + Clone,
-    clock: Duration,
-    idle: Duration,
-    lag_unknown: bool,
+    rule: Idleness,
 ) -> Option<i64> {
-    let is_idle = |&(caught_up, seen_at, _): &(bool, Duration, i64)| {
-        (caught_up || lag_unknown) && clock - seen_at >= idle
-    };
-    let live = parts.clone().filter(|p| !is_idle(p)).map(|p| p.2).min();
+    let live = parts
+        .clone()
+        .filter(|&(caught_up, seen_at, _)| !rule.idle(caught_up, seen_at))
+        .map(|p| p.2)
+        .min();
     live.or_else(|| parts.map(|p| p.2).min())
+}
+
+/// When a partition (read, or assigned and awaited) is idle: the source
+/// said it is caught up (or reports no lag at all), and the driver has
+/// waited the idle timeout for input since its last record (or its
+/// assignment).
+#[derive(Clone, Copy)]
+struct Idleness {
+    /// The driver's input clock: time spent waiting for the source.
+    clock: Duration,
+    timeout: Duration,
+    lag_unknown: bool,
+}
+
+impl Idleness {
+    fn idle(&self, caught_up: bool, since: Duration) -> bool {
+        (caught_up || self.lag_unknown) && self.clock - since >= self.timeout
+    }
 }
 
 #[cfg(test)]
@@ -374,27 +395,19 @@ mod tests {
     #[test]
     fn every_partition_idle_leaves_the_least_watermark() {
         let s = Duration::from_secs;
-        let idle = s(30);
+        let rule = Idleness {
+            clock: s(117),
+            timeout: s(30),
+            lag_unknown: false,
+        };
         let one = [(true, Duration::from_millis(222), 3_599)];
-        assert_eq!(
-            exchange_watermark(one.into_iter(), s(117), idle, false),
-            Some(3_599)
-        );
+        assert_eq!(exchange_watermark(one.into_iter(), rule), Some(3_599));
         // Some not idle: the least of those.
         let two = [(true, s(1), 1_000), (false, s(100), 5_000)];
-        assert_eq!(
-            exchange_watermark(two.into_iter(), s(117), idle, false),
-            Some(5_000)
-        );
+        assert_eq!(exchange_watermark(two.into_iter(), rule), Some(5_000));
         // All idle: the least of all, never past a partition's own.
         let two = [(true, s(1), 1_000), (true, s(2), 5_000)];
-        assert_eq!(
-            exchange_watermark(two.into_iter(), s(117), idle, false),
-            Some(1_000)
-        );
-        assert_eq!(
-            exchange_watermark([].into_iter(), s(117), idle, false),
-            None
-        );
+        assert_eq!(exchange_watermark(two.into_iter(), rule), Some(1_000));
+        assert_eq!(exchange_watermark([].into_iter(), rule), None);
     }
 }
