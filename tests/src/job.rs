@@ -342,6 +342,49 @@ pub async fn wait_exit(
     }
 }
 
+/// Stops job process `n` of `config` with SIGTERM (a clean stop: final
+/// checkpoint, sinks closed) and asserts it exits successfully in time.
+pub async fn sigterm(child: &mut Child, config: &Path, n: usize, timeout: Duration) {
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let st = wait_exit(child, config, n, timeout).await;
+    assert!(
+        st.success(),
+        "process {n} on SIGTERM: {st}\n{}",
+        job_log(config, n)
+    );
+}
+
+/// The documents of `index` once there are at least `want` of them, or
+/// after `timeout`, whichever comes first; panics if job process `n`
+/// exits meanwhile.
+pub async fn wait_docs(
+    es: &Elasticsearch,
+    index: &str,
+    want: usize,
+    child: &mut Child,
+    config: &Path,
+    n: usize,
+    timeout: Duration,
+) -> BTreeMap<String, serde_json::Value> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let docs = all_docs(es, index).await;
+        if docs.len() >= want || t0.elapsed() > timeout {
+            return docs;
+        }
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "job process {n} exited:\n{}",
+            job_log(config, n)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The start of a job file reading `topic` as a consumer group of the same
 /// name, as `[job]` and `[source]`; callers add their source settings and
 /// the other sections after it.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use flowline_integration_tests::job::{
     all_docs, checkpoint_ids, http_addr, job_log, kafka_job_head, lines, produce_lines,
-    reference_windows, spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
+    reference_windows, sigterm, spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
 };
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -134,17 +134,7 @@ async fn a_byte_flipped_in_the_newest_checkpoint_falls_back_to_an_older_good_one
             |p| p.records_in >= 1 && p.checkpoint > 0,
         )
         .await;
-        let st = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let st = wait_exit(&mut child, &streaming, run, Duration::from_secs(120)).await;
-        assert!(
-            st.success(),
-            "run {run}: {st}\n{}",
-            job_log(&streaming, run)
-        );
+        sigterm(&mut child, &streaming, run, Duration::from_secs(120)).await;
         if run > 0 {
             let log = strip_ansi(&job_log(&streaming, run));
             assert!(

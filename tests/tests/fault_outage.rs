@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use flowline_integration_tests::job::{
     all_docs, get_text, http_addr, job_log, kafka_job_head, lines, produce_lines,
-    reference_windows, spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
+    reference_windows, sigterm, spawn_job, strip_ansi, wait_exit, wait_progress, window_diff,
 };
 use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -203,21 +203,11 @@ async fn run_through(
     )
     .await;
     wait_health(&addr, 200, "ok", Duration::from_secs(60)).await;
-    sigterm(&mut child, &streaming).await;
+    sigterm(&mut child, &streaming, 0, Duration::from_secs(180)).await;
     let mut last = spawn_job(&final_run, 1);
     let st = wait_exit(&mut last, &final_run, 1, Duration::from_secs(180)).await;
     assert!(st.success(), "final run: {st}\n{}", job_log(&final_run, 1));
     (streaming, final_run)
-}
-
-async fn sigterm(child: &mut Child, config: &Path) {
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let st = wait_exit(child, config, 0, Duration::from_secs(180)).await;
-    assert!(st.success(), "SIGTERM: {st}\n{}", job_log(config, 0));
 }
 
 async fn assert_windows_exact(s: &Setup, logs: &[(&Path, usize)]) {

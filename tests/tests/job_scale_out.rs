@@ -8,8 +8,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    all_docs, get_json, get_text, http_addr, job_log, kafka_job_head, lines, reference_windows,
-    spawn_job, wait_exit, window_diff,
+    get_json, get_text, http_addr, job_log, kafka_job_head, lines, reference_windows, sigterm,
+    spawn_job, wait_docs, window_diff,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use flowline_metric_generator::{format_rfc3339_ms, GeneratorConfig};
@@ -188,19 +188,17 @@ listen = "127.0.0.1:0"
     .await;
 
     let reference = reference_windows(events.iter().map(|e| e.1.as_str()), WINDOW_MS);
-    let t0 = Instant::now();
-    let docs = loop {
-        let docs = all_docs(&es, &format!("{topic}-windows")).await;
-        if docs.len() >= reference.len() || t0.elapsed() > Duration::from_secs(120) {
-            break docs;
-        }
-        assert!(
-            b.try_wait().unwrap().is_none(),
-            "B exited:\n{}",
-            job_log(&cfg_b, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let index = format!("{topic}-windows");
+    let docs = wait_docs(
+        &es,
+        &index,
+        reference.len(),
+        &mut b,
+        &cfg_b,
+        0,
+        Duration::from_secs(120),
+    )
+    .await;
     let diff = window_diff(&docs, &reference);
     assert!(
         diff.is_empty(),
@@ -232,12 +230,6 @@ listen = "127.0.0.1:0"
         assert!(t0.elapsed() < Duration::from_secs(30), "lag metric: {l:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &b.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let st = wait_exit(&mut b, &cfg_b, 0, Duration::from_secs(60)).await;
-    assert!(st.success(), "B on SIGTERM: {st}\n{}", job_log(&cfg_b, 0));
+    sigterm(&mut b, &cfg_b, 0, Duration::from_secs(60)).await;
     println!("{} windows exact across a join and a SIGKILL", docs.len());
 }

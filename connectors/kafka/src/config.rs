@@ -112,6 +112,12 @@ pub struct KafkaSourceConfig {
     /// Read up to the end offsets seen at start, then end the input.
     #[serde(default)]
     pub bounded: bool,
+    /// This consumer must hold every partition of its topics (or none): a
+    /// rebalance that gives some to another member of the group fails the
+    /// source, for a job whose state cannot move with its partitions (see
+    /// `source/exclusive.rs`). Default false.
+    #[serde(default)]
+    pub exclusive: bool,
     /// Event time from this payload field (ms since the epoch, or RFC 3339
     /// with any offset, read exactly); default: the Kafka record timestamp.
     /// A record whose field is missing or unreadable is refused with the

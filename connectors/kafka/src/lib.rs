@@ -26,6 +26,10 @@
 //!   state and seeks), then starts each partition at the offset named: no
 //!   record is processed against the wrong state. Both waits are bounded by
 //!   `revoke_timeout` (30 s). Cooperative-sticky assignment is the default.
+//!   With `exclusive = true` the consumer must hold every partition of its
+//!   topics or none: a rebalance that leaves it part of them fails the
+//!   source (after a revoke's checkpoint; before any record of an
+//!   assignment), for a job whose state cannot move with its partitions.
 //! - **Bounded** (`bounded = true`): every partition of `topics`, from the
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues

@@ -14,8 +14,10 @@
 //! has restored the partitions' state) and then starts fetching each
 //! partition at the offset the runtime named.
 
+mod exclusive;
 mod message;
 mod poller;
+mod rebalance;
 mod state;
 
 use std::sync::Arc;
@@ -135,6 +137,8 @@ impl KafkaSource {
             max_batch: cfg.max_batch,
             poll_timeout,
             revoke_timeout,
+            exclusive: (cfg.exclusive && !cfg.bounded)
+                .then(|| (cfg.topics.clone(), cfg.group_id.clone())),
         };
         let (shared, rx) = Shared::new(settings, cfg.prefetch_batches);
         let consumer: BaseConsumer<Ctx> = cc

@@ -383,6 +383,7 @@ impl JobPlan {
             .map_err(|(field, message)| Error::Config { field, message })?;
         let mut source = section("source", &f.source)?;
         let keyed_by = crate::parallel::take_keyed_by(&mut source)?;
+        crate::parallel::exclusive(&mut source, keyed_by.is_some())?;
         crate::member::static_member(&f.job, &mut source);
         let mut plan = JobPlan {
             anomaly,

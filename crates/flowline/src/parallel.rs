@@ -57,6 +57,31 @@ pub(crate) fn take_keyed_by(source: &mut ConnectorSection) -> Result<Option<Vec<
     Ok(Some(names))
 }
 
+/// A Kafka source in a group feeding the exchange is `exclusive`: its
+/// process must hold every partition, since key-group state stays in one
+/// process; a second process joining the group stops both, loudly, rather
+/// than each writing partial windows under the same ids. Refused when the
+/// file turns it off without `keyed_by`.
+pub(crate) fn exclusive(source: &mut ConnectorSection, keyed: bool) -> Result<(), Error> {
+    let Some(m) = source.settings.as_object_mut() else {
+        return Ok(());
+    };
+    if source.kind != "kafka" || keyed {
+        return Ok(());
+    }
+    match m.get("exclusive") {
+        None => {
+            m.insert("exclusive".into(), true.into());
+            Ok(())
+        }
+        Some(serde_json::Value::Bool(false)) => Err(Error::Config {
+            field: "source.exclusive".into(),
+            message: "= false lets other processes of the group read some of the topic's partitions, and this job routes keys through an in-process exchange (no keyed_by): each process would write partial windows under the same ids. Fix: remove exclusive, or declare keyed_by = [\"host\"] when the topic is keyed by the job's key".into(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// `keyed_by` names key fields of the job; the scale-out store has it.
 pub(crate) fn check(plan: &JobPlan) -> Result<(), Error> {
     let keys = plan.window.event.key_names();
@@ -110,6 +135,31 @@ mod tests {
         assert!(e.contains("job.workers") && e.contains("keyed_by"), "{e}");
         assert!(parse("[job]\nworkers = 4\n", "", "").is_ok());
         assert!(parse("", "keyed_by = [\"host\"]\n", "").is_ok());
+    }
+
+    #[test]
+    fn a_kafka_source_feeding_the_exchange_is_exclusive() {
+        let kafka = "[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n";
+        let plan = |extra: &str| {
+            JobPlan::parse(&format!("{kafka}{extra}{SINK}")).map_err(|e| e.to_string())
+        };
+        assert_eq!(plan("").unwrap().source.settings["exclusive"], true);
+        let keyed = plan("keyed_by = [\"host\"]\n").unwrap();
+        assert!(keyed.source.settings.get("exclusive").is_none());
+        let e = plan("exclusive = false\n").unwrap_err();
+        assert!(
+            e.contains("source.exclusive") && e.contains("keyed_by"),
+            "{e}"
+        );
+        let keyed_off = plan("keyed_by = [\"host\"]\nexclusive = false\n").unwrap();
+        assert_eq!(keyed_off.source.settings["exclusive"], false);
+        // Not a Kafka source: nothing added.
+        assert!(parse("", "", "")
+            .unwrap()
+            .source
+            .settings
+            .get("exclusive")
+            .is_none());
     }
 
     #[test]

@@ -152,7 +152,9 @@
 //!
 //! One process per job: key groups are not shared between processes (a
 //! Kafka repartition topic would be needed); a scale-out checkpoint store
-//! refuses state by key group.
+//! refuses state by key group, and the `flowline` CLI makes such a job's
+//! Kafka source exclusive (it stops when another member of its group holds
+//! part of the topic).
 //!
 //! **Partitioned by key** (`JobConfig::partitioned_by_key`): an input
 //! already partitioned by the key or a prefix of it (the metric generator
@@ -223,9 +225,7 @@ pub use observe::{
 };
 pub use operator::{DeadLetter, DeadLetterKind};
 pub use promlint::lint as lint_prometheus;
-pub use sinks::DEAD_LETTER_ID;
+pub use sinks::{IntoRecord, DEAD_LETTER_ID};
 pub use state::{MapState, ProcessContext, ValueState};
-pub use stream::{
-    DataStream, IntoRecord, KeyedStream, SinkHandle, StreamEnvironment, WindowedStream,
-};
+pub use stream::{DataStream, KeyedStream, SinkHandle, StreamEnvironment, WindowedStream};
 pub use window::{Sliding, TimeWindow, Tumbling, WindowSpec};

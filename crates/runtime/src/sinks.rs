@@ -416,6 +416,24 @@ pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
     }
 }
 
+/// Turns an element into the record a sink writes.
+pub trait IntoRecord {
+    /// The record.
+    fn to_record(&self) -> Record;
+}
+
+impl IntoRecord for Record {
+    fn to_record(&self) -> Record {
+        self.clone()
+    }
+}
+
+impl IntoRecord for String {
+    fn to_record(&self) -> Record {
+        Record::new(self.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use crate::observe::{Count, StageDef};
 use crate::operator::{
     BoxOp, Build, Counted, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryFlatMapOp, TryMapOp,
 };
+use crate::sinks::IntoRecord;
 use crate::window::WindowSpec;
 use crate::RuntimeError;
 use flowline_checkpoint::CheckpointStore;
@@ -199,24 +200,6 @@ impl<T> std::fmt::Debug for DataStream<T> {
     }
 }
 
-/// Turns an element into the record a sink writes.
-pub trait IntoRecord {
-    /// The record.
-    fn to_record(&self) -> Record;
-}
-
-impl IntoRecord for Record {
-    fn to_record(&self) -> Record {
-        self.clone()
-    }
-}
-
-impl IntoRecord for String {
-    fn to_record(&self) -> Record {
-        Record::new(self.as_bytes())
-    }
-}
-
 impl DataStream<Record> {
     /// Decodes source records. An `Err` sends the record down the
     /// bad-record path (dead-letter sink) with the error as its reason; the
@@ -238,9 +221,7 @@ impl DataStream<Record> {
             })
         })
     }
-}
 
-impl DataStream<Record> {
     /// Reads several elements from each source record (`f` gives them and,
     /// when some part could not be read, the reason): the elements go on,
     /// and a record with a reason goes to the dead-letter output once, with

@@ -108,3 +108,71 @@ async fn assigned_timestamps_replace_the_source_record_times() {
     assert_eq!(summary.late_records, 0);
     assert_eq!(out.payloads().len(), 5, "{:?}", out.payloads());
 }
+
+/// Partitions `a` and `b` named up front; `a` sends two records, then the
+/// source sends only empty batches (a third-party source may). `b` never
+/// sends one.
+struct EmptyBatches {
+    n: u64,
+}
+
+impl Source for EmptyBatches {
+    async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.n += 1;
+        Ok(SourceEvent::Records(match self.n {
+            1 => vec![
+                rec("k", 1_000, 1).at(PartitionId::new("a"), 0),
+                rec("k", 3_000, 1).at(PartitionId::new("a"), 1),
+            ],
+            _ => Vec::new(),
+        }))
+    }
+    async fn seek(&mut self, _: &SourcePosition) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    fn partitions(&self) -> Option<Vec<PartitionId>> {
+        Some(vec![PartitionId::new("a"), PartitionId::new("b")])
+    }
+}
+
+/// An empty batch carries no record: it neither makes an idle partition
+/// active again nor holds windows back, so once every partition is idle
+/// the window `a` closed fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_batches_do_not_wake_idle_partitions() {
+    let env = StreamEnvironment::new(
+        JobConfig::named("empty")
+            .idle_timeout(Duration::from_millis(300))
+            .out_of_orderness(Duration::ZERO),
+    );
+    let out = MemorySink::new();
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.source("empty", Box::new(EmptyBatches { n: 0 }))
+        .try_map("decode", |r: &Record| decode(r))
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .aggregate(SumCount)
+        .sink_with(sink, line);
+    let handle = env.start().unwrap();
+    let mut fired = false;
+    for _ in 0..300 {
+        if out
+            .payloads()
+            .iter()
+            .any(|l| l.starts_with("k 1000 2000 1 1"))
+        {
+            fired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.stop();
+    handle.join().await.unwrap();
+    assert!(
+        fired,
+        "window [1000, 2000) of a never fired: {:?}",
+        out.payloads()
+    );
+}

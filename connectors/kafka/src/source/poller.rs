@@ -19,15 +19,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::{ConnectorError, PartitionId, Rejected, SourceEvent};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 
 use super::message::{event_time, record};
-use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::state::{Part, State, Verdict};
+use super::state::{State, Verdict};
 use crate::error::{is_retryable, Error};
 
 /// An item for `next`: an event, and whether it holds a credit.
@@ -49,7 +48,7 @@ pub(crate) struct Shared {
     /// Signalled by `seek`, which an assignment waits for.
     seek_cv: Condvar,
     /// Partitions of each `Assigned` sent and not yet answered, oldest first.
-    answers: Mutex<std::collections::VecDeque<Vec<PartitionId>>>,
+    pub(super) answers: Mutex<std::collections::VecDeque<Vec<PartitionId>>>,
     /// End offsets from librdkafka's statistics (once a second), for lag.
     pub ends: Mutex<HashMap<(String, i32), i64>>,
     /// From the same statistics: 0 not known yet, 1 some broker connection
@@ -72,6 +71,8 @@ pub(crate) struct Settings {
     pub max_batch: usize,
     pub poll_timeout: Duration,
     pub revoke_timeout: Duration,
+    /// `exclusive = true`: the configured topics and the group.
+    pub exclusive: Option<(Vec<String>, String)>,
 }
 
 impl Shared {
@@ -124,7 +125,7 @@ impl Shared {
         self.seek_cv.notify_all();
     }
 
-    fn send(&self, item: Item) {
+    pub(super) fn send(&self, item: Item) {
         // The receiver is gone only when the source is dropped.
         let _ = self.tx.send(item);
     }
@@ -141,7 +142,7 @@ impl Shared {
 
     /// Hands on the records accepted so far, without a credit (a revoke
     /// or an assignment must not wait behind a full channel).
-    fn flush_uncredited(&self) {
+    pub(super) fn flush_uncredited(&self) {
         let (batch, rejected) = {
             let mut st = lock(&self.state);
             (
@@ -165,7 +166,7 @@ impl Shared {
 
     /// Waits (up to `revoke_timeout`) until `seek` has answered for these
     /// partitions; returns the state, locked.
-    fn wait_for_seek(&self, list: &[(String, i32)]) -> MutexGuard<'_, State> {
+    pub(super) fn wait_for_seek(&self, list: &[(String, i32)]) -> MutexGuard<'_, State> {
         let st = lock(&self.state);
         let (st, timeout) = self
             .seek_cv
@@ -193,7 +194,7 @@ impl Shared {
         self.seek_cv.notify_all();
     }
 
-    fn wait_for_checkpoint(&self, need: &[(PartitionId, u64)]) {
+    pub(super) fn wait_for_checkpoint(&self, need: &[(PartitionId, u64)]) {
         let deadline = Instant::now() + self.settings.revoke_timeout;
         let mut acks = lock(&self.acks);
         while !covers(&acks, need) {
@@ -224,7 +225,7 @@ fn covers(acks: &HashMap<PartitionId, u64>, need: &[(PartitionId, u64)]) -> bool
 #[derive(Debug)]
 pub struct Ctx(pub(crate) Arc<Shared>);
 
-fn tps(l: &TopicPartitionList) -> Vec<(String, i32)> {
+pub(super) fn tps(l: &TopicPartitionList) -> Vec<(String, i32)> {
     l.elements()
         .iter()
         .map(|e| (e.topic().to_string(), e.partition()))
@@ -247,105 +248,6 @@ impl ClientContext for Ctx {
             for (p, part) in topic.partitions {
                 if p >= 0 && part.hi_offset >= 0 {
                     ends.insert((t.clone(), p), part.hi_offset);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for Ctx {
-    /// Replaces rdkafka's default (pre-rebalance hook, assign, post hook):
-    /// an assignment waits for the runtime's answer, so each partition is
-    /// assigned at its checkpointed offset; a revoke waits for a checkpoint.
-    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        let r = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.assigned(tpl);
-                if cooperative {
-                    c.incremental_assign(tpl)
-                } else {
-                    c.assign(tpl)
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.revoked(tpl);
-                if cooperative {
-                    c.incremental_unassign(tpl)
-                } else {
-                    c.unassign()
-                }
-            }
-            e => {
-                tracing::error!(error = ?e, "rebalance failed");
-                return;
-            }
-        };
-        if let Err(e) = r {
-            tracing::error!(error = %e, "applying the rebalance failed");
-        }
-    }
-}
-
-impl Ctx {
-    /// Hands on what was read, then the `Revoked` event, and waits for a
-    /// checkpoint that covers what was delivered from these partitions.
-    fn revoked(&self, l: &TopicPartitionList) {
-        let sh = &self.0;
-        sh.flush_uncredited();
-        let mut pids = Vec::new();
-        let mut need = Vec::new();
-        {
-            let mut st = lock(&sh.state);
-            for (t, p) in tps(l) {
-                if let Some(part) = st.remove(&t, p) {
-                    if !part.awaiting && part.next > 0 {
-                        need.push((part.pid.clone(), part.next as u64));
-                        st.revoking.push((part.pid.clone(), t, p));
-                    }
-                    pids.push(part.pid);
-                }
-            }
-        }
-        tracing::info!(partitions = ?pids, "partitions revoked");
-        sh.send((Ok(SourceEvent::Revoked(pids)), false));
-        if !need.is_empty() {
-            sh.wait_for_checkpoint(&need);
-            lock(&sh.state).revoking.clear();
-        }
-    }
-
-    /// Sends the `Assigned` event and waits for the runtime's `seek`; sets
-    /// the offsets it named on `l`, so fetching starts there. The others
-    /// start at the group's committed offsets (or `auto_offset_reset`).
-    fn assigned(&self, l: &mut TopicPartitionList) {
-        let sh = &self.0;
-        let list = tps(l);
-        let mut pids = Vec::new();
-        {
-            let mut st = lock(&sh.state);
-            for (t, p) in &list {
-                let part = Part::new(t, *p, true);
-                pids.push(part.pid.clone());
-                st.add(part);
-            }
-        }
-        tracing::info!(partitions = ?pids, "partitions assigned");
-        sh.flush_uncredited();
-        lock(&sh.answers).push_back(pids.clone());
-        sh.send((Ok(SourceEvent::Assigned(pids)), false));
-        let mut st = sh.wait_for_seek(&list);
-        for (t, p) in &list {
-            let Some(part) = st.find(t, *p) else { continue };
-            if part.awaiting {
-                // No answer in time: fetching starts where the group stands,
-                // but nothing is delivered until the runtime's `seek` names
-                // the offset of its restored state (it seeks there then):
-                // state and position always come from one checkpoint.
-            } else if let Some(o) = part.target.take() {
-                if let Err(e) = l.set_partition_offset(t, *p, Offset::Offset(o)) {
-                    tracing::warn!(partition = %part.pid, error = %e, "setting the start offset failed");
-                    part.target = Some(o);
                 }
             }
         }
@@ -548,6 +450,7 @@ mod tests {
             max_batch: 10,
             poll_timeout: Duration::from_millis(10),
             revoke_timeout: Duration::from_millis(50),
+            exclusive: None,
         }
     }
 
