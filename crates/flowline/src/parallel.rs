@@ -4,8 +4,9 @@
 //! its source partition, and partitions can move between processes).
 //!
 //! Without `keyed_by` every input gives correct results, whatever its
-//! message keys. With it, a key seen on two partitions fails the job
-//! (`KeySplit`), never a silent split. The scale-out store
+//! message keys. With it, a key seen on two partitions of one process
+//! fails the job (`KeySplit`); across processes it cannot be seen, so
+//! `keyed_by` is a promise about the producer. The scale-out store
 //! (`[checkpoint.kafka]`, several processes sharing a group) keeps state by
 //! source partition, so it needs `keyed_by`. A keyed job runs on the
 //! driver task alone, so `workers` with `keyed_by` is refused, not ignored.

@@ -165,7 +165,9 @@
 //! output whatever the other partitions do, and partitions can move between
 //! processes. The runtime checks the declaration: a key seen on two
 //! partitions fails the job with [`RuntimeError::KeySplit`], naming the key
-//! and both partitions. It never silently splits a key's state.
+//! and both partitions. It never silently splits a key's state within a
+//! process; processes do not compare keys, so a false declaration over
+//! processes reading one partition each goes unseen.
 //!
 //! ## Checkpoints
 //!
