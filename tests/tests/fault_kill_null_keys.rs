@@ -5,8 +5,9 @@
 //! another worker count, the indexed windows equal a plain group-by of the
 //! events, one document per window.
 //!
-//! The same topic with `keyed_by = ["host"]` declared fails the job loudly
-//! (`KeySplit`), never a silent split.
+//! The same topic with `keyed_by = ["host"]` declared counts nothing: each
+//! record, having no message key, is a dead letter with the reason and the
+//! fix (a process reading one partition of it could not see a key split).
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -158,10 +159,34 @@ interval = "300ms"
         .replace(&cp.display().to_string(), &cp_keyed.display().to_string())
         .replacen(&format!("group_id = \"{topic}\"\n"), "", 1)
         .replace("-windows\"", "-keyed\"");
+    let dead = dir.path().join("keyed-dead.ndjson");
+    let text = format!(
+        "{text}[dead_letter]\ntype = \"file\"\npath = \"{}\"\n",
+        dead.display()
+    );
     std::fs::write(&keyed, text).unwrap();
     let mut child = spawn_job(&keyed, 3);
     let st = wait_exit(&mut child, &keyed, 3, Duration::from_secs(120)).await;
     let log = job_log(&keyed, 3);
-    assert!(!st.success(), "a key split must fail the job:\n{log}");
-    assert!(log.contains("was seen on source partition"), "{log}");
+    assert!(st.success(), "{st}\n{log}");
+    // Every record has a null key: none is counted (with one partition per
+    // process no process could see a key split), each is a dead letter
+    // with the reason, once.
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), events.len(), "{log}");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["reason"] == flowline::job::NO_MESSAGE_KEY && l["key"].is_null()),
+        "{:?}",
+        letters.first()
+    );
+    let ids: std::collections::BTreeSet<String> =
+        letters.iter().map(|l| l["id"].to_string()).collect();
+    assert_eq!(ids.len(), letters.len(), "each record once");
+    assert_eq!(count(&es, &format!("{topic}-keyed")).await, 0);
 }

@@ -384,6 +384,7 @@ impl JobPlan {
         let mut source = section("source", &f.source)?;
         let keyed_by = crate::parallel::take_keyed_by(&mut source)?;
         crate::parallel::exclusive(&mut source, keyed_by.is_some())?;
+        let message_key_required = keyed_by.is_some() && source.kind == "kafka";
         crate::member::static_member(&f.job, &mut source);
         let mut plan = JobPlan {
             anomaly,
@@ -415,6 +416,7 @@ impl JobPlan {
                         .map_err(|(field, message)| Error::Config { field, message })?,
                     None => EventShape::default(),
                 },
+                message_key_required,
             },
             out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
             idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,

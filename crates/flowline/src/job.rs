@@ -277,6 +277,11 @@ pub struct WindowSettings {
     pub event: EventShape,
     /// What each window document carries (`[window] aggregates`).
     pub aggregates: Aggregates,
+    /// `[source] keyed_by` over Kafka: the topic is declared partitioned by
+    /// the key, so a record without a message key (spread over partitions
+    /// by the producer) is a bad record: counted, its key's state could be
+    /// split between processes that each read one partition, unseen.
+    pub message_key_required: bool,
 }
 
 impl WindowSettings {
@@ -288,9 +293,13 @@ impl WindowSettings {
             max_future: Duration::from_secs(3_600),
             event: EventShape::default(),
             aggregates: Aggregates::default(),
+            message_key_required: false,
         }
     }
 }
+
+/// Why a record is refused under [`WindowSettings::message_key_required`].
+pub const NO_MESSAGE_KEY: &str = "the record has no message key, and [source] keyed_by declares the topic partitioned by the job's key: a producer spreads such records over partitions, so counting it could split its key's windows between processes unseen. Fix: key every message by the keyed_by fields, or remove keyed_by (the exchange is exact for any partitioning) and replay these dead letters";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -324,14 +333,21 @@ pub fn metrics_pipeline(
     out: Outputs,
 ) {
     let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
+    let keyless = move |r: &Record| w.message_key_required && r.key.is_none();
     let decoded = if w.event.is_default() {
         // The generator's shape, on the fast path.
         source.try_map("decode", move |r: &Record| {
+            if keyless(r) {
+                return Err(NO_MESSAGE_KEY.to_string());
+            }
             decode_until(&r.payload, now_ms().saturating_add(ahead))
         })
     } else {
         let shape = w.event.clone();
         source.try_flat_map("decode", move |r: &Record| {
+            if keyless(r) {
+                return (Vec::new(), Some(NO_MESSAGE_KEY.to_string()));
+            }
             decode_shaped(&shape, &r.payload, now_ms().saturating_add(ahead))
         })
     };

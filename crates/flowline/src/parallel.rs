@@ -6,9 +6,11 @@
 //! Without `keyed_by` every input gives correct results, whatever its
 //! message keys. With it, a key seen on two partitions of one process
 //! fails the job (`KeySplit`); across processes it cannot be seen, so
-//! `keyed_by` is a promise about the producer. The scale-out store
-//! (`[checkpoint.kafka]`, several processes sharing a group) keeps state by
-//! source partition, so it needs `keyed_by`. A keyed job runs on the
+//! `keyed_by` is a promise about the producer, and a Kafka record without a
+//! message key (which partitioners spread over the partitions) is a dead
+//! letter. The scale-out store (`[checkpoint.kafka]`, several processes
+//! sharing a group) keeps state by source partition, so it needs
+//! `keyed_by`. A keyed job runs on the
 //! driver task alone, so `workers` with `keyed_by` is refused, not ignored.
 
 use crate::config::{ConnectorSection, JobPlan, JobSection, StoreChoice};
@@ -147,6 +149,11 @@ mod tests {
         assert_eq!(plan("").unwrap().source.settings["exclusive"], true);
         let keyed = plan("keyed_by = [\"host\"]\n").unwrap();
         assert!(keyed.source.settings.get("exclusive").is_none());
+        // Declared keyed, a Kafka record must have a message key.
+        assert!(keyed.window.message_key_required);
+        assert!(!plan("").unwrap().window.message_key_required);
+        let file = parse("", "keyed_by = [\"host\"]\n", "").unwrap();
+        assert!(!file.window.message_key_required);
         let e = plan("exclusive = false\n").unwrap_err();
         assert!(
             e.contains("source.exclusive") && e.contains("keyed_by"),
