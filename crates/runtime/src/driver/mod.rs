@@ -453,10 +453,6 @@ impl Driver {
     }
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
-        // No record, no news: an empty batch must not wake idle partitions.
-        if batch.is_empty() {
-            return Ok(());
-        }
         if let Some(w) = self.workers.as_mut() {
             w.known = true;
         }
