@@ -1,0 +1,261 @@
+"""What trial.py and trial_event.py share: the knobs, the weird values, the
+generation of one topic's records (bad records, late events, duplicates),
+the independent reference (a per-partition watermark and a plain group-by,
+math.fsum for sums), the producer, the runs of `flowline run` through
+SIGKILLs, and the comparison of every window, dead letter and late event.
+
+The reference assumes each partition holds the records in the order they
+were produced: the producer is idempotent (a retried batch never lands
+behind a later one), and the topic is read back and compared before any job
+runs, so that a harness fault is never reported as the job's."""
+import datetime, json, math, os, random, signal, subprocess, sys, time, urllib.request
+
+SEED = int(os.environ.get("SEED", "1"))
+N = int(os.environ.get("N", "200000"))
+KILLS = int(os.environ.get("KILLS", "2"))
+WORKERS = [int(w) for w in os.environ.get("WORKERS", "3,1,2").split(",")]
+BIN = os.environ.get("FLOWLINE", os.path.expanduser("~/.cache/flowline/target/release/flowline"))
+KAFKA = os.environ.get("FLOWLINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+ES = os.environ.get("FLOWLINE_ELASTICSEARCH_URL", "http://127.0.0.1:9200")
+KMIN = float(os.environ.get("KMIN", "1"))
+KMAX = float(os.environ.get("KMAX", "6"))
+PARTS = 4
+OOO = 3000
+W = 10_000
+SLIDE = int(os.environ.get("SLIDE", "0")) or W
+LATENESS = int(os.environ.get("LATENESS", "0"))
+rnd = random.Random(SEED)
+
+HOSTS = ["web-1", "web-2", "a|b", "a", "b|c", "x\\", "\\y", 'q"uote', "ホスト-1", "emoji-🚀",
+         "h" * 700, "", " sp ace ", "tab\tbed", "nl\nline", "db-01.eu-west-1.internal"]
+METRICS = ["cpu", "c", "b|c", "mem.used", "disk/io", "", "ünï"]
+
+
+def value():
+    """A value as JSON text, and as the float it means."""
+    k = rnd.random()
+    if k < 0.02: return ("1e300", 1e300)
+    if k < 0.04: return ("-1e300", -1e300)
+    if k < 0.05: return ("5e-324", 5e-324)
+    if k < 0.06: return ("-0.0", -0.0)
+    if k < 0.08: return ("9007199254740993", float("9007199254740993"))
+    if k < 0.10: return ("1.5E3", 1500.0)
+    if k < 0.12:
+        i = rnd.randint(-10**6, 10**6); return (str(i), float(i))
+    x = rnd.gauss(50, 30)
+    return (repr(x), x)
+
+
+def jdump(s):
+    return json.dumps(s, ensure_ascii=rnd.random() < 0.5)
+
+
+class Trial:
+    def __init__(self, prefix):
+        self.run = f"{prefix}-{SEED}-{int(time.time())}"
+        self.work = os.path.join(os.environ.get("SOAK_DIR", "/tmp/flowline-soak"), self.run)
+        os.makedirs(self.work, exist_ok=True)
+        self.base = (int(time.time() * 1000) - 3 * 86400_000) // 1000 * 1000
+
+    def generate(self, bads, good):
+        """N records on PARTS partitions: `bads(i, t)` lists bad payloads to
+        pick from; `good(ts)` gives (payload text, (key1, key2, ts, value))."""
+        events = []  # (partition, payload bytes, expect)
+        maxts = [None] * PARTS
+        t = self.base
+        self.bad_count = 0
+        for i in range(N):
+            p = rnd.randrange(PARTS)
+            t += rnd.randint(0, 4)
+            kind = rnd.random()
+            if kind < 0.004:
+                bad = rnd.choice(bads(i, t))
+                # unique per record so each can be found once
+                if bad.startswith(b'{') and bad.endswith(b'}'):
+                    bad = bad[:-1] + (',"n":%d}' % i).encode()
+                else:
+                    bad = bad + (b' #%d' % i if bad else b'')
+                events.append((p, bad, ("bad", i)))
+                self.bad_count += 1
+                continue
+            ts = t + rnd.randint(-2000, 0)
+            if kind < 0.006 and maxts[p] is not None:
+                # Near or behind the watermark: 2.5 to 60 s behind the partition's max.
+                ts = maxts[p] - rnd.choice([rnd.randint(2500, 4000), rnd.randint(4000, 60000)])
+            payload, ev = good(ts)
+            events.append((p, payload.encode(), ("ev",) + ev))
+            if rnd.random() < 0.01:  # a true duplicate: counts twice
+                events.append((p, payload.encode(), ("ev",) + ev))
+            maxts[p] = ts if maxts[p] is None else max(maxts[p], ts)
+        self.events = events
+        self.reference()
+
+    def reference(self):
+        """Per partition in order, the watermark decides lateness."""
+        wm = [None] * PARTS
+        mx = [None] * PARTS
+        self.windows = {}
+        self.late = 0
+        for p, _, e in self.events:
+            if e[0] != "ev":
+                continue
+            _, k1, k2, ts, v = e
+            last = ts - ts % SLIDE
+            starts = [s for s in range(last - W + SLIDE, last + 1, SLIDE) if s <= ts < s + W]
+            ok = [s for s in starts if wm[p] is None or s + W - 1 + LATENESS > wm[p]]
+            if not ok:
+                self.late += 1
+                continue
+            for start in ok:
+                self.windows.setdefault((k1, k2, start), []).append(v)
+            mx[p] = ts if mx[p] is None else max(mx[p], ts)
+            wm[p] = mx[p] - OOO - 1
+        print(f"{self.run}: {len(self.events)} records, {self.bad_count} bad, {self.late} late, "
+              f"{len(self.windows)} windows", flush=True)
+
+    def produce(self):
+        from confluent_kafka import Consumer, Producer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
+        adm = AdminClient({"bootstrap.servers": KAFKA})
+        for f in adm.create_topics([NewTopic(self.run, PARTS, 1)]).values():
+            f.result()
+        # Idempotent: without it a batch retried while the new topic's
+        # leaders are elected lands behind later ones, and the partition's
+        # order is not the one the reference assumed (every job run then
+        # counted hundreds of events late that the reference did not).
+        pr = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20, "message.max.bytes": 2_000_000,
+                       "enable.idempotence": True})
+        for p, payload, _ in self.events:
+            while True:
+                try:
+                    pr.produce(self.run, value=payload, partition=p)
+                    break
+                except BufferError:
+                    pr.poll(0.1)
+        if pr.flush(60) != 0:
+            sys.exit(f"{self.run}: the producer could not deliver every record")
+        # Read back: each partition holds exactly its records, in order.
+        c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{self.run}-readback",
+                      "enable.auto.commit": False})
+        for p in range(PARTS):
+            want = [payload for q, payload, _ in self.events if q == p]
+            c.assign([TopicPartition(self.run, p, 0)])
+            have = []
+            deadline = time.time() + 120
+            while len(have) < len(want) and time.time() < deadline:
+                for m in c.consume(10_000, 1.0):
+                    if m.error() is None:
+                        have.append(m.value() or b"")
+            if have != want:
+                first = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
+                sys.exit(f"{self.run}: partition {p} does not hold the records as produced "
+                         f"(first difference at offset {first}; {len(have)} read, {len(want)} produced): "
+                         "the harness, not the job")
+        c.close()
+
+    def run_jobs(self, event_section=""):
+        cfg = f"""[job]
+name = "{self.run}"
+workers = WORKERS
+[source]
+type = "kafka"
+bootstrap_servers = "{KAFKA}"
+topics = ["{self.run}"]
+group_id = "{self.run}"
+bounded = true
+[sink]
+type = "elasticsearch"
+url = "{ES}"
+index = "{self.run}-windows"
+{event_section}[window]
+size = "10s"
+allowed_lateness = "{LATENESS}ms"
+{f'slide = "{SLIDE}ms"' if SLIDE != W else ""}
+out_of_orderness = "3s"
+[checkpoint]
+dir = "{self.work}/ckpt"
+interval = "1s"
+[dead_letter]
+type = "file"
+path = "{self.work}/dead.ndjson"
+[late]
+type = "file"
+path = "{self.work}/late.ndjson"
+"""
+        runs = []
+        for n, w in enumerate(WORKERS):
+            path = f"{self.work}/job{n}.toml"
+            with open(path, "w") as f:
+                f.write(cfg.replace("WORKERS", str(w)))
+            log = open(f"{self.work}/job{n}.log", "w")
+            t0 = time.time()
+            proc = subprocess.Popen([BIN, "run", "--config", path], stdout=log, stderr=subprocess.STDOUT)
+            if n < KILLS:
+                time.sleep(rnd.uniform(KMIN, KMAX))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                runs.append(f"workers {w}: killed after {time.time()-t0:.1f}s")
+                continue
+            rc = proc.wait(timeout=900)
+            runs.append(f"workers {w}: exit {rc} after {time.time()-t0:.1f}s")
+            break
+        print("; ".join(runs), flush=True)
+
+    def docs(self):
+        def es(path, body=None):
+            req = urllib.request.Request(ES + path, data=json.dumps(body).encode() if body else None,
+                                         headers={"content-type": "application/json"})
+            return json.load(urllib.request.urlopen(req))
+        es(f"/{self.run}-windows/_refresh", {})
+        docs = []
+        r = es(f"/{self.run}-windows/_search?scroll=1m", {"size": 5000, "sort": ["_doc"]})
+        while r["hits"]["hits"]:
+            docs += r["hits"]["hits"]
+            r = es("/_search/scroll", {"scroll": "1m", "scroll_id": r["_scroll_id"]})
+        return [h["_source"] for h in docs]
+
+    def check(self, doc_key):
+        """Every window (count, exact sum, min, max, avg; p50/p95/p99 within
+        2 % of the nearest rank), dead letter and late event; exits 1 on any
+        difference. `doc_key(doc)` gives a document's (key1, key2)."""
+        got = {}
+        dups = 0
+        for d in self.docs():
+            k = doc_key(d) + (ms_of(d["window_start"]),)
+            if k in got: dups += 1
+            got[k] = d
+        problems = []
+        for k, vals in self.windows.items():
+            d = got.get(k)
+            if d is None:
+                problems.append(f"missing {k[0][:30]!r} {k[1]!r} {k[2]}"); continue
+            s = math.fsum(vals)
+            want = (len(vals), s, min(vals), max(vals), s / len(vals))
+            have = (d["count"], d["sum"], d["min"], d["max"], d["avg"])
+            if want != have:
+                problems.append(f"{k[0][:30]!r} {k[1]!r} {k[2]}: got {have}, want {want}")
+            sv = sorted(vals)
+            for q in (50, 95, 99):
+                exact = sv[max(0, math.ceil(q / 100 * len(sv)) - 1)]
+                est = d[f"p{q}"]
+                if not (sv[0] <= est <= sv[-1]) or abs(est - exact) > 0.02 * abs(exact):
+                    problems.append(f"{k[0][:30]!r} {k[1]!r} {k[2]} p{q}: {est} vs exact {exact}")
+        for k in got:
+            if k not in self.windows:
+                problems.append(f"unexpected {k[0][:30]!r} {k[1]!r} {k[2]}")
+        dl = [json.loads(l) for l in open(f"{self.work}/dead.ndjson")]
+        lt = [l for l in open(f"{self.work}/late.ndjson")]
+        ids = [x.get("id") for x in dl]
+        print(f"windows: {len(got)} indexed ({dups} duplicates), {len(self.windows)} expected; "
+              f"dead letters {len(dl)} ({len(set(ids))} distinct ids), expected {self.bad_count}; "
+              f"late {len(lt)}, expected {self.late}")
+        print(f"{len(problems)} problems")
+        for p in problems[:15]:
+            print("  ", p)
+        if len(dl) != self.bad_count or len(lt) != self.late or problems or dups:
+            sys.exit(1)
+
+
+def ms_of(s):
+    d = datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return int(d.timestamp()) * 1000 + d.microsecond // 1000
