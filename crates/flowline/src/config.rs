@@ -383,8 +383,7 @@ impl JobPlan {
             .map_err(|(field, message)| Error::Config { field, message })?;
         let mut source = section("source", &f.source)?;
         let keyed_by = crate::parallel::take_keyed_by(&mut source)?;
-        crate::parallel::exclusive(&mut source, keyed_by.is_some())?;
-        let message_key_required = keyed_by.is_some() && source.kind == "kafka";
+        let message_key_required = crate::parallel::source_rules(&mut source, keyed_by.is_some())?;
         crate::member::static_member(&f.job, &mut source);
         let mut plan = JobPlan {
             anomaly,

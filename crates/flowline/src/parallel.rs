@@ -60,28 +60,36 @@ pub(crate) fn take_keyed_by(source: &mut ConnectorSection) -> Result<Option<Vec<
     Ok(Some(names))
 }
 
-/// A Kafka source in a group feeding the exchange is `exclusive`: its
-/// process must hold every partition, since key-group state stays in one
-/// process; a second process joining the group stops both, loudly, rather
-/// than each writing partial windows under the same ids. Refused when the
-/// file turns it off without `keyed_by`.
-pub(crate) fn exclusive(source: &mut ConnectorSection, keyed: bool) -> Result<(), Error> {
+/// What the job's partitioning (`keyed_by` or the exchange) asks of its
+/// source, set in one place; returns whether every record needs a message
+/// key.
+///
+/// - Without `keyed_by`, a Kafka source in a group feeding the exchange is
+///   `exclusive`: its process must hold every partition, since key-group
+///   state stays in one process; a second process joining the group stops
+///   both, loudly, rather than each writing partial windows under the same
+///   ids. Refused when the file turns it off.
+/// - With `keyed_by` over Kafka, a record without a message key cannot be
+///   trusted to follow the declared partitioning (partitioners spread
+///   keyless records): it is a dead letter, not counted.
+pub(crate) fn source_rules(source: &mut ConnectorSection, keyed: bool) -> Result<bool, Error> {
+    let kafka = source.kind == "kafka";
     let Some(m) = source.settings.as_object_mut() else {
-        return Ok(());
+        return Ok(keyed && kafka);
     };
-    if source.kind != "kafka" || keyed {
-        return Ok(());
+    if !kafka || keyed {
+        return Ok(keyed && kafka);
     }
     match m.get("exclusive") {
         None => {
             m.insert("exclusive".into(), true.into());
-            Ok(())
+            Ok(false)
         }
         Some(serde_json::Value::Bool(false)) => Err(Error::Config {
             field: "source.exclusive".into(),
             message: "= false lets other processes of the group read some of the topic's partitions, and this job routes keys through an in-process exchange (no keyed_by): each process would write partial windows under the same ids. Fix: remove exclusive, or declare keyed_by = [\"host\"] when the topic is keyed by the job's key".into(),
         }),
-        Some(_) => Ok(()),
+        Some(_) => Ok(false),
     }
 }
 
