@@ -13,6 +13,9 @@ pub struct Item {
     pub record: Record,
     /// Action line and document line, newline-terminated.
     pub lines: Vec<u8>,
+    /// The document written (its index and id, hashed), when it has an id:
+    /// two writes of one document are never in flight at once.
+    pub doc: Option<u64>,
 }
 
 /// The request body of `items`.
@@ -105,6 +108,7 @@ mod tests {
                     "{{\"index\":{{\"_index\":\"x\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
                 )
                 .into_bytes(),
+                doc: None,
             })
             .collect();
         insta::assert_snapshot!(String::from_utf8(body(&items)).unwrap());

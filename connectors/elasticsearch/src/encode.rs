@@ -113,6 +113,12 @@ impl Encoder {
     /// The action and document lines for `r`, each ending in a newline. An
     /// `Err` names what is wrong with the document (it is dead-lettered).
     pub fn encode(&self, r: &Record) -> Result<Vec<u8>, String> {
+        self.encode_doc(r).map(|(lines, _)| lines)
+    }
+
+    /// `encode`, and the document it writes when it has an id: a hash of
+    /// its index and id, the same for every write of that document.
+    pub fn encode_doc(&self, r: &Record) -> Result<(Vec<u8>, Option<u64>), String> {
         // A dated index takes the record's event time; the document is read
         // for it only when the record carries none (and for id fields).
         let doc_time = self.dated && r.timestamp.is_none();
@@ -201,7 +207,13 @@ impl Encoder {
             out.extend_from_slice(&body);
         }
         out.push(b'\n');
-        Ok(out)
+        let doc = id.map(|id| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (&index, &id).hash(&mut h);
+            h.finish()
+        });
+        Ok((out, doc))
     }
 }
 
@@ -253,6 +265,29 @@ mod tests {
             Action::Update,
         );
         insta::assert_snapshot!(String::from_utf8(e.encode(&doc()).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn a_document_is_named_by_its_index_and_id() {
+        let e = Encoder::new("m", None, None, Action::Index);
+        let doc_of = |r: &Record| e.encode_doc(r).unwrap().1;
+        let a = doc_of(&Record::new("{}").with_key("k"));
+        assert!(a.is_some());
+        assert_eq!(a, doc_of(&Record::new(r#"{"v":2}"#).with_key("k")));
+        assert_ne!(a, doc_of(&Record::new("{}").with_key("k2")));
+        assert_eq!(
+            doc_of(&Record::new("{}")),
+            None,
+            "no id: never the same document"
+        );
+        let other = Encoder::new("n", None, None, Action::Index);
+        assert_ne!(
+            a,
+            other
+                .encode_doc(&Record::new("{}").with_key("k"))
+                .unwrap()
+                .1
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@
 //!   (the buffer and `max_in_flight` stay bounded), warning once a minute.
 //!   `max_attempts` or `max_retry_duration` set a limit; past it the job
 //!   fails (and restarts from its checkpoint).
+//! - **The last write of a document stays**: requests in flight together
+//!   never hold two writes of one id (a window re-emitted by a late event,
+//!   a replay), since they can land in either order; a request with a
+//!   document still in flight waits for the earlier one.
 //! - **Ids within the servers' limit**: an id longer than 512 bytes becomes
 //!   a readable prefix, `~` and the SHA-256 of the whole id (deterministic).
 //! - **A request the server refuses whole** (400, 413) is split in halves
@@ -64,6 +68,7 @@ pub mod detect;
 pub mod encode;
 mod error;
 pub mod retry;
+mod send;
 pub mod sink;
 pub mod template;
 

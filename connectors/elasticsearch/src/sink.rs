@@ -1,13 +1,21 @@
 //! The sink: buffers documents, sends bounded bulk requests concurrently,
 //! retries what is worth retrying and hands back what the server rejects.
+//!
+//! Concurrent requests never hold two writes of one document: the last
+//! write of an id must be the one that stays (a window re-emitted by a late
+//! event, a replay after a restart), and two requests in flight, or one
+//! retried, can land in either order. A request with a document that an
+//! earlier one still has in flight waits for it (`dispatch`). Within one
+//! request the server applies the items of a document in order.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::transport::{
     MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
 };
@@ -17,12 +25,18 @@ use flowline_connector_api::{ConnectorError, Counter, CounterReader, Record, Rej
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bulk::{self, Item, Outcome};
+use crate::bulk::Item;
 use crate::config::{Action, Settings};
 use crate::detect::Server;
 use crate::encode::Encoder;
 use crate::retry::{Every, Policy};
+use crate::send::send;
 use crate::{template, Error};
+
+/// What a bulk request's task returns: its documents and its result.
+type Sent = (Vec<u64>, Result<Vec<Rejected>, Error>);
+/// A bulk request's task's outcome.
+type Finished = Result<Sent, tokio::task::JoinError>;
 
 /// While a server stays down, a retry warning at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -51,7 +65,10 @@ pub struct EsSink {
     buffer: Vec<Item>,
     buffer_bytes: usize,
     buffer_since: Option<Instant>,
-    in_flight: JoinSet<Result<Vec<Rejected>, Error>>,
+    in_flight: JoinSet<Sent>,
+    /// Documents (see `Item::doc`) in the requests in flight, with how many
+    /// writes of each.
+    docs_in_flight: HashMap<u64, u32>,
     permits: Arc<Semaphore>,
     rejected: Vec<Rejected>,
     stats: Arc<SinkStats>,
@@ -140,6 +157,7 @@ impl EsSink {
             buffer_bytes: 0,
             buffer_since: None,
             in_flight: JoinSet::new(),
+            docs_in_flight: HashMap::new(),
             rejected: Vec::new(),
             stats: Arc::new(SinkStats::default()),
             warn: Arc::new(Every::new(WARN_EVERY)),
@@ -273,6 +291,18 @@ impl EsSink {
         let items = std::mem::take(&mut self.buffer);
         self.buffer_bytes = 0;
         self.buffer_since = None;
+        // A document still in flight in an earlier request: that request
+        // lands first (see the module docs).
+        while items
+            .iter()
+            .any(|i| i.doc.is_some_and(|d| self.docs_in_flight.contains_key(&d)))
+        {
+            self.reap_one().await?;
+        }
+        let docs: Vec<u64> = items.iter().filter_map(|i| i.doc).collect();
+        for d in &docs {
+            *self.docs_in_flight.entry(*d).or_default() += 1;
+        }
         // Waits while max_in_flight requests are out: backpressure.
         let permit = self
             .permits
@@ -285,7 +315,7 @@ impl EsSink {
         self.in_flight.spawn(async move {
             let r = send(&client, items, policy, &stats, &warn).await;
             drop(permit);
-            r
+            (docs, r)
         });
         self.reap(false).await
     }
@@ -300,14 +330,39 @@ impl EsSink {
             };
             match next {
                 None => return Ok(()),
-                Some(Ok(Ok(rejected))) => self.rejected.extend(rejected),
-                Some(Ok(Err(e))) => {
-                    // Retries ran out or the request was refused whole: fail the
-                    // job; it restarts from its checkpoint and loses nothing.
-                    return Err(ConnectorError::permanent(e.to_string()).with_source(e));
-                }
-                Some(Err(e)) => return Err(ConnectorError::permanent(format!("bulk task: {e}"))),
+                Some(done) => self.finished(done)?,
             }
+        }
+    }
+
+    /// Waits for one request in flight to finish.
+    async fn reap_one(&mut self) -> Result<(), ConnectorError> {
+        match self.in_flight.join_next().await {
+            None => Err(ConnectorError::permanent(
+                "a document counted in flight with no request in flight",
+            )),
+            Some(done) => self.finished(done),
+        }
+    }
+
+    fn finished(&mut self, done: Finished) -> Result<(), ConnectorError> {
+        let (docs, r) = done.map_err(|e| ConnectorError::permanent(format!("bulk task: {e}")))?;
+        for d in docs {
+            if let Some(n) = self.docs_in_flight.get_mut(&d) {
+                *n -= 1;
+                if *n == 0 {
+                    self.docs_in_flight.remove(&d);
+                }
+            }
+        }
+        match r {
+            Ok(rejected) => {
+                self.rejected.extend(rejected);
+                Ok(())
+            }
+            // Retries ran out or the request was refused whole: fail the
+            // job; it restarts from its checkpoint and loses nothing.
+            Err(e) => Err(ConnectorError::permanent(e.to_string()).with_source(e)),
         }
     }
 
@@ -322,163 +377,6 @@ impl EsSink {
     }
 }
 
-/// Sends the items in bulk requests: the whole request is retried on
-/// connection errors, timeouts, 429 and 5xx, and the items that failed
-/// with 429 / 5xx, with exponential backoff and full jitter until the
-/// policy gives up (by default never). A request the server refuses whole
-/// (400, 413) is split in halves until the one document it refuses is
-/// found; that document is rejected with the server's answer.
-async fn send(
-    client: &Elasticsearch,
-    items: Vec<Item>,
-    policy: Policy,
-    stats: &SinkStats,
-    warn: &Every,
-) -> Result<Vec<Rejected>, Error> {
-    let mut rejected = Vec::new();
-    let mut work = vec![items];
-    while let Some(mut chunk) = work.pop() {
-        match send_one(client, &mut chunk, policy, stats, warn, &mut rejected).await? {
-            None => {}
-            Some(refusal) if chunk.len() == 1 => {
-                stats.rejected.fetch_add(1, Relaxed);
-                let item = chunk.pop().expect("one item");
-                rejected.push(Rejected::new(
-                    item.record,
-                    format!("the server refused the document's bulk request: {refusal}"),
-                ));
-            }
-            Some(_) => {
-                let second = chunk.split_off(chunk.len() / 2);
-                work.push(second);
-                work.push(chunk);
-            }
-        }
-    }
-    Ok(rejected)
-}
-
-/// Whether a whole-request status can be caused by one document of it.
-fn refused_by_content(status: u16) -> bool {
-    matches!(status, 400 | 413)
-}
-
-/// One bulk request with its retries. `Ok(None)`: every item is done or
-/// rejected; `Ok(Some(answer))`: the server refused the request whole for
-/// its content (split it).
-async fn send_one(
-    client: &Elasticsearch,
-    items: &mut Vec<Item>,
-    policy: Policy,
-    stats: &SinkStats,
-    warn: &Every,
-    rejected: &mut Vec<Rejected>,
-) -> Result<Option<String>, Error> {
-    let mut backoff = policy.backoff();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    let mut attempt = 0;
-    let mut first_failure = None;
-    loop {
-        let t0 = Instant::now();
-        stats.bulk_requests.fetch_add(1, Relaxed);
-        let r = client
-            .transport()
-            .send(
-                Method::Post,
-                "/_bulk",
-                headers.clone(),
-                None::<&()>,
-                Some(bulk::body(items)),
-                None,
-            )
-            .await;
-        stats
-            .bulk_latency_ms
-            .fetch_add(t0.elapsed().as_millis() as u64, Relaxed);
-        let failure = match r {
-            Err(e) => Error::Unreachable {
-                url: "/_bulk".into(),
-                message: e.to_string(),
-            },
-            Ok(resp) => {
-                let status = resp.status_code().as_u16();
-                let body = resp.bytes().await.map_err(|e| Error::Unreachable {
-                    url: "/_bulk".into(),
-                    message: e.to_string(),
-                });
-                match body {
-                    Err(e) => e,
-                    Ok(body) if (200..300).contains(&status) => {
-                        let outcomes = bulk::outcomes(&body, items.len())?;
-                        let mut retry = Vec::new();
-                        let mut last = String::new();
-                        for (item, o) in std::mem::take(items).into_iter().zip(outcomes) {
-                            match o {
-                                Outcome::Done => {
-                                    stats.documents.fetch_add(1, Relaxed);
-                                }
-                                Outcome::Retry(why) => {
-                                    last = why;
-                                    retry.push(item);
-                                }
-                                Outcome::Reject(why) => {
-                                    stats.rejected.fetch_add(1, Relaxed);
-                                    rejected.push(Rejected::new(item.record, why));
-                                }
-                            }
-                        }
-                        if retry.is_empty() {
-                            if first_failure.is_some() {
-                                warn.reset();
-                                tracing::info!(attempt, "bulk request went through after retries");
-                            }
-                            return Ok(None);
-                        }
-                        *items = retry;
-                        Error::Status {
-                            what: format!("{} bulk items", items.len()),
-                            status: 429,
-                            body: last,
-                        }
-                    }
-                    Ok(body) if refused_by_content(status) => {
-                        let text: String =
-                            String::from_utf8_lossy(&body).chars().take(500).collect();
-                        return Ok(Some(format!("HTTP {status}: {text}")));
-                    }
-                    Ok(body) => Error::Status {
-                        what: "POST /_bulk".into(),
-                        status,
-                        body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-                    },
-                }
-            }
-        };
-        if !failure.is_retryable() {
-            return Err(failure);
-        }
-        attempt += 1;
-        let since = *first_failure.get_or_insert_with(Instant::now);
-        if policy.gives_up(attempt, since.elapsed()) {
-            return Err(Error::RetriesExhausted {
-                attempts: attempt,
-                secs: since.elapsed().as_secs(),
-                last: failure.to_string(),
-            });
-        }
-        stats.retries.fetch_add(1, Relaxed);
-        let wait = backoff.delay(attempt - 1);
-        if warn.due() {
-            tracing::warn!(attempt, items = items.len(), retrying_for_s = since.elapsed().as_secs(), error = %failure, "bulk request failing, retrying with backoff (this warning repeats once a minute while it lasts)");
-        }
-        tokio::time::sleep(wait).await;
-    }
-}
-
 impl Sink for EsSink {
     async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
         if self.server.is_none() {
@@ -488,10 +386,14 @@ impl Sink for EsSink {
         let (max_actions, max_bytes, interval) =
             (c.max_actions, c.max_bytes, self.settings.flush_interval);
         for r in batch {
-            match self.encoder.encode(&r) {
-                Ok(lines) => {
+            match self.encoder.encode_doc(&r) {
+                Ok((lines, doc)) => {
                     self.buffer_bytes += lines.len();
-                    self.buffer.push(Item { record: r, lines });
+                    self.buffer.push(Item {
+                        record: r,
+                        lines,
+                        doc,
+                    });
                     self.buffer_since.get_or_insert_with(Instant::now);
                     if self.buffer.len() >= max_actions || self.buffer_bytes >= max_bytes {
                         self.dispatch().await?;
