@@ -107,23 +107,7 @@ async fn send_one(
                     Err(e) => e,
                     Ok(body) if (200..300).contains(&status) => {
                         let outcomes = bulk::outcomes(&body, items.len())?;
-                        let mut retry = Vec::new();
-                        let mut last = String::new();
-                        for (item, o) in std::mem::take(items).into_iter().zip(outcomes) {
-                            match o {
-                                Outcome::Done => {
-                                    stats.documents.fetch_add(1, Relaxed);
-                                }
-                                Outcome::Retry(why) => {
-                                    last = why;
-                                    retry.push(item);
-                                }
-                                Outcome::Reject(why) => {
-                                    stats.rejected.fetch_add(1, Relaxed);
-                                    rejected.push(Rejected::new(item.record, why));
-                                }
-                            }
-                        }
+                        let (retry, last) = sort(std::mem::take(items), outcomes, stats, rejected);
                         if retry.is_empty() {
                             if first_failure.is_some() {
                                 warn.reset();
@@ -169,5 +153,87 @@ async fn send_one(
             tracing::warn!(attempt, items = items.len(), retrying_for_s = since.elapsed().as_secs(), error = %failure, "bulk request failing, retrying with backoff (this warning repeats once a minute while it lasts)");
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Splits a request's items by outcome: counts the stored ones, hands the
+/// refused ones to `rejected`, and returns those to send again, in order,
+/// with the last reason to retry. An item stored after an earlier write of
+/// its document that must be retried is sent again too, behind it, so that
+/// the retry never overwrites the newer write.
+fn sort(
+    items: Vec<Item>,
+    outcomes: Vec<Outcome>,
+    stats: &SinkStats,
+    rejected: &mut Vec<Rejected>,
+) -> (Vec<Item>, String) {
+    let mut retry = Vec::new();
+    let mut last = String::new();
+    let mut behind = std::collections::HashSet::new();
+    for (item, o) in items.into_iter().zip(outcomes) {
+        match o {
+            Outcome::Done if item.doc.is_some_and(|d| behind.contains(&d)) => retry.push(item),
+            Outcome::Done => {
+                stats.documents.fetch_add(1, Relaxed);
+            }
+            Outcome::Retry(why) => {
+                last = why;
+                behind.extend(item.doc);
+                retry.push(item);
+            }
+            Outcome::Reject(why) => {
+                stats.rejected.fetch_add(1, Relaxed);
+                rejected.push(Rejected::new(item.record, why));
+            }
+        }
+    }
+    (retry, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowline_connector_api::Record;
+
+    fn item(n: u8, doc: Option<u64>) -> Item {
+        Item {
+            record: Record::new(vec![n]),
+            lines: vec![n],
+            doc,
+        }
+    }
+
+    #[test]
+    fn a_newer_write_stored_behind_a_retried_one_is_sent_again_after_it() {
+        let items = vec![
+            item(1, Some(7)),
+            item(2, Some(8)),
+            item(3, Some(7)),
+            item(4, None),
+            item(5, Some(9)),
+        ];
+        let outcomes = vec![
+            Outcome::Retry("429".into()),
+            Outcome::Done,
+            Outcome::Done,
+            Outcome::Retry("503".into()),
+            Outcome::Reject("400".into()),
+        ];
+        let stats = SinkStats::default();
+        let mut rejected = Vec::new();
+        let (retry, last) = sort(items, outcomes, &stats, &mut rejected);
+        let again: Vec<u8> = retry.iter().map(|i| i.lines[0]).collect();
+        assert_eq!(
+            again,
+            vec![1, 3, 4],
+            "doc 7's newer write follows its retry"
+        );
+        assert_eq!(last, "503");
+        assert_eq!(
+            stats.documents.load(Relaxed),
+            1,
+            "only item 2 is stored for good"
+        );
+        assert_eq!(rejected.len(), 1);
     }
 }
