@@ -11,6 +11,8 @@
 //! Each run also prints the CPU it used, in cores (CPU seconds over wall
 //! seconds): on a 2-core machine, 1 worker already runs the driver and the
 //! worker side by side, so the worker ratio is bounded by the cores left.
+//! The scaling with cores is printed next to it: the exchange with 1 worker
+//! on a runtime of one thread (one core), and with 2 workers on two.
 //!
 //! ```sh
 //! cargo run --release -p flowline-bench --bin aggregation -- [EVENTS] [ROUNDS]
@@ -147,11 +149,18 @@ fn main() {
         .build()
         .unwrap();
     println!("aggregation: {events} events, 10k keys, 10 s tumbling windows, JSON decode included; {rounds} interleaved rounds, best of each");
+    // One runtime thread: the whole job on one core.
+    let rt1 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let modes = [
         ("exchange, 1 worker", Mode::Exchange(1)),
         ("exchange, 2 workers", Mode::Exchange(2)),
         ("4 partitions round robin, exchange", Mode::RoundRobin),
         ("4 partitions by host, no exchange", Mode::ByHost),
+        ("exchange, 1 worker, 1 runtime thread", Mode::Exchange(1)),
     ];
     let inputs: Vec<Vec<Vec<Record>>> = modes
         .iter()
@@ -163,8 +172,8 @@ fn main() {
             .map(|i| i.parse().expect("BENCH_ONLY"))
             .collect()
     });
-    let mut best = [Duration::MAX; 4];
-    let mut cores = [0.0f64; 4];
+    let mut best = [Duration::MAX; 5];
+    let mut cores = [0.0f64; 5];
     let mut best_hand = Duration::MAX;
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     for round in 1..=rounds {
@@ -175,7 +184,8 @@ fn main() {
             if !only.as_ref().is_none_or(|o| o.contains(&i)) {
                 continue;
             }
-            let (d, cpu, n) = runtime_run(&rt, inputs[i].clone(), *mode);
+            let runtime = if i == 4 { &rt1 } else { &rt };
+            let (d, cpu, n) = runtime_run(runtime, inputs[i].clone(), *mode);
             assert_eq!(n, nh, "{name}: the same windows as the hand-written loop");
             if d < best[i] {
                 best[i] = d;
@@ -207,5 +217,9 @@ fn main() {
     println!(
         "ratio round robin (exchange) / by host:   {:.2} (target >= 0.80)",
         rate(best[2]) / rate(best[3])
+    );
+    println!(
+        "scaling, 2 workers on 2 threads / 1 worker on 1 thread: {:.2}",
+        rate(best[1]) / rate(best[4])
     );
 }
