@@ -74,12 +74,11 @@ pub(crate) fn take_keyed_by(source: &mut ConnectorSection) -> Result<Option<Vec<
 ///   keyless records): it is a dead letter, not counted.
 pub(crate) fn source_rules(source: &mut ConnectorSection, keyed: bool) -> Result<bool, Error> {
     let kafka = source.kind == "kafka";
-    let Some(m) = source.settings.as_object_mut() else {
-        return Ok(keyed && kafka);
+    let needs_key = keyed && kafka;
+    let m = match source.settings.as_object_mut() {
+        Some(m) if kafka && !keyed => m,
+        _ => return Ok(needs_key),
     };
-    if !kafka || keyed {
-        return Ok(keyed && kafka);
-    }
     match m.get("exclusive") {
         None => {
             m.insert("exclusive".into(), true.into());
