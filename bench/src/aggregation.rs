@@ -6,7 +6,10 @@
 //! - the exchange with 1 worker vs the hand-written loop;
 //! - the exchange with 2 workers vs 1;
 //! - 4 partitions, events spread round robin (the exchange, 2 workers) vs
-//!   partitioned by host (`partitioned_by_key`, no exchange).
+//!   partitioned by host (`partitioned_by_key`, no exchange);
+//! - partitioned by host, no exchange: 1 worker (every partition on the
+//!   driver's task) vs the hand-written loop, and 2 workers (partitions on
+//!   tasks of their own) vs 1.
 //!
 //! Each run also prints the CPU it used, in cores (CPU seconds over wall
 //! seconds): on a 2-core machine, 1 worker already runs the driver and the
@@ -55,8 +58,9 @@ enum Mode {
     Exchange(usize),
     /// Four partitions, events in turn; the exchange with 2 workers.
     RoundRobin,
-    /// Four partitions by host; no exchange.
-    ByHost,
+    /// Four partitions by host; no exchange, partitions on up to this
+    /// many tasks.
+    ByHost(usize),
 }
 
 fn partitions(records: &[Record], mode: Mode) -> Vec<Vec<Record>> {
@@ -69,7 +73,7 @@ fn partitions(records: &[Record], mode: Mode) -> Vec<Vec<Record>> {
             }
             p
         }
-        Mode::ByHost => {
+        Mode::ByHost(_) => {
             let mut p = vec![Vec::new(); 4];
             for r in records {
                 let host = decode(&r.payload).expect("valid event").key.0;
@@ -93,7 +97,7 @@ fn runtime_run(
     let cfg = match mode {
         Mode::Exchange(w) => cfg.workers(w),
         Mode::RoundRobin => cfg.workers(2),
-        Mode::ByHost => cfg.partitioned_by_key(true),
+        Mode::ByHost(w) => cfg.partitioned_by_key(true).workers(w),
     };
     let env = StreamEnvironment::new(cfg);
     let out = Discard::default();
@@ -159,8 +163,9 @@ fn main() {
         ("exchange, 1 worker", Mode::Exchange(1)),
         ("exchange, 2 workers", Mode::Exchange(2)),
         ("4 partitions round robin, exchange", Mode::RoundRobin),
-        ("4 partitions by host, no exchange", Mode::ByHost),
+        ("4 partitions by host, no exchange", Mode::ByHost(2)),
         ("exchange, 1 worker, 1 runtime thread", Mode::Exchange(1)),
+        ("by host, no exchange, 1 worker", Mode::ByHost(1)),
     ];
     let inputs: Vec<Vec<Vec<Record>>> = modes
         .iter()
@@ -172,8 +177,8 @@ fn main() {
             .map(|i| i.parse().expect("BENCH_ONLY"))
             .collect()
     });
-    let mut best = [Duration::MAX; 5];
-    let mut cores = [0.0f64; 5];
+    let mut best = [Duration::MAX; 6];
+    let mut cores = [0.0f64; 6];
     let mut best_hand = Duration::MAX;
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     for round in 1..=rounds {
@@ -221,5 +226,13 @@ fn main() {
     println!(
         "scaling, 2 workers on 2 threads / 1 worker on 1 thread: {:.2}",
         rate(best[1]) / rate(best[4])
+    );
+    println!(
+        "ratio by host 1 worker / hand-written:    {:.2} (target >= 0.90)",
+        rate(best[5]) / rate(best_hand)
+    );
+    println!(
+        "ratio by host 2 workers / 1 worker:       {:.2} (target >= 1.60)",
+        rate(best[3]) / rate(best[5])
     );
 }

@@ -10,8 +10,8 @@
 //! message key (which partitioners spread over the partitions) is a dead
 //! letter. The scale-out store (`[checkpoint.kafka]`, several processes
 //! sharing a group) keeps state by source partition, so it needs
-//! `keyed_by`. A keyed job runs on the
-//! driver task alone, so `workers` with `keyed_by` is refused, not ignored.
+//! `keyed_by`. A keyed job runs its source partitions on up to `workers`
+//! tasks at once, each partition's chain on one task at a time.
 
 use crate::config::{ConnectorSection, JobPlan, JobSection, StoreChoice};
 use crate::Error;
@@ -108,16 +108,6 @@ pub(crate) fn check(plan: &JobPlan) -> Result<(), Error> {
             }
         }
     }
-    if plan.keyed_by.is_some() {
-        if let Some(n) = plan.job.workers {
-            return Err(Error::Config {
-                field: "job.workers".into(),
-                message: format!(
-                    "= {n} has no effect with [source] keyed_by: a keyed job runs on one task per process (state stays with its source partition). Fix: remove workers and scale out with processes, or remove keyed_by to run the keyed stages on {n} workers behind the exchange"
-                ),
-            });
-        }
-    }
     let scale_out = matches!(&plan.checkpoint, Some((StoreChoice::Kafka(_), _)));
     if scale_out && plan.keyed_by.is_none() {
         return Err(Error::Config {
@@ -140,11 +130,12 @@ mod tests {
     }
 
     #[test]
-    fn workers_with_keyed_by_is_refused_not_ignored() {
-        let e = parse("[job]\nworkers = 4\n", "keyed_by = [\"host\"]\n", "").unwrap_err();
-        assert!(e.contains("job.workers") && e.contains("keyed_by"), "{e}");
-        assert!(parse("[job]\nworkers = 4\n", "", "").is_ok());
-        assert!(parse("", "keyed_by = [\"host\"]\n", "").is_ok());
+    fn workers_with_keyed_by_set_the_partition_tasks() {
+        let plan = parse("[job]\nworkers = 3\n", "keyed_by = [\"host\"]\n", "").unwrap();
+        assert_eq!(plan.workers, 3);
+        assert!(plan.keyed_by.is_some());
+        let e = parse("[job]\nworkers = 0\n", "keyed_by = [\"host\"]\n", "").unwrap_err();
+        assert!(e.contains("job.workers"), "{e}");
     }
 
     #[test]

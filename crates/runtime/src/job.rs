@@ -77,13 +77,14 @@ pub struct JobConfig {
     /// Tasks running the keyed operators behind the exchange (at least 1;
     /// default: the number of cores), and the most tasks a run of records
     /// is split across before it when the operators there keep no state.
+    /// Without an exchange: the most source partitions running at once.
     pub workers: usize,
     /// The source is partitioned by the job's key or a prefix of it: no
     /// exchange, keyed state lives with the source partition its keys
     /// arrive on, and a key seen on two partitions fails the job
     /// (`KeySplit`). Default `false`: the hash exchange, correct for any
-    /// input. The whole chain then runs on the driver task (`workers` is
-    /// not used).
+    /// input. Without the exchange, the source partitions run on up to
+    /// `workers` tasks at once, each partition on one task at a time.
     pub partitioned_by_key: bool,
 }
 

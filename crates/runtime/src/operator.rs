@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use flowline_connector_api::{PartitionId, Record};
 
@@ -72,15 +72,24 @@ pub(crate) struct Outbox {
 }
 
 /// Which source partition owns each key, to detect a key split across
-/// partitions (see [`RuntimeError::KeySplit`]).
-#[derive(Debug, Default)]
+/// partitions (see [`RuntimeError::KeySplit`]). Clones share one table:
+/// partitions run on several tasks at once (`driver::parts`) claim keys in
+/// it under a lock, taken only for a key new to a window or a state, so a
+/// key arriving on two partitions is caught whichever task sees it first.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct KeyOwners {
-    owners: HashMap<u64, PartitionId, foldhash::fast::RandomState>,
+    owners: Arc<Mutex<HashMap<u64, PartitionId, foldhash::fast::RandomState>>>,
 }
 
 impl KeyOwners {
+    fn table(&self) -> MutexGuard<'_, HashMap<u64, PartitionId, foldhash::fast::RandomState>> {
+        // A task that panicked holding the lock left the table whole
+        // (inserts and removals do not unwind half-way).
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn release(&mut self, p: &PartitionId) {
-        self.owners.retain(|_, v| v != p);
+        self.table().retain(|_, v| v != p);
     }
 }
 
@@ -279,7 +288,8 @@ impl Cx<'_> {
             return;
         }
         let h = key_hash(key);
-        match self.owners.owners.get(&h) {
+        let mut table = self.owners.table();
+        match table.get(&h) {
             Some(p) if p == self.partition => {}
             Some(p) => {
                 if self.outbox.error.is_none() {
@@ -291,7 +301,7 @@ impl Cx<'_> {
                 }
             }
             None => {
-                self.owners.owners.insert(h, self.partition.clone());
+                table.insert(h, self.partition.clone());
             }
         }
     }

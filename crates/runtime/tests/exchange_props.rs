@@ -27,18 +27,6 @@ fn setup() -> Setup {
     }
 }
 
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
 /// `events` events of `keys` keys, each on a random one of `partitions`,
 /// each partition's times disordered by less than the out-of-orderness.
 fn input(seed: u64, partitions: usize, keys: u64, events: usize) -> Vec<Vec<Ev>> {
@@ -55,13 +43,6 @@ fn input(seed: u64, partitions: usize, keys: u64, events: usize) -> Vec<Vec<Ev>>
         });
     }
     parts
-}
-
-fn records(parts: &[Vec<Ev>]) -> Vec<Vec<Record>> {
-    parts
-        .iter()
-        .map(|p| p.iter().map(|e| rec(&e.key, e.ts, e.value)).collect())
-        .collect()
 }
 
 /// The independent computation: (sum, count) per key and window.

@@ -15,22 +15,7 @@ use common::*;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::gate::{Gate, Gated};
 use flowline_connector_testkit::{MemorySink, MemorySource};
-use flowline_metric_generator_free_rng::Rng;
 use flowline_runtime::{JobConfig, LocalDirStore, Tumbling};
-
-mod flowline_metric_generator_free_rng {
-    /// SplitMix64, to pick crash points deterministically per seed.
-    pub struct Rng(pub u64);
-    impl Rng {
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n.max(1)
-        }
-    }
-}
 
 const PARTITIONS: usize = 4;
 const EVENTS: usize = 6_000;

@@ -11,6 +11,8 @@
 //! whatever the other partitions do.
 
 mod checkpointing;
+mod events;
+mod parts;
 mod route;
 mod split;
 mod status;
@@ -22,9 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowline_checkpoint::{Checkpoint, CheckpointStore, PartitionSnapshot};
-use flowline_connector_api::{
-    BoxSource, ConnectorError, PartitionId, Record, SourceEvent, SourcePosition,
-};
+use flowline_connector_api::{BoxSource, ConnectorError, PartitionId, Record, SourcePosition};
 use tokio::sync::{mpsc, watch};
 
 use crate::handle::{CheckpointRequest, EndReason, JobSummary};
@@ -32,7 +32,7 @@ use crate::job::{ChainFactory, Graph, JobConfig};
 use crate::metrics::Metrics;
 use crate::operator::{BoxOp, Cx, KeyOwners, Outbox, NO_TIME};
 use crate::sinks::{Rejects, SinkSpec, SinkTask};
-use crate::source::{source_task, FromSource};
+use crate::source::source_task;
 use crate::RuntimeError;
 
 pub(crate) use checkpointing::check_graph;
@@ -98,6 +98,9 @@ pub(crate) struct Driver {
     split: usize,
     /// Chains the split runs used, kept for the next.
     spare: Vec<BoxOp<Record>>,
+    /// Without an exchange, with more than one worker: records read and
+    /// not yet run, and the partitions running on tasks (`parts`).
+    pending: parts::Pending,
 }
 
 fn ooo_ms(cfg: &JobConfig) -> i64 {
@@ -234,6 +237,7 @@ impl Driver {
             lag_known: false,
             split,
             spare: Vec::new(),
+            pending: parts::Pending::default(),
             metrics,
         };
         let mut restored = restored;
@@ -323,7 +327,7 @@ impl Driver {
         let _running = status::Running::set(self.metrics.clone());
 
         let mut stop_open = true;
-        let reason = loop {
+        let reason = 'run: loop {
             // Time spent here waiting for the source (not processing, not
             // held by backpressure) runs the partitions' idle clocks.
             let t_wait = Instant::now();
@@ -354,42 +358,15 @@ impl Driver {
                 }
                 ev = ev_rx.recv() => {
                     self.input_clock += t_wait.elapsed();
-                    let ev = match ev.map(FromSource::event) {
-                        Some(Ok(ev)) => ev,
-                        Some(Err(caught_up)) => {
-                            self.lag_known = true;
-                            self.caught_up(Some(&caught_up));
-                            continue;
-                        }
-                        None => return Err(RuntimeError::Internal("source task ended".into())),
+                    let Some(mut ev) = ev else {
+                        return Err(RuntimeError::Internal("source task ended".into()));
                     };
-                    match ev {
-                        Ok(SourceEvent::Records(batch)) => {
-                            let t0 = Instant::now();
-                            self.waited = Duration::ZERO;
-                            self.process(batch).await?;
-                            self.times.busy(t0.elapsed().saturating_sub(self.waited));
+                    loop {
+                        match self.on_event(ev, &mut ev_rx, &seek_tx).await? {
+                            events::Next::Wait => break,
+                            events::Next::End(r) => break 'run r,
+                            events::Next::Then(then) => ev = then,
                         }
-                        Ok(SourceEvent::End) => {
-                            self.end_of_input().await?;
-                            break EndReason::InputEnded;
-                        }
-                        Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
-                        Ok(SourceEvent::Assigned(ids)) => {
-                            let pos = self.assign(&ids)?;
-                            self.await_partitions(&ids);
-                            // Always answer an assignment with a seek, empty
-                            // when nothing was checkpointed: the source holds
-                            // back the new partitions' records until it has it.
-                            let _ = seek_tx.send(pos).await;
-                        }
-                        // Nothing to read: every partition is caught up.
-                        Ok(SourceEvent::Idle) => self.caught_up(None),
-                        Ok(_) => {}
-                        Err(ConnectorError::BadRecords(rejected)) => {
-                            self.source_rejected(rejected).await
-                        }
-                        Err(e) => return Err(self.source_err(e)),
                     }
                 }
             }
@@ -464,7 +441,7 @@ impl Driver {
         if self.split > 1 {
             return self.process_split(batch).await;
         }
-        let ooo = ooo_ms(&self.cfg);
+        let env = self.env();
         let default_pid = PartitionId::new("0");
         let now = Instant::now();
         let mut records = batch.into_iter().peekable();
@@ -475,52 +452,14 @@ impl Driver {
                 .partition
                 .clone()
                 .unwrap_or_else(|| default_pid.clone());
-            self.ensure_part(&pid);
-            let part = self.parts.get_mut(&pid).expect("ensured above");
-            part.last_seen = now;
-            part.live = true;
-            part.caught_up = false;
-            part.seen_at = self.input_clock;
-            let mut cx = Cx {
-                partition: &pid,
-                record: None,
-                watermark: part.watermark,
-                max_ts: part.max_ts,
-                out_of_orderness: ooo,
-                next_fire: part.next_fire,
-                outbox: &mut self.outbox,
-                owners: &mut self.owners,
-                again: false,
-                worker: 0,
-                key_group: None,
-            };
-            let source_times = self.source_times;
+            self.touch(&pid, now);
+            let part = self.parts.get_mut(&pid).expect("touched above");
             let same = |r: &Record| match &r.partition {
                 Some(p) => *p == pid,
                 None => pid == default_pid,
             };
-            let mut fire_more = false;
-            while let Some(rec) = records.next_if(|r| same(r)) {
-                let (offset, ts) = (rec.offset, rec.timestamp);
-                part.chain.element(rec, ts.unwrap_or(NO_TIME), &mut cx);
-                if let Some(t) = ts.filter(|_| source_times) {
-                    cx.observe(t);
-                }
-                if cx.watermark >= cx.next_fire {
-                    cx.next_fire = i64::MAX;
-                    let wm = cx.watermark;
-                    part.chain.watermark(wm, &mut cx);
-                }
-                part.next_offset = offset + 1;
-                if cx.again {
-                    fire_more = true;
-                    break;
-                }
-            }
-            part.watermark = cx.watermark;
-            part.max_ts = cx.max_ts;
-            part.next_fire = cx.next_fire;
-            if fire_more {
+            let (outbox, owners) = (&mut self.outbox, &mut self.owners);
+            if parts::run_records(part, &pid, &mut records, same, env, outbox, owners, 0) {
                 // A firing stopped at a full outbox: route, then go on
                 // firing before the next record of this partition.
                 let wm = part.watermark;

@@ -100,7 +100,7 @@ fn cut(mut records: Vec<Record>, k: usize) -> Vec<Vec<Record>> {
 }
 
 /// Splits a batch into its runs of one partition, in order.
-fn runs(mut batch: Vec<Record>) -> Vec<(Option<PartitionId>, Vec<Record>)> {
+pub(super) fn runs(mut batch: Vec<Record>) -> Vec<(Option<PartitionId>, Vec<Record>)> {
     let mut starts = vec![0];
     for i in 1..batch.len() {
         if batch[i].partition != batch[i - 1].partition {

@@ -191,3 +191,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// SplitMix64: seeded test inputs.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// Each partition's events as records.
+pub fn records(parts: &[Vec<Ev>]) -> Vec<Vec<Record>> {
+    parts
+        .iter()
+        .map(|p| p.iter().map(|e| rec(&e.key, e.ts, e.value)).collect())
+        .collect()
+}
