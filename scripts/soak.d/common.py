@@ -24,6 +24,10 @@ OOO = 3000
 W = 10_000
 SLIDE = int(os.environ.get("SLIDE", "0")) or W
 LATENESS = int(os.environ.get("LATENESS", "0"))
+# KEYED=1: the topic is keyed by host (each message's key is its host, a
+# host's events on one partition) and the job declares `keyed_by = ["host"]`:
+# partitions run on tasks of their own, no exchange.
+KEYED = os.environ.get("KEYED", "") == "1"
 rnd = random.Random(SEED)
 
 HOSTS = ["web-1", "web-2", "a|b", "a", "b|c", "x\\", "\\y", 'q"uote', "ホスト-1", "emoji-🚀",
@@ -59,13 +63,16 @@ class Trial:
 
     def generate(self, bads, good):
         """N records on PARTS partitions: `bads(i, t)` lists bad payloads to
-        pick from; `good(ts)` gives (payload text, (key1, key2, ts, value))."""
-        events = []  # (partition, payload bytes, expect)
+        pick from; `good(ts, host)` gives (payload text, (key1, key2, ts,
+        value)) for that host. Under KEYED a host's events all go to one
+        partition, keyed by the host (bad records by `bad-<i>`)."""
+        events = []  # (partition, payload bytes, expect, message key)
         maxts = [None] * PARTS
         t = self.base
         self.bad_count = 0
         for i in range(N):
-            p = rnd.randrange(PARTS)
+            host = rnd.choice(HOSTS)
+            p = HOSTS.index(host) % PARTS if KEYED else rnd.randrange(PARTS)
             t += rnd.randint(0, 4)
             kind = rnd.random()
             if kind < 0.004:
@@ -75,17 +82,18 @@ class Trial:
                     bad = bad[:-1] + (',"n":%d}' % i).encode()
                 else:
                     bad = bad + (b' #%d' % i if bad else b'')
-                events.append((p, bad, ("bad", i)))
+                events.append((p, bad, ("bad", i), b"bad-%d" % i))
                 self.bad_count += 1
                 continue
             ts = t + rnd.randint(-2000, 0)
             if kind < 0.006 and maxts[p] is not None:
                 # Near or behind the watermark: 2.5 to 60 s behind the partition's max.
                 ts = maxts[p] - rnd.choice([rnd.randint(2500, 4000), rnd.randint(4000, 60000)])
-            payload, ev = good(ts)
-            events.append((p, payload.encode(), ("ev",) + ev))
+            payload, ev = good(ts, host)
+            key = host.encode() if KEYED else None
+            events.append((p, payload.encode(), ("ev",) + ev, key))
             if rnd.random() < 0.01:  # a true duplicate: counts twice
-                events.append((p, payload.encode(), ("ev",) + ev))
+                events.append((p, payload.encode(), ("ev",) + ev, key))
             maxts[p] = ts if maxts[p] is None else max(maxts[p], ts)
         self.events = events
         self.reference()
@@ -96,7 +104,7 @@ class Trial:
         mx = [None] * PARTS
         self.windows = {}
         self.late = 0
-        for p, _, e in self.events:
+        for p, _, e, _ in self.events:
             if e[0] != "ev":
                 continue
             _, k1, k2, ts, v = e
@@ -125,10 +133,10 @@ class Trial:
         # counted hundreds of events late that the reference did not).
         pr = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20, "message.max.bytes": 2_000_000,
                        "enable.idempotence": True})
-        for p, payload, _ in self.events:
+        for p, payload, _, key in self.events:
             while True:
                 try:
-                    pr.produce(self.run, value=payload, partition=p)
+                    pr.produce(self.run, value=payload, key=key, partition=p)
                     break
                 except BufferError:
                     pr.poll(0.1)
@@ -138,7 +146,7 @@ class Trial:
         c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{self.run}-readback",
                       "enable.auto.commit": False})
         for p in range(PARTS):
-            want = [payload for q, payload, _ in self.events if q == p]
+            want = [payload for q, payload, _, _ in self.events if q == p]
             c.assign([TopicPartition(self.run, p, 0)])
             have = []
             deadline = time.time() + 120
@@ -163,6 +171,7 @@ bootstrap_servers = "{KAFKA}"
 topics = ["{self.run}"]
 group_id = "{self.run}"
 bounded = true
+{'keyed_by = ["host"]' if KEYED else ""}
 [sink]
 type = "elasticsearch"
 url = "{ES}"

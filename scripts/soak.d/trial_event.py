@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HOSTS, METRICS, Trial, jdump, rnd, value  # noqa: E402
+from common import METRICS, Trial, jdump, rnd, value  # noqa: E402
 
 EVENT = """[event]
 timestamp = "t"
@@ -38,9 +38,9 @@ def ktext(x):
     return ("true" if x else "false") if isinstance(x, bool) else (str(x) if isinstance(x, int) else x)
 
 
-def good(ts):
+def good(ts, host):
     dc = rnd.choice(["eu|1", "us-east", 7, True, "ü\"q"])
-    host, kind = rnd.choice(HOSTS), rnd.choice(METRICS + [False, 12])
+    kind = rnd.choice(METRICS + [False, 12])
     text, v = value()
     tstyle = rnd.randrange(4)
     frac = rnd.randrange(10)
