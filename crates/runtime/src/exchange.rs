@@ -113,8 +113,13 @@ where
         let workers = cx.outbox.exchange.len();
         let slot = &mut cx.outbox.exchange[worker_of(kg, workers)];
         let rec = cx.record.as_deref_mut().map(Held::share);
-        let batch = slot.get_or_insert_with(|| Box::new(Vec::<Item<T>>::new()));
+        let batch = slot.get_or_insert_with(|| ExBatch {
+            items: Box::new(Vec::<Item<T>>::new()),
+            len: 0,
+        });
+        batch.len += 1;
         batch
+            .items
             .downcast_mut::<Vec<Item<T>>>()
             .expect("one element type per exchange")
             .push(Item {
@@ -139,8 +144,14 @@ where
     }
 }
 
-/// A batch for one worker: a `Vec<Item<T>>` of the exchange's element type.
-pub(crate) type ExBatch = Box<dyn Any + Send>;
+/// A batch for one worker: a `Vec<Item<T>>` of the exchange's element
+/// type, and its length (what the driver counts against the worker's
+/// budget of elements in flight, `driver::workers`).
+#[derive(Debug)]
+pub(crate) struct ExBatch {
+    pub(crate) items: Box<dyn Any + Send>,
+    pub(crate) len: usize,
+}
 
 /// A worker's key groups, whatever the element type: what the worker task
 /// calls.
@@ -252,6 +263,7 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
 
     fn data(&mut self, batch: ExBatch, floor: i64, g: &mut GroupCx<'_>) {
         let items = *batch
+            .items
             .downcast::<Vec<Item<T>>>()
             .expect("one element type per exchange");
         for it in items {

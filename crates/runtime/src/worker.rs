@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::PartitionId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::component::Component;
 use crate::exchange::{ExBatch, GroupCx, Groups};
@@ -31,8 +31,10 @@ pub(crate) enum ToWorker {
     /// Elements of the worker's key groups (`Vec<exchange::Item<T>>`), and
     /// a floor under their partition watermarks (`NO_TIME`: none): the
     /// watermark their partition had reached before the chunk of records
-    /// they came from, when a run was split across tasks (`driver::split`).
-    Data(ExBatch, i64),
+    /// they came from, when a run was split across tasks (`driver::split`);
+    /// and the elements' share of the worker's budget, given back once they
+    /// are processed and what they emitted was routed.
+    Data(ExBatch, i64, OwnedSemaphorePermit),
     /// The exchange's watermark: the minimum over the source partitions
     /// that are not idle.
     Watermark(i64),
@@ -108,9 +110,10 @@ pub(crate) async fn run(
         let t0 = Instant::now();
         w.waited = Duration::ZERO;
         match msg {
-            ToWorker::Data(batch, floor) => {
+            ToWorker::Data(batch, floor, budget) => {
                 w.groups.data(batch, floor, &mut gcx!(w));
                 w.route().await?;
+                drop(budget);
             }
             ToWorker::Watermark(wm) if wm > w.watermark => {
                 w.watermark = wm;

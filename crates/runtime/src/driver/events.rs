@@ -17,10 +17,6 @@ use crate::handle::EndReason;
 use crate::source::FromSource;
 use crate::RuntimeError;
 
-/// With runs split across tasks (`split`): the most records taken at once
-/// from the batches waiting.
-const SPLIT_GATHER: usize = 8 * 1024;
-
 /// What the driver loop does after a message.
 pub(super) enum Next {
     /// Wait for the next one.
@@ -47,26 +43,10 @@ impl Driver {
             }
         };
         match ev {
-            Ok(SourceEvent::Records(mut batch)) => {
+            Ok(SourceEvent::Records(batch)) => {
                 let t0 = Instant::now();
                 self.waited = Duration::ZERO;
                 let mut next = Next::Wait;
-                if self.split > 1 {
-                    // Runs are cut across tasks only when long enough: take
-                    // the batches waiting with this one.
-                    while batch.len() < SPLIT_GATHER {
-                        match rx.try_recv() {
-                            Ok(FromSource::Event(Ok(SourceEvent::Records(more)))) => {
-                                batch.extend(more)
-                            }
-                            Ok(other) => {
-                                next = Next::Then(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
                 if self.parallel_parts() {
                     if let Some(then) = self.process_parts(batch, rx).await? {
                         next = Next::Then(then);

@@ -16,10 +16,11 @@
 //! idle, the first record back gives all a fresh idle timeout.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::PartitionId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::Driver;
@@ -29,8 +30,18 @@ use crate::operator::NO_TIME;
 use crate::worker::{GroupStates, ToWorker, WorkerSpec};
 use crate::RuntimeError;
 
+/// Elements in flight to one worker (sent, not yet processed), per slot of
+/// the channel capacity: the driver waits (backpressure) before sending
+/// more. Batches vary in length (a split run sends thousands at once), so
+/// the channel's count of messages alone does not bound the memory.
+const ITEMS_PER_SLOT: usize = 1024;
+
 pub(crate) struct Workers {
     txs: Vec<mpsc::Sender<ToWorker>>,
+    /// Per worker, its budget of elements in flight.
+    budgets: Vec<Arc<Semaphore>>,
+    /// The budget's size: a batch longer than it takes all of it.
+    budget: usize,
     joins: Vec<JoinHandle<Result<(), RuntimeError>>>,
     /// The last watermark sent.
     pub(super) watermark: i64,
@@ -91,7 +102,12 @@ impl Workers {
                 Err(_) => return Err(RuntimeError::Internal("a worker failed to start".into())),
             }
         }
+        let budget = capacity.max(1) * ITEMS_PER_SLOT;
         Ok(Self {
+            budgets: (0..txs.len())
+                .map(|_| Arc::new(Semaphore::new(budget)))
+                .collect(),
+            budget,
             txs,
             joins,
             watermark: NO_TIME,
@@ -138,7 +154,13 @@ impl Workers {
     ) -> Result<(), RuntimeError> {
         for (w, b) in batches.iter_mut().enumerate() {
             if let Some(b) = b.take() {
-                self.send(w, ToWorker::Data(b, floor)).await?;
+                // Never closed; a worker that stopped dropped its queue,
+                // giving its budget back, and the send below says why.
+                let n = b.len.clamp(1, self.budget) as u32;
+                let Ok(held) = self.budgets[w].clone().acquire_many_owned(n).await else {
+                    return Err(RuntimeError::Internal("a worker's budget closed".into()));
+                };
+                self.send(w, ToWorker::Data(b, floor, held)).await?;
             }
         }
         Ok(())
@@ -409,5 +431,67 @@ mod tests {
         let two = [(true, s(1), 1_000), (true, s(2), 5_000)];
         assert_eq!(exchange_watermark(two.into_iter(), rule), Some(1_000));
         assert_eq!(exchange_watermark([].into_iter(), rule), None);
+    }
+
+    fn batch(len: usize) -> Option<ExBatch> {
+        Some(ExBatch {
+            items: Box::new(vec![0u8; len]),
+            len,
+        })
+    }
+
+    /// A worker's elements in flight are bounded in elements, not in
+    /// messages: a send waits until the worker has processed enough, and a
+    /// batch longer than the budget takes all of it (never waits forever).
+    #[tokio::test]
+    async fn the_driver_waits_for_the_workers_budget_of_elements() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let mut w = Workers {
+            txs: vec![tx],
+            joins: vec![tokio::spawn(async { Ok(()) })],
+            budgets: vec![Arc::new(Semaphore::new(100))],
+            budget: 100,
+            watermark: NO_TIME,
+            known: false,
+            awaiting: HashMap::new(),
+        };
+        w.send_batches(&mut [batch(60)], NO_TIME).await.unwrap();
+        // 60 + 50 > 100: waits, though the channel has room.
+        let mut more = [batch(50)];
+        {
+            let send = w.send_batches(&mut more, NO_TIME);
+            tokio::pin!(send);
+            assert!(futures_poll_once(send.as_mut()).await.is_none());
+            // The worker processes the first batch: its 60 come back.
+            let Some(ToWorker::Data(_, _, held)) = rx.recv().await else {
+                panic!("a batch")
+            };
+            assert_eq!(held.num_permits(), 60);
+            drop(held);
+            send.await.unwrap();
+        }
+        let Some(ToWorker::Data(b, _, held)) = rx.recv().await else {
+            panic!("a batch")
+        };
+        assert_eq!((b.len, held.num_permits()), (50, 50));
+        drop(held);
+        // Longer than the whole budget: takes all of it.
+        w.send_batches(&mut [batch(250)], NO_TIME).await.unwrap();
+        let Some(ToWorker::Data(b, _, held)) = rx.recv().await else {
+            panic!("a batch")
+        };
+        assert_eq!((b.len, held.num_permits()), (250, 100));
+    }
+
+    /// Polls `f` once: its output if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }
