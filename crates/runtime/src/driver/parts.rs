@@ -154,7 +154,7 @@ impl Driver {
     /// worker, and more than one partition seen. A lone partition runs on
     /// the driver's task as without workers: tasks would give it nothing
     /// but a read-ahead and allocations freed on other threads (its peak
-    /// RSS was 8-15 MB higher). Either way every chain is back in the
+    /// RSS was 10-20 MB higher). Either way every chain is back in the
     /// driver after a batch, so the two alternate freely.
     pub(super) fn parallel_parts(&self) -> bool {
         self.workers.is_none() && self.cfg.workers > 1 && self.parts.len() > 1

@@ -461,7 +461,9 @@ mod tests {
         {
             let send = w.send_batches(&mut more, NO_TIME);
             tokio::pin!(send);
-            assert!(futures_poll_once(send.as_mut()).await.is_none());
+            // A zero timeout polls the send once: it is not ready.
+            let once = tokio::time::timeout(Duration::ZERO, send.as_mut()).await;
+            assert!(once.is_err(), "the send did not wait for the budget");
             // The worker processes the first batch: its 60 come back.
             let Some(ToWorker::Data(_, _, held)) = rx.recv().await else {
                 panic!("a batch")
@@ -481,17 +483,5 @@ mod tests {
             panic!("a batch")
         };
         assert_eq!((b.len, held.num_permits()), (250, 100));
-    }
-
-    /// Polls `f` once: its output if it was ready.
-    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
-        let mut f = f;
-        std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
-                std::task::Poll::Ready(v) => Some(v),
-                std::task::Poll::Pending => None,
-            })
-        })
-        .await
     }
 }
