@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use flowline::event::EventShape;
-use flowline::job::{decode_shaped, decode_until};
+use flowline::job::{decode_shaped, decode_until, Horizon};
 use flowline_connector_api::time::parse_rfc3339_ms;
 use flowline_metric_generator::{Generator, GeneratorConfig};
 use serde::Deserialize;
@@ -114,6 +114,7 @@ fn main() {
     );
     let two = shape("timestamp = \"@timestamp\"\nkey = [\"host.name\"]\nvalues = [\"system.v.pct\", \"system.w.pct\"]\n");
     let n = lines.len();
+    let none = Horizon::fixed(i64::MAX);
     println!("{n} events, {rounds} rounds, interleaved; the last round printed last");
     for round in 0..rounds {
         println!("round {}", round + 1);
@@ -134,7 +135,7 @@ fn main() {
             || {
                 lines
                     .iter()
-                    .filter(|l| black_box(decode_until(l.as_bytes(), i64::MAX)).is_ok())
+                    .filter(|l| black_box(decode_until(l.as_bytes(), &none)).is_ok())
                     .count() as u64
             },
             n,
@@ -145,7 +146,7 @@ fn main() {
             || {
                 ecs.iter()
                     .filter(|l| {
-                        black_box(decode_shaped(&one, l.as_bytes(), i64::MAX))
+                        black_box(decode_shaped(&one, l.as_bytes(), &none))
                             .1
                             .is_none()
                     })
@@ -158,12 +159,7 @@ fn main() {
             Some(base),
             || {
                 ecs.iter()
-                    .filter(|l| {
-                        black_box(decode_shaped(&two, l.as_bytes(), i64::MAX))
-                            .0
-                            .len()
-                            == 2
-                    })
+                    .filter(|l| black_box(decode_shaped(&two, l.as_bytes(), &none)).0.len() == 2)
                     .count() as u64
             },
             n,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::event::{EventShape, KeyNames};
+pub use crate::horizon::Horizon;
 use crate::stats::{Moments, Stats};
 
 /// A decoded metric event.
@@ -40,13 +41,13 @@ struct RawMetric<'a> {
 /// Decodes one event (the generator's JSON; other fields are ignored). The
 /// error names what is wrong; the record goes to the dead-letter sink.
 pub fn decode(payload: &[u8]) -> Result<Metric, String> {
-    decode_until(payload, i64::MAX)
+    decode_until(payload, &Horizon::fixed(i64::MAX))
 }
 
-/// [`decode`], refusing an event time after `latest` (ms since the epoch):
-/// one event from a clock years ahead would otherwise move the watermark
-/// past every later event and make them all late.
-pub fn decode_until(payload: &[u8], latest: i64) -> Result<Metric, String> {
+/// [`decode`], refusing an event time past the `horizon`: one event from a
+/// clock years ahead would otherwise move the watermark past every later
+/// event and make them all late.
+pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String> {
     let raw: RawMetric<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("invalid metric event: {e}"))?;
     if !raw.value.is_finite() {
@@ -56,7 +57,7 @@ pub fn decode_until(payload: &[u8], latest: i64) -> Result<Metric, String> {
         ));
     }
     let ts = parse_rfc3339_ms(&raw.timestamp)?;
-    if ts > latest {
+    if let Err(latest) = horizon.admit(ts) {
         return Err(future(&raw.timestamp, latest));
     }
     Ok(Metric {
@@ -80,11 +81,13 @@ fn future(written: &str, latest: i64) -> String {
 pub fn decode_shaped(
     shape: &EventShape,
     payload: &[u8],
-    latest: i64,
+    horizon: &Horizon,
 ) -> (Vec<Metric>, Option<String>) {
     let (fields, bad) = shape.read_all(payload);
-    if let Some(f) = fields.first().filter(|f| f.ts > latest) {
-        return (Vec::new(), Some(future(&f.ts_text, latest)));
+    if let Some(f) = fields.first() {
+        if let Err(latest) = horizon.admit(f.ts) {
+            return (Vec::new(), Some(future(&f.ts_text, latest)));
+        }
     }
     let metrics = fields
         .into_iter()
@@ -301,13 +304,6 @@ impl WindowSettings {
 /// Why a record is refused under [`WindowSettings::message_key_required`].
 pub const NO_MESSAGE_KEY: &str = "the record has no message key, and [source] keyed_by declares the topic partitioned by the job's key: a producer spreads such records over partitions, so counting it could split its key's windows between processes unseen. Fix: key every message by the keyed_by fields, or remove keyed_by (the exchange is exact for any partitioning) and replay these dead letters";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Where the job's outputs go: the window sink always; the anomaly and
 /// current-status sinks when configured (the detector runs only then).
 #[derive(Debug, Clone)]
@@ -332,7 +328,7 @@ pub fn metrics_pipeline(
     detector: AnomalySettings,
     out: Outputs,
 ) {
-    let ahead = i64::try_from(w.max_future.as_millis()).unwrap_or(i64::MAX);
+    let horizon = std::sync::Arc::new(Horizon::wall_clock(w.max_future));
     let keyless = move |r: &Record| w.message_key_required && r.key.is_none();
     let decoded = if w.event.is_default() {
         // The generator's shape, on the fast path.
@@ -340,7 +336,7 @@ pub fn metrics_pipeline(
             if keyless(r) {
                 return Err(NO_MESSAGE_KEY.to_string());
             }
-            decode_until(&r.payload, now_ms().saturating_add(ahead))
+            decode_until(&r.payload, &horizon)
         })
     } else {
         let shape = w.event.clone();
@@ -348,7 +344,7 @@ pub fn metrics_pipeline(
             if keyless(r) {
                 return (Vec::new(), Some(NO_MESSAGE_KEY.to_string()));
             }
-            decode_shaped(&shape, &r.payload, now_ms().saturating_add(ahead))
+            decode_shaped(&shape, &r.payload, &horizon)
         })
     };
     let windowed = decoded
@@ -488,15 +484,16 @@ mod tests {
     #[test]
     fn events_beyond_max_future_are_refused_with_the_reason() {
         let e = br#"{"host":"h","metric":"m","value":1,"timestamp":"9999-01-01T00:00:00Z"}"#;
-        let err = decode_until(e, now_ms() + 3_600_000).unwrap_err();
+        let err = decode_until(e, &Horizon::wall_clock(Duration::from_secs(3_600))).unwrap_err();
         assert!(
             err.contains("9999-01-01T00:00:00Z") && err.contains("max_future"),
             "{err}"
         );
-        assert!(decode_until(e, i64::MAX).is_ok());
+        assert!(decode_until(e, &Horizon::fixed(i64::MAX)).is_ok());
         let past =
             br#"{"host":"h","metric":"m","value":1,"timestamp":"1970-01-01T00:00:00.001+00:00"}"#;
-        assert_eq!(decode_until(past, now_ms()).unwrap().ts, 1);
+        let now = crate::horizon::now_ms();
+        assert_eq!(decode_until(past, &Horizon::fixed(now)).unwrap().ts, 1);
     }
 
     fn doc_of(values: &[f64]) -> WindowDoc {

@@ -46,6 +46,7 @@ pub mod demo;
 pub mod event;
 pub mod exact_sum;
 mod expand;
+pub mod horizon;
 pub mod http;
 pub mod ids;
 pub mod job;
