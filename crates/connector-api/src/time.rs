@@ -11,12 +11,19 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+mod memo;
+
 /// Milliseconds since the Unix epoch of an RFC 3339 time with any offset
 /// (`Z`, `z`, `+05:30`, `-08:00`), any fraction length and either case of
 /// `T`. Fractions below a millisecond are floored, so a time belongs to the
 /// window that holds it (`…:09.9995Z` is 9 999 ms, never 10 000). A time
 /// without an offset is refused: guessing its zone would shift it silently.
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
+    memo::lookup(s, parse_whole).map_or_else(|| parse_whole(s), Ok)
+}
+
+/// [`parse_rfc3339_ms`] by jiff alone.
+fn parse_whole(s: &str) -> Result<i64, String> {
     let t: Timestamp = s
         .parse()
         .map_err(|e| {
@@ -156,7 +163,68 @@ mod tests {
         );
     }
 
+    /// A time from `secs`, `offset_min`, a fraction of `digits` digits of
+    /// `nanos` after `sep`, and `t` between date and time.
+    fn written(
+        secs: i64,
+        nanos: u32,
+        digits: usize,
+        sep: char,
+        offset_min: i32,
+        t: char,
+    ) -> String {
+        let utc = Timestamp::new(secs, 0).unwrap();
+        let off = jiff::tz::Offset::from_seconds(offset_min * 60).unwrap();
+        let c = off.to_datetime(utc);
+        let frac = if digits == 0 {
+            String::new()
+        } else {
+            format!("{sep}{}", &format!("{nanos:09}")[..digits])
+        };
+        let zone = if offset_min == 0 && nanos.is_multiple_of(2) {
+            "Z".to_string()
+        } else {
+            let sign = if offset_min < 0 { '-' } else { '+' };
+            format!(
+                "{sign}{:02}:{:02}",
+                offset_min.abs() / 60,
+                offset_min.abs() % 60
+            )
+        };
+        let (h, m, s) = (c.hour(), c.minute(), c.second());
+        format!("{}{t}{h:02}:{m:02}:{s:02}{frac}{zone}", c.date())
+    }
+
     proptest! {
+        /// The memo against jiff on the whole text, over runs of times
+        /// sharing a few seconds (so the memo holds them), with random
+        /// fractions, separators and offsets, and some texts damaged at a
+        /// random byte: the same milliseconds, or the same error.
+        #[test]
+        fn the_memo_gives_what_jiff_gives(
+            seconds in proptest::collection::vec(-62_000_000_000i64..253_402_000_000, 1..4),
+            times in proptest::collection::vec(
+                (0usize..4, 0u32..1_000_000_000, 0usize..=10, any::<bool>(), -1439i32..=1439, any::<bool>(), proptest::option::weighted(0.2, (any::<usize>(), any::<u8>()))),
+                1..40,
+            ),
+        ) {
+            for (i, nanos, digits, comma, offset_min, lower, damage) in times {
+                let secs = seconds[i % seconds.len()];
+                let offset_min = if nanos.is_multiple_of(3) { 0 } else { offset_min };
+                let mut s = written(secs, nanos, digits.min(9), if comma { ',' } else { '.' }, offset_min, if lower { 't' } else { 'T' });
+                if digits == 10 {
+                    s.insert(20, '7');
+                }
+                if let Some((at, byte)) = damage {
+                    let mut b = s.into_bytes();
+                    let at = at % b.len();
+                    b[at] = byte % 128;
+                    s = String::from_utf8(b).unwrap();
+                }
+                prop_assert_eq!(parse_rfc3339_ms(&s), parse_whole(&s), "{}", s);
+            }
+        }
+
         /// The fast printer against strftime, over the whole range.
         #[test]
         fn formats_as_strftime_does(
