@@ -31,12 +31,12 @@ thread_local! {
 }
 
 /// `s` cut around its fraction: `(prefix, fraction digits, tail)`, when
-/// it starts with a date and a time to the second (not a leap second) and
-/// the seconds carry a fraction of 1 to 9 digits that nothing reading
+/// it starts with a date and a time to the second (not a leap second), the
+/// seconds carry no fraction or one of 1 to 9 digits, and nothing reading
 /// as another fraction follows.
 fn cut(s: &str) -> Option<(&str, &[u8], &str)> {
     let b = s.as_bytes();
-    if b.len() <= PREFIX + 1 || !matches!(b[PREFIX], b'.' | b',') {
+    if b.len() <= PREFIX {
         return None;
     }
     let shape = b"0000-00-00T00:00:00";
@@ -48,23 +48,28 @@ fn cut(s: &str) -> Option<(&str, &[u8], &str)> {
     if !fits || &b[17..19] == b"60" {
         return None;
     }
-    let digits = b[PREFIX + 1..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if !(1..=9).contains(&digits) {
-        return None;
-    }
-    let end = PREFIX + 1 + digits;
+    let (start, digits) = if matches!(b[PREFIX], b'.' | b',') {
+        let n = b[PREFIX + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if !(1..=9).contains(&n) {
+            return None;
+        }
+        (PREFIX + 1, n)
+    } else {
+        (PREFIX, 0)
+    };
+    let end = start + digits;
     // After the seconds, jiff would read a tail starting so as a fraction
-    // (`…:00.0,00Z` is refused whole, while `…:00,00Z` parses).
+    // or more seconds (`…:00.0,00Z` is refused whole, `…:00,00Z` parses).
     if b.get(end)
         .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'.' | b','))
     {
         return None;
     }
     // The cuts are at ASCII bytes, so on char boundaries.
-    Some((&s[..PREFIX], &b[PREFIX + 1..end], &s[end..]))
+    Some((&s[..PREFIX], &b[start..end], &s[end..]))
 }
 
 /// The fraction's whole milliseconds (`"25"` is 250, `"9999"` is 999).
@@ -112,9 +117,14 @@ mod tests {
             cut("2026-12-05t10:00:01,123456789+05:30"),
             Some(("2026-12-05t10:00:01", &b"123456789"[..], "+05:30"))
         );
+        // No fraction: the whole text is the key.
+        assert_eq!(
+            cut("2026-12-05T10:00:01Z"),
+            Some(("2026-12-05T10:00:01", &b""[..], "Z"))
+        );
         for s in [
-            "2026-12-05T10:00:01Z",
             "2026-12-05T10:00:01.Z",
+            "2026-12-05T10:00:011Z",
             "2026-12-05T23:59:60.5Z",
             "2026-12-05 10:00:01.5Z",
             "+02026-12-05T10:00:01.5Z",
