@@ -2,6 +2,7 @@
 //! process functions with state and timers. State lives with the source
 //! partition the keys come from.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Hashing of keyed state: fast, seeded per process (no hash flooding).
@@ -213,17 +214,22 @@ where
         let (slots, agg, down, firing) = (&mut self.slots, &self.agg, &mut self.down, &self.firing);
         let last_keys = self.last_keys;
         let mut refused = None;
-        self.key_fn.with_key(&el, |key| {
-            spec.for_each_window(ts, |w| {
-                if refused.is_some() || w.max_timestamp().saturating_add(lateness) <= wm {
-                    return;
-                }
-                let acc = slots.get(&w.start).and_then(|s| s.keys.get(key));
-                if let Err(e) = agg.check(acc, &el) {
-                    refused = Some(e);
-                }
+        // One window (tumbling): checked where it is added, with one
+        // lookup. Several (sliding): all checked before any is touched.
+        let one = matches!(spec, WindowSpec::Tumbling { .. });
+        if !one {
+            self.key_fn.with_key(&el, |key| {
+                spec.for_each_window(ts, |w| {
+                    if refused.is_some() || w.max_timestamp().saturating_add(lateness) <= wm {
+                        return;
+                    }
+                    let acc = slots.get(&w.start).and_then(|s| s.keys.get(key));
+                    if let Err(e) = agg.check(acc, &el) {
+                        refused = Some(e);
+                    }
+                });
             });
-        });
+        }
         if let Some(reason) = refused {
             cx.bad_element("window", reason);
             return;
@@ -233,17 +239,41 @@ where
                 if w.max_timestamp().saturating_add(lateness) <= wm {
                     return;
                 }
-                accepted = true;
-                let slot = slots.entry(w.start).or_insert_with(|| Slot {
-                    fired: false,
-                    keys: HashMap::with_capacity_and_hasher(last_keys, FastState::default()),
-                });
-                if !slot.fired {
-                    cx.want_fire_at(w.max_timestamp());
-                }
+                let slot = match slots.entry(w.start) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        if one {
+                            if let Err(e) = agg.check(None, &el) {
+                                refused = Some(e);
+                                return;
+                            }
+                        }
+                        v.insert(Slot {
+                            fired: false,
+                            keys: HashMap::with_capacity_and_hasher(
+                                last_keys,
+                                FastState::default(),
+                            ),
+                        })
+                    }
+                };
                 let (acc, existed) = match slot.keys.get_mut(key) {
-                    Some(a) => (a, true),
+                    Some(a) => {
+                        if one {
+                            if let Err(e) = agg.check(Some(a), &el) {
+                                refused = Some(e);
+                                return;
+                            }
+                        }
+                        (a, true)
+                    }
                     None => {
+                        if one {
+                            if let Err(e) = agg.check(None, &el) {
+                                refused = Some(e);
+                                return;
+                            }
+                        }
                         cx.claim_key(key);
                         let a = slot
                             .keys
@@ -252,6 +282,10 @@ where
                         (a, false)
                     }
                 };
+                accepted = true;
+                if !slot.fired {
+                    cx.want_fire_at(w.max_timestamp());
+                }
                 agg.add(acc, &el);
                 // Fired, or being fired and this key already out: an update.
                 if slot.fired || firing.as_ref().is_some_and(|f| f.emitted(w.start, key)) {
@@ -271,6 +305,10 @@ where
                 }
             });
         });
+        if let Some(reason) = refused {
+            cx.bad_element("window", reason);
+            return;
+        }
         if !accepted {
             cx.late_record(
                 "window",

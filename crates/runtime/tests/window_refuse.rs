@@ -1,6 +1,8 @@
 //! An aggregate's `check` refuses a value: the record goes to the
 //! dead-letter sink with the reason, once, and into none of its windows
-//! (with sliding windows too, where it would belong to several).
+//! (with sliding windows too, where it would belong to several; with
+//! tumbling ones for a key already in its window, a key new to it, and a
+//! window not opened yet).
 
 mod common;
 
@@ -28,6 +30,7 @@ impl AggregateFunction for CheckedSum {
     fn check(&self, acc: Option<&(i64, u64)>, e: &Ev) -> Result<(), String> {
         match acc.map(|a| a.0.checked_add(e.value)) {
             Some(None) => Err(format!("{} would overflow the sum", e.value)),
+            None if e.value == i64::MIN => Err(format!("{} cannot start a sum", e.value)),
             _ => Ok(()),
         }
     }
@@ -75,4 +78,66 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
         Some(&b"20 would overflow the sum"[..])
     );
     assert_eq!(bad[0].header("flowline.error.stage"), Some(&b"window"[..]));
+}
+
+#[test]
+fn a_refused_value_in_a_tumbling_window_touches_nothing() {
+    let big = i64::MAX - 10;
+    let input = vec![
+        rec("a", 100, big),
+        // The key's sum would overflow.
+        rec("a", 200, 20),
+        // A key new to an open window.
+        rec("b", 300, i64::MIN),
+        // A window not opened yet.
+        rec("c", 1_500, i64::MIN),
+        rec("a", 2_500, 1),
+    ];
+    let out = MemorySink::new();
+    let dlq = MemorySink::new();
+    let env = StreamEnvironment::new(JobConfig::named("refuse-tumbling"));
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
+    env.source("mem", Box::new(MemorySource::new(vec![input])))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .aggregate(CheckedSum)
+        .sink_with(sink, line);
+    let summary = run(env);
+    assert_eq!(summary.bad_records, 3);
+    let mut lines = out.payloads();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            format!("a 0 1000 {big} 1 false"),
+            "a 2000 3000 1 1 false".to_string(),
+        ]
+    );
+    let mut reasons: Vec<(Vec<u8>, Vec<u8>)> = dlq
+        .records()
+        .iter()
+        .map(|r| {
+            let why = r.header("flowline.error.reason").unwrap_or_default();
+            (r.payload.clone(), why.to_vec())
+        })
+        .collect();
+    reasons.sort();
+    let min = i64::MIN;
+    assert_eq!(
+        reasons,
+        vec![
+            (b"a,200,20".to_vec(), b"20 would overflow the sum".to_vec()),
+            (
+                format!("b,300,{min}").into_bytes(),
+                format!("{min} cannot start a sum").into_bytes()
+            ),
+            (
+                format!("c,1500,{min}").into_bytes(),
+                format!("{min} cannot start a sum").into_bytes()
+            ),
+        ]
+    );
 }
