@@ -121,6 +121,9 @@ impl AggregateFunction for MetricStats {
     fn get_result(&self, acc: &Box<Stats>) -> Stats {
         Stats::clone(acc)
     }
+    fn final_result(&self, acc: Box<Stats>) -> Stats {
+        *acc
+    }
     /// The stats with their exact sum and a sketch keeping far values'
     /// buckets: a checkpoint of an older form (a plain running sum, a
     /// collapsing sketch) is refused by name, never misread.
@@ -188,6 +191,13 @@ impl AggregateFunction for MetricMoments {
         Stats {
             moments: Some(Box::new(acc.1.clone())),
             ..acc.0.clone()
+        }
+    }
+    fn final_result(&self, acc: Self::Acc) -> Stats {
+        let (stats, moments) = *acc;
+        Stats {
+            moments: Some(Box::new(moments)),
+            ..stats
         }
     }
     fn state_name(&self) -> Option<&'static str> {
@@ -479,6 +489,24 @@ mod tests {
         assert!((d.p99 - 99.0).abs() <= 2.0, "{}", d.p99);
         assert_eq!(d.id(), "h|m|1970-01-01T00:00:00.000Z");
         assert_eq!(d.window_end, "1970-01-01T00:00:10.000Z");
+    }
+
+    #[test]
+    fn a_result_moved_out_equals_the_one_copied() {
+        let m = |value, ts| Metric {
+            key: ("h".into(), "m".into()),
+            value,
+            ts,
+        };
+        let (stats, moments) = (MetricStats, MetricMoments { stddev: true });
+        let (mut a, mut b) = (stats.create_accumulator(), moments.create_accumulator());
+        for (i, v) in [3.5, -1.0, 1e300, 7.25].into_iter().enumerate() {
+            stats.add(&mut a, &m(v, i as i64));
+            moments.add(&mut b, &m(v, i as i64));
+        }
+        assert_eq!(stats.get_result(&a), stats.final_result(a.clone()));
+        assert_eq!(moments.get_result(&b), moments.final_result(b.clone()));
+        assert!(moments.final_result(b).moments.is_some());
     }
 
     #[test]

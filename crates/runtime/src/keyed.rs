@@ -83,6 +83,12 @@ pub trait AggregateFunction: Clone + Send + Sync + 'static {
     }
     /// The result for a window.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+    /// The result for a window whose accumulator is not needed any more
+    /// (fired with no allowed lateness): it can be moved into the result
+    /// instead of copied. Must equal [`get_result`](Self::get_result).
+    fn final_result(&self, acc: Self::Acc) -> Self::Out {
+        self.get_result(&acc)
+    }
     /// A name for the accumulator's stored form, put into the job graph
     /// (`None`, the default, adds nothing). Checkpoints record the graph, so
     /// a checkpoint taken with another accumulator is refused by name at
@@ -356,7 +362,7 @@ where
                 let (k, owned) = &mut f.entries[f.next];
                 f.next += 1;
                 let value = match owned.take() {
-                    Some(acc) => self.agg.get_result(&acc),
+                    Some(acc) => self.agg.final_result(acc),
                     None => match slot.keys.get(k) {
                         Some(acc) => self.agg.get_result(acc),
                         None => continue,
