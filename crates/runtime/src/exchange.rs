@@ -113,8 +113,9 @@ where
         let workers = cx.outbox.exchange.len();
         let slot = &mut cx.outbox.exchange[worker_of(kg, workers)];
         let rec = cx.record.as_deref_mut().map(Held::share);
+        let room = cx.outbox.exchange_room;
         let batch = slot.get_or_insert_with(|| ExBatch {
-            items: Box::new(Vec::<Item<T>>::new()),
+            items: Box::new(Vec::<Item<T>>::with_capacity(room)),
             len: 0,
         });
         batch.len += 1;

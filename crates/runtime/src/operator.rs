@@ -69,6 +69,9 @@ pub(crate) struct Outbox {
     pub(crate) exchange: Vec<Option<crate::exchange::ExBatch>>,
     /// Elements in `exchange` (reset when sent).
     pub(crate) exchanged: usize,
+    /// Room a new batch for a worker starts with: a chunk's share of its
+    /// records, so its `Vec` does not grow by doubling (0: grows).
+    pub(crate) exchange_room: usize,
 }
 
 /// Which source partition owns each key, to detect a key split across

@@ -52,6 +52,8 @@ fn run_chunk(mut chain: BoxOp<Record>, records: Vec<Record>, s: Start, task: usi
     let mut out = Outbox {
         sinks: vec![Vec::new(); s.sinks],
         exchange: (0..s.workers).map(|_| None).collect(),
+        // Keys spread evenly in expectation; a share past this grows once.
+        exchange_room: records.len().div_ceil(s.workers.max(1)),
         ..Outbox::default()
     };
     let mut owners = KeyOwners::default();
