@@ -5,6 +5,7 @@
 //!   keyed by host, 4 partitions), Kafka → job (10 s windows) → Kafka,
 //!   events/s next to a raw rdkafka drain of the same topic, the ratio; the
 //!   job runs twice, through the exchange and declared `keyed_by` host.
+//!   `BENCH_ROUNDS` (default 3) interleaved rounds of the three, medians.
 //!   `e2e-search [EVENTS]` (default 2M) writes to the search server instead.
 //! - `rss [KEYS]`: peak RSS of the job holding KEYS keys (default 100k) of
 //!   window and detector state, next to the process's RSS before the job.
@@ -248,15 +249,6 @@ async fn e2e(n: u64, to: To) {
         "e2e: {n} events ({hosts} hosts × 5 metrics, keyed by host) pre-produced to {partitions} partitions in {:.0}s",
         t0.elapsed().as_secs_f64()
     );
-    // Start-up included, as in the job's figures.
-    let c0 = common::cpu_seconds();
-    let drain = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
-    let raw = drain.rate();
-    println!(
-        "raw rdkafka drain of the topic:              {raw:>9.0} events/s ({:.1} s, {:.1} CPU s)",
-        drain.total.as_secs_f64(),
-        common::cpu_seconds() - c0
-    );
     let sink = match to {
         To::Kafka => format!(
             "type = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{out}\"\n",
@@ -267,36 +259,78 @@ async fn e2e(n: u64, to: To) {
             s.elasticsearch_url
         ),
     };
-    // The same topic read twice by the same job: through the exchange (the
-    // default), then declared keyed by host (no exchange).
-    for (name, keyed_by) in [
+    // The same topic read by the drain and twice by the same job: through
+    // the exchange (the default), then declared keyed by host (no
+    // exchange). BENCH_ONLY=exchange or keyed: that job alone (to profile
+    // it). BENCH_ROUNDS (default 3) interleaved rounds; the medians compare,
+    // as the drain's own rate moves between runs on a shared machine.
+    let modes: Vec<(&str, &str)> = [
         ("exchange", ""),
         ("keyed_by host, no exchange", "keyed_by = [\"host\"]\n"),
-    ] {
-        // BENCH_ONLY=exchange or keyed: that run alone (to profile it).
-        if std::env::var("BENCH_ONLY").is_ok_and(|o| !name.starts_with(&o)) {
-            continue;
-        }
-        // A group of its own: each run reads the topic from the start.
-        let text = format!(
-            "[job]\nname = \"{topic}\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{k}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{g}\"\nbounded = true\nheaders = false\n{keyed_by}[sink]\n{sink}[window]\nsize = \"10s\"\nout_of_orderness = \"3s\"\n",
-            k = s.kafka_bootstrap,
-            g = unique("bench-e2e-group"),
-        );
-        let plan = flowline::config::JobPlan::parse(&text).unwrap();
-        let env = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
-        let (t0, c0) = (Instant::now(), common::cpu_seconds());
-        let summary = env.execute().await.unwrap();
-        let (el, cpu) = (t0.elapsed(), common::cpu_seconds() - c0);
-        assert_eq!(summary.records_in, n);
-        let docs: u64 = summary.records_out.iter().map(|(_, v)| v).sum();
-        let job = n as f64 / el.as_secs_f64();
+    ]
+    .into_iter()
+    .filter(|(name, _)| std::env::var("BENCH_ONLY").map_or(true, |o| name.starts_with(&o)))
+    .collect();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut drains = Vec::new();
+    let mut jobs = vec![Vec::new(); modes.len()];
+    for round in 1..=rounds {
+        // Start-up included, as in the job's figures.
+        let c0 = common::cpu_seconds();
+        let drain = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
         println!(
-            "job, {name:<27} {job:>9.0} events/s ({docs} windows, {:.1} s, {:.1} CPU s)",
-            el.as_secs_f64(),
-            cpu
+            "round {round}: raw rdkafka drain of the topic:  {:>9.0} events/s ({:.1} s, {:.1} CPU s)",
+            drain.rate(),
+            drain.total.as_secs_f64(),
+            common::cpu_seconds() - c0
         );
-        println!("  ratio job / raw drain: {:.2} (target >= 0.6)", job / raw);
+        drains.push(drain.rate());
+        for (i, (name, keyed_by)) in modes.iter().enumerate() {
+            // A group of its own: each run reads the topic from the start.
+            let text = format!(
+                "[job]\nname = \"{topic}\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{k}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{g}\"\nbounded = true\nheaders = false\n{keyed_by}[sink]\n{sink}[window]\nsize = \"10s\"\nout_of_orderness = \"3s\"\n",
+                k = s.kafka_bootstrap,
+                g = unique("bench-e2e-group"),
+            );
+            let plan = flowline::config::JobPlan::parse(&text).unwrap();
+            let env = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
+            let (t0, c0) = (Instant::now(), common::cpu_seconds());
+            let summary = env.execute().await.unwrap();
+            let (el, cpu) = (t0.elapsed(), common::cpu_seconds() - c0);
+            assert_eq!(summary.records_in, n);
+            let docs: u64 = summary.records_out.iter().map(|(_, v)| v).sum();
+            let job = n as f64 / el.as_secs_f64();
+            println!(
+                "round {round}: job, {name:<27} {job:>9.0} events/s ({docs} windows, {:.1} s, {:.1} CPU s, {:.2} CPU us/event), {:.2} of this round's drain",
+                el.as_secs_f64(),
+                cpu,
+                cpu * 1e6 / n as f64,
+                job / drain.rate()
+            );
+            jobs[i].push(job);
+        }
+    }
+    let raw = median(&mut drains);
+    println!("median of {rounds} rounds: raw rdkafka drain {raw:>9.0} events/s");
+    for ((name, _), rates) in modes.iter().zip(&mut jobs) {
+        let job = median(rates);
+        println!(
+            "median of {rounds} rounds: job, {name:<27} {job:>9.0} events/s; ratio job / raw drain: {:.2} (target >= 0.6)",
+            job / raw
+        );
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
     }
 }
 
