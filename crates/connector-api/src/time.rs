@@ -19,7 +19,7 @@ mod memo;
 /// window that holds it (`…:09.9995Z` is 9 999 ms, never 10 000). A time
 /// without an offset is refused: guessing its zone would shift it silently.
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
-    memo::lookup(s, parse_whole).map_or_else(|| parse_whole(s), Ok)
+    memo::lookup(s).map_or_else(|| parse_whole(s), Ok)
 }
 
 /// [`parse_rfc3339_ms`] by jiff alone.

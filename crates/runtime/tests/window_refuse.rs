@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use flowline_connector_api::Record;
 use flowline_connector_testkit::{MemorySink, MemorySource};
 use flowline_runtime::*;
 
@@ -39,13 +40,9 @@ impl AggregateFunction for CheckedSum {
     }
 }
 
-#[test]
-fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
-    let big = i64::MAX - 10;
-    // Sliding windows of 2 s every 1 s: ts 1500 belongs to [0,2000) and
-    // [1000,3000). Only [0,2000) holds `big` already, so adding 20 there
-    // would overflow; the record must go to neither window.
-    let input = vec![rec("a", 500, big), rec("a", 1_500, 20), rec("a", 1_600, 1)];
+/// Runs `input` through decode, key, `window` and [`CheckedSum`]: the
+/// summary, the window lines sorted, and the dead letters.
+fn refuse(input: Vec<Record>, window: WindowSpec) -> (JobSummary, Vec<String>, Vec<Record>) {
     let out = MemorySink::new();
     let dlq = MemorySink::new();
     let env = StreamEnvironment::new(JobConfig::named("refuse"));
@@ -55,13 +52,27 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
         .try_map("decode", decode)
         .with_timestamps(|e: &Ev| e.ts)
         .key_by(|e: &Ev| e.key.clone())
-        .window(Sliding::of(Duration::from_secs(2), Duration::from_secs(1)))
+        .window(window)
         .aggregate(CheckedSum)
         .sink_with(sink, line);
     let summary = run(env);
-    assert_eq!(summary.bad_records, 1);
     let mut lines = out.payloads();
     lines.sort();
+    (summary, lines, dlq.records())
+}
+
+#[test]
+fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
+    let big = i64::MAX - 10;
+    // Sliding windows of 2 s every 1 s: ts 1500 belongs to [0,2000) and
+    // [1000,3000). Only [0,2000) holds `big` already, so adding 20 there
+    // would overflow; the record must go to neither window.
+    let input = vec![rec("a", 500, big), rec("a", 1_500, 20), rec("a", 1_600, 1)];
+    let (summary, lines, dlq) = refuse(
+        input,
+        Sliding::of(Duration::from_secs(2), Duration::from_secs(1)),
+    );
+    assert_eq!(summary.bad_records, 1);
     assert_eq!(
         lines,
         vec![
@@ -70,7 +81,7 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
             "a 1000 3000 1 1 false".to_string(),
         ]
     );
-    let bad = dlq.records();
+    let bad = dlq;
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].payload, b"a,1500,20");
     assert_eq!(
@@ -93,22 +104,8 @@ fn a_refused_value_in_a_tumbling_window_touches_nothing() {
         rec("c", 1_500, i64::MIN),
         rec("a", 2_500, 1),
     ];
-    let out = MemorySink::new();
-    let dlq = MemorySink::new();
-    let env = StreamEnvironment::new(JobConfig::named("refuse-tumbling"));
-    let sink = env.add_sink("out", Box::new(out.clone()));
-    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
-    env.source("mem", Box::new(MemorySource::new(vec![input])))
-        .try_map("decode", decode)
-        .with_timestamps(|e: &Ev| e.ts)
-        .key_by(|e: &Ev| e.key.clone())
-        .window(Tumbling::of(Duration::from_secs(1)))
-        .aggregate(CheckedSum)
-        .sink_with(sink, line);
-    let summary = run(env);
+    let (summary, lines, dlq) = refuse(input, Tumbling::of(Duration::from_secs(1)));
     assert_eq!(summary.bad_records, 3);
-    let mut lines = out.payloads();
-    lines.sort();
     assert_eq!(
         lines,
         vec![
@@ -117,7 +114,6 @@ fn a_refused_value_in_a_tumbling_window_touches_nothing() {
         ]
     );
     let mut reasons: Vec<(Vec<u8>, Vec<u8>)> = dlq
-        .records()
         .iter()
         .map(|r| {
             let why = r.header("flowline.error.reason").unwrap_or_default();

@@ -83,7 +83,7 @@ fn fraction_ms(digits: &[u8]) -> i64 {
 
 /// The milliseconds of `s` through the memo, or `None` for jiff to read
 /// it whole.
-pub(super) fn lookup(s: &str, parse: impl Fn(&str) -> Result<i64, String>) -> Option<i64> {
+pub(super) fn lookup(s: &str) -> Option<i64> {
     let (prefix, digits, tail) = cut(s)?;
     let frac = fraction_ms(digits);
     MEMO.with(|m| {
@@ -95,7 +95,7 @@ pub(super) fn lookup(s: &str, parse: impl Fn(&str) -> Result<i64, String>) -> Op
             return Some(base + frac);
         }
         let key = format!("{prefix}{tail}");
-        let base = parse(&key).ok()?;
+        let base = super::parse_whole(&key).ok()?;
         let i = m.next;
         m.entries[i] = (key, base);
         m.next = (i + 1) % ENTRIES;
