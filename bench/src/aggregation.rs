@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
-use flowline::job::{decode, metrics_pipeline, Outputs, WindowSettings};
+use flowline::job::{decode, metrics_pipeline, Name, Outputs, WindowSettings};
 use flowline::stats::Stats;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::MemorySource;
@@ -125,7 +125,7 @@ fn runtime_run(
 
 fn hand_loop(records: &[Record]) -> (Duration, u64) {
     let t0 = Instant::now();
-    let mut windows: HashMap<(String, String, i64), Stats> = HashMap::new();
+    let mut windows: HashMap<(Name, Name, i64), Stats> = HashMap::new();
     for r in records {
         let m = decode(&r.payload).expect("valid event");
         let start = m.ts - m.ts.rem_euclid(10_000);

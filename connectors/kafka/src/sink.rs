@@ -2,6 +2,9 @@
 //! is delivered. Also the dead-letter destination: record headers (the
 //! reason, the source position) are written as Kafka headers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
@@ -130,6 +133,21 @@ impl KafkaSink {
         }
     }
 
+    /// Awaits a delivery not done yet, warning once a minute while it waits.
+    async fn wait(&self, fut: &mut DeliveryFuture) -> <DeliveryFuture as Future>::Output {
+        let waiting = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(WARN_EVERY, &mut *fut).await {
+                Ok(d) => return d,
+                Err(_) => tracing::warn!(
+                    topic = %self.topic,
+                    waiting_s = waiting.elapsed().as_secs(),
+                    "a delivery is still waiting for the broker; retrying without limit (max_retry_duration sets one). This warning repeats once a minute while it lasts"
+                ),
+            }
+        }
+    }
+
     /// Awaits every pending delivery; rejected records come back, any other
     /// failure is final (librdkafka has already retried until
     /// `max_retry_duration`, by default without limit; the job restarts
@@ -139,16 +157,12 @@ impl KafkaSink {
         let n = self.pending.len().saturating_sub(keep);
         let pending: Vec<_> = self.pending.drain(..n).collect();
         for (mut fut, record) in pending {
-            let waiting = std::time::Instant::now();
-            let delivered = loop {
-                match tokio::time::timeout(WARN_EVERY, &mut fut).await {
-                    Ok(d) => break d,
-                    Err(_) => tracing::warn!(
-                        topic = %self.topic,
-                        waiting_s = waiting.elapsed().as_secs(),
-                        "a delivery is still waiting for the broker; retrying without limit (max_retry_duration sets one). This warning repeats once a minute while it lasts"
-                    ),
-                }
+            // Most deliveries are done by now: taken without a timer (a
+            // clock read and a timer entry each).
+            let ready = Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()));
+            let delivered = match ready {
+                Poll::Ready(d) => d,
+                Poll::Pending => self.wait(&mut fut).await,
             };
             match delivered {
                 Ok(Ok(_)) => {}
@@ -188,17 +202,24 @@ impl Sink for KafkaSink {
                 }
             }
             let key = self.key_of(&r);
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
+            // A record without headers gets none: librdkafka allocates a
+            // headers object, and its copy for each send, even when empty.
+            let headers = (!r.headers.is_empty()).then(|| {
+                r.headers.iter().fold(
+                    OwnedHeaders::new_with_capacity(r.headers.len()),
+                    |h, (k, v)| {
+                        h.insert(Header {
+                            key: k,
+                            value: Some(v),
+                        })
+                    },
+                )
+            });
             loop {
-                let mut fr = FutureRecord::to(&self.topic)
-                    .payload(&r.payload)
-                    .headers(headers.clone());
+                let mut fr = FutureRecord::to(&self.topic).payload(&r.payload);
+                if let Some(h) = &headers {
+                    fr = fr.headers(h.clone());
+                }
                 if let Some(k) = &key {
                     fr = fr.key(k);
                 }

@@ -10,6 +10,7 @@ use flowline_connector_api::Record;
 use flowline_runtime::WindowResult;
 
 use crate::event::KeyNames;
+use crate::job::SeriesKey;
 use flowline_connector_api::time::format_rfc3339_ms;
 
 use crate::job::{window_id, WindowDoc};
@@ -137,7 +138,7 @@ impl Aggregates {
 
     /// The window document of one fired window, as a record: key = the
     /// document id, timestamp = the window start.
-    pub fn record(&self, r: &WindowResult<(String, String), Stats>, keys: &KeyNames) -> Record {
+    pub fn record(&self, r: &WindowResult<SeriesKey, Stats>, keys: &KeyNames) -> Record {
         if self.0 == DEFAULT && keys.is_default() {
             return WindowDoc::from_result(r).to_record(r.window.start);
         }

@@ -23,6 +23,7 @@ use flowline_connector_api::Record;
 use flowline_runtime::{KeyedProcessFunction, ProcessContext, WindowResult};
 use serde::{Deserialize, Serialize};
 
+use crate::job::{Name, SeriesKey};
 use crate::stats::Stats;
 
 /// Detector settings (`[anomaly]`).
@@ -95,9 +96,9 @@ pub struct DetectorState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentDoc {
     /// Host.
-    pub host: String,
+    pub host: Name,
     /// Metric.
-    pub metric: String,
+    pub metric: Name,
     /// Start of the latest window (RFC 3339).
     pub window_start: String,
     /// End of the latest window.
@@ -126,9 +127,9 @@ pub struct CurrentDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnomalyDoc {
     /// Host.
-    pub host: String,
+    pub host: Name,
     /// Metric.
-    pub metric: String,
+    pub metric: Name,
     /// Start of the window that confirmed the anomaly (RFC 3339).
     pub window_start: String,
     /// End of that window.
@@ -207,14 +208,14 @@ pub struct Episode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
     /// The window's numbers.
-    pub window: WindowResult<(String, String), Stats>,
+    pub window: WindowResult<SeriesKey, Stats>,
     /// The verdict (`None` for updates of an already fired window).
     pub verdict: Option<Verdict>,
 }
 
 impl CurrentDoc {
     /// The status of the window's key after `v`.
-    pub fn of(w: &WindowResult<(String, String), Stats>, v: &Verdict) -> Self {
+    pub fn of(w: &WindowResult<SeriesKey, Stats>, v: &Verdict) -> Self {
         CurrentDoc {
             host: w.key.0.clone(),
             metric: w.key.1.clone(),
@@ -234,7 +235,7 @@ impl CurrentDoc {
 
 impl AnomalyDoc {
     /// The anomaly the window confirmed, if `v` confirms one.
-    pub fn of(w: &WindowResult<(String, String), Stats>, v: &Verdict) -> Option<Self> {
+    pub fn of(w: &WindowResult<SeriesKey, Stats>, v: &Verdict) -> Option<Self> {
         let e = v.confirmed?;
         let (host, metric) = (&w.key.0, &w.key.1);
         let x = w.value.avg();
@@ -271,8 +272,8 @@ impl AnomalyDoc {
 pub struct Detector(pub AnomalySettings);
 
 impl KeyedProcessFunction for Detector {
-    type Key = (String, String);
-    type In = WindowResult<(String, String), Stats>;
+    type Key = SeriesKey;
+    type In = WindowResult<SeriesKey, Stats>;
     type Out = Assessed;
     type State = DetectorState;
 
@@ -361,7 +362,7 @@ mod tests {
     use super::*;
 
     /// A window of ten samples of `avg` starting at `start`.
-    fn window(avg: f64, start: i64) -> WindowResult<(String, String), Stats> {
+    fn window(avg: f64, start: i64) -> WindowResult<SeriesKey, Stats> {
         let mut value = Stats::default();
         for _ in 0..10 {
             value.add(avg);

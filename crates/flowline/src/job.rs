@@ -2,10 +2,9 @@
 //! metric, aggregate event-time windows, write one document per key and
 //! window.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use flowline_connector_api::time::{format_rfc3339_ms, parse_rfc3339_ms};
+use flowline_connector_api::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
 use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};
@@ -14,91 +13,8 @@ use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::event::{EventShape, KeyNames};
 pub use crate::horizon::Horizon;
+pub use crate::metric::{decode, decode_shaped, decode_until, Metric, Name, SeriesKey};
 use crate::stats::{Moments, Stats};
-
-/// A decoded metric event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metric {
-    /// The key: host name and metric name.
-    pub key: (String, String),
-    /// Sample value.
-    pub value: f64,
-    /// Event time, ms since the epoch.
-    pub ts: i64,
-}
-
-#[derive(Deserialize)]
-struct RawMetric<'a> {
-    #[serde(borrow)]
-    host: Cow<'a, str>,
-    #[serde(borrow)]
-    metric: Cow<'a, str>,
-    value: f64,
-    #[serde(borrow)]
-    timestamp: Cow<'a, str>,
-}
-
-/// Decodes one event (the generator's JSON; other fields are ignored). The
-/// error names what is wrong; the record goes to the dead-letter sink.
-pub fn decode(payload: &[u8]) -> Result<Metric, String> {
-    decode_until(payload, &Horizon::fixed(i64::MAX))
-}
-
-/// [`decode`], refusing an event time past the `horizon`: one event from a
-/// clock years ahead would otherwise move the watermark past every later
-/// event and make them all late.
-pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String> {
-    let raw: RawMetric<'_> =
-        serde_json::from_slice(payload).map_err(|e| format!("invalid metric event: {e}"))?;
-    if !raw.value.is_finite() {
-        return Err(format!(
-            "invalid metric event: value {} is not a finite number",
-            raw.value
-        ));
-    }
-    let ts = parse_rfc3339_ms(&raw.timestamp)?;
-    if let Err(latest) = horizon.admit(ts) {
-        return Err(future(&raw.timestamp, latest));
-    }
-    Ok(Metric {
-        ts,
-        key: (raw.host.into_owned(), raw.metric.into_owned()),
-        value: raw.value,
-    })
-}
-
-fn future(written: &str, latest: i64) -> String {
-    format!(
-        "event time `{written}` is more than [window] max_future ahead of the wall clock ({}). Fix: correct the producer's clock, or raise max_future",
-        format_rfc3339_ms(latest)
-    )
-}
-
-/// [`decode_until`] for events of another shape (`[event]`), each giving
-/// one or more series: the metrics read, and the reason (naming its path)
-/// when some part could not be read; the paths are resolved once in
-/// `shape`.
-pub fn decode_shaped(
-    shape: &EventShape,
-    payload: &[u8],
-    horizon: &Horizon,
-) -> (Vec<Metric>, Option<String>) {
-    let (fields, bad) = shape.read_all(payload);
-    if let Some(f) = fields.first() {
-        if let Err(latest) = horizon.admit(f.ts) {
-            return (Vec::new(), Some(future(&f.ts_text, latest)));
-        }
-    }
-    let metrics = fields
-        .into_iter()
-        .map(|f| Metric {
-            ts: f.ts,
-            key: (f.group, f.metric),
-            value: f.value,
-        })
-        .collect();
-    (metrics, bad)
-}
 
 /// count / sum / min / max / avg / p50 / p95 / p99 per key and window.
 #[derive(Debug, Clone, Copy, Default)]
@@ -213,9 +129,9 @@ impl AggregateFunction for MetricMoments {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowDoc {
     /// Host.
-    pub host: String,
+    pub host: Name,
     /// Metric.
-    pub metric: String,
+    pub metric: Name,
     /// RFC 3339, inclusive.
     pub window_start: String,
     /// RFC 3339, exclusive.
@@ -242,7 +158,7 @@ pub struct WindowDoc {
 
 impl WindowDoc {
     /// The document of one fired window.
-    pub fn from_result(r: &WindowResult<(String, String), Stats>) -> Self {
+    pub fn from_result(r: &WindowResult<SeriesKey, Stats>) -> Self {
         let s = &r.value;
         let q = |p| s.quantile(p);
         WindowDoc {
@@ -382,7 +298,7 @@ pub fn metrics_pipeline(
         return;
     }
     let mut assessed = windows
-        .key_by_ref(|r: &WindowResult<(String, String), Stats>| &r.key)
+        .key_by_ref(|r: &WindowResult<SeriesKey, Stats>| &r.key)
         .process(Detector(detector));
     // Documents are rendered here, at the sink side, from the numbers.
     if let Some(c) = out.current {
@@ -439,40 +355,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_generator_events_and_names_what_is_wrong() {
-        let m = decode(br#"{"host":"h1","metric":"cpu_util","value":1.5,"timestamp":"2026-01-01T00:00:01.500Z","region":"x","tags":{}}"#).unwrap();
-        assert_eq!(
-            m,
-            Metric {
-                key: ("h1".into(), "cpu_util".into()),
-                value: 1.5,
-                ts: 1_767_225_601_500
-            }
-        );
-        assert!(decode(
-            br#"{"host":"h1","metric":"m","value":"high","timestamp":"2026-01-01T00:00:00Z"}"#
-        )
-        .unwrap_err()
-        .contains("invalid type"));
-        assert!(decode(br#"{"host":"h1","value":1}"#)
-            .unwrap_err()
-            .contains("missing field `metric`"));
-        assert!(
-            decode(br#"{"host":"h1","metric":"m","value":1,"timestamp":"soon"}"#)
-                .unwrap_err()
-                .contains("soon")
-        );
-        assert!(decode(b"{").unwrap_err().contains("EOF"));
-    }
-
-    #[test]
     fn stats_track_min_max_and_percentiles() {
         let mut s = Stats::default();
         for v in 1..=100 {
             s.add(v as f64);
         }
         let r = WindowResult {
-            key: ("h".to_string(), "m".to_string()),
+            key: ("h".into(), "m".into()),
             window: flowline_runtime::TimeWindow {
                 start: 0,
                 end: 10_000,
@@ -509,28 +398,13 @@ mod tests {
         assert!(moments.final_result(b).moments.is_some());
     }
 
-    #[test]
-    fn events_beyond_max_future_are_refused_with_the_reason() {
-        let e = br#"{"host":"h","metric":"m","value":1,"timestamp":"9999-01-01T00:00:00Z"}"#;
-        let err = decode_until(e, &Horizon::wall_clock(Duration::from_secs(3_600))).unwrap_err();
-        assert!(
-            err.contains("9999-01-01T00:00:00Z") && err.contains("max_future"),
-            "{err}"
-        );
-        assert!(decode_until(e, &Horizon::fixed(i64::MAX)).is_ok());
-        let past =
-            br#"{"host":"h","metric":"m","value":1,"timestamp":"1970-01-01T00:00:00.001+00:00"}"#;
-        let now = crate::horizon::now_ms();
-        assert_eq!(decode_until(past, &Horizon::fixed(now)).unwrap().ts, 1);
-    }
-
     fn doc_of(values: &[f64]) -> WindowDoc {
         let mut s = Stats::default();
         for v in values {
             s.add(*v);
         }
         WindowDoc::from_result(&WindowResult {
-            key: ("h".to_string(), "m".to_string()),
+            key: ("h".into(), "m".into()),
             window: flowline_runtime::TimeWindow { start: 0, end: 1 },
             value: s,
             update: false,

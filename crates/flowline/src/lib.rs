@@ -13,6 +13,8 @@
 //! - [`build`]: the job builder, `JobPlan` → runtime `StreamEnvironment`,
 //!   with the connectors from the [`registry`] and the checkpoint store
 //!   (static Kafka group membership in `member`);
+//! - [`metric`]: metric events decoded, in the default shape or another
+//!   (`[event]`);
 //! - [`job`]: the metrics job itself: decode, key by host and metric,
 //!   event-time windows, one document per key and window;
 //! - [`aggregates`]: what each window document carries (`[window]
@@ -53,6 +55,7 @@ pub mod job;
 pub mod logging;
 pub mod mapping;
 mod member;
+pub mod metric;
 pub mod openapi;
 pub mod page;
 pub mod parallel;

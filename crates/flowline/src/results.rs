@@ -16,6 +16,7 @@ use flowline_runtime::WindowResult;
 use serde::Serialize;
 
 use crate::anomaly::AnomalyDoc;
+use crate::job::{Name, SeriesKey};
 use crate::stats::Stats;
 
 /// Newest window results kept.
@@ -89,11 +90,11 @@ pub struct Series {
 struct Inner {
     latest: VecDeque<Point>,
     anomalies: VecDeque<AnomalyPoint>,
-    series: HashMap<(String, String), VecDeque<Point>>,
+    series: HashMap<SeriesKey, VecDeque<Point>>,
     /// Watched keys, least recently asked for first.
-    order: VecDeque<(String, String)>,
+    order: VecDeque<SeriesKey>,
     /// The first [`KNOWN`] keys seen, for a search by prefix.
-    known: std::collections::BTreeSet<(String, String)>,
+    known: std::collections::BTreeSet<SeriesKey>,
     auto_watched: usize,
 }
 
@@ -109,11 +110,11 @@ impl Results {
     }
 
     /// A window result the job emitted.
-    pub fn window(&self, r: &WindowResult<(String, String), Stats>) {
+    pub fn window(&self, r: &WindowResult<SeriesKey, Stats>) {
         let s = &r.value;
         let p = Point {
-            key: r.key.0.clone(),
-            metric: r.key.1.clone(),
+            key: r.key.0.to_string(),
+            metric: r.key.1.to_string(),
             window_start_ms: r.window.start,
             window_end_ms: r.window.end,
             count: s.count,
@@ -159,8 +160,8 @@ impl Results {
             g.anomalies.pop_front();
         }
         g.anomalies.push_back(AnomalyPoint {
-            key: d.host.clone(),
-            metric: d.metric.clone(),
+            key: d.host.to_string(),
+            metric: d.metric.to_string(),
             window_start: d.window_start.clone(),
             value: d.value,
             z_score: d.z_score,
@@ -181,14 +182,15 @@ impl Results {
     /// [`KNOWN`] keys seen, the watched ones and those of the newest results.
     pub fn keys(&self, prefix: &str, limit: usize) -> Vec<(String, String)> {
         let g = self.lock();
-        let from = (prefix.to_string(), String::new());
+        let from: SeriesKey = (prefix.into(), Name::default());
+        let owned = |(k, m): &SeriesKey| (k.to_string(), m.to_string());
         let mut v: Vec<(String, String)> = g
             .known
             .range(from..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .cloned()
-            .chain(g.order.iter().cloned())
+            .map(owned)
+            .chain(g.order.iter().map(owned))
             .chain(g.latest.iter().map(|p| (p.key.clone(), p.metric.clone())))
             .filter(|(k, _)| k.starts_with(prefix))
             .collect();
@@ -201,7 +203,7 @@ impl Results {
     /// The history of `key` and `metric`, watching it from now on if it is
     /// not yet (the answer then has the points of the newest results only).
     pub fn series(&self, key: &str, metric: &str) -> Series {
-        let k = (key.to_string(), metric.to_string());
+        let k: SeriesKey = (key.into(), metric.into());
         let mut g = self.lock();
         if g.series.contains_key(&k) {
             // Asked for again: the most recently asked for goes last.
@@ -227,8 +229,8 @@ impl Results {
             .cloned()
             .collect();
         Series {
-            key: k.0,
-            metric: k.1,
+            key: k.0.into(),
+            metric: k.1.into(),
             points,
             anomalies,
         }
@@ -236,7 +238,7 @@ impl Results {
 }
 
 /// Starts watching `k`, making room by the least recently asked for.
-fn watch(g: &mut Inner, k: (String, String)) {
+fn watch(g: &mut Inner, k: SeriesKey) {
     if g.order.len() == MAX_WATCHED {
         if let Some(old) = g.order.pop_front() {
             g.series.remove(&old);
@@ -251,12 +253,7 @@ mod tests {
     use super::*;
     use flowline_runtime::TimeWindow;
 
-    fn result(
-        host: &str,
-        start: i64,
-        v: f64,
-        update: bool,
-    ) -> WindowResult<(String, String), Stats> {
+    fn result(host: &str, start: i64, v: f64, update: bool) -> WindowResult<SeriesKey, Stats> {
         let mut s = Stats::default();
         s.add(v);
         WindowResult {

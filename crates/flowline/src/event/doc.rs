@@ -76,8 +76,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 
 impl<'a, 'p> Doc<'a, 'p> {
     pub(super) fn parse(payload: &'a [u8]) -> Result<Self, String> {
+        // Checked whole, once, as in the default shape's decode: cheaper
+        // than serde_json's check of each string and raw value it borrows.
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
         Ok(Self {
-            root: serde_json::from_slice(payload)
+            root: serde_json::from_str(text)
                 .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?,
             objects: Default::default(),
         })

@@ -89,6 +89,14 @@ fn what_cannot_be_read_is_refused_naming_the_path() {
         let e = s.read(payload.as_bytes()).unwrap_err();
         assert!(e.contains(want), "{payload}: {e}");
     }
+    // Not UTF-8, in a field the shape reads or in one it ignores.
+    for p in [
+        &b"{\"host\":\"h\xff\",\"metric\":\"m\",\"m\":{\"v\":1},\"meta\":{\"time\":1}}"[..],
+        b"{\"host\":\"h\",\"x\":\"\xc3\",\"metric\":\"m\",\"m\":{\"v\":1},\"meta\":{\"time\":1}}",
+    ] {
+        let e = s.read(p).unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
     let e = shape("t", TimeFormat::Rfc3339, "v")
         .read(br#"{"host":"h","metric":"m","v":1,"t":"2026-01-01T00:00:00"}"#)
         .unwrap_err();
