@@ -111,7 +111,14 @@ pub(super) fn runs(mut batch: Vec<Record>) -> Vec<(Option<PartitionId>, Vec<Reco
     }
     let mut out = Vec::with_capacity(starts.len());
     for &s in starts.iter().rev() {
-        let run = batch.split_off(s);
+        // The first run takes the batch itself: `split_off(0)` would leave
+        // a new, empty buffer of the batch's whole capacity behind (an
+        // allocation of the batch's size per batch, for nothing).
+        let run = if s == 0 {
+            std::mem::take(&mut batch)
+        } else {
+            batch.split_off(s)
+        };
         out.push((run.first().and_then(|r| r.partition.clone()), run));
     }
     out.reverse();
@@ -196,6 +203,20 @@ mod tests {
         r.partition = Some(PartitionId::new(p));
         r.offset = offset;
         r
+    }
+
+    #[test]
+    fn a_batch_of_one_partition_is_its_own_run_without_a_new_buffer() {
+        let batch: Vec<Record> = (0..100).map(|o| rec("a", o)).collect();
+        let buffer = batch.as_ptr();
+        let rs = runs(batch);
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0].1.len(), 100);
+        assert_eq!(
+            rs[0].1.as_ptr(),
+            buffer,
+            "the run reuses the batch's buffer"
+        );
     }
 
     #[test]
