@@ -68,7 +68,7 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
     // [1000,3000). Only [0,2000) holds `big` already, so adding 20 there
     // would overflow; the record must go to neither window.
     let input = vec![rec("a", 500, big), rec("a", 1_500, 20), rec("a", 1_600, 1)];
-    let (summary, lines, dlq) = refuse(
+    let (summary, lines, bad) = refuse(
         input,
         Sliding::of(Duration::from_secs(2), Duration::from_secs(1)),
     );
@@ -81,7 +81,6 @@ fn a_refused_value_is_dead_lettered_once_and_counted_in_no_window() {
             "a 1000 3000 1 1 false".to_string(),
         ]
     );
-    let bad = dlq;
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].payload, b"a,1500,20");
     assert_eq!(

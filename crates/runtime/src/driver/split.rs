@@ -103,26 +103,19 @@ fn cut(mut records: Vec<Record>, k: usize) -> Vec<Vec<Record>> {
 
 /// Splits a batch into its runs of one partition, in order.
 pub(super) fn runs(mut batch: Vec<Record>) -> Vec<(Option<PartitionId>, Vec<Record>)> {
-    let mut starts = vec![0];
-    for i in 1..batch.len() {
-        if batch[i].partition != batch[i - 1].partition {
-            starts.push(i);
-        }
-    }
-    let mut out = Vec::with_capacity(starts.len());
-    for &s in starts.iter().rev() {
-        // The first run takes the batch itself: `split_off(0)` would leave
-        // a new, empty buffer of the batch's whole capacity behind (an
-        // allocation of the batch's size per batch, for nothing).
-        let run = if s == 0 {
-            std::mem::take(&mut batch)
-        } else {
-            batch.split_off(s)
-        };
-        out.push((run.first().and_then(|r| r.partition.clone()), run));
-    }
-    out.reverse();
-    out
+    // Where each run after the first starts.
+    let later: Vec<usize> = (1..batch.len())
+        .filter(|&i| batch[i].partition != batch[i - 1].partition)
+        .collect();
+    // The later runs are split off the end; the first keeps the batch's
+    // own buffer (`split_off(0)` would leave a new, empty buffer of the
+    // batch's whole capacity behind, an allocation per batch for nothing).
+    let mut runs: Vec<Vec<Record>> = later.iter().rev().map(|&s| batch.split_off(s)).collect();
+    runs.push(batch);
+    runs.into_iter()
+        .rev()
+        .map(|run| (run.first().and_then(|r| r.partition.clone()), run))
+        .collect()
 }
 
 impl Driver {
