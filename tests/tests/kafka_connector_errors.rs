@@ -1,11 +1,17 @@
 //! Dead letters on a Kafka topic carry the documented headers; SASL/SCRAM
 //! works and a wrong password is a clear error, not a hang; an unreachable
-//! broker is a clear error within a bounded time.
+//! broker is a clear error within a bounded time. A record the topic
+//! refuses as too large comes back whole, and only that one.
 
 use std::time::{Duration, Instant};
 
 use flowline::config::JobPlan;
-use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
+use flowline_connector_api::{
+    parse_config, ConnectorError, PartitionId, Record, Sink, SinkFactory,
+};
+use flowline_integration_tests::{
+    create_topic, create_topic_with, earliest_consumer, unique, TestServices,
+};
 use rdkafka::message::Headers;
 use rdkafka::Message;
 
@@ -232,4 +238,75 @@ async fn unreachable_broker_is_a_clear_error_within_a_bounded_time() {
         err.contains("cannot reach Kafka at 127.0.0.1:1 within 2s") && err.contains("Fix"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_topic_refuses_as_too_large_comes_back_whole_and_only_it() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("small-topic");
+    // The broker refuses a record batch over 2000 bytes; the producer
+    // (1 MB) sends it, so the refusal comes in the delivery report.
+    create_topic_with(
+        &s.kafka_bootstrap,
+        &topic,
+        1,
+        &[("max.message.bytes", "2000")],
+    )
+    .await;
+    let settings = serde_json::json!({
+        "bootstrap_servers": s.kafka_bootstrap, "topic": topic, "linger_ms": 50
+    });
+    let mut sink = flowline_kafka::KafkaSinkFactory
+        .build(parse_config("kafka", settings).unwrap())
+        .unwrap();
+    // Bytes that do not compress (the sink compresses batches).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..5000)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    let big = Record::new(noise)
+        .with_key("big")
+        .with_timestamp(1_767_225_600_000)
+        .with_header("trace", "t-1")
+        .at(PartitionId::new("in-3"), 42);
+    // Small records on both sides of the big one, in the same write, so
+    // they may share its batch.
+    let small = |i: usize| Record::new(format!("small-{i}")).with_key(format!("k{i}"));
+    let mut batch: Vec<Record> = (0..40).map(small).collect();
+    batch.push(big.clone());
+    batch.extend((40..80).map(small));
+    sink.write(batch)
+        .await
+        .expect("all accepted by the producer");
+    match sink.flush().await {
+        Err(ConnectorError::BadRecords(rejected)) => {
+            assert_eq!(
+                rejected.len(),
+                1,
+                "only the big record: {:?}",
+                rejected.iter().map(|r| &r.reason).collect::<Vec<_>>()
+            );
+            assert_eq!(rejected[0].record, big, "it comes back whole");
+            assert!(
+                rejected[0].reason.contains("MessageSizeTooLarge"),
+                "{}",
+                rejected[0].reason
+            );
+        }
+        other => panic!("expected the big record back, got {other:?}"),
+    }
+    let c = earliest_consumer(&s.kafka_bootstrap, &topic);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 80 {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .unwrap_or_else(|_| panic!("80 small records within 30 s, got {}", seen.len()))
+            .unwrap();
+        let p = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+        assert!(p.starts_with("small-"), "{p}");
+        assert!(seen.insert(p), "each once");
+    }
 }

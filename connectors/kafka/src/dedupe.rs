@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::error::{with_retries, Error};
@@ -56,7 +56,7 @@ fn kafka(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
 
 /// The topic's end offsets (after a flush: past every record written).
 pub(crate) fn ends(
-    p: &FutureProducer<crate::auth::AuthWatch>,
+    p: &ThreadedProducer<crate::sink::Deliveries>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Ends, Error> {

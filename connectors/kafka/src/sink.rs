@@ -2,32 +2,33 @@
 //! is delivered. Also the dead-letter destination: record headers (the
 //! reason, the source position) are written as Kafka headers.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+mod deliveries;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-use crate::auth::{refused, AuthWatch};
+use crate::auth::refused;
 use crate::config::{client_config, duration, KafkaSinkConfig};
 use crate::error::Error;
 
 /// While a delivery waits for the broker, a warning this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Delivery reports awaited at most this many at a time in `write`.
+/// Messages in flight at most in `write`; then it waits for half of them.
 const MAX_PENDING: usize = 100_000;
+
+pub(crate) use deliveries::Deliveries;
 
 /// The sink.
 pub struct KafkaSink {
-    producer: FutureProducer<AuthWatch>,
+    producer: ThreadedProducer<Deliveries>,
     topic: String,
     key_field: Option<String>,
-    pending: Vec<(DeliveryFuture, Record)>,
     /// Connection settings, for the dedupe reader.
     client: rdkafka::ClientConfig,
     timeout: Duration,
@@ -80,15 +81,14 @@ impl KafkaSink {
         for (k, v) in &cfg.properties {
             cc.set(k, v);
         }
-        let auth = AuthWatch::default();
-        let producer: FutureProducer<AuthWatch> =
-            cc.create_with_context(auth.clone())
-                .map_err(|source| Error::Kafka {
-                    what: "creating the Kafka producer".into(),
-                    source,
-                })?;
+        let producer: ThreadedProducer<Deliveries> = cc
+            .create_with_context(Deliveries::default())
+            .map_err(|source| Error::Kafka {
+                what: "creating the Kafka producer".into(),
+                source,
+            })?;
         let md = producer.client().fetch_metadata(Some(&cfg.topic), connect).map_err(|e| {
-            if let Some(reason) = auth.failure() {
+            if let Some(reason) = producer.context().auth.failure() {
                 return Error::Config(refused(&cfg.bootstrap_servers, &reason));
             }
             Error::Config(format!(
@@ -111,7 +111,6 @@ impl KafkaSink {
             producer,
             topic: cfg.topic,
             key_field: cfg.key_field,
-            pending: Vec::new(),
             client,
             timeout: connect,
             dedupe_header: cfg.dedupe_header,
@@ -133,60 +132,124 @@ impl KafkaSink {
         }
     }
 
-    /// Awaits a delivery not done yet, warning once a minute while it waits.
-    async fn wait(&self, fut: &mut DeliveryFuture) -> <DeliveryFuture as Future>::Output {
+    /// Hands one record to the producer. librdkafka holds a reference
+    /// until the delivery report, so a record the broker refuses comes back
+    /// whole.
+    fn try_send(&self, r: &Arc<Record>) -> Result<(), KafkaError> {
+        let key = self.key_of(r);
+        // A record without headers gets none: librdkafka allocates a
+        // headers object, and its copy for each send, even when empty.
+        let headers = (!r.headers.is_empty()).then(|| {
+            r.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(r.headers.len()),
+                |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    })
+                },
+            )
+        });
+        let mut br: BaseRecord<'_, Vec<u8>, Vec<u8>, Arc<Record>> =
+            BaseRecord::with_opaque_to(&self.topic, Arc::clone(r)).payload(&r.payload);
+        if let Some(h) = headers {
+            br = br.headers(h);
+        }
+        if let Some(k) = &key {
+            br = br.key(k);
+        }
+        if let Some(ts) = r.timestamp {
+            br = br.timestamp(ts);
+        }
+        let d = self.producer.context();
+        d.sending();
+        self.producer.send(br).map_err(|(e, br)| {
+            drop(br);
+            d.done();
+            e
+        })
+    }
+
+    /// Waits until at most `keep` messages are in flight, warning once a
+    /// minute while it waits. Any failure other than a refused record is
+    /// final (librdkafka has already retried until `max_retry_duration`, by
+    /// default without limit; the job restarts from its checkpoint).
+    async fn wait(&self, keep: usize) -> Result<(), ConnectorError> {
+        let d = self.producer.context();
         let waiting = std::time::Instant::now();
-        loop {
-            match tokio::time::timeout(WARN_EVERY, &mut *fut).await {
-                Ok(d) => return d,
-                Err(_) => tracing::warn!(
-                    topic = %self.topic,
-                    waiting_s = waiting.elapsed().as_secs(),
-                    "a delivery is still waiting for the broker; retrying without limit (max_retry_duration sets one). This warning repeats once a minute while it lasts"
-                ),
-            }
+        d.wait_until(keep, WARN_EVERY, |in_flight| {
+            tracing::warn!(
+                topic = %self.topic,
+                in_flight,
+                waiting_s = waiting.elapsed().as_secs(),
+                "deliveries are still waiting for the broker; retrying without limit (max_retry_duration sets one). This warning repeats once a minute while it lasts"
+            )
+        })
+        .await;
+        match d.take_failure() {
+            None => Ok(()),
+            Some(e) => Err(ConnectorError::permanent(format!(
+                "delivery to `{}` failed after the producer's retries: {e}",
+                self.topic
+            ))),
         }
     }
 
-    /// Awaits every pending delivery; rejected records come back, any other
-    /// failure is final (librdkafka has already retried until
-    /// `max_retry_duration`, by default without limit; the job restarts
-    /// from its checkpoint).
-    async fn settle(&mut self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
+    /// [`wait`](Self::wait), then the records the broker refused as too
+    /// large.
+    async fn settle(&self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
+        self.wait(keep).await?;
+        let refused = self.producer.context().take_rejected();
+        if refused.is_empty() {
+            return Ok(refused);
+        }
+        self.resend_alone(refused).await
+    }
+
+    /// A broker checks `max.message.bytes` against a whole record batch, so
+    /// one record too large for the topic takes down every record batched
+    /// with it. Each refused record is sent again alone, with nothing else
+    /// in flight; only a record refused alone is rejected. This costs a
+    /// round trip per refused record, on this error path only, and the
+    /// records resent land after those sent since.
+    async fn resend_alone(
+        &self,
+        mut refused: Vec<Rejected>,
+    ) -> Result<Vec<Rejected>, ConnectorError> {
+        let d = self.producer.context();
+        self.wait(0).await?;
+        refused.extend(d.take_rejected());
+        tracing::info!(topic = %self.topic, records = refused.len(), "the broker refused record batches as too large; sending each of their records alone");
         let mut rejected = Vec::new();
-        let n = self.pending.len().saturating_sub(keep);
-        let pending: Vec<_> = self.pending.drain(..n).collect();
-        for (mut fut, record) in pending {
-            // Most deliveries are done by now: taken without a timer (a
-            // clock read and a timer entry each).
-            let ready = Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()));
-            let delivered = match ready {
-                Poll::Ready(d) => d,
-                Poll::Pending => self.wait(&mut fut).await,
-            };
-            match delivered {
-                Ok(Ok(_)) => {}
-                Ok(Err((
-                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                    _,
-                ))) => {
-                    rejected.push(Rejected::new(record, "MessageSizeTooLarge: the record is larger than the topic's max.message.bytes"));
+        for Rejected { record, .. } in refused {
+            let r = Arc::new(record);
+            match self.try_send(&r) {
+                Ok(()) => {}
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                    rejected.push(too_large(r));
+                    continue;
                 }
-                Ok(Err((e, _))) => {
+                Err(e) => {
                     return Err(ConnectorError::permanent(format!(
-                        "delivery to `{}` failed after the producer's retries: {e}",
+                        "producing to `{}`: {e}",
                         self.topic
-                    )));
-                }
-                Err(_) => {
-                    return Err(ConnectorError::permanent(
-                        "the producer was dropped with deliveries pending",
-                    ))
+                    )))
                 }
             }
+            self.wait(0).await?;
+            rejected.extend(d.take_rejected());
         }
         Ok(rejected)
     }
+}
+
+/// A record the producer refuses before sending it.
+fn too_large(r: Arc<Record>) -> Rejected {
+    let reason = format!(
+        "MessageSizeTooLarge: {} bytes is more than the producer's message.max.bytes",
+        r.payload.len()
+    );
+    Rejected::new(Arc::unwrap_or_clone(r), reason)
 }
 
 impl Sink for KafkaSink {
@@ -201,56 +264,23 @@ impl Sink for KafkaSink {
                     continue;
                 }
             }
-            let key = self.key_of(&r);
-            // A record without headers gets none: librdkafka allocates a
-            // headers object, and its copy for each send, even when empty.
-            let headers = (!r.headers.is_empty()).then(|| {
-                r.headers.iter().fold(
-                    OwnedHeaders::new_with_capacity(r.headers.len()),
-                    |h, (k, v)| {
-                        h.insert(Header {
-                            key: k,
-                            value: Some(v),
-                        })
-                    },
-                )
-            });
+            let r = Arc::new(r);
             loop {
-                let mut fr = FutureRecord::to(&self.topic).payload(&r.payload);
-                if let Some(h) = &headers {
-                    fr = fr.headers(h.clone());
-                }
-                if let Some(k) = &key {
-                    fr = fr.key(k);
-                }
-                if let Some(ts) = r.timestamp {
-                    fr = fr.timestamp(ts);
-                }
-                match self.producer.send_result(fr) {
-                    Ok(f) => {
-                        self.pending.push((f, r));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                match self.try_send(&r) {
+                    Ok(()) => break,
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // Backpressure: wait for half of what is in flight.
-                        let keep = self.pending.len() / 2;
+                        let keep = self.producer.context().in_flight() / 2;
                         rejected.extend(self.settle(keep).await?);
-                        if self.pending.is_empty() {
+                        if self.producer.context().in_flight() == 0 {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
-                    Err((
-                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
-                        _,
-                    )) => {
-                        let reason = format!(
-                            "MessageSizeTooLarge: {} bytes is more than the producer's message.max.bytes",
-                            r.payload.len()
-                        );
-                        rejected.push(Rejected::new(r, reason));
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                        rejected.push(too_large(r));
                         break;
                     }
-                    Err((e, _)) => {
+                    Err(e) => {
                         return Err(ConnectorError::permanent(format!(
                             "producing to `{}`: {e}",
                             self.topic
@@ -258,7 +288,7 @@ impl Sink for KafkaSink {
                     }
                 }
             }
-            if self.pending.len() >= MAX_PENDING {
+            if self.producer.context().in_flight() >= MAX_PENDING {
                 rejected.extend(self.settle(MAX_PENDING / 2).await?);
             }
         }
