@@ -41,20 +41,42 @@ impl Default for StableHasher {
 
 const M: u64 = 0x9E37_79B9_7F4A_7C15;
 
+impl StableHasher {
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(M).rotate_left(29);
+    }
+}
+
+/// The 1 to 7 bytes of `rest` as a little-endian word, read without a
+/// copy of variable length (a `memcpy` call per key part otherwise).
+fn tail(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let hi = u32::from_le_bytes([rest[n - 4], rest[n - 3], rest[n - 2], rest[n - 1]]);
+        // The two reads overlap when n < 8: the shared bytes are equal.
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else {
+        u64::from(rest[0])
+            | (u64::from(rest[n / 2]) << (8 * (n / 2)))
+            | (u64::from(rest[n - 1]) << (8 * (n - 1)))
+    }
+}
+
 impl Hasher for StableHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0 ^ w).wrapping_mul(M).rotate_left(29);
+            self.mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            let w = u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59);
-            self.0 = (self.0 ^ w).wrapping_mul(M).rotate_left(29);
+            self.mix(tail(rest) ^ ((rest.len() as u64) << 59));
         }
+    }
+    /// `write(&[b])`, as one word (`str` hashes end with one).
+    fn write_u8(&mut self, b: u8) {
+        self.mix(u64::from(b) ^ (1 << 59));
     }
     /// Lengths are hashed as 64 bits on every platform.
     fn write_usize(&mut self, n: usize) {
@@ -214,15 +236,26 @@ impl<T> Group<T> {
 /// operators (so that a group's state snapshots and moves alone).
 pub(crate) struct KeyGroups<T> {
     pub(crate) factory: Arc<dyn Fn() -> BoxOp<T> + Send + Sync>,
-    groups: BTreeMap<u16, Group<T>>,
+    /// Indexed by key group, `None` where another worker owns it: a look-up
+    /// per element without a search, and iteration in key-group order.
+    groups: Vec<Option<Group<T>>>,
 }
 
 impl<T> KeyGroups<T> {
     pub(crate) fn new(factory: Arc<dyn Fn() -> BoxOp<T> + Send + Sync>) -> Self {
         Self {
             factory,
-            groups: BTreeMap::new(),
+            groups: std::iter::repeat_with(|| None)
+                .take(usize::from(KEY_GROUPS))
+                .collect(),
         }
+    }
+
+    /// The groups this worker owns, in key-group order.
+    fn owned(&mut self) -> impl Iterator<Item = (u16, &mut Group<T>)> {
+        (0..KEY_GROUPS)
+            .zip(&mut self.groups)
+            .filter_map(|(kg, g)| Some((kg, g.as_mut()?)))
     }
 }
 
@@ -245,7 +278,10 @@ fn cx_for<'a>(g: &'a mut GroupCx<'_>, kg: u16, next_fire: i64) -> Cx<'a> {
 impl<T: Send + 'static> Groups for KeyGroups<T> {
     fn add(&mut self, kg: u16) {
         let chain = (self.factory)();
-        self.groups.entry(kg).or_insert(Group::new(chain, i64::MAX));
+        // Owned groups come from `worker_of` over 0..KEY_GROUPS.
+        if let Some(slot) = self.groups.get_mut(usize::from(kg)) {
+            slot.get_or_insert(Group::new(chain, i64::MAX));
+        }
     }
 
     fn restore(
@@ -258,7 +294,11 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
         let mut cx = cx_for(g, kg, i64::MAX);
         chain.restore(&mut states.into_iter(), &mut cx)?;
         let next_fire = cx.next_fire;
-        self.groups.insert(kg, Group::new(chain, next_fire));
+        let slot = self
+            .groups
+            .get_mut(usize::from(kg))
+            .ok_or_else(|| format!("key group {kg} is not below {KEY_GROUPS}"))?;
+        *slot = Some(Group::new(chain, next_fire));
         Ok(())
     }
 
@@ -268,7 +308,11 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
             .downcast::<Vec<Item<T>>>()
             .expect("one element type per exchange");
         for it in items {
-            let Some(group) = self.groups.get_mut(&it.kg) else {
+            let Some(group) = self
+                .groups
+                .get_mut(usize::from(it.kg))
+                .and_then(Option::as_mut)
+            else {
                 g.outbox.error.get_or_insert_with(|| {
                     crate::RuntimeError::Internal(format!(
                         "key group {} reached worker {} that does not own it",
@@ -295,7 +339,7 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
     }
 
     fn fire_one(&mut self, wm: i64, g: &mut GroupCx<'_>) -> bool {
-        let Some((&kg, group)) = self.groups.iter_mut().find(|(_, gr)| gr.due(wm)) else {
+        let Some((kg, group)) = self.owned().find(|(_, gr)| gr.due(wm)) else {
             return false;
         };
         let mut cx = cx_for(g, kg, i64::MAX);
@@ -309,7 +353,8 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
 
     fn snapshot(&self) -> Result<BTreeMap<u16, Vec<Vec<u8>>>, String> {
         let mut out = BTreeMap::new();
-        for (&kg, g) in &self.groups {
+        let owned = (0..KEY_GROUPS).zip(&self.groups);
+        for (kg, g) in owned.filter_map(|(kg, g)| Some((kg, g.as_ref()?))) {
             let mut states = Vec::new();
             g.chain
                 .snapshot(&mut states)
@@ -339,6 +384,33 @@ mod tests {
             seen[usize::from(key_group(&format!("host-{i}")))] += 1;
         }
         assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+    }
+
+    /// The hash as first written: a zero-padded copy of the tail.
+    fn reference(bytes: &[u8]) -> u64 {
+        let mut h = 0x243F_6A88_85A3_08D3u64;
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            let mut w = u64::from_le_bytes(w);
+            if c.len() < 8 {
+                w ^= (c.len() as u64) << 59;
+            }
+            h = (h ^ w).wrapping_mul(M).rotate_left(29);
+        }
+        h
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_hash_equals_the_reference(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40), b: u8) {
+            let mut h = StableHasher::default();
+            h.write(&bytes);
+            proptest::prop_assert_eq!(h.0, reference(&bytes));
+            let mut h = StableHasher::default();
+            h.write_u8(b);
+            proptest::prop_assert_eq!(h.0, reference(&[b]));
+        }
     }
 
     #[test]
