@@ -242,32 +242,9 @@ async fn unreachable_broker_is_a_clear_error_within_a_bounded_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_topic_refuses_as_too_large_comes_back_whole_and_only_it() {
-    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
-    let topic = unique("small-topic");
-    // The broker refuses a record batch over 2000 bytes; the producer
-    // (1 MB) sends it, so the refusal comes in the delivery report.
-    create_topic_with(
-        &s.kafka_bootstrap,
-        &topic,
-        1,
-        &[("max.message.bytes", "2000")],
-    )
-    .await;
-    let settings = serde_json::json!({
-        "bootstrap_servers": s.kafka_bootstrap, "topic": topic, "linger_ms": 50
-    });
-    let mut sink = flowline_kafka::KafkaSinkFactory
-        .build(parse_config("kafka", settings).unwrap())
-        .unwrap();
-    // Bytes that do not compress (the sink compresses batches).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: Vec<u8> = (0..5000)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (x >> 56) as u8
-        })
-        .collect();
-    let big = Record::new(noise)
+    let (s, topic, mut sink) =
+        sink_to_a_2000_byte_topic(1, serde_json::json!({"linger_ms": 50})).await;
+    let big = Record::new(noise(5000, 1))
         .with_key("big")
         .with_timestamp(1_767_225_600_000)
         .with_header("trace", "t-1")
@@ -309,4 +286,64 @@ async fn a_record_the_topic_refuses_as_too_large_comes_back_whole_and_only_it() 
         assert!(p.starts_with("small-"), "{p}");
         assert!(seen.insert(p), "each once");
     }
+}
+
+/// A Kafka sink to a new topic whose broker refuses a record batch over
+/// 2000 bytes; the producer (1 MB) sends such a batch, so the refusal comes
+/// in the delivery report. `settings` adds to the sink's.
+async fn sink_to_a_2000_byte_topic(
+    partitions: i32,
+    mut settings: serde_json::Value,
+) -> (&'static TestServices, String, flowline_kafka::KafkaSink) {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("small-topic");
+    create_topic_with(
+        &s.kafka_bootstrap,
+        &topic,
+        partitions,
+        &[("max.message.bytes", "2000")],
+    )
+    .await;
+    settings["bootstrap_servers"] = s.kafka_bootstrap.clone().into();
+    settings["topic"] = topic.clone().into();
+    let sink = flowline_kafka::KafkaSinkFactory
+        .build(parse_config("kafka", settings).unwrap())
+        .unwrap();
+    (s, topic, sink)
+}
+
+/// `n` bytes that do not compress (the sink compresses batches).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_record_is_too_large_for_the_topic_each_comes_back_once() {
+    let (_, _, mut sink) = sink_to_a_2000_byte_topic(2, serde_json::json!({})).await;
+    let n = 3000;
+    let batch: Vec<Record> = (0..n)
+        .map(|i| Record::new(noise(3000, i)).with_key(format!("k{i}")))
+        .collect();
+    sink.write(batch.clone())
+        .await
+        .expect("all accepted by the producer");
+    let Err(ConnectorError::BadRecords(rejected)) = sink.flush().await else {
+        panic!("every record comes back")
+    };
+    let mut back: Vec<Record> = rejected.into_iter().map(|r| r.record).collect();
+    back.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut want = batch;
+    want.sort_by(|a, b| a.key.cmp(&b.key));
+    assert!(
+        back == want,
+        "each record once, unchanged: {} of {n} back",
+        back.len()
+    );
+    sink.flush().await.expect("nothing left");
 }

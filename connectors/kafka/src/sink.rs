@@ -24,9 +24,16 @@ const MAX_PENDING: usize = 100_000;
 
 pub(crate) use deliveries::Deliveries;
 
+/// A producer whose context counts its deliveries.
+type SinkProducer = ThreadedProducer<Deliveries>;
+
 /// The sink.
 pub struct KafkaSink {
-    producer: ThreadedProducer<Deliveries>,
+    producer: SinkProducer,
+    /// The settings of the resend producer, and the producer once a record
+    /// has been refused (see [`KafkaSink::resend`]).
+    resend_config: rdkafka::ClientConfig,
+    resender: std::sync::OnceLock<SinkProducer>,
     topic: String,
     key_field: Option<String>,
     /// Connection settings, for the dedupe reader.
@@ -81,6 +88,10 @@ impl KafkaSink {
         for (k, v) in &cfg.properties {
             cc.set(k, v);
         }
+        let mut resend_config = cc.clone();
+        resend_config
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0");
         let producer: ThreadedProducer<Deliveries> = cc
             .create_with_context(Deliveries::default())
             .map_err(|source| Error::Kafka {
@@ -109,6 +120,8 @@ impl KafkaSink {
         }
         Ok(Self {
             producer,
+            resend_config,
+            resender: std::sync::OnceLock::new(),
             topic: cfg.topic,
             key_field: cfg.key_field,
             client,
@@ -132,10 +145,9 @@ impl KafkaSink {
         }
     }
 
-    /// Hands one record to the producer. librdkafka holds a reference
-    /// until the delivery report, so a record the broker refuses comes back
-    /// whole.
-    fn try_send(&self, r: &Arc<Record>) -> Result<(), KafkaError> {
+    /// Hands one record to `p`. librdkafka holds a reference until the
+    /// delivery report, so a record the broker refuses comes back whole.
+    fn try_send(&self, p: &SinkProducer, r: &Arc<Record>) -> Result<(), KafkaError> {
         let key = self.key_of(r);
         // A record without headers gets none: librdkafka allocates a
         // headers object, and its copy for each send, even when empty.
@@ -161,21 +173,49 @@ impl KafkaSink {
         if let Some(ts) = r.timestamp {
             br = br.timestamp(ts);
         }
-        let d = self.producer.context();
+        let d = p.context();
         d.sending();
-        self.producer.send(br).map_err(|(e, br)| {
+        p.send(br).map_err(|(e, br)| {
             drop(br);
             d.done();
             e
         })
     }
 
-    /// Waits until at most `keep` messages are in flight, warning once a
-    /// minute while it waits. Any failure other than a refused record is
-    /// final (librdkafka has already retried until `max_retry_duration`, by
-    /// default without limit; the job restarts from its checkpoint).
-    async fn wait(&self, keep: usize) -> Result<(), ConnectorError> {
-        let d = self.producer.context();
+    /// Sends `r` with `p`, waiting for room while its queue is full
+    /// (backpressure: half of what is in flight). A record the producer
+    /// refuses as too large comes back; refusals by the broker are
+    /// collected by [`settle`](Self::settle).
+    async fn send(&self, p: &SinkProducer, r: Record) -> Result<Option<Rejected>, ConnectorError> {
+        let r = Arc::new(r);
+        loop {
+            match self.try_send(p, &r) {
+                Ok(()) => return Ok(None),
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    self.wait(p, p.context().in_flight() / 2).await?;
+                    if p.context().in_flight() == 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                    return Ok(Some(too_large(r)))
+                }
+                Err(e) => {
+                    return Err(ConnectorError::permanent(format!(
+                        "producing to `{}`: {e}",
+                        self.topic
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Waits until at most `keep` messages of `p` are in flight, warning
+    /// once a minute while it waits. Any failure other than a refused record
+    /// is final (librdkafka has already retried until `max_retry_duration`,
+    /// by default without limit; the job restarts from its checkpoint).
+    async fn wait(&self, p: &SinkProducer, keep: usize) -> Result<(), ConnectorError> {
+        let d = p.context();
         let waiting = std::time::Instant::now();
         d.wait_until(keep, WARN_EVERY, |in_flight| {
             tracing::warn!(
@@ -198,47 +238,41 @@ impl KafkaSink {
     /// [`wait`](Self::wait), then the records the broker refused as too
     /// large.
     async fn settle(&self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
-        self.wait(keep).await?;
+        self.wait(&self.producer, keep).await?;
         let refused = self.producer.context().take_rejected();
         if refused.is_empty() {
             return Ok(refused);
         }
-        self.resend_alone(refused).await
+        self.resend(refused).await
     }
 
     /// A broker checks `max.message.bytes` against a whole record batch, so
     /// one record too large for the topic takes down every record batched
-    /// with it. Each refused record is sent again alone, with nothing else
-    /// in flight; only a record refused alone is rejected. This costs a
-    /// round trip per refused record, on this error path only, and the
-    /// records resent land after those sent since.
-    async fn resend_alone(
-        &self,
-        mut refused: Vec<Rejected>,
-    ) -> Result<Vec<Rejected>, ConnectorError> {
-        let d = self.producer.context();
-        self.wait(0).await?;
-        refused.extend(d.take_rejected());
-        tracing::info!(topic = %self.topic, records = refused.len(), "the broker refused record batches as too large; sending each of their records alone");
+    /// with it. The refused records are sent again by a second producer
+    /// that puts one record in each batch (`batch.num.messages` = 1,
+    /// created at the first refusal); only what the broker refuses from it
+    /// is rejected. The records resent land after those sent since.
+    async fn resend(&self, refused: Vec<Rejected>) -> Result<Vec<Rejected>, ConnectorError> {
+        if self.resender.get().is_none() {
+            let p: SinkProducer = self
+                .resend_config
+                .create_with_context(Deliveries::default())
+                .map_err(|e| {
+                    ConnectorError::permanent(format!(
+                        "creating the producer that resends refused records to `{}`: {e}",
+                        self.topic
+                    ))
+                })?;
+            let _ = self.resender.set(p);
+        }
+        let p = self.resender.get().expect("set above");
+        tracing::info!(topic = %self.topic, records = refused.len(), "the broker refused record batches as too large; sending their records again, one per batch");
         let mut rejected = Vec::new();
         for Rejected { record, .. } in refused {
-            let r = Arc::new(record);
-            match self.try_send(&r) {
-                Ok(()) => {}
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
-                    rejected.push(too_large(r));
-                    continue;
-                }
-                Err(e) => {
-                    return Err(ConnectorError::permanent(format!(
-                        "producing to `{}`: {e}",
-                        self.topic
-                    )))
-                }
-            }
-            self.wait(0).await?;
-            rejected.extend(d.take_rejected());
+            rejected.extend(self.send(p, record).await?);
         }
+        self.wait(p, 0).await?;
+        rejected.extend(p.context().take_rejected());
         Ok(rejected)
     }
 }
@@ -264,30 +298,7 @@ impl Sink for KafkaSink {
                     continue;
                 }
             }
-            let r = Arc::new(r);
-            loop {
-                match self.try_send(&r) {
-                    Ok(()) => break,
-                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                        // Backpressure: wait for half of what is in flight.
-                        let keep = self.producer.context().in_flight() / 2;
-                        rejected.extend(self.settle(keep).await?);
-                        if self.producer.context().in_flight() == 0 {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
-                        rejected.push(too_large(r));
-                        break;
-                    }
-                    Err(e) => {
-                        return Err(ConnectorError::permanent(format!(
-                            "producing to `{}`: {e}",
-                            self.topic
-                        )))
-                    }
-                }
-            }
+            rejected.extend(self.send(&self.producer, r).await?);
             if self.producer.context().in_flight() >= MAX_PENDING {
                 rejected.extend(self.settle(MAX_PENDING / 2).await?);
             }
