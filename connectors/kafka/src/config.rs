@@ -184,6 +184,8 @@ pub struct KafkaSinkConfig {
     /// The topic.
     pub topic: String,
     /// Take the message key from this payload field; default: the record key.
+    /// A record whose payload is not a JSON object with the field is a bad
+    /// record (a `null` field is no key).
     pub key_field: Option<String>,
     /// `linger.ms`.
     #[serde(default = "d_linger")]

@@ -143,7 +143,7 @@ impl SinkFactory for KafkaSinkFactory {
                 "key_field",
                 "string",
                 "record key",
-                "payload field used as message key",
+                "JSON payload field used as message key; a payload without it is a bad record",
             ))
             .with_field(ConfigField::optional(
                 "max_retry_duration",

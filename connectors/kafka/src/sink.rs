@@ -131,24 +131,14 @@ impl KafkaSink {
         })
     }
 
-    fn key_of(&self, r: &Record) -> Option<Vec<u8>> {
-        match &self.key_field {
-            None => r.key.clone(),
-            Some(f) => {
-                let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
-                match &v[f] {
-                    serde_json::Value::String(s) => Some(s.clone().into_bytes()),
-                    serde_json::Value::Null => None,
-                    other => Some(other.to_string().into_bytes()),
-                }
-            }
-        }
-    }
-
     /// Hands one record to `p`. librdkafka holds a reference until the
     /// delivery report, so a record the broker refuses comes back whole.
-    fn try_send(&self, p: &SinkProducer, r: &Arc<Record>) -> Result<(), KafkaError> {
-        let key = self.key_of(r);
+    fn try_send(
+        &self,
+        p: &SinkProducer,
+        r: &Arc<Record>,
+        key: Option<&[u8]>,
+    ) -> Result<(), KafkaError> {
         // A record without headers gets none: librdkafka allocates a
         // headers object, and its copy for each send, even when empty.
         let headers = (!r.headers.is_empty()).then(|| {
@@ -162,12 +152,12 @@ impl KafkaSink {
                 },
             )
         });
-        let mut br: BaseRecord<'_, Vec<u8>, Vec<u8>, Arc<Record>> =
+        let mut br: BaseRecord<'_, [u8], Vec<u8>, Arc<Record>> =
             BaseRecord::with_opaque_to(&self.topic, Arc::clone(r)).payload(&r.payload);
         if let Some(h) = headers {
             br = br.headers(h);
         }
-        if let Some(k) = &key {
+        if let Some(k) = key {
             br = br.key(k);
         }
         if let Some(ts) = r.timestamp {
@@ -188,8 +178,12 @@ impl KafkaSink {
     /// collected by [`settle`](Self::settle).
     async fn send(&self, p: &SinkProducer, r: Record) -> Result<Option<Rejected>, ConnectorError> {
         let r = Arc::new(r);
+        let key = match message_key(self.key_field.as_deref(), &r) {
+            Ok(key) => key,
+            Err(reason) => return Ok(Some(Rejected::new(Arc::unwrap_or_clone(r), reason))),
+        };
         loop {
-            match self.try_send(p, &r) {
+            match self.try_send(p, &r, key.as_deref()) {
                 Ok(()) => return Ok(None),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     self.wait(p, p.context().in_flight() / 2).await?;
@@ -274,6 +268,33 @@ impl KafkaSink {
         self.wait(p, 0).await?;
         rejected.extend(p.context().take_rejected());
         Ok(rejected)
+    }
+}
+
+/// The message key of `r`: its own key, or with `key_field` that field of
+/// its JSON payload (a string as its bytes, `null` as no key, another value
+/// as its JSON text). A payload without the field, or not a JSON object,
+/// is refused: sent without a key it would land on an arbitrary partition.
+fn message_key<'r>(
+    field: Option<&str>,
+    r: &'r Record,
+) -> Result<Option<std::borrow::Cow<'r, [u8]>>, String> {
+    use serde_json::Value;
+    let Some(f) = field else {
+        return Ok(r.key.as_deref().map(std::borrow::Cow::Borrowed));
+    };
+    let v: Value = serde_json::from_slice(&r.payload)
+        .map_err(|e| format!("key_field `{f}`: the payload is not JSON ({e})"))?;
+    let Value::Object(mut fields) = v else {
+        return Err(format!("key_field `{f}`: the payload is not a JSON object"));
+    };
+    match fields.remove(f) {
+        None => Err(format!(
+            "key_field `{f}`: the payload has no field `{f}`. Fix: add it, or unset key_field to use the record key"
+        )),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.into_bytes().into())),
+        Some(other) => Ok(Some(other.to_string().into_bytes().into())),
     }
 }
 
@@ -364,5 +385,38 @@ impl Sink for KafkaSink {
         self.flush().await?;
         let _ = self.producer.flush(Duration::from_secs(10));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(field: Option<&str>, r: &Record) -> Result<Option<Vec<u8>>, String> {
+        message_key(field, r).map(|k| k.map(|k| k.into_owned()))
+    }
+
+    #[test]
+    fn the_key_is_the_record_key_or_the_payload_field() {
+        let r = Record::new(r#"{"host":"web-1","n":7,"z":null,"o":{"a":1}}"#).with_key("rk");
+        assert_eq!(key(None, &r), Ok(Some(b"rk".to_vec())));
+        assert_eq!(key(None, &Record::new("x")), Ok(None));
+        assert_eq!(key(Some("host"), &r), Ok(Some(b"web-1".to_vec())));
+        assert_eq!(key(Some("n"), &r), Ok(Some(b"7".to_vec())));
+        assert_eq!(key(Some("o"), &r), Ok(Some(br#"{"a":1}"#.to_vec())));
+        assert_eq!(key(Some("z"), &r), Ok(None), "an explicit null is no key");
+    }
+
+    #[test]
+    fn a_payload_without_the_key_field_is_refused_not_sent_keyless() {
+        let missing = key(Some("host"), &Record::new(r#"{"hostname":"web-1"}"#)).unwrap_err();
+        assert!(
+            missing.contains("no field `host`") && missing.contains("Fix:"),
+            "{missing}"
+        );
+        let not_json = key(Some("host"), &Record::new("host=web-1")).unwrap_err();
+        assert!(not_json.contains("not JSON"), "{not_json}");
+        let array = key(Some("host"), &Record::new(r#"["host"]"#)).unwrap_err();
+        assert!(array.contains("not a JSON object"), "{array}");
     }
 }
