@@ -1,7 +1,8 @@
 //! Dead letters on a Kafka topic carry the documented headers; SASL/SCRAM
 //! works and a wrong password is a clear error, not a hang; an unreachable
 //! broker is a clear error within a bounded time. A record the topic
-//! refuses as too large comes back whole, and only that one.
+//! refuses (too large, a time out of its range) comes back whole, and only
+//! that one; a refused window time is a dead letter, not a crash loop.
 
 use std::time::{Duration, Instant};
 
@@ -27,18 +28,13 @@ async fn bad_records_land_on_the_dead_letter_topic_with_headers() {
         "{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}\n{\"host\":\"h\",\"metric\":\n{\"host\":\"h\",\"metric\":\"m\",\"value\":\"x\",\"timestamp\":\"2026-01-01T00:00:01Z\"}\n",
     )
     .unwrap();
-    let plan = JobPlan::parse(&format!(
+    let summary = run_job(&format!(
         "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
         events.display(),
         dir.path().join("out.ndjson").display(),
         s.kafka_bootstrap
     ))
-    .unwrap();
-    let summary = flowline::build::build_job(&plan, &flowline::registry())
-        .unwrap()
-        .execute()
-        .await
-        .unwrap();
+    .await;
     assert_eq!(summary.bad_records, 2);
 
     let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
@@ -102,18 +98,13 @@ async fn dead_letters_too_large_for_their_topic_arrive_cut_down_with_a_marker() 
         text.push('\n');
     }
     std::fs::write(&events, text).unwrap();
-    let plan = JobPlan::parse(&format!(
+    let summary = run_job(&format!(
         "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
         events.display(),
         dir.path().join("out.ndjson").display(),
         s.kafka_bootstrap
     ))
-    .unwrap();
-    let summary = flowline::build::build_job(&plan, &flowline::registry())
-        .unwrap()
-        .execute()
-        .await
-        .expect("the job lives on");
+    .await;
     assert_eq!(summary.bad_records, 30);
     let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
     let mut seen = std::collections::BTreeSet::new();
@@ -122,12 +113,7 @@ async fn dead_letters_too_large_for_their_topic_arrive_cut_down_with_a_marker() 
             .await
             .expect("30 dead letters within 30 s")
             .unwrap();
-        let header = |k: &str| {
-            m.headers()
-                .and_then(|h| h.iter().find(|h| h.key == k))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let header = |k: &str| header(&m, k);
         let payload = m.payload().unwrap();
         assert_eq!(payload.len(), 16 * 1024);
         assert_eq!(
@@ -312,6 +298,24 @@ async fn sink_to_a_2000_byte_topic(
     (s, topic, sink)
 }
 
+/// Runs the job `toml` to its end; it must not fail.
+async fn run_job(toml: &str) -> flowline_runtime::JobSummary {
+    let plan = JobPlan::parse(toml).unwrap();
+    flowline::build::build_job(&plan, &flowline::registry())
+        .unwrap()
+        .execute()
+        .await
+        .expect("the job lives on")
+}
+
+/// The value of header `k` of `m`, as text.
+fn header(m: &impl Message, k: &str) -> Option<String> {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == k))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// `n` bytes that do not compress (the sink compresses batches).
 fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -346,4 +350,64 @@ async fn when_every_record_is_too_large_for_the_topic_each_comes_back_once() {
         back.len()
     );
     sink.flush().await.expect("nothing left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_time_the_broker_refuses_is_a_dead_letter_not_a_crash_loop() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let (out, dlq) = (unique("out-times"), unique("dlq-times"));
+    create_topic(&s.kafka_bootstrap, &out, 1).await;
+    create_topic(&s.kafka_bootstrap, &dlq, 1).await;
+    // max_future lets an event 3 hours ahead in; its window starts about
+    // then, and Kafka 4 refuses a record more than 1 hour ahead of its
+    // clock. So does the dead-letter topic, for the same time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ahead = flowline_connector_api::time::format_rfc3339_ms(now + 3 * 3_600_000);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        format!(
+            "{{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}}\n\
+             {{\"host\":\"h\",\"metric\":\"m\",\"value\":2,\"timestamp\":\"{ahead}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let summary = run_job(&format!(
+        "[source]\ntype = \"file\"\npath = \"{}\"\n[window]\nmax_future = \"1d\"\n[sink]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{out}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{dlq}\"\n",
+        events.display(),
+        b = s.kafka_bootstrap,
+    ))
+    .await;
+    assert_eq!(summary.bad_records, 1, "the refused window");
+    let first = |topic: &str| {
+        let c = earliest_consumer(&s.kafka_bootstrap, topic);
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), c.recv())
+                .await
+                .expect("a message within 30 s")
+                .unwrap()
+                .detach()
+        }
+    };
+    let m = first(&out).await;
+    assert!(String::from_utf8_lossy(m.payload().unwrap()).contains("2026-01-01T00:00:00"));
+    let m = first(&dlq).await;
+    let header = |k: &str| header(&m, k);
+    let payload = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
+    assert!(payload.contains("\"sum\":2"), "the window whole: {payload}");
+    let reason = header("flowline.error.reason").unwrap();
+    assert!(reason.contains("InvalidTimestamp"), "{reason}");
+    let kept: i64 = header("flowline.record.timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kept > now + 2 * 3_600_000, "the window's time kept: {kept}");
+    assert!(header("flowline.dead_letter.refused")
+        .unwrap()
+        .contains("InvalidTimestamp"));
+    assert_eq!(header("flowline.payload.truncated"), None, "not cut down");
 }

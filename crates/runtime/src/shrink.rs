@@ -1,6 +1,8 @@
 //! Dead letters their sink refuses (a 2 MB record for a topic that takes
 //! 1 MB): written again once, cut down with a marker, the reason kept, so a
 //! single huge bad record neither ends the job nor disappears unnoticed.
+//! A refused letter that carries a timestamp (a Kafka broker refuses one
+//! too far from its clock) is first written again whole without it.
 
 use flowline_connector_api::{Record, Rejected};
 
@@ -12,6 +14,23 @@ pub(crate) const KEPT_PAYLOAD: usize = 16 * 1024;
 pub(crate) const TRUNCATED: &str = "flowline.payload.truncated";
 /// Header (raw format) with the dead-letter sink's reason for refusing it.
 pub(crate) const REFUSED: &str = "flowline.dead_letter.refused";
+
+/// Header (raw format) with the timestamp, in ms since the epoch, of a dead
+/// letter written again without it.
+pub(crate) const RETIMED: &str = "flowline.record.timestamp";
+
+/// A refused dead letter as it is written again: with a timestamp, whole
+/// without it (the sink's time instead), the original in [`RETIMED`] and
+/// the reason in [`REFUSED`]; without one, [`shrink`]ed.
+pub(crate) fn again(rejected: Rejected, format: DeadLetterFormat) -> Record {
+    let Some(t) = rejected.record.timestamp else {
+        return shrink(rejected, format);
+    };
+    let mut r = rejected.record;
+    r.timestamp = None;
+    r.with_header(RETIMED, t.to_string())
+        .with_header(REFUSED, rejected.reason.into_bytes())
+}
 
 /// Whether `r` is already a cut-down dead letter.
 pub(crate) fn is_shrunk(r: &Record, format: DeadLetterFormat) -> bool {
@@ -95,6 +114,26 @@ mod tests {
             Some(&b"invalid metric event"[..])
         );
         assert!(is_shrunk(&r, DeadLetterFormat::Raw));
+    }
+
+    #[test]
+    fn a_letter_with_a_timestamp_is_first_written_again_whole_without_it() {
+        let r = Record::new(vec![b'x'; 20_000])
+            .with_key("k")
+            .with_timestamp(4_102_444_800_000);
+        let first = again(
+            Rejected::new(r.clone(), "InvalidTimestamp"),
+            DeadLetterFormat::Raw,
+        );
+        assert_eq!(first.timestamp, None);
+        assert_eq!(first.payload, r.payload, "the payload whole");
+        assert_eq!(first.header(RETIMED), Some(&b"4102444800000"[..]));
+        assert_eq!(first.header(REFUSED), Some(&b"InvalidTimestamp"[..]));
+        assert!(!is_shrunk(&first, DeadLetterFormat::Raw));
+        let cut = again(Rejected::new(first, "too big"), DeadLetterFormat::Raw);
+        assert_eq!(cut.payload.len(), KEPT_PAYLOAD);
+        assert_eq!(cut.header(TRUNCATED), Some(&b"20000"[..]));
+        assert!(is_shrunk(&cut, DeadLetterFormat::Raw));
     }
 
     #[test]

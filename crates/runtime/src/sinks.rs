@@ -254,7 +254,8 @@ async fn flush_dead_lettering(
 
 /// Dead letters the dead-letter sink refused: each is written again once,
 /// cut down with a marker (the payload to 16 KiB, the reason kept); one
-/// refused again is logged as lost (there is nowhere left to put it).
+/// refused again is logged as lost (there is nowhere left to put it). A
+/// letter with a timestamp is first written again whole without it.
 async fn resend_shrunk(
     spec: &SinkSpec,
     sink: &mut BoxSink,
@@ -267,10 +268,12 @@ async fn resend_shrunk(
         .partition(|r| crate::shrink::is_shrunk(&r.record, format));
     let mut lost: Vec<String> = lost.into_iter().map(|r| r.reason).collect();
     if !fresh.is_empty() {
-        tracing::warn!(sink = %spec.name, count = fresh.len(), reason = %fresh[0].reason, "the dead-letter sink refused records; writing them again cut to 16 KiB with the header flowline.payload.truncated");
+        tracing::warn!(sink = %spec.name, count = fresh.len(), reason = %fresh[0].reason, "the dead-letter sink refused records; writing them again without their timestamp (header flowline.record.timestamp), or cut to 16 KiB (header flowline.payload.truncated) when they had none");
+        // One with a timestamp goes again whole without it; refused then
+        // too, it has none, and is cut down the next time.
         let small: Vec<Record> = fresh
             .into_iter()
-            .map(|r| crate::shrink::shrink(r, format))
+            .map(|r| crate::shrink::again(r, format))
             .collect();
         match with_retries(spec, metrics, "write", sink, |s| s.write_dyn(small.clone())).await {
             Ok(()) => {}

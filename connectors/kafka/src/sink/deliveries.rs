@@ -3,9 +3,10 @@
 //! rust-rdkafka's `FutureProducer` gives every message a oneshot channel
 //! (an allocation, a boxed sender as the opaque, a future to poll). The sink
 //! only needs three things from the reports: how many messages are still in
-//! flight, the records the broker refused as too large (they go to the
-//! dead-letter output whole), and the first other failure (final: librdkafka
-//! has retried it until `message.timeout.ms`). So the producer's context
+//! flight, the records the broker refused (too large for the topic, or a
+//! timestamp outside what it takes; they go to the dead-letter output
+//! whole), and the first other failure (final: librdkafka has retried it
+//! until `message.timeout.ms`). So the producer's context
 //! keeps exactly that, and `settle` waits on a counter.
 //!
 //! Each message carries its record as an `Arc` opaque: the sink borrows the
@@ -102,15 +103,15 @@ impl Deliveries {
     fn report(&self, error: Option<&KafkaError>, record: Arc<Record>) {
         match error {
             None => {}
-            Some(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+            Some(KafkaError::MessageProduction(
+                code @ (RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidTimestamp),
+            )) => {
                 let record = Arc::unwrap_or_clone(record);
+                let reason = refusal(*code, &record);
                 self.rejected
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push(Rejected::new(
-                        record,
-                        "MessageSizeTooLarge: the record is larger than the topic's max.message.bytes",
-                    ));
+                    .push(Rejected::new(record, reason));
             }
             Some(e) => {
                 let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
@@ -118,6 +119,21 @@ impl Deliveries {
             }
         }
         self.done();
+    }
+}
+
+/// Why the broker refused a record of its own (`code` is one of the two
+/// refusals that concern one record, not the connection).
+fn refusal(code: RDKafkaErrorCode, r: &Record) -> String {
+    match (code, r.timestamp) {
+        (RDKafkaErrorCode::InvalidTimestamp, Some(t)) => format!(
+            "InvalidTimestamp: the topic refuses the record's timestamp {t} ({}); a broker takes times from message.timestamp.before.max.ms before its clock to message.timestamp.after.max.ms after it (Kafka 4: 1 hour ahead by default)",
+            flowline_connector_api::time::format_rfc3339_ms(t)
+        ),
+        (RDKafkaErrorCode::InvalidTimestamp, None) => {
+            "InvalidTimestamp: the topic refuses the record's timestamp".into()
+        }
+        _ => "MessageSizeTooLarge: the record is larger than the topic's max.message.bytes".into(),
     }
 }
 
@@ -171,6 +187,25 @@ mod tests {
         );
         assert!(d.take_rejected().is_empty(), "taken once");
         assert!(d.take_failure().unwrap().contains("timed out"));
+        d.sending();
+        let future = Record::new("f").with_timestamp(4_102_444_800_000);
+        d.report(
+            Some(&KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidTimestamp,
+            )),
+            Arc::new(future.clone()),
+        );
+        let rejected = d.take_rejected();
+        assert_eq!(
+            rejected[0].record, future,
+            "a refused timestamp is one bad record"
+        );
+        assert!(
+            rejected[0].reason.contains("2100-01-01T00:00:00.000Z"),
+            "{}",
+            rejected[0].reason
+        );
+        assert_eq!(d.take_failure(), None, "not a failure of the sink");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
