@@ -28,13 +28,7 @@ async fn bad_records_land_on_the_dead_letter_topic_with_headers() {
         "{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}\n{\"host\":\"h\",\"metric\":\n{\"host\":\"h\",\"metric\":\"m\",\"value\":\"x\",\"timestamp\":\"2026-01-01T00:00:01Z\"}\n",
     )
     .unwrap();
-    let summary = run_job(&format!(
-        "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
-        events.display(),
-        dir.path().join("out.ndjson").display(),
-        s.kafka_bootstrap
-    ))
-    .await;
+    let summary = run_to_dead_letter_topic(&events, s, &dlq).await;
     assert_eq!(summary.bad_records, 2);
 
     let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
@@ -98,13 +92,7 @@ async fn dead_letters_too_large_for_their_topic_arrive_cut_down_with_a_marker() 
         text.push('\n');
     }
     std::fs::write(&events, text).unwrap();
-    let summary = run_job(&format!(
-        "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
-        events.display(),
-        dir.path().join("out.ndjson").display(),
-        s.kafka_bootstrap
-    ))
-    .await;
+    let summary = run_to_dead_letter_topic(&events, s, &dlq).await;
     assert_eq!(summary.bad_records, 30);
     let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
     let mut seen = std::collections::BTreeSet::new();
@@ -298,6 +286,22 @@ async fn sink_to_a_2000_byte_topic(
     (s, topic, sink)
 }
 
+/// Runs the metrics job on the file `events` (windows to a file beside
+/// it), its dead letters to the Kafka topic `dlq`.
+async fn run_to_dead_letter_topic(
+    events: &std::path::Path,
+    s: &TestServices,
+    dlq: &str,
+) -> flowline_runtime::JobSummary {
+    run_job(&format!(
+        "[source]\ntype = \"file\"\npath = \"{}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{dlq}\"\n",
+        events.display(),
+        events.with_extension("out.ndjson").display(),
+        s.kafka_bootstrap
+    ))
+    .await
+}
+
 /// Runs the job `toml` to its end; it must not fail.
 async fn run_job(toml: &str) -> flowline_runtime::JobSummary {
     let plan = JobPlan::parse(toml).unwrap();
@@ -410,4 +414,50 @@ async fn a_window_whose_time_the_broker_refuses_is_a_dead_letter_not_a_crash_loo
         .unwrap()
         .contains("InvalidTimestamp"));
     assert_eq!(header("flowline.payload.truncated"), None, "not cut down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_dead_letters_reach_a_compacted_topic_keyed_by_their_id() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    // A compacted topic refuses a record without a key (InvalidRecord),
+    // and the dead letters of a file source have none.
+    let dlq = unique("dlq-compact");
+    create_topic_with(
+        &s.kafka_bootstrap,
+        &dlq,
+        1,
+        &[("cleanup.policy", "compact")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, "not json\n{\"host\":\"h\"}\n").unwrap();
+    let summary = run_to_dead_letter_topic(&events, s, &dlq).await;
+    assert_eq!(summary.bad_records, 2);
+    let c = earliest_consumer(&s.kafka_bootstrap, &dlq);
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("2 dead letters within 30 s")
+            .unwrap();
+        assert_eq!(
+            m.key().map(<[u8]>::to_vec),
+            header(&m, "flowline.dead_letter.id").map(String::into_bytes),
+            "keyed by its id"
+        );
+        assert!(header(&m, "flowline.dead_letter.refused")
+            .unwrap()
+            .contains("no key"));
+        got.insert(
+            String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
+            header(&m, "flowline.payload.truncated"),
+        );
+    }
+    let whole: Vec<_> = got.iter().map(|(p, t)| (p.as_str(), t.is_none())).collect();
+    assert_eq!(
+        whole,
+        [("not json", true), ("{\"host\":\"h\"}", true)],
+        "whole, not cut down"
+    );
 }

@@ -230,7 +230,8 @@ impl KafkaSink {
     }
 
     /// [`wait`](Self::wait), then the records the broker refused (too
-    /// large for the topic, or a timestamp it does not take).
+    /// large for the topic, a timestamp it does not take, a record it
+    /// cannot validate).
     async fn settle(&self, keep: usize) -> Result<Vec<Rejected>, ConnectorError> {
         self.wait(&self.producer, keep).await?;
         let refused = self.producer.context().take_rejected();
@@ -240,9 +241,10 @@ impl KafkaSink {
         self.resend(refused).await
     }
 
-    /// A broker checks a whole record batch (`max.message.bytes`, and the
-    /// timestamps against `message.timestamp.*.max.ms`), so one record it
-    /// refuses takes down every record batched with it. The refused records are sent again by a second producer
+    /// A broker checks a whole record batch (`max.message.bytes`, the
+    /// timestamps against `message.timestamp.*.max.ms`, a key on each record
+    /// for a compacted topic), so one record it refuses takes down every
+    /// record batched with it. The refused records are sent again by a second producer
     /// that puts one record in each batch (`batch.num.messages` = 1,
     /// created at the first refusal); only what the broker refuses from it
     /// is rejected. The records resent land after those sent since.
@@ -260,7 +262,7 @@ impl KafkaSink {
             let _ = self.resender.set(p);
         }
         let p = self.resender.get().expect("set above");
-        tracing::info!(topic = %self.topic, records = refused.len(), "the broker refused record batches (too large, or a timestamp out of its range); sending their records again, one per batch");
+        tracing::info!(topic = %self.topic, records = refused.len(), "the broker refused record batches (too large, a timestamp out of its range, a record it cannot validate); sending their records again, one per batch");
         let mut rejected = Vec::new();
         for Rejected { record, .. } in refused {
             rejected.extend(self.send(p, record).await?);

@@ -2,7 +2,8 @@
 //! 1 MB): written again once, cut down with a marker, the reason kept, so a
 //! single huge bad record neither ends the job nor disappears unnoticed.
 //! A refused letter that carries a timestamp (a Kafka broker refuses one
-//! too far from its clock) is first written again whole without it.
+//! too far from its clock) or has no key (a compacted topic refuses that)
+//! is first written again whole, without the timestamp, keyed by its id.
 
 use flowline_connector_api::{Record, Rejected};
 
@@ -19,17 +20,42 @@ pub(crate) const REFUSED: &str = "flowline.dead_letter.refused";
 /// letter written again without it.
 pub(crate) const RETIMED: &str = "flowline.record.timestamp";
 
-/// A refused dead letter as it is written again: with a timestamp, whole
-/// without it (the sink's time instead), the original in [`RETIMED`] and
-/// the reason in [`REFUSED`]; without one, [`shrink`]ed.
+/// A refused dead letter as it is written again. What a broker refuses of
+/// a record that is not too large is its timestamp (too far from its
+/// clock) or a missing key (a compacted topic): one with a timestamp is
+/// written whole without it (the sink's time instead), the original in
+/// [`RETIMED`]; one without a key gets its dead-letter id as key. Either
+/// way the reason goes in [`REFUSED`]. Anything else is [`shrink`]ed.
 pub(crate) fn again(rejected: Rejected, format: DeadLetterFormat) -> Record {
-    let Some(t) = rejected.record.timestamp else {
+    let r = &rejected.record;
+    let id = r.key.is_none().then(|| letter_id(r, format)).flatten();
+    if r.timestamp.is_none() && id.is_none() {
         return shrink(rejected, format);
-    };
+    }
     let mut r = rejected.record;
-    r.timestamp = None;
-    r.with_header(RETIMED, t.to_string())
-        .with_header(REFUSED, rejected.reason.into_bytes())
+    if let Some(t) = r.timestamp.take() {
+        r = r.with_header(RETIMED, t.to_string());
+    }
+    if id.is_some() {
+        r.key = id;
+    }
+    r.with_header(REFUSED, rejected.reason.into_bytes())
+}
+
+/// The dead-letter id of `r`, from its header or its envelope.
+fn letter_id(r: &Record, format: DeadLetterFormat) -> Option<Vec<u8>> {
+    match format {
+        DeadLetterFormat::Raw => r.header(crate::DEAD_LETTER_ID).map(<[u8]>::to_vec),
+        DeadLetterFormat::Envelope => {
+            match serde_json::from_slice::<serde_json::Value>(&r.payload)
+                .ok()?
+                .get("id")?
+            {
+                serde_json::Value::String(id) => Some(id.clone().into_bytes()),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// Whether `r` is already a cut-down dead letter.
@@ -134,6 +160,31 @@ mod tests {
         assert_eq!(cut.payload.len(), KEPT_PAYLOAD);
         assert_eq!(cut.header(TRUNCATED), Some(&b"20000"[..]));
         assert!(is_shrunk(&cut, DeadLetterFormat::Raw));
+    }
+
+    #[test]
+    fn a_letter_without_a_key_is_written_again_keyed_by_its_id() {
+        let raw = Record::new("p").with_header(crate::DEAD_LETTER_ID, "dl-1");
+        let again_raw = again(
+            Rejected::new(raw.clone(), "InvalidRecord"),
+            DeadLetterFormat::Raw,
+        );
+        assert_eq!(again_raw.key.as_deref(), Some(&b"dl-1"[..]));
+        assert_eq!(again_raw.payload, raw.payload);
+        assert_eq!(again_raw.header(REFUSED), Some(&b"InvalidRecord"[..]));
+        let env = Record::new(r#"{"id":"dl-2","payload":"p"}"#);
+        let again_env = again(
+            Rejected::new(env.clone(), "InvalidRecord"),
+            DeadLetterFormat::Envelope,
+        );
+        assert_eq!(again_env.key.as_deref(), Some(&b"dl-2"[..]));
+        assert_eq!(again_env.payload, env.payload, "the envelope whole");
+        // Keyed and without a timestamp, a refusal cuts it down.
+        let cut = again(
+            Rejected::new(again_env, "still"),
+            DeadLetterFormat::Envelope,
+        );
+        assert!(is_shrunk(&cut, DeadLetterFormat::Envelope));
     }
 
     #[test]

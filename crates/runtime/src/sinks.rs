@@ -255,7 +255,8 @@ async fn flush_dead_lettering(
 /// Dead letters the dead-letter sink refused: each is written again once,
 /// cut down with a marker (the payload to 16 KiB, the reason kept); one
 /// refused again is logged as lost (there is nowhere left to put it). A
-/// letter with a timestamp is first written again whole without it.
+/// letter with a timestamp or without a key is first written again whole,
+/// without the timestamp and keyed by its id.
 async fn resend_shrunk(
     spec: &SinkSpec,
     sink: &mut BoxSink,
@@ -263,23 +264,27 @@ async fn resend_shrunk(
     metrics: &Metrics,
 ) -> Result<(), ConnectorError> {
     let format = spec.shrink.unwrap_or(DeadLetterFormat::Raw);
-    let (lost, fresh): (Vec<_>, Vec<_>) = rejected
-        .into_iter()
-        .partition(|r| crate::shrink::is_shrunk(&r.record, format));
-    let mut lost: Vec<String> = lost.into_iter().map(|r| r.reason).collect();
-    if !fresh.is_empty() {
-        tracing::warn!(sink = %spec.name, count = fresh.len(), reason = %fresh[0].reason, "the dead-letter sink refused records; writing them again without their timestamp (header flowline.record.timestamp), or cut to 16 KiB (header flowline.payload.truncated) when they had none");
-        // One with a timestamp goes again whole without it; refused then
-        // too, it has none, and is cut down the next time.
-        let small: Vec<Record> = fresh
+    let mut lost: Vec<String> = Vec::new();
+    let mut refused = rejected;
+    // Each round rewrites what was refused (`shrink::again`: without the
+    // timestamp, keyed by the id, then cut down); one refused once cut down
+    // is lost. So at most three rounds.
+    loop {
+        let (gone, fresh): (Vec<_>, Vec<_>) = refused
+            .into_iter()
+            .partition(|r| crate::shrink::is_shrunk(&r.record, format));
+        lost.extend(gone.into_iter().map(|r| r.reason));
+        if fresh.is_empty() {
+            break;
+        }
+        tracing::warn!(sink = %spec.name, count = fresh.len(), reason = %fresh[0].reason, "the dead-letter sink refused records; writing them again whole without their timestamp (header flowline.record.timestamp) and keyed by their id, or cut to 16 KiB (header flowline.payload.truncated)");
+        let again: Vec<Record> = fresh
             .into_iter()
             .map(|r| crate::shrink::again(r, format))
             .collect();
-        match with_retries(spec, metrics, "write", sink, |s| s.write_dyn(small.clone())).await {
-            Ok(()) => {}
-            Err(ConnectorError::BadRecords(again)) => {
-                lost.extend(again.into_iter().map(|r| r.reason))
-            }
+        match with_retries(spec, metrics, "write", sink, |s| s.write_dyn(again.clone())).await {
+            Ok(()) => break,
+            Err(ConnectorError::BadRecords(r)) => refused = r,
             Err(e) => return Err(e),
         }
     }

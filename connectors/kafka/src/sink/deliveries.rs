@@ -3,9 +3,10 @@
 //! rust-rdkafka's `FutureProducer` gives every message a oneshot channel
 //! (an allocation, a boxed sender as the opaque, a future to poll). The sink
 //! only needs three things from the reports: how many messages are still in
-//! flight, the records the broker refused (too large for the topic, or a
-//! timestamp outside what it takes; they go to the dead-letter output
-//! whole), and the first other failure (final: librdkafka has retried it
+//! flight, the records the broker refused (too large for the topic, a
+//! timestamp outside what it takes, a record it cannot validate such as
+//! one without a key for a compacted topic; they go to the dead-letter
+//! output whole), and the first other failure (final: librdkafka has retried it
 //! until `message.timeout.ms`). So the producer's context
 //! keeps exactly that, and `settle` waits on a counter.
 //!
@@ -104,7 +105,9 @@ impl Deliveries {
         match error {
             None => {}
             Some(KafkaError::MessageProduction(
-                code @ (RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidTimestamp),
+                code @ (RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidTimestamp
+                | RDKafkaErrorCode::InvalidRecord),
             )) => {
                 let record = Arc::unwrap_or_clone(record);
                 let reason = refusal(*code, &record);
@@ -122,7 +125,7 @@ impl Deliveries {
     }
 }
 
-/// Why the broker refused a record of its own (`code` is one of the two
+/// Why the broker refused a record of its own (`code` is one of the
 /// refusals that concern one record, not the connection).
 fn refusal(code: RDKafkaErrorCode, r: &Record) -> String {
     match (code, r.timestamp) {
@@ -132,6 +135,12 @@ fn refusal(code: RDKafkaErrorCode, r: &Record) -> String {
         ),
         (RDKafkaErrorCode::InvalidTimestamp, None) => {
             "InvalidTimestamp: the topic refuses the record's timestamp".into()
+        }
+        (RDKafkaErrorCode::InvalidRecord, _) if r.key.is_none() => {
+            "InvalidRecord: the broker failed to validate the record, which has no key (a compacted topic takes only records with one)".into()
+        }
+        (RDKafkaErrorCode::InvalidRecord, _) => {
+            "InvalidRecord: the broker failed to validate the record".into()
         }
         _ => "MessageSizeTooLarge: the record is larger than the topic's max.message.bytes".into(),
     }
@@ -206,6 +215,20 @@ mod tests {
             rejected[0].reason
         );
         assert_eq!(d.take_failure(), None, "not a failure of the sink");
+        d.sending();
+        d.report(
+            Some(&KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidRecord,
+            )),
+            Arc::new(Record::new("keyless")),
+        );
+        let rejected = d.take_rejected();
+        assert!(
+            rejected[0].reason.contains("no key"),
+            "{}",
+            rejected[0].reason
+        );
+        assert_eq!(d.take_failure(), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
