@@ -1,6 +1,10 @@
 //! The Kafka sink: an idempotent producer; `flush` returns when every record
 //! is delivered. Also the dead-letter destination: record headers (the
 //! reason, the source position) are written as Kafka headers.
+//!
+//! A record the broker refuses on its own account (too large for the
+//! topic, a timestamp out of its range, no key for a compacted topic) is a
+//! bad record, returned whole; any other delivery failure fails the sink.
 
 mod deliveries;
 
@@ -244,10 +248,11 @@ impl KafkaSink {
     /// A broker checks a whole record batch (`max.message.bytes`, the
     /// timestamps against `message.timestamp.*.max.ms`, a key on each record
     /// for a compacted topic), so one record it refuses takes down every
-    /// record batched with it. The refused records are sent again by a second producer
-    /// that puts one record in each batch (`batch.num.messages` = 1,
-    /// created at the first refusal); only what the broker refuses from it
-    /// is rejected. The records resent land after those sent since.
+    /// record batched with it. The refused records are sent again by a
+    /// second producer that puts one record in each batch
+    /// (`batch.num.messages` = 1, created at the first refusal); only what
+    /// the broker refuses from it is rejected. The records resent land
+    /// after those sent since.
     async fn resend(&self, refused: Vec<Rejected>) -> Result<Vec<Rejected>, ConnectorError> {
         if self.resender.get().is_none() {
             let p: SinkProducer = self
