@@ -308,7 +308,24 @@ impl KafkaSource {
         std::thread::Builder::new()
             .name("flowline-kafka-poll".into())
             .spawn(move || {
-                poller::run(consumer);
+                // A panic would end the thread and leave the source idle
+                // for ever, the job neither failing nor reading: it fails
+                // the source instead, loudly.
+                let sh = consumer.context().0.clone();
+                let run = std::panic::AssertUnwindSafe(|| poller::run(consumer));
+                if let Err(p) = std::panic::catch_unwind(run) {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    sh.send((
+                        Err(ConnectorError::permanent(format!(
+                            "the Kafka consumer thread stopped on a panic: {what}"
+                        ))),
+                        false,
+                    ));
+                }
                 drop(done_tx);
             })
             .map_err(|e| Error::Config(format!("cannot start the Kafka consumer thread: {e}")))?;

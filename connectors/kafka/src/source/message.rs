@@ -5,21 +5,45 @@ use flowline_connector_api::Record;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 
-/// Copies a message out (it borrows the consumer).
-pub(super) fn record(m: &BorrowedMessage<'_>, headers: bool) -> Record {
+/// Copies a message out (it borrows the consumer), with the reason it
+/// cannot be delivered whole, if any.
+///
+/// rust-rdkafka unwraps each header name as UTF-8: a name that is not (a
+/// producer other than Java can write one) panics while the headers are
+/// read. The panic is caught here and the record refused with the reason,
+/// without its headers; uncaught, it ended the consumer thread and left
+/// the source idle for ever.
+pub(super) fn record(m: &BorrowedMessage<'_>, headers: bool) -> (Record, Option<String>) {
     let mut r = Record::new(m.payload().unwrap_or_default());
     r.key = m.key().map(<[u8]>::to_vec);
     // librdkafka parses (and allocates) headers on request: skipped when
     // the job does not want them.
-    if let Some(h) = headers.then(|| m.headers()).flatten() {
-        for h in h.iter() {
-            r.headers.push((
-                h.key.to_string(),
-                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-            ));
+    let Some(h) = headers.then(|| m.headers()).flatten() else {
+        return (r, None);
+    };
+    let copy = || {
+        h.iter()
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(copy)) {
+        Ok(all) => {
+            r.headers = all;
+            (r, None)
+        }
+        Err(_) => {
+            tracing::warn!(partition = m.partition(), offset = m.offset(), "a Kafka header name is not UTF-8; the record is dead-lettered without its headers (the panic message above is the Kafka client's)");
+            (
+                r,
+                Some("a Kafka header name is not UTF-8, which the Kafka client cannot read: the record is refused, its payload and key kept, its headers left out".into()),
+            )
         }
     }
-    r
 }
 
 /// The record's event time: the Kafka timestamp, or with `timestamp_field`

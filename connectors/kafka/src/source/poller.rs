@@ -356,12 +356,15 @@ fn accept(
     let (topic, p, off) = (m.topic(), m.partition(), m.offset());
     // Copied and its time read before the lock: the runtime's side waits
     // on it. (A message skipped after a seek is copied for nothing; rare.)
-    let mut r = record(&m, sh.settings.headers);
-    let time = event_time(
-        sh.settings.timestamp_field.as_deref(),
-        &r.payload,
-        m.timestamp().to_millis(),
-    );
+    let (mut r, unread) = record(&m, sh.settings.headers);
+    let time = match unread {
+        Some(reason) => Err(reason),
+        None => event_time(
+            sh.settings.timestamp_field.as_deref(),
+            &r.payload,
+            m.timestamp().to_millis(),
+        ),
+    };
     let mut st = lock(&sh.state);
     let (verdict, pid) = st.verdict(topic, p, off);
     match verdict {
