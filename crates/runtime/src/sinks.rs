@@ -252,11 +252,11 @@ async fn flush_dead_lettering(
     }
 }
 
-/// Dead letters the dead-letter sink refused: each is written again once,
-/// cut down with a marker (the payload to 16 KiB, the reason kept); one
-/// refused again is logged as lost (there is nowhere left to put it). A
-/// letter with a timestamp or without a key is first written again whole,
-/// without the timestamp and keyed by its id.
+/// Dead letters the dead-letter sink refused, written again: a letter with
+/// a timestamp or without a key first whole, without the timestamp and
+/// keyed by its id; otherwise, or refused again, cut down with a marker
+/// (the payload to 16 KiB, the reason kept). One refused once cut down is
+/// logged as lost (there is nowhere left to put it).
 async fn resend_shrunk(
     spec: &SinkSpec,
     sink: &mut BoxSink,
