@@ -304,6 +304,12 @@ impl KafkaCheckpointStore {
                 ));
             }
             let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                // Past a last offset without a record (see `position`).
+                for (_, p, o) in crate::position::positions(&consumer) {
+                    if ends.get(&p).is_some_and(|&hi| o >= hi) {
+                        ends.remove(&p);
+                    }
+                }
                 continue;
             };
             let m = m.map_err(|e| err("reading", t, e))?;

@@ -34,6 +34,12 @@
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues
 //!   from its checkpoint.
+//! - **Transactions**: records are read `read_committed` (librdkafka's
+//!   default), so an aborted transaction's records never count. Offsets are
+//!   not dense: a transaction's marker, or an aborted record, holds an
+//!   offset no message stands for. Where "read to the end" matters (a
+//!   bounded partition, the lag, the sink's read-back of its topic, the
+//!   checkpoint store) librdkafka's position decides, which passes them.
 //! - **Event time** from a payload field (`timestamp_field`: ms, or RFC 3339
 //!   with any offset; an unreadable one refuses the record with the reason)
 //!   or the Kafka timestamp.
@@ -62,6 +68,7 @@ pub mod checkpoint_store;
 mod config;
 mod dedupe;
 mod error;
+mod position;
 pub mod sink;
 pub mod source;
 

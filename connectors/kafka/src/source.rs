@@ -388,7 +388,7 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|part| {
                 let hi = *ends.get(&(part.topic.clone(), part.partition))?;
-                let pos = part.next.max(part.target.unwrap_or(0));
+                let pos = part.reached().max(part.target.unwrap_or(0));
                 Some((part.pid.clone(), (hi - pos).max(0) as u64))
             })
             .collect();
@@ -468,6 +468,7 @@ impl Source for KafkaSource {
                 for part in &mut st.parts {
                     if let Some(o) = self.known.get(&part.pid) {
                         part.next = *o as i64;
+                        part.consumed = 0;
                         // Records fetched before the new assignment are
                         // skipped, or the partition is seeked back.
                         if started {

@@ -279,6 +279,9 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
         let mut n = 0;
         while n < sh.settings.max_batch {
             let Some(r) = consumer.poll(if n == 0 { timeout } else { Duration::ZERO }) else {
+                if n == 0 {
+                    catch_up(&consumer, &sh);
+                }
                 break;
             };
             match r {
@@ -372,7 +375,8 @@ fn accept(
         Verdict::SeekTo(t) => {
             drop(st);
             if let Err(e) = consumer.seek(topic, p, Offset::Offset(t), Duration::from_secs(5)) {
-                tracing::warn!(partition = ?pid, offset = t, error = %e, "seek failed");
+                tracing::warn!(partition = ?pid, offset = t, error = %e, "seek failed; the next message seeks again");
+                lock(&sh.state).seek_failed(topic, p);
             }
             return false;
         }
@@ -389,6 +393,17 @@ fn accept(
         }
     }
     st.stop_reached
+}
+
+/// After a poll that found nothing: each partition's position moves up to
+/// librdkafka's, past offsets without a record (transaction markers,
+/// aborted records), so a bounded partition ending in a marker ends.
+fn catch_up(consumer: &BaseConsumer<Ctx>, sh: &Shared) {
+    let positions = crate::position::positions(consumer);
+    let mut st = lock(&sh.state);
+    for (t, p, o) in positions {
+        st.caught_up(&t, p, o);
+    }
 }
 
 /// Pauses the partitions that are fetching (not those awaiting a seek).

@@ -24,6 +24,10 @@ pub(crate) struct Part {
     pub next: i64,
     /// Bounded: the end offset seen at start.
     pub stop: Option<i64>,
+    /// librdkafka's position when last asked (0: not asked): past `next`
+    /// when the offsets after the last record hold none (a transaction's
+    /// marker). Not a delivered position, so never a revoke's need.
+    pub consumed: i64,
 }
 
 impl Part {
@@ -38,7 +42,14 @@ impl Part {
             seeked: false,
             next: 0,
             stop: None,
+            consumed: 0,
         }
+    }
+
+    /// How far this consumer has read: the next record's offset, or past
+    /// markers after the last one.
+    pub fn reached(&self) -> i64 {
+        self.next.max(self.consumed)
     }
 
     fn is(&self, topic: &str, partition: i32) -> bool {
@@ -130,13 +141,14 @@ impl State {
             if off < t {
                 return (Verdict::Skip, None);
             }
-            if off > t {
-                if part.seeked {
-                    return (Verdict::Skip, None);
-                }
+            if off > t && !part.seeked {
                 part.seeked = true;
                 return (Verdict::SeekTo(t), Some(part.pid.clone()));
             }
+            // At the target, or past it after the seek: librdkafka drops
+            // what it fetched before a seek, so a later offset means that
+            // none between holds a record (a transaction marker, an aborted
+            // or compacted record). Skipping it stalled the partition.
             part.target = None;
         }
         if part.stop.is_some_and(|s| off >= s) {
@@ -150,11 +162,33 @@ impl State {
         (Verdict::Deliver, Some(pid))
     }
 
+    /// A seek that failed: the next later offset seeks again.
+    pub fn seek_failed(&mut self, topic: &str, partition: i32) {
+        if let Some(part) = self.find(topic, partition) {
+            part.seeked = false;
+        }
+    }
+
+    /// Moves a delivering partition's `reached` up to librdkafka's position (the offset
+    /// after the last message it consumed), which passes offsets that hold
+    /// no record for this consumer: transaction markers, and aborted
+    /// records under `read_committed`. Called after a poll that found
+    /// nothing, so every message before that position went through
+    /// `verdict`. Without it a bounded partition whose last offset is a
+    /// commit marker never reached its end, and its lag stayed at 1.
+    pub fn caught_up(&mut self, topic: &str, partition: i32, position: i64) {
+        if let Some(part) = self.find(topic, partition) {
+            if !part.awaiting && part.target.is_none() {
+                part.consumed = part.consumed.max(position);
+            }
+        }
+    }
+
     /// Bounded: every partition has reached its end offset.
     pub fn bounded_done(&self) -> bool {
         self.parts
             .iter()
-            .all(|p| p.stop.is_some_and(|s| p.next >= s))
+            .all(|p| p.stop.is_some_and(|s| p.reached() >= s))
     }
 }
 
@@ -200,10 +234,62 @@ mod tests {
         let mut s = state(p);
         assert_eq!(s.verdict("t", 1, 9).0, Verdict::Skip);
         assert_eq!(s.verdict("t", 1, 12).0, Verdict::SeekTo(10));
-        assert_eq!(s.verdict("t", 1, 13).0, Verdict::Skip);
         assert_eq!(s.verdict("t", 1, 10).0, Verdict::Deliver);
         assert_eq!(s.verdict("t", 1, 11).0, Verdict::Deliver);
         assert_eq!(s.parts[0].next, 12);
+    }
+
+    #[test]
+    fn after_the_seek_a_later_offset_is_delivered_as_the_target_holds_no_record() {
+        // Offset 10 is a commit marker: after the seek to it, 11 comes first.
+        let mut p = Part::new("t", 1, false);
+        p.target = Some(10);
+        let mut s = state(p);
+        assert_eq!(s.verdict("t", 1, 11).0, Verdict::SeekTo(10));
+        assert_eq!(s.verdict("t", 1, 11).0, Verdict::Deliver);
+        assert_eq!(s.verdict("t", 1, 12).0, Verdict::Deliver);
+        assert_eq!(s.parts[0].next, 13);
+    }
+
+    #[test]
+    fn a_failed_seek_is_tried_again() {
+        let mut p = Part::new("t", 1, false);
+        p.target = Some(10);
+        let mut s = state(p);
+        assert_eq!(s.verdict("t", 1, 12).0, Verdict::SeekTo(10));
+        s.seek_failed("t", 1);
+        assert_eq!(s.verdict("t", 1, 13).0, Verdict::SeekTo(10));
+    }
+
+    #[test]
+    fn the_position_past_markers_ends_a_bounded_partition_only_when_delivering() {
+        // Records at 0..=2, a commit marker at 3: librdkafka's position
+        // reaches 4, the end offset, though no record 3 comes.
+        let mut a = Part::new("t", 0, false);
+        a.stop = Some(4);
+        let mut s = state(a);
+        for off in 0..3 {
+            assert_eq!(s.verdict("t", 0, off).0, Verdict::Deliver);
+        }
+        assert!(!s.bounded_done());
+        s.caught_up("t", 0, 4);
+        assert!(s.bounded_done());
+        // Not while awaiting a seek's answer or a target, nor backwards.
+        let mut b = Part::new("t", 1, true);
+        b.stop = Some(4);
+        s.add(b);
+        s.caught_up("t", 1, 4);
+        assert_eq!(s.find("t", 1).unwrap().reached(), 0);
+        let b = s.find("t", 1).unwrap();
+        b.awaiting = false;
+        b.target = Some(2);
+        s.caught_up("t", 1, 4);
+        assert_eq!(s.find("t", 1).unwrap().reached(), 0);
+        s.caught_up("t", 0, 1);
+        let a = s.find("t", 0).unwrap();
+        assert_eq!(a.reached(), 4);
+        // What a revoke waits for stays the delivered position.
+        assert_eq!(a.next, 3);
     }
 
     #[test]
