@@ -209,6 +209,12 @@ pub struct KafkaSinkConfig {
     /// written again (so replays never double it). A dead-letter topic
     /// uses `flowline.dead_letter.id` by default.
     pub dedupe_header: Option<String>,
+    /// `"content"`: after a restore, a record with the same message key
+    /// and payload as one the run before wrote after the checkpoint is not
+    /// written again (as often as it was written). `"none"` turns off the
+    /// job's default (a job's windows, anomalies and late events on Kafka
+    /// use `"content"`).
+    pub dedupe: Option<String>,
     /// Security.
     #[serde(flatten)]
     pub security: Security,

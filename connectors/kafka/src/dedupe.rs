@@ -1,15 +1,22 @@
-//! Each record once across replays, for records that carry a deterministic
-//! id in a header (`dedupe_header`; dead letters carry
-//! `flowline.dead_letter.id`).
+//! Each record once across replays. A job restored from a checkpoint
+//! replays the records read after it, and writes again what it wrote for
+//! them. The sink's snapshot holds the topic's end offsets at the
+//! checkpoint; on restore it reads what was written after those offsets
+//! (by the run that crashed) and skips a record of the replay that is
+//! among them, as often as it was written there. What makes two records
+//! the same:
 //!
-//! A job restored from a checkpoint replays the records read after it, and
-//! writes again what it wrote for them. The sink's snapshot holds the
-//! topic's end offsets at the checkpoint; on restore it reads the ids
-//! written after those offsets (by the run that crashed), and skips a
-//! record whose id is among them. Memory: the ids written in one
-//! checkpoint interval, dropped at the next checkpoint.
+//! - `dedupe_header`: the value of a header holding a deterministic id
+//!   (dead letters carry `flowline.dead_letter.id`);
+//! - `dedupe = "content"`: the message key and payload (SHA-256). A job's
+//!   windows are computed again from the same events in a replay, byte for
+//!   byte; a window that comes out otherwise (an update with a late event
+//!   more) is written, as it is news.
+//!
+//! Memory: the ids written in one checkpoint interval (16 bytes each for
+//! content), dropped as the replay writes them again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -34,6 +41,108 @@ pub(crate) struct State {
     /// Ids written by an earlier run that the replay has not written yet.
     #[serde(default)]
     pub(crate) expected: Vec<String>,
+}
+
+/// What makes two records the same.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Dedupe {
+    /// The value of this header.
+    Header(String),
+    /// The message key and payload.
+    Content,
+}
+
+impl Dedupe {
+    /// From `dedupe` and `dedupe_header`; `None`: no dedupe.
+    pub(crate) fn new(mode: Option<&str>, header: Option<String>) -> Result<Option<Self>, Error> {
+        match (mode, header) {
+            (None | Some("header"), Some(h)) => Ok(Some(Self::Header(h))),
+            (Some("content"), None) => Ok(Some(Self::Content)),
+            (None | Some("none"), None) => Ok(None),
+            (Some("header"), None) => Err(Error::Config(
+                "`dedupe` = \"header\" needs `dedupe_header`. Fix: name the header holding each record's id".into(),
+            )),
+            (Some(m @ ("content" | "none")), Some(h)) => Err(Error::Config(format!(
+                "`dedupe` = \"{m}\" and `dedupe_header` = \"{h}\" are both set. Fix: keep one"
+            ))),
+            (Some(other), _) => Err(Error::Config(format!(
+                "`dedupe` = \"{other}\" is not a dedupe mode. Fix: \"content\" (the message key and payload), \"header\" (with dedupe_header) or \"none\""
+            ))),
+        }
+    }
+
+    /// The id of a message with this key, payload and header lookup.
+    pub(crate) fn id<'h>(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        header: impl FnOnce(&str) -> Option<&'h [u8]>,
+    ) -> Option<Vec<u8>> {
+        match self {
+            Self::Header(h) => header(h).map(<[u8]>::to_vec),
+            Self::Content => Some(content_id(key, payload)),
+        }
+    }
+}
+
+/// SHA-256 of the key (or its absence) and the payload, first 16 bytes.
+fn content_id(key: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match key {
+        None => h.update([0u8]),
+        Some(k) => {
+            h.update([1u8]);
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k);
+        }
+    }
+    h.update(payload);
+    h.finalize()[..16].to_vec()
+}
+
+/// Ids written by the run before, each with how often: a replay skips a
+/// record as often as that run wrote it, no more.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    ids: HashMap<Vec<u8>, u32>,
+    len: usize,
+}
+
+impl Written {
+    pub(crate) fn insert(&mut self, id: Vec<u8>) {
+        *self.ids.entry(id).or_default() += 1;
+        self.len += 1;
+    }
+
+    /// Whether `id` was written (and now once less).
+    pub(crate) fn take(&mut self, id: &[u8]) -> bool {
+        let Some(n) = self.ids.get_mut(id) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.ids.remove(id);
+        }
+        self.len -= 1;
+        true
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// For the state: each id as often as it is still expected.
+    pub(crate) fn expected(&self) -> Vec<String> {
+        self.ids
+            .iter()
+            .flat_map(|(id, n)| std::iter::repeat_n(hex(id), *n as usize))
+            .collect()
+    }
 }
 
 pub(crate) fn hex(v: &[u8]) -> String {
@@ -76,15 +185,15 @@ pub(crate) fn ends(
     Ok(out)
 }
 
-/// The values of `header` in the records of `topic` from `from` up to the
-/// current end offsets.
+/// The ids of the records of `topic` from `from` up to the current end
+/// offsets.
 pub(crate) fn ids_since(
     client: &ClientConfig,
     topic: &str,
     from: &Ends,
-    header: &str,
+    dedupe: &Dedupe,
     timeout: Duration,
-) -> Result<HashSet<Vec<u8>>, Error> {
+) -> Result<Written, Error> {
     let c: BaseConsumer = client
         .clone()
         .set("group.id", "flowline-dedupe-reader")
@@ -104,7 +213,7 @@ pub(crate) fn ids_since(
             left.insert(p, high);
         }
     }
-    let mut ids = HashSet::new();
+    let mut ids = Written::default();
     if left.is_empty() {
         return Ok(ids);
     }
@@ -128,13 +237,15 @@ pub(crate) fn ids_since(
             continue;
         };
         let m = m.map_err(kafka("reading back the topic"))?;
-        if let Some(v) = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == header))
-            .and_then(|h| h.value)
-        {
+        let headers = m.headers();
+        let id = dedupe.id(m.key(), m.payload().unwrap_or_default(), |name| {
+            headers
+                .and_then(|h| h.iter().find(|h| h.key == name))
+                .and_then(|h| h.value)
+        });
+        if let Some(v) = id {
             if ids.len() < MAX_EXPECTED {
-                ids.insert(v.to_vec());
+                ids.insert(v);
             } else {
                 tracing::warn!(topic, max = MAX_EXPECTED, "more records after the checkpoint than the dedupe keeps; those past it may be written again");
             }
@@ -161,5 +272,53 @@ mod tests {
         let s: State = serde_json::from_str(r#"{"ends":{"0":5}}"#).unwrap();
         assert_eq!(s.ends[&0], 5);
         assert!(s.expected.is_empty());
+    }
+
+    #[test]
+    fn a_replay_skips_each_id_as_often_as_it_was_written() {
+        let mut w = Written::default();
+        for id in [b"a", b"a", b"b"] {
+            w.insert(id.to_vec());
+        }
+        let mut e = w.expected();
+        e.sort();
+        assert_eq!(e, ["61", "61", "62"]);
+        assert!(w.take(b"a") && w.take(b"a"));
+        assert!(!w.take(b"a"), "written twice, skipped twice, then written");
+        assert!(w.take(b"b") && w.is_empty());
+    }
+
+    #[test]
+    fn content_ids_tell_keys_payloads_and_no_key_apart() {
+        let d = Dedupe::Content;
+        let id = |k: Option<&[u8]>, p: &[u8]| d.id(k, p, |_| None).unwrap();
+        assert_eq!(id(Some(b"k"), b"v"), id(Some(b"k"), b"v"));
+        assert_ne!(id(Some(b"k"), b"v"), id(Some(b"k"), b"w"));
+        assert_ne!(id(Some(b"k"), b"v"), id(None, b"v"));
+        assert_ne!(id(Some(b""), b"v"), id(None, b"v"));
+        assert_ne!(id(Some(b"kv"), b""), id(Some(b"k"), b"v"));
+    }
+
+    #[test]
+    fn modes_are_checked() {
+        assert_eq!(Dedupe::new(None, None).unwrap(), None);
+        assert_eq!(
+            Dedupe::new(Some("content"), None).unwrap(),
+            Some(Dedupe::Content)
+        );
+        assert_eq!(
+            Dedupe::new(None, Some("h".into())).unwrap(),
+            Some(Dedupe::Header("h".into()))
+        );
+        for (m, h, says) in [
+            ("content", Some("h"), "both set"),
+            ("header", None, "needs `dedupe_header`"),
+            ("contents", None, "not a dedupe mode"),
+        ] {
+            let e = Dedupe::new(Some(m), h.map(String::from))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains("Fix"), "{e}");
+        }
     }
 }

@@ -54,7 +54,9 @@
 //! - **Sink**: idempotent producer (`enable.idempotence`, `acks=all`),
 //!   key from a payload field or the record key, headers written as Kafka
 //!   headers (so it serves as the dead-letter topic), `flush` returns when
-//!   every record is delivered.
+//!   every record is delivered. After a restore, `dedupe_header` (an id
+//!   header) or `dedupe = "content"` (key and payload) skips what the run
+//!   before wrote after the checkpoint, as often as it wrote it.
 //! - **Security**: `security_protocol` (`plaintext`, `ssl`,
 //!   `sasl_plaintext`, `sasl_ssl`), `sasl_mechanism` (PLAIN, SCRAM-SHA-256,
 //!   SCRAM-SHA-512), `sasl_username`, `sasl_password`, `ssl_ca_location`,
@@ -163,6 +165,12 @@ impl SinkFactory for KafkaSinkFactory {
                 "string",
                 "none (dead-letter topics: flowline.dead_letter.id)",
                 "header with a deterministic id: a replay after a restore writes each record once",
+            ))
+            .with_field(ConfigField::optional(
+                "dedupe",
+                "string",
+                "none (a job's windows, anomalies, late events: content)",
+                "content: a replay after a restore writes a record with the same key and payload as the run before once",
             ))
     }
     fn build(&self, c: KafkaSinkConfig) -> Result<KafkaSink, ConnectorError> {

@@ -43,9 +43,9 @@ pub struct KafkaSink {
     /// Connection settings, for the dedupe reader.
     client: rdkafka::ClientConfig,
     timeout: Duration,
-    dedupe_header: Option<String>,
+    dedupe: Option<crate::dedupe::Dedupe>,
     /// Ids written after the restored checkpoint by the run before.
-    written: std::collections::HashSet<Vec<u8>>,
+    written: crate::dedupe::Written,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -60,6 +60,7 @@ impl KafkaSink {
     /// Connects (bounded wait) and checks the topic exists.
     pub fn new(cfg: KafkaSinkConfig) -> Result<Self, Error> {
         let connect = duration("connect_timeout", &cfg.connect_timeout)?;
+        let dedupe = crate::dedupe::Dedupe::new(cfg.dedupe.as_deref(), cfg.dedupe_header.clone())?;
         let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
         let client = cc.clone();
         let timeout_ms = match &cfg.max_retry_duration {
@@ -130,7 +131,7 @@ impl KafkaSink {
             key_field: cfg.key_field,
             client,
             timeout: connect,
-            dedupe_header: cfg.dedupe_header,
+            dedupe,
             written: Default::default(),
         })
     }
@@ -318,9 +319,12 @@ impl Sink for KafkaSink {
     async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
         let mut rejected = Vec::new();
         for r in batch {
-            if let Some(h) = &self.dedupe_header {
-                if !self.written.is_empty() && r.header(h).is_some_and(|id| self.written.remove(id))
-                {
+            if let (Some(d), false) = (&self.dedupe, self.written.is_empty()) {
+                // A key that cannot be made is refused by `send`.
+                let id = message_key(self.key_field.as_deref(), &r)
+                    .ok()
+                    .and_then(|k| d.id(k.as_deref(), &r.payload, |h| r.header(h)));
+                if id.is_some_and(|id| self.written.take(&id)) {
                     // Written by the run before, after the checkpoint this
                     // run was restored from.
                     continue;
@@ -348,7 +352,7 @@ impl Sink for KafkaSink {
     }
 
     async fn snapshot(&mut self) -> Result<Option<Vec<u8>>, ConnectorError> {
-        if self.dedupe_header.is_none() {
+        if self.dedupe.is_none() {
             return Ok(None);
         }
         // Called after `flush`: every record written so far is below these
@@ -357,7 +361,7 @@ impl Sink for KafkaSink {
         // interval), in the state too, so a crash mid-replay keeps them.
         let state = crate::dedupe::State {
             ends: crate::dedupe::ends(&self.producer, &self.topic, self.timeout)?,
-            expected: self.written.iter().map(|v| crate::dedupe::hex(v)).collect(),
+            expected: self.written.expected(),
         };
         Ok(Some(serde_json::to_vec(&state).map_err(|e| {
             ConnectorError::permanent(format!("encoding the sink's state: {e}"))
@@ -365,7 +369,7 @@ impl Sink for KafkaSink {
     }
 
     async fn restore(&mut self, state: Option<Vec<u8>>) -> Result<(), ConnectorError> {
-        let (Some(h), Some(state)) = (&self.dedupe_header, state) else {
+        let (Some(d), Some(state)) = (&self.dedupe, state) else {
             return Ok(());
         };
         let state: crate::dedupe::State = serde_json::from_slice(&state).map_err(|e| {
@@ -375,13 +379,14 @@ impl Sink for KafkaSink {
             ))
         })?;
         self.written =
-            crate::dedupe::ids_since(&self.client, &self.topic, &state.ends, h, self.timeout)?;
-        self.written.extend(
-            state
-                .expected
-                .iter()
-                .filter_map(|x| crate::dedupe::unhex(x)),
-        );
+            crate::dedupe::ids_since(&self.client, &self.topic, &state.ends, d, self.timeout)?;
+        for id in state
+            .expected
+            .iter()
+            .filter_map(|x| crate::dedupe::unhex(x))
+        {
+            self.written.insert(id);
+        }
         if !self.written.is_empty() {
             tracing::info!(topic = %self.topic, records = self.written.len(), "records written after the checkpoint will not be written again");
         }

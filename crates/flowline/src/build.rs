@@ -8,6 +8,28 @@ use crate::job::{metrics_pipeline, Outputs};
 use crate::Error;
 use flowline_kafka::KafkaCheckpointStore;
 
+/// A Kafka output as the job writes it: a replay after a restore writes
+/// what the run before already wrote after the checkpoint once. Dead
+/// letters by their id header; windows, anomalies, statuses and late
+/// events by their key and payload, which a replay computes again byte for
+/// byte. Unless the section says otherwise (`dedupe`, `dedupe_header`).
+fn replayed_once(s: &ConnectorSection, name: &str) -> ConnectorSection {
+    let mut s = s.clone();
+    if let (true, Some(m)) = (s.kind == "kafka", s.settings.as_object_mut()) {
+        if !m.contains_key("dedupe") && !m.contains_key("dedupe_header") {
+            if name == "dead_letter" {
+                m.insert(
+                    "dedupe_header".into(),
+                    flowline_runtime::DEAD_LETTER_ID.into(),
+                );
+            } else {
+                m.insert("dedupe".into(), "content".into());
+            }
+        }
+    }
+    s
+}
+
 fn format_for(kind: &str) -> DeadLetterFormat {
     match kind {
         "file" | "stdout" => DeadLetterFormat::Envelope,
@@ -63,23 +85,17 @@ pub fn build_job_watched(
         .build_source(&plan.source.kind, source_settings(&plan.source))
         .map_err(conn("source"))?;
     let sink = registry
-        .build_sink(&plan.sink.kind, plan.sink.settings.clone())
+        .build_sink(&plan.sink.kind, replayed_once(&plan.sink, "sink").settings)
         .map_err(conn("sink"))?;
     let build_side = |s: &ConnectorSection, name: &'static str| {
         registry
-            .build_sink(&s.kind, s.settings.clone())
+            .build_sink(&s.kind, replayed_once(s, name).settings)
             .map_err(conn(name))
     };
     if let Some(d) = &plan.dead_letter {
-        let mut d = d.clone();
-        if let (true, Some(m)) = (d.kind == "kafka", d.settings.as_object_mut()) {
-            // A replay after a restore writes each dead letter once.
-            m.entry("dedupe_header")
-                .or_insert(flowline_runtime::DEAD_LETTER_ID.into());
-        }
         env.dead_letter_sink(
             "dead_letter",
-            build_side(&d, "dead_letter")?,
+            build_side(d, "dead_letter")?,
             format_for(&d.kind),
         );
     }
