@@ -33,7 +33,8 @@
 //! - **Bounded** (`bounded = true`): every partition of `topics`, from the
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues
-//!   from its checkpoint.
+//!   from its checkpoint, with the windows left open there (a run again
+//!   over more of the topic completes them).
 //! - **Transactions**: records are read `read_committed` (librdkafka's
 //!   default), so an aborted transaction's records never count. Offsets are
 //!   not dense: a transaction's marker, or an aborted record, holds an

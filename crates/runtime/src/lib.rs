@@ -177,8 +177,12 @@
 //! snapshots), then snapshots keyed state, window contents, timers and
 //! source positions together into one [`Checkpoint`] written atomically
 //! through a [`CheckpointStore`] ([`LocalDirStore`] by default). On start the
-//! newest checkpoint is restored and the source seeks to its positions. The
-//! start's checkpoint makes a crash before the first interval a restore as
+//! newest checkpoint is restored and the source seeks to its positions. At
+//! the end of a bounded input the checkpoint comes before the windows still
+//! open fire (as if time ran out): it holds them open, with the watermark
+//! the events made, so a later run over more of the input counts its events
+//! in them and fires them again complete, the sinks cutting back or
+//! overwriting the early firing. The start's checkpoint makes a crash before the first interval a restore as
 //! well: the sinks go back to what they held before the job wrote anything
 //! (a file's length, a topic's end offsets), instead of the next start
 //! finding the job's own output and taking it for another's.

@@ -57,10 +57,9 @@ impl Driver {
                 self.times.busy(t0.elapsed().saturating_sub(self.waited));
                 return Ok(next);
             }
-            Ok(SourceEvent::End) => {
-                self.end_of_input().await?;
-                return Ok(Next::End(EndReason::InputEnded));
-            }
+            // The windows still open fire after the last checkpoint (see
+            // `end_of_input`).
+            Ok(SourceEvent::End) => return Ok(Next::End(EndReason::InputEnded)),
             Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
             Ok(SourceEvent::Assigned(ids)) => {
                 let pos = self.assign(&ids)?;
