@@ -41,6 +41,9 @@
 //!   offset no message stands for. Where "read to the end" matters (a
 //!   bounded partition, the lag, the sink's read-back of its topic, the
 //!   checkpoint store) librdkafka's position decides, which passes them.
+//!   A gap whose start the broker's log has since passed was deleted before
+//!   it was read (retention, `DeleteRecords`): it comes back as one bad
+//!   record naming the offsets, so the loss is never silent.
 //! - **Event time** from a payload field (`timestamp_field`: ms, or RFC 3339
 //!   with any offset; an unreadable one refuses the record with the reason)
 //!   or the Kafka timestamp.

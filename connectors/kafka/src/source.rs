@@ -203,6 +203,7 @@ impl KafkaSource {
                 }
                 let mut part = Part::new(&t, p, false);
                 part.next = next;
+                part.expect = next;
                 part.stop = Some(high);
                 lock(&src.shared().state).add(part);
             }
@@ -468,6 +469,7 @@ impl Source for KafkaSource {
                 for part in &mut st.parts {
                     if let Some(o) = self.known.get(&part.pid) {
                         part.next = *o as i64;
+                        part.expect = *o as i64;
                         part.consumed = 0;
                         // Records fetched before the new assignment are
                         // skipped, or the partition is seeked back.

@@ -243,13 +243,23 @@ impl ClientContext for Ctx {
             if super::any_broker_up(&s) { 1 } else { 2 },
             Ordering::Relaxed,
         );
-        let mut ends = lock(&self.0.ends);
-        for (t, topic) in s.topics {
-            for (p, part) in topic.partitions {
-                if p >= 0 && part.hi_offset >= 0 {
-                    ends.insert((t.clone(), p), part.hi_offset);
+        let mut lows = HashMap::new();
+        {
+            let mut ends = lock(&self.0.ends);
+            for (t, topic) in s.topics {
+                for (p, part) in topic.partitions {
+                    if p >= 0 && part.hi_offset >= 0 {
+                        ends.insert((t.clone(), p), part.hi_offset);
+                    }
+                    if p >= 0 && part.lo_offset >= 0 {
+                        lows.insert((t.clone(), p), part.lo_offset);
+                    }
                 }
             }
+        }
+        let mut st = lock(&self.0.state);
+        if !st.gaps.is_empty() {
+            st.check_gaps(|t, p| lows.get(&(t.to_string(), p)).copied());
         }
     }
 }
@@ -296,6 +306,10 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
                     }
                 }
             }
+        }
+        if sh.settings.bounded && lock(&sh.state).bounded_done() {
+            // The statistics may not come again before the end.
+            check_gaps_now(&consumer, &sh);
         }
         let (batch, rejected, done) = {
             let mut st = lock(&sh.state);
@@ -400,10 +414,38 @@ fn accept(
 /// aborted records), so a bounded partition ending in a marker ends.
 fn catch_up(consumer: &BaseConsumer<Ctx>, sh: &Shared) {
     let positions = crate::position::positions(consumer);
-    let mut st = lock(&sh.state);
-    for (t, p, o) in positions {
-        st.caught_up(&t, p, o);
+    {
+        let mut st = lock(&sh.state);
+        for (t, p, o) in positions {
+            st.caught_up(&t, p, o);
+        }
     }
+    check_gaps_now(consumer, sh);
+}
+
+/// Checks the gaps read so far against the log start offsets the broker
+/// gives now (one request per partition with a gap).
+fn check_gaps_now(consumer: &BaseConsumer<Ctx>, sh: &Shared) {
+    let parts: std::collections::BTreeSet<(String, i32)> = lock(&sh.state)
+        .gaps
+        .iter()
+        .map(|g| (g.topic.clone(), g.partition))
+        .collect();
+    if parts.is_empty() {
+        return;
+    }
+    let mut lows = HashMap::new();
+    for (t, p) in parts {
+        match consumer.fetch_watermarks(&t, p, Duration::from_secs(5)) {
+            Ok((lo, _)) => {
+                lows.insert((t, p), lo);
+            }
+            Err(e) => {
+                tracing::debug!(topic = %t, partition = p, error = %e, "reading the log start offset failed; the statistics will tell");
+            }
+        }
+    }
+    lock(&sh.state).check_gaps(|t, p| lows.get(&(t.to_string(), p)).copied());
 }
 
 /// Pauses the partitions that are fetching (not those awaiting a seek).

@@ -151,6 +151,8 @@ impl Ctx {
                 if let Err(e) = l.set_partition_offset(t, *p, Offset::Offset(o)) {
                     tracing::warn!(partition = %part.pid, error = %e, "setting the start offset failed");
                     part.target = Some(o);
+                } else {
+                    part.expect = o;
                 }
             }
         }

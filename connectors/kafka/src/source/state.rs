@@ -28,6 +28,9 @@ pub(crate) struct Part {
     /// when the offsets after the last record hold none (a transaction's
     /// marker). Not a delivered position, so never a revoke's need.
     pub consumed: i64,
+    /// The offset the next message should have (-1: not known): a message
+    /// past it leaves a gap, checked against the broker's log start.
+    pub expect: i64,
 }
 
 impl Part {
@@ -43,6 +46,7 @@ impl Part {
             next: 0,
             stop: None,
             consumed: 0,
+            expect: -1,
         }
     }
 
@@ -82,7 +86,26 @@ pub(crate) struct State {
     /// Revoked, with the revoke waiting for a checkpoint: their offsets are
     /// still committed.
     pub revoking: Vec<(PartitionId, String, i32)>,
+    /// Offsets skipped between two messages, not yet checked (see `Gap`).
+    pub gaps: Vec<Gap>,
 }
+
+/// Offsets `from..to` of a partition that no message stood for. Most are
+/// a transaction's marker or compacted records. When the broker's log now
+/// starts past `from`, they were deleted (retention, `DeleteRecords`)
+/// before this consumer read them, and librdkafka skipped to the log start
+/// with no more than a log line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Gap {
+    pub pid: PartitionId,
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Gaps kept unchecked at most; a deletion is the first gap after a start.
+const MAX_GAPS: usize = 256;
 
 impl State {
     /// The partitions a seek answering the assignment of `answering`
@@ -150,6 +173,7 @@ impl State {
             // none between holds a record (a transaction marker, an aborted
             // or compacted record). Skipping it stalled the partition.
             part.target = None;
+            part.expect = t;
         }
         if part.stop.is_some_and(|s| off >= s) {
             part.next = part.next.max(off);
@@ -157,8 +181,19 @@ impl State {
             return (Verdict::Skip, None);
         }
         part.next = off + 1;
+        let gap = (part.expect >= 0 && off > part.expect).then(|| Gap {
+            pid: part.pid.clone(),
+            topic: part.topic.clone(),
+            partition: part.partition,
+            from: part.expect,
+            to: off,
+        });
+        part.expect = off + 1;
         let (ended, pid) = (part.stop.is_some_and(|s| part.next >= s), part.pid.clone());
         self.stop_reached |= ended;
+        if let Some(g) = gap.filter(|_| self.gaps.len() < MAX_GAPS) {
+            self.gaps.push(g);
+        }
         (Verdict::Deliver, Some(pid))
     }
 
@@ -182,6 +217,38 @@ impl State {
                 part.consumed = part.consumed.max(position);
             }
         }
+    }
+
+    /// Checks the gaps against each partition's log start offset (`lows`;
+    /// a partition it does not name stays unchecked). A gap the log now
+    /// starts past was deleted before it was read: it comes back as a bad
+    /// record naming the offsets, with no payload (there is none left), so
+    /// the loss is counted and in the dead-letter output, once (its id is
+    /// the partition and first offset). The others were not records.
+    pub fn check_gaps(&mut self, low: impl Fn(&str, i32) -> Option<i64>) {
+        let mut kept = Vec::new();
+        for g in std::mem::take(&mut self.gaps) {
+            match low(&g.topic, g.partition) {
+                None => kept.push(g),
+                Some(lo) if lo > g.from => {
+                    let to = lo.min(g.to);
+                    let reason = format!(
+                        "offsets {} to {} of {} ({} records) were deleted by the broker (retention, or DeleteRecords) before this job read them: they are in no result. Fix: keep a topic's records longer than the job may be stopped or behind (retention.ms)",
+                        g.from,
+                        to - 1,
+                        g.pid,
+                        to - g.from
+                    );
+                    tracing::error!(partition = %g.pid, from = g.from, to = to - 1, records = to - g.from, "records deleted before they were read");
+                    let mut r = Record::new(Vec::new());
+                    r.partition = Some(g.pid);
+                    r.offset = g.from as u64;
+                    self.rejected.push(Rejected::new(r, reason));
+                }
+                Some(_) => {}
+            }
+        }
+        self.gaps = kept;
     }
 
     /// Bounded: every partition has reached its end offset.
@@ -307,6 +374,49 @@ mod tests {
         assert!(s.stop_reached);
         assert_eq!(s.verdict("t", 0, 2).0, Verdict::Skip);
         assert!(s.bounded_done());
+    }
+
+    #[test]
+    fn a_gap_the_log_now_starts_past_is_one_bad_record_naming_the_offsets() {
+        let mut a = Part::new("t", 0, false);
+        a.expect = 100;
+        let mut s = state(a);
+        s.add(Part::new("t", 1, false));
+        // Partition 0 resumes at 300: 100..299 are gone. Partition 1 has no
+        // expectation yet (a fresh group start), so no gap.
+        assert_eq!(s.verdict("t", 0, 300).0, Verdict::Deliver);
+        assert_eq!(s.verdict("t", 1, 7).0, Verdict::Deliver);
+        // A marker at 301: a gap of one, not a deletion.
+        assert_eq!(s.verdict("t", 0, 302).0, Verdict::Deliver);
+        assert_eq!(s.gaps.len(), 2);
+        // Not known yet: kept.
+        s.check_gaps(|_, _| None);
+        assert_eq!(s.gaps.len(), 2);
+        s.check_gaps(|_, _| Some(300));
+        assert!(s.gaps.is_empty());
+        assert_eq!(s.rejected.len(), 1, "the marker's gap is no loss");
+        let r = &s.rejected[0];
+        assert_eq!(r.record.offset, 100);
+        assert!(r.record.payload.is_empty());
+        assert!(
+            r.reason
+                .contains("offsets 100 to 299 of t/0 (200 records) were deleted")
+                && r.reason.contains("Fix"),
+            "{}",
+            r.reason
+        );
+    }
+
+    #[test]
+    fn a_log_start_inside_a_gap_counts_only_what_it_deleted() {
+        let mut a = Part::new("t", 0, false);
+        a.expect = 10;
+        let mut s = state(a);
+        assert_eq!(s.verdict("t", 0, 20).0, Verdict::Deliver);
+        s.check_gaps(|_, _| Some(15));
+        assert!(s.rejected[0]
+            .reason
+            .contains("offsets 10 to 14 of t/0 (5 records)"));
     }
 
     #[test]
