@@ -185,6 +185,52 @@ pub async fn all_docs(es: &Elasticsearch, pattern: &str) -> BTreeMap<String, ser
         .unwrap_or_default()
 }
 
+/// Window documents (JSON lines, as a file sink or a Kafka topic holds
+/// them) by `host|metric|window_start`, and the ids seen more than once.
+pub fn window_docs<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> (BTreeMap<String, serde_json::Value>, Vec<String>) {
+    let mut docs = BTreeMap::new();
+    let mut twice = Vec::new();
+    for l in lines {
+        let d: serde_json::Value = serde_json::from_str(l).expect("a window document");
+        let id = format!(
+            "{}|{}|{}",
+            d["host"].as_str().unwrap_or_default(),
+            d["metric"].as_str().unwrap_or_default(),
+            d["window_start"].as_str().unwrap_or_default()
+        );
+        if docs.insert(id.clone(), d).is_some() {
+            twice.push(id);
+        }
+    }
+    (docs, twice)
+}
+
+/// Asserts the window documents of the file at `path` are the reference's
+/// windows, each once.
+pub fn assert_file_windows(path: &Path, reference: &BTreeMap<String, RefWindow>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (docs, twice) = window_docs(text.lines());
+    assert!(twice.is_empty(), "windows written twice: {twice:?}");
+    assert_same_windows(&docs, reference);
+}
+
+/// Asserts the window documents are the reference's windows.
+pub fn assert_same_windows(
+    docs: &BTreeMap<String, serde_json::Value>,
+    reference: &BTreeMap<String, RefWindow>,
+) {
+    let diff = window_diff(docs, reference);
+    assert!(
+        diff.is_empty(),
+        "{} of {} windows differ, first: {:?}",
+        diff.len(),
+        reference.len(),
+        &diff[..diff.len().min(5)]
+    );
+}
+
 /// Differences between the indexed window documents and the reference, as
 /// readable lines (empty when they are equal).
 pub fn window_diff(

@@ -12,8 +12,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
-    job_log, kafka_job_head, lines, produce_lines, reference_windows, spawn_job, wait_exit,
-    window_diff,
+    assert_same_windows, job_log, kafka_job_head, lines, produce_lines, reference_windows,
+    spawn_job, wait_exit, window_docs,
 };
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -153,34 +153,15 @@ async fn windows_and_dead_letters_on_kafka_are_written_once_through_a_sigkill() 
     let log = job_log(&last, 1);
     assert!(st.success(), "final run ({st}):\n{log}");
 
-    let mut docs = BTreeMap::new();
-    let mut twice = Vec::new();
-    for (_, payload) in read_topic(&s.kafka_bootstrap, &out) {
-        let d: serde_json::Value = serde_json::from_str(&payload).unwrap();
-        let id = format!(
-            "{}|{}|{}",
-            d["host"].as_str().unwrap(),
-            d["metric"].as_str().unwrap(),
-            d["window_start"].as_str().unwrap()
-        );
-        if docs.insert(id.clone(), d).is_some() {
-            twice.push(id);
-        }
-    }
+    let records = read_topic(&s.kafka_bootstrap, &out);
+    let (docs, twice) = window_docs(records.iter().map(|r| r.1.as_str()));
     assert!(
         twice.is_empty(),
         "{} windows written more than once ({before} written before the kill), first {:?}\n{log}",
         twice.len(),
         &twice[..twice.len().min(3)]
     );
-    let diff = window_diff(&docs, &reference);
-    assert!(
-        diff.is_empty(),
-        "{} of {} windows differ, first: {:?}",
-        diff.len(),
-        reference.len(),
-        &diff[..diff.len().min(5)]
-    );
+    assert_same_windows(&docs, &reference);
     let letters = read_topic(&s.kafka_bootstrap, &dlq);
     assert_eq!(letters.len(), poison, "each dead letter once");
 }

@@ -7,12 +7,11 @@
 //! never written. Three runs over a topic cut mid-window must give the
 //! windows of a plain group-by of all the events, each once, nothing late.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowline::config::JobPlan;
 use flowline_integration_tests::job::{
-    kafka_job_head, lines, produce_lines, reference_windows, window_diff,
+    assert_file_windows, kafka_job_head, lines, produce_lines, reference_windows,
 };
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -62,24 +61,5 @@ async fn three_bounded_runs_over_a_growing_topic_equal_one_group_by() {
         assert_eq!(summary.late_records, 0, "run {run}: {summary:?}");
     }
 
-    let mut docs = BTreeMap::new();
-    let text = std::fs::read_to_string(&out).unwrap();
-    for l in text.lines() {
-        let d: serde_json::Value = serde_json::from_str(l).unwrap();
-        let id = format!(
-            "{}|{}|{}",
-            d["host"].as_str().unwrap(),
-            d["metric"].as_str().unwrap(),
-            d["window_start"].as_str().unwrap()
-        );
-        assert!(docs.insert(id.clone(), d).is_none(), "{id} written twice");
-    }
-    let diff = window_diff(&docs, &reference);
-    assert!(
-        diff.is_empty(),
-        "{} of {} windows differ, first: {:?}",
-        diff.len(),
-        reference.len(),
-        &diff[..diff.len().min(5)]
-    );
+    assert_file_windows(&out, &reference);
 }

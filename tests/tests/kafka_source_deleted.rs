@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use flowline::config::JobPlan;
 use flowline_integration_tests::job::{
-    http_addr, job_log, kafka_job_head, reference_windows, sigterm, spawn_job, wait_progress,
-    RefWindow,
+    assert_file_windows, http_addr, job_log, kafka_job_head, reference_windows, sigterm, spawn_job,
+    wait_progress,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -26,24 +26,6 @@ fn event(i: usize) -> String {
         i / 60,
         i % 60
     )
-}
-
-fn windows(path: &std::path::Path) -> std::collections::BTreeMap<String, RefWindow> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let d: serde_json::Value = serde_json::from_str(l).unwrap();
-            let id = format!("h|m|{}", d["window_start"].as_str().unwrap());
-            let w = RefWindow {
-                count: d["count"].as_u64().unwrap(),
-                sum: d["sum"].as_f64().unwrap(),
-                min: d["min"].as_f64().unwrap(),
-                max: d["max"].as_f64().unwrap(),
-            };
-            (id, w)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +107,7 @@ async fn records_deleted_before_they_were_read_are_one_loud_dead_letter() {
         .chain(&events[300..500])
         .map(String::as_str)
         .collect();
-    assert_eq!(windows(&out), reference_windows(left, 10_000));
+    assert_file_windows(&out, &reference_windows(left, 10_000));
 
     // The same as a consumer group member (the partition assigned at its
     // checkpointed offset, 500): 500..549 deleted while it was stopped.

@@ -10,11 +10,10 @@
 //! checkpoint's end offsets so that no dead letter is written twice) last
 //! held another producer's transaction.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowline::config::JobPlan;
-use flowline_integration_tests::job::{kafka_job_head, reference_windows, RefWindow};
+use flowline_integration_tests::job::{assert_file_windows, kafka_job_head, reference_windows};
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -80,28 +79,6 @@ fn transactional(bootstrap: &str) -> BaseProducer {
     producer
 }
 
-fn windows(path: &std::path::Path) -> BTreeMap<String, RefWindow> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            let d: serde_json::Value = serde_json::from_str(l).unwrap();
-            let id = format!(
-                "{}|{}|{}",
-                d["host"].as_str().unwrap(),
-                d["metric"].as_str().unwrap(),
-                d["window_start"].as_str().unwrap()
-            );
-            let w = RefWindow {
-                count: d["count"].as_u64().unwrap(),
-                sum: d["sum"].as_f64().unwrap(),
-                min: d["min"].as_f64().unwrap(),
-                max: d["max"].as_f64().unwrap(),
-            };
-            (id, w)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_job_over_transactions_ends_with_the_committed_records_only() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
@@ -136,18 +113,15 @@ async fn a_bounded_job_over_transactions_ends_with_the_committed_records_only() 
     assert_eq!(first.records_in, 120, "{first:?}");
     assert_eq!(first.bad_records, 0, "{first:?}");
     let want = reference_windows(committed.iter().map(String::as_str), 10_000);
-    let got = windows(&out);
-    assert_eq!(
-        got, want,
-        "windows of the committed records, nothing aborted"
-    );
+    // The windows of the committed records, nothing aborted.
+    assert_file_windows(&out, &want);
 
     // From its checkpoint (taken at the end), a second run stands at the
     // markers and ends without reading a record again.
     let second = run().await;
     assert!(second.restored_from.is_some(), "{second:?}");
     assert_eq!(second.records_in, 0, "{second:?}");
-    assert_eq!(windows(&out), want, "nothing written twice");
+    assert_file_windows(&out, &want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
