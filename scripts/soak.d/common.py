@@ -28,6 +28,11 @@ LATENESS = int(os.environ.get("LATENESS", "0"))
 # host's events on one partition) and the job declares `keyed_by = ["host"]`:
 # partitions run on tasks of their own, no exchange.
 KEYED = os.environ.get("KEYED", "") == "1"
+# SINK=kafka: the windows go to a Kafka topic (<run>-windows) instead of the
+# search server. A window may be on it more than once only as distinct
+# versions (an update with an allowed-late event); the last is compared,
+# and the same key and payload twice is a duplicate.
+SINK = os.environ.get("SINK", "elasticsearch")
 rnd = random.Random(SEED)
 
 HOSTS = ["web-1", "web-2", "a|b", "a", "b|c", "x\\", "\\y", 'q"uote', "ホスト-1", "emoji-🚀",
@@ -125,7 +130,10 @@ class Trial:
         from confluent_kafka import Consumer, Producer, TopicPartition
         from confluent_kafka.admin import AdminClient, NewTopic
         adm = AdminClient({"bootstrap.servers": KAFKA})
-        for f in adm.create_topics([NewTopic(self.run, PARTS, 1)]).values():
+        topics = [NewTopic(self.run, PARTS, 1)]
+        if SINK == "kafka":
+            topics.append(NewTopic(f"{self.run}-windows", PARTS, 1))
+        for f in adm.create_topics(topics).values():
             f.result()
         # Idempotent: without it a batch retried while the new topic's
         # leaders are elected lands behind later ones, and the partition's
@@ -172,10 +180,7 @@ topics = ["{self.run}"]
 group_id = "{self.run}"
 bounded = true
 {'keyed_by = ["host"]' if KEYED else ""}
-[sink]
-type = "elasticsearch"
-url = "{ES}"
-index = "{self.run}-windows"
+{self.sink_section()}
 {event_section}[window]
 size = "10s"
 allowed_lateness = "{LATENESS}ms"
@@ -210,7 +215,35 @@ path = "{self.work}/late.ndjson"
             break
         print("; ".join(runs), flush=True)
 
+    def sink_section(self):
+        if SINK == "kafka":
+            return ('[sink]\ntype = "kafka"\n'
+                    f'bootstrap_servers = "{KAFKA}"\ntopic = "{self.run}-windows"\n')
+        return f'[sink]\ntype = "elasticsearch"\nurl = "{ES}"\nindex = "{self.run}-windows"\n'
+
+    def topic_docs(self):
+        """The window topic's records in offset order per partition."""
+        from confluent_kafka import Consumer, TopicPartition
+        topic = f"{self.run}-windows"
+        c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{self.run}-windows-reader",
+                      "enable.auto.commit": False})
+        out = []
+        for p in range(PARTS):
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            c.assign([TopicPartition(topic, p, 0)])
+            have = []
+            deadline = time.time() + 120
+            while (not have or have[-1][0] + 1 < hi) and hi > 0 and time.time() < deadline:
+                for m in c.consume(10_000, 1.0):
+                    if m.error() is None:
+                        have.append((m.offset(), m.key(), m.value()))
+            out += [(k, v) for _, k, v in have]
+        c.close()
+        return out
+
     def docs(self):
+        if SINK == "kafka":
+            return [(json.loads(v), (k, v)) for k, v in self.topic_docs()]
         def es(path, body=None):
             req = urllib.request.Request(ES + path, data=json.dumps(body).encode() if body else None,
                                          headers={"content-type": "application/json"})
@@ -221,17 +254,21 @@ path = "{self.work}/late.ndjson"
         while r["hits"]["hits"]:
             docs += r["hits"]["hits"]
             r = es("/_search/scroll", {"scroll": "1m", "scroll_id": r["_scroll_id"]})
-        return [h["_source"] for h in docs]
+        return [(h["_source"], h["_id"]) for h in docs]
 
     def check(self, doc_key):
         """Every window (count, exact sum, min, max, avg; p50/p95/p99 within
         2 % of the nearest rank), dead letter and late event; exits 1 on any
         difference. `doc_key(doc)` gives a document's (key1, key2)."""
         got = {}
+        seen = set()
         dups = 0
-        for d in self.docs():
+        for d, raw in self.docs():
             k = doc_key(d) + (ms_of(d["window_start"]),)
-            if k in got: dups += 1
+            # A search index: one document per window. A topic: each version
+            # of a window once, the last one counts.
+            if (raw if SINK == "kafka" else k) in seen: dups += 1
+            seen.add(raw if SINK == "kafka" else k)
             got[k] = d
         problems = []
         for k, vals in self.windows.items():
