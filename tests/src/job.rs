@@ -532,3 +532,14 @@ pub async fn wait_progress(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs the job file `toml` in this process to its end; fails naming
+/// `ends` when it has not ended within `within`, or when it fails.
+pub async fn run_to_end(toml: &str, within: Duration, ends: &str) -> flowline_runtime::JobSummary {
+    let plan = flowline::config::JobPlan::parse(toml).unwrap();
+    let job = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
+    tokio::time::timeout(within, job.execute())
+        .await
+        .expect(ends)
+        .expect("the job succeeds")
+}

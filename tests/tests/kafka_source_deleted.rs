@@ -10,10 +10,9 @@
 
 use std::time::Duration;
 
-use flowline::config::JobPlan;
 use flowline_integration_tests::job::{
-    assert_file_windows, http_addr, job_log, kafka_job_head, reference_windows, sigterm, spawn_job,
-    wait_progress,
+    assert_file_windows, http_addr, job_log, kafka_job_head, reference_windows, run_to_end,
+    sigterm, spawn_job, wait_progress,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -57,14 +56,7 @@ async fn records_deleted_before_they_were_read_are_one_loud_dead_letter() {
         dir.path().join("cp").display(),
         head = kafka_job_head(&topic, &s.kafka_bootstrap),
     );
-    let run = || async {
-        let plan = JobPlan::parse(&config).unwrap();
-        let job = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
-        tokio::time::timeout(Duration::from_secs(60), job.execute())
-            .await
-            .expect("the run ends")
-            .expect("the run succeeds")
-    };
+    let run = || run_to_end(&config, Duration::from_secs(60), "the run ends");
     let first = run().await;
     assert_eq!(first.records_in, 100);
 

@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
-use flowline::config::JobPlan;
-use flowline_integration_tests::job::{assert_file_windows, kafka_job_head, reference_windows};
+use flowline_integration_tests::job::{
+    assert_file_windows, kafka_job_head, reference_windows, run_to_end,
+};
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -100,13 +101,12 @@ async fn a_bounded_job_over_transactions_ends_with_the_committed_records_only() 
         cp.display(),
         head = kafka_job_head(&topic, &s.kafka_bootstrap),
     );
-    let run = || async {
-        let plan = JobPlan::parse(&config).unwrap();
-        let job = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
-        tokio::time::timeout(Duration::from_secs(60), job.execute())
-            .await
-            .expect("the bounded job ends instead of waiting for a marker's offset")
-            .expect("the job succeeds")
+    let run = || {
+        run_to_end(
+            &config,
+            Duration::from_secs(60),
+            "the bounded job ends instead of waiting for a marker's offset",
+        )
     };
 
     let first = run().await;
@@ -139,14 +139,13 @@ async fn a_restore_reads_back_a_dead_letter_topic_that_ends_in_another_producers
         s.kafka_bootstrap,
         dir.path().join("cp").display(),
     );
-    let run = || async {
-        let plan = JobPlan::parse(&config).unwrap();
-        let job = flowline::build::build_job(&plan, &flowline::registry()).unwrap();
-        // The read-back gives up after 6 × connect_timeout: 30 s.
-        tokio::time::timeout(Duration::from_secs(25), job.execute())
-            .await
-            .expect("the restore reads the dead-letter topic to its end and goes on")
-            .expect("the job succeeds")
+    // The read-back gives up after 6 × connect_timeout: 30 s.
+    let run = || {
+        run_to_end(
+            &config,
+            Duration::from_secs(25),
+            "the restore reads the dead-letter topic to its end and goes on",
+        )
     };
     let first = run().await;
     assert_eq!(first.bad_records, 1, "{first:?}");

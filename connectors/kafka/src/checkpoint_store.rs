@@ -277,7 +277,7 @@ impl KafkaCheckpointStore {
             .flat_map(|tm| tm.partitions().iter().map(|p| p.id()))
             .collect();
         let mut tpl = TopicPartitionList::new();
-        let mut ends = HashMap::new();
+        let mut ends = BTreeMap::new();
         for p in parts {
             let (lo, hi) = consumer
                 .fetch_watermarks(t, p, self.timeout)
@@ -305,11 +305,7 @@ impl KafkaCheckpointStore {
             }
             let Some(m) = consumer.poll(Duration::from_millis(200)) else {
                 // Past a last offset without a record (see `position`).
-                for (_, p, o) in crate::position::positions(&consumer) {
-                    if ends.get(&p).is_some_and(|&hi| o >= hi) {
-                        ends.remove(&p);
-                    }
-                }
+                crate::position::forget_reached(&consumer, &mut ends);
                 continue;
             };
             let m = m.map_err(|e| err("reading", t, e))?;

@@ -229,11 +229,7 @@ pub(crate) fn ids_since(
         let Some(m) = c.poll(Duration::from_millis(200)) else {
             // Past a last offset that holds no record (a transaction's
             // marker), which no message stands for.
-            for (_, p, o) in crate::position::positions(&c) {
-                if left.get(&p).is_some_and(|&high| o >= high) {
-                    left.remove(&p);
-                }
-            }
+            crate::position::forget_reached(&c, &mut left);
             continue;
         };
         let m = m.map_err(kafka("reading back the topic"))?;

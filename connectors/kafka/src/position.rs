@@ -8,6 +8,8 @@
 //! after the last message consumed, delivered or not), so the readers ask
 //! for it when a poll finds nothing.
 
+use std::collections::BTreeMap;
+
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::Offset;
 
@@ -24,4 +26,19 @@ pub(crate) fn positions<C: ConsumerContext>(c: &BaseConsumer<C>) -> Vec<(String,
             _ => None,
         })
         .collect()
+}
+
+/// Drops from `ends` (end offset per partition of one topic being read to
+/// its end) each partition the consumer's position has reached: for a
+/// reader after a poll that found nothing, when the last offsets hold no
+/// message.
+pub(crate) fn forget_reached<C: ConsumerContext>(
+    c: &BaseConsumer<C>,
+    ends: &mut BTreeMap<i32, i64>,
+) {
+    for (_, p, o) in positions(c) {
+        if ends.get(&p).is_some_and(|&end| o >= end) {
+            ends.remove(&p);
+        }
+    }
 }
