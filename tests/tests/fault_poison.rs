@@ -83,7 +83,8 @@ fn catalogue() -> Vec<Input> {
             3 => ("42".to_string(), 42.0),
             4 => ("-0.0004".to_string(), -0.0004),
             5 => {
-                let text = "123456789.123456789";
+                // 17 digits, the double's own: read exactly.
+                let text = "123456789.12345679";
                 (
                     text.to_string(),
                     text.parse::<f64>().expect("a float literal"),
@@ -133,7 +134,10 @@ fn catalogue() -> Vec<Input> {
         let t = format_rfc3339_ms(ts);
         let poison: Option<(Option<Vec<u8>>, &'static str)> = match i {
             100 => Some((Some(b"not json at all".to_vec()), "invalid metric event")),
-            200 => Some((Some(event("h0", "cpu", &t, "\"high\"")), "invalid type")),
+            200 => Some((
+                Some(event("h0", "cpu", &t, "\"high\"")),
+                "is not a finite number",
+            )),
             300 => Some((
                 Some(
                     format!(r#"{{"host":42,"metric":"cpu","value":1,"timestamp":"{t}"}}"#)
@@ -171,6 +175,17 @@ fn catalogue() -> Vec<Input> {
                 big.extend_from_slice(b"x");
                 Some((Some(big), "invalid metric event"))
             }
+            // Numbers a double would change: a counter past 2^53, a value
+            // that would read as 0, a decimal with more digits than a double.
+            1300 => Some((
+                Some(event("h0", "cpu", &t, "9007199254740993")),
+                "would be read as 9007199254740992.0",
+            )),
+            1400 => Some((Some(event("h0", "cpu", &t, "1e-400")), "would be read as 0")),
+            1500 => Some((
+                Some(event("h0", "cpu", &t, "123456789.123456789")),
+                "would be read as 123456789.12345679",
+            )),
             _ => None,
         };
         if let Some((payload, reason)) = poison {

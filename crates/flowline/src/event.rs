@@ -511,7 +511,8 @@ impl EventShape {
 mod doc;
 mod epoch;
 
-use doc::{clip, entries, number, number_text, Doc};
+pub(crate) use doc::clip;
+use doc::{entries, number, number_text, Doc};
 pub use epoch::epoch_ms;
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod api;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod decimal;
 pub mod demo;
 pub mod event;
 pub mod exact_sum;

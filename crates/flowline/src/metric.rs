@@ -11,8 +11,10 @@ use std::borrow::Cow;
 
 use flowline_connector_api::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use crate::event::EventShape;
+use crate::decimal::exact_f64;
+use crate::event::{clip, EventShape};
 use crate::horizon::Horizon;
 
 /// A host or metric name. Names of up to 24 bytes (host and metric names
@@ -42,7 +44,8 @@ struct RawMetric<'a> {
     host: Cow<'a, str>,
     #[serde(borrow)]
     metric: Cow<'a, str>,
-    value: f64,
+    #[serde(borrow)]
+    value: &'a RawValue,
     #[serde(borrow)]
     timestamp: Cow<'a, str>,
 }
@@ -63,12 +66,12 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
         .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
     let raw: RawMetric<'_> =
         serde_json::from_str(text).map_err(|e| format!("invalid metric event: {e}"))?;
-    if !raw.value.is_finite() {
-        return Err(format!(
-            "invalid metric event: value {} is not a finite number",
-            raw.value
-        ));
-    }
+    let value = exact_f64(raw.value.get()).map_err(|why| {
+        format!(
+            "invalid metric event: `value` = {} {why}",
+            clip(raw.value.get())
+        )
+    })?;
     let ts = parse_rfc3339_ms(&raw.timestamp)?;
     if let Err(latest) = horizon.admit(ts) {
         return Err(future(&raw.timestamp, latest));
@@ -76,7 +79,7 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
     Ok(Metric {
         ts,
         key: (Name::from(raw.host), Name::from(raw.metric)),
-        value: raw.value,
+        value,
     })
 }
 
@@ -130,11 +133,28 @@ mod tests {
                 ts: 1_767_225_601_500
             }
         );
-        assert!(decode(
-            br#"{"host":"h1","metric":"m","value":"high","timestamp":"2026-01-01T00:00:00Z"}"#
-        )
-        .unwrap_err()
-        .contains("invalid type"));
+        for (value, why) in [
+            ("\"high\"", "`value` = \"high\" is not a finite number"),
+            ("null", "`value` = null is not a finite number"),
+            ("1e400", "`value` = 1e400 is too large for a 64-bit float"),
+            ("1e-400", "`value` = 1e-400 is too small for a 64-bit float (it would be read as 0"),
+            (
+                "9007199254740993",
+                "`value` = 9007199254740993 has more significant digits than a 64-bit float holds (it would be read as 9007199254740992.0)",
+            ),
+        ] {
+            let p = format!(
+                r#"{{"host":"h1","metric":"m","value":{value},"timestamp":"2026-01-01T00:00:00Z"}}"#
+            );
+            let e = decode(p.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{value}: {e}");
+        }
+        assert_eq!(
+            decode(br#"{"host":"h","metric":"m","value":9007199254740992,"timestamp":"2026-01-01T00:00:00Z"}"#)
+                .unwrap()
+                .value,
+            9007199254740992.0
+        );
         assert!(decode(br#"{"host":"h1","value":1}"#)
             .unwrap_err()
             .contains("missing field `metric`"));

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::FieldPath;
+use crate::decimal::exact_f64;
 
 /// One event's object, and the nested objects its paths went through,
 /// each parsed once however many paths pass it, by the path prefix that
@@ -108,18 +109,16 @@ impl<'a, 'p> Doc<'a, 'p> {
     }
 }
 
-/// A finite number, or an error naming the path.
+/// A finite number the `f64` holds exactly (see [`crate::decimal`]), or an
+/// error naming the path.
 pub(super) fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
-    number_text(raw.get())
-        .and_then(|t| t.parse::<f64>().ok())
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| {
-            format!(
-                "invalid metric event: `{}` = {} is not a finite number",
-                path.text,
-                clip(raw.get())
-            )
-        })
+    exact_f64(raw.get()).map_err(|why| {
+        format!(
+            "invalid metric event: `{}` = {} {why}",
+            path.text,
+            clip(raw.get())
+        )
+    })
 }
 
 /// The entries of the `values_from` object, and the metric prefix.
@@ -170,7 +169,7 @@ pub(super) fn number_text(raw: &str) -> Option<&str> {
 }
 
 /// At most 80 characters of a value, for messages.
-pub(super) fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

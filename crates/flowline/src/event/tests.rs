@@ -66,7 +66,15 @@ fn what_cannot_be_read_is_refused_naming_the_path() {
         ),
         (
             r#"{"host":"h","metric":"m","m":{"v":1e999},"meta":{"time":1}}"#,
-            "`m.v` = 1e999 is not a finite number",
+            "`m.v` = 1e999 is too large for a 64-bit float",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":9007199254740993},"meta":{"time":1}}"#,
+            "`m.v` = 9007199254740993 has more significant digits than a 64-bit float holds (it would be read as 9007199254740992.0)",
+        ),
+        (
+            r#"{"host":"h","metric":"m","m":{"v":1e-400},"meta":{"time":1}}"#,
+            "`m.v` = 1e-400 is too small for a 64-bit float (it would be read as 0",
         ),
         (
             r#"{"host":"h","metric":"m","m":5,"meta":{"time":1}}"#,
