@@ -149,6 +149,12 @@ mod tests {
             let e = decode(p.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{value}: {e}");
         }
+        // A key twice is refused here as in every shape.
+        assert!(decode(
+            br#"{"host":"a","host":"b","metric":"m","value":1,"timestamp":"2026-01-01T00:00:00Z"}"#
+        )
+        .unwrap_err()
+        .contains("duplicate field `host`"));
         assert_eq!(
             decode(br#"{"host":"h","metric":"m","value":9007199254740992,"timestamp":"2026-01-01T00:00:00Z"}"#)
                 .unwrap()

@@ -24,9 +24,20 @@ pub(super) struct Doc<'a, 'p> {
 struct Obj<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Obj<'a> {
-    /// The value of `key`; of duplicate keys the last, as a map would keep.
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    /// The value of `key`, or `Err` when the object has the key twice:
+    /// which one the producer meant cannot be known (parsers disagree, and
+    /// Elasticsearch refuses such a document), so the job does not guess.
+    fn get(&self, key: &str) -> Result<Option<&'a RawValue>, ()> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k == key {
+                if found.is_some() {
+                    return Err(());
+                }
+                found = Some(*v);
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -92,7 +103,17 @@ impl<'a, 'p> Doc<'a, 'p> {
     pub(super) fn lookup(&self, path: &'p FieldPath) -> Result<&'a RawValue, String> {
         let missing = || format!("invalid metric event: missing field `{}`", path.text);
         let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
-        let mut cur: &'a RawValue = self.root.get(first).ok_or_else(missing)?;
+        let twice = |key: &str| {
+            format!(
+                "invalid metric event: the key `{key}` (of `{}`) appears twice in its object; JSON keys must be unique",
+                path.text
+            )
+        };
+        let mut cur: &'a RawValue = self
+            .root
+            .get(first)
+            .map_err(|()| twice(first))?
+            .ok_or_else(missing)?;
         let mut objects = self.objects.borrow_mut();
         for (seg, prefix) in rest.iter().zip(&path.prefixes) {
             let i = match objects.iter().position(|(p, _)| *p == prefix.as_str()) {
@@ -103,7 +124,11 @@ impl<'a, 'p> Doc<'a, 'p> {
                     objects.len() - 1
                 }
             };
-            cur = objects[i].1.get(seg).ok_or_else(missing)?;
+            cur = objects[i]
+                .1
+                .get(seg)
+                .map_err(|()| twice(seg))?
+                .ok_or_else(missing)?;
         }
         Ok(cur)
     }
@@ -129,22 +154,25 @@ pub(super) fn entries<'a, 'p>(
     prefix: Option<&'p FieldPath>,
 ) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
     let raw = root.lookup(object)?;
-    // In key order, the last of duplicate keys (as before, through a map).
-    let map: Vec<(String, &'a RawValue)> = serde_json::from_str::<Obj<'a>>(raw.get())
-        .map(|o| {
-            o.0.into_iter()
-                .map(|(k, v)| (k.into_owned(), v))
-                .collect::<BTreeMap<_, _>>()
-        })
-        .map_err(|_| {
-            format!(
-                "invalid metric event: `{}` = {} is not an object",
-                object.text,
-                clip(raw.get())
-            )
-        })?
-        .into_iter()
-        .collect();
+    // In key order; a key twice is refused, as in `lookup`.
+    let obj = serde_json::from_str::<Obj<'a>>(raw.get()).map_err(|_| {
+        format!(
+            "invalid metric event: `{}` = {} is not an object",
+            object.text,
+            clip(raw.get())
+        )
+    })?;
+    let mut map = BTreeMap::new();
+    for (k, v) in obj.0 {
+        if map.contains_key(k.as_ref()) {
+            return Err(format!(
+                "invalid metric event: the key `{k}` appears twice in `{}`; JSON keys must be unique",
+                object.text
+            ));
+        }
+        map.insert(k.into_owned(), v);
+    }
+    let map: Vec<(String, &'a RawValue)> = map.into_iter().collect();
     let prefix = match prefix {
         None => None,
         Some(p) => {

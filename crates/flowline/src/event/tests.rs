@@ -345,15 +345,61 @@ fn value_modes_are_alternatives() {
 }
 
 #[test]
-fn escaped_keys_are_found_and_of_duplicate_keys_the_last_counts() {
+fn escaped_keys_are_found_and_are_the_same_key_as_unescaped() {
     let s = shape("t", TimeFormat::EpochMs, "a.v");
     // `\u0076` is `v`; `h\u006fst` is `host`: keys with escapes are copied.
     let f = s
-        .read(br#"{"t":1,"h\u006fst":"h","metric":"m","a":{"v":1,"\u0076":2},"a":{"v":3,"v":4}}"#)
+        .read(br#"{"t":1,"h\u006fst":"h","metric":"m","a":{"\u0076":2}}"#)
         .unwrap();
-    assert_eq!((f.group.as_str(), f.value), ("h", 4.0));
-    let f = s
+    assert_eq!((f.group.as_str(), f.value), ("h", 2.0));
+    // `v` and `\u0076` are one key twice: refused, not the last taken.
+    let e = s
         .read(br#"{"t":1,"host":"h","metric":"m","a":{"v":1,"\u0076":2}}"#)
+        .unwrap_err();
+    assert!(e.contains("`v` (of `a.v`) appears twice"), "{e}");
+}
+
+#[test]
+fn a_key_twice_is_refused_not_guessed() {
+    let s = shape("@timestamp", TimeFormat::Rfc3339, "system.cpu.pct");
+    for (payload, key) in [
+        // The group's key twice, at the top.
+        (
+            r#"{"@timestamp":"2026-01-01T00:00:00Z","host":"a","host":"b","metric":"m","system":{"cpu":{"pct":1}}}"#,
+            "`host` (of `host`)",
+        ),
+        // The value's key twice, nested.
+        (
+            r#"{"@timestamp":"2026-01-01T00:00:00Z","host":"a","metric":"m","system":{"cpu":{"pct":1,"pct":2}}}"#,
+            "`pct` (of `system.cpu.pct`)",
+        ),
+        // An object on the path twice.
+        (
+            r#"{"@timestamp":"2026-01-01T00:00:00Z","host":"a","metric":"m","system":{"cpu":{"pct":1}},"system":{"cpu":{"pct":2}}}"#,
+            "`system` (of `system.cpu.pct`)",
+        ),
+    ] {
+        let e = s.read(payload.as_bytes()).unwrap_err();
+        assert!(
+            e.contains(key) && e.contains("appears twice"),
+            "{payload}: {e}"
+        );
+    }
+    // A key twice that the shape does not read is no matter.
+    let f = s
+        .read(br#"{"@timestamp":"2026-01-01T00:00:00Z","x":1,"x":2,"host":"a","metric":"m","system":{"cpu":{"pct":1}}}"#)
         .unwrap();
-    assert_eq!(f.value, 2.0);
+    assert_eq!(f.value, 1.0);
+    let s = section(
+        r#"values_from = "fields"
+key = ["host"]
+timestamp_format = "epoch_s""#,
+    )
+    .unwrap();
+    let (f, bad) = s.read_all(br#"{"host":"a","timestamp":1,"fields":{"cpu":1,"mem":2,"cpu":3}}"#);
+    assert!(f.is_empty(), "{f:?}");
+    assert_eq!(
+        bad.unwrap(),
+        "invalid metric event: the key `cpu` appears twice in `fields`; JSON keys must be unique"
+    );
 }
