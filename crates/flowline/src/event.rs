@@ -377,12 +377,12 @@ impl EventShape {
                     Err(e) => bad.push(e),
                 };
                 match &self.values {
-                    Values::One(p) => push(None, root.lookup(p).and_then(|r| number(p, r))),
+                    Values::One(p) => push(None, root.lookup(p).and_then(|r| number(&p.text, r))),
                     Values::Many(paths) => {
                         for p in paths {
                             push(
                                 Some(p.text.clone()),
-                                root.lookup(p).and_then(|r| number(p, r)),
+                                root.lookup(p).and_then(|r| number(&p.text, r)),
                             )
                         }
                     }
@@ -398,11 +398,7 @@ impl EventShape {
                                         Some(p) => format!("{p}.{k}"),
                                         None => k.clone(),
                                     };
-                                    let path = FieldPath {
-                                        text: format!("{}.{k}", object.text),
-                                        segments: Vec::new(),
-                                        prefixes: Vec::new(),
-                                    };
+                                    let path = format!("{}.{k}", object.text);
                                     push(Some(name), number(&path, raw));
                                 }
                                 if out.is_empty() && bad.is_empty() {
@@ -511,8 +507,8 @@ impl EventShape {
 mod doc;
 mod epoch;
 
-pub(crate) use doc::clip;
-use doc::{entries, number, number_text, Doc};
+pub(crate) use doc::number;
+use doc::{clip, entries, number_text, Doc};
 pub use epoch::epoch_ms;
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use flowline_connector_api::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::decimal::exact_f64;
-use crate::event::{clip, EventShape};
+use crate::event::{number, EventShape};
 use crate::horizon::Horizon;
 
 /// A host or metric name. Names of up to 24 bytes (host and metric names
@@ -66,12 +65,7 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
         .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
     let raw: RawMetric<'_> =
         serde_json::from_str(text).map_err(|e| format!("invalid metric event: {e}"))?;
-    let value = exact_f64(raw.value.get()).map_err(|why| {
-        format!(
-            "invalid metric event: `value` = {} {why}",
-            clip(raw.value.get())
-        )
-    })?;
+    let value = number("value", raw.value)?;
     let ts = parse_rfc3339_ms(&raw.timestamp)?;
     if let Err(latest) = horizon.admit(ts) {
         return Err(future(&raw.timestamp, latest));

@@ -2,6 +2,7 @@
 //! paths pass (each parsed once), numbers and the entries of an object.
 
 use std::borrow::Cow;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
@@ -135,12 +136,12 @@ impl<'a, 'p> Doc<'a, 'p> {
 }
 
 /// A finite number the `f64` holds exactly (see [`crate::decimal`]), or an
-/// error naming the path.
-pub(super) fn number(path: &FieldPath, raw: &RawValue) -> Result<f64, String> {
+/// error naming the field (its path in the event): for every shape, the
+/// default one too.
+pub(crate) fn number(field: &str, raw: &RawValue) -> Result<f64, String> {
     exact_f64(raw.get()).map_err(|why| {
         format!(
-            "invalid metric event: `{}` = {} {why}",
-            path.text,
+            "invalid metric event: `{field}` = {} {why}",
             clip(raw.get())
         )
     })
@@ -164,13 +165,18 @@ pub(super) fn entries<'a, 'p>(
     })?;
     let mut map = BTreeMap::new();
     for (k, v) in obj.0 {
-        if map.contains_key(k.as_ref()) {
-            return Err(format!(
-                "invalid metric event: the key `{k}` appears twice in `{}`; JSON keys must be unique",
-                object.text
-            ));
+        match map.entry(k.into_owned()) {
+            Entry::Vacant(e) => {
+                e.insert(v);
+            }
+            Entry::Occupied(e) => {
+                return Err(format!(
+                    "invalid metric event: the key `{}` appears twice in `{}`; JSON keys must be unique",
+                    e.key(),
+                    object.text
+                ))
+            }
         }
-        map.insert(k.into_owned(), v);
     }
     let map: Vec<(String, &'a RawValue)> = map.into_iter().collect();
     let prefix = match prefix {
@@ -197,7 +203,7 @@ pub(super) fn number_text(raw: &str) -> Option<&str> {
 }
 
 /// At most 80 characters of a value, for messages.
-pub(crate) fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
