@@ -22,8 +22,9 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const WINDOW_MS: i64 = 10_000;
 
-/// Every record of `topic` (key, payload), read to its end offsets.
-fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+/// Every record of `topic` (partition, key, payload), read to its end
+/// offsets.
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, String, String)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -55,7 +56,7 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
         };
         let m = m.unwrap();
         let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-        out.push((text(m.key()), text(m.payload())));
+        out.push((m.partition(), text(m.key()), text(m.payload())));
         if ends
             .get(&m.partition())
             .is_some_and(|&hi| m.offset() + 1 >= hi)
@@ -154,7 +155,21 @@ async fn windows_and_dead_letters_on_kafka_are_written_once_through_a_sigkill() 
     assert!(st.success(), "final run ({st}):\n{log}");
 
     let records = read_topic(&s.kafka_bootstrap, &out);
-    let (docs, twice) = window_docs(records.iter().map(|r| r.1.as_str()));
+    let (docs, twice) = window_docs(records.iter().map(|r| r.2.as_str()));
+    if docs.len() != reference.len() {
+        // Once (CI, 2026-12-05) a whole partition's windows were missing:
+        // say whether the topic or the read lost them.
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &s.kafka_bootstrap)
+            .create()
+            .unwrap();
+        for p in 0..2 {
+            let marks = c.fetch_watermarks(&out, p, Duration::from_secs(10));
+            let read = records.iter().filter(|r| r.0 == p).count();
+            eprintln!("{out}/{p}: watermarks {marks:?}, {read} records read");
+        }
+        eprintln!("final run's log:\n{log}");
+    }
     assert!(
         twice.is_empty(),
         "{} windows written more than once ({before} written before the kill), first {:?}\n{log}",
