@@ -106,7 +106,9 @@ pub struct KafkaSourceConfig {
     /// back at once, without a rebalance. Unique per running instance; the
     /// `flowline` CLI derives one from the job name and `[job] instance_id`.
     pub group_instance_id: Option<String>,
-    /// `earliest`, `latest`, or a time.
+    /// `earliest`, `latest`, or a time: where a partition without
+    /// checkpointed state starts. `latest` holds for the partitions of the
+    /// job's first start; a later one starts at its earliest offset.
     #[serde(default = "d_earliest")]
     pub auto_offset_reset: String,
     /// Read up to the end offsets seen at start, then end the input.

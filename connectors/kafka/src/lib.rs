@@ -30,6 +30,11 @@
 //!   topics or none: a rebalance that leaves it part of them fails the
 //!   source (after a revoke's checkpoint; before any record of an
 //!   assignment), for a job whose state cannot move with its partitions.
+//! - **Start** of a partition without checkpointed state:
+//!   `auto_offset_reset`. `latest` holds for the partitions of the job's
+//!   first start only; one that appears later starts at its earliest offset,
+//!   so records written to it before it was found are not skipped
+//!   (`source/start.rs`).
 //! - **Bounded** (`bounded = true`): every partition of `topics`, from the
 //!   committed offset (or `auto_offset_reset`) to the end offset seen at
 //!   start, then the input ends and every window fires. A restart continues

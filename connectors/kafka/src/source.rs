@@ -18,6 +18,7 @@ mod exclusive;
 mod message;
 mod poller;
 mod rebalance;
+mod start;
 mod state;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::config::{client_config, count, duration, KafkaSourceConfig, StartPosi
 use crate::error::{with_retries, Error};
 pub use poller::Ctx;
 use poller::{lock, Item, Settings, Shared};
+use start::warn_stale;
 use state::Part;
 
 /// The source.
@@ -51,6 +53,10 @@ pub struct KafkaSource {
     /// Committed offsets of the group for partitions the runtime had no
     /// checkpoint of (bounded mode), to warn when they go unused.
     stale: std::collections::HashMap<PartitionId, i64>,
+    /// `auto_offset_reset = "latest"` still names the end offset: no
+    /// checkpoint has named a partition and no assignment has been answered
+    /// yet (`source/start.rs`).
+    latest_open: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -169,6 +175,7 @@ impl KafkaSource {
             committed: None,
             stale: Default::default(),
             known: Default::default(),
+            latest_open: true,
             cfg,
         };
         if src.cfg.bounded {
@@ -189,11 +196,7 @@ impl KafkaSource {
             })?;
             for e in committed.elements() {
                 let (t, p) = (e.topic().to_string(), e.partition());
-                let (low, high) = with_retries(
-                    &format!("reading the end offsets of {t}/{p}"),
-                    connect,
-                    |d| src.consumer.fetch_watermarks(&t, p, d),
-                )?;
+                let (low, high) = src.watermarks(&t, p, connect)?;
                 // The configured start, never the group's committed offset:
                 // that belongs to the state of a checkpoint, and the
                 // runtime's `seek` names it when that checkpoint exists.
@@ -240,33 +243,6 @@ impl KafkaSource {
             .map_err(kafka("subscribing"))
     }
 
-    fn reset_offset(
-        &self,
-        t: &str,
-        p: i32,
-        low: i64,
-        high: i64,
-        timeout: Duration,
-    ) -> Result<i64, Error> {
-        Ok(match self.start {
-            StartPosition::Earliest => low,
-            StartPosition::Latest => high,
-            StartPosition::Timestamp(ms) => {
-                let mut q = TopicPartitionList::new();
-                q.add_partition_offset(t, p, Offset::Offset(ms))
-                    .map_err(kafka("offsets for time"))?;
-                let r = self
-                    .consumer
-                    .offsets_for_times(q, timeout)
-                    .map_err(kafka(format!("offset for time {ms} in {t}/{p}")))?;
-                match r.elements().first().map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => high,
-                }
-            }
-        })
-    }
-
     fn shared(&self) -> &Shared {
         &self.consumer.context().0
     }
@@ -280,27 +256,6 @@ impl KafkaSource {
         self.consumer
             .assign(&tpl)
             .map_err(kafka("assigning partitions"))
-    }
-
-    /// Where a partition without checkpointed state starts: the configured
-    /// `auto_offset_reset`. An offset the group committed is ignored with a
-    /// warning: it was committed with a checkpoint that no longer exists
-    /// (deleted, or another job's), and resuming there with empty state
-    /// would silently drop everything before it from the results.
-    fn configured_start(&self, t: &str, p: i32, timeout: Duration) -> Result<i64, Error> {
-        let mut q = TopicPartitionList::new();
-        q.add_partition(t, p);
-        let committed = with_retries("reading committed offsets", timeout, |d| {
-            self.consumer.committed_offsets(q.clone(), d)
-        })?;
-        let (low, high) = with_retries("reading watermarks", timeout, |d| {
-            self.consumer.fetch_watermarks(t, p, d)
-        })?;
-        let start = self.reset_offset(t, p, low, high, timeout)?;
-        if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
-            warn_stale(&self.cfg.group_id, &partition_id(t, p), o, start);
-        }
-        Ok(start)
     }
 
     fn start_thread(&mut self) -> Result<(), Error> {
@@ -333,16 +288,6 @@ impl KafkaSource {
         self.thread = Some(done_rx);
         Ok(())
     }
-}
-
-fn warn_stale(group: &str, pid: &PartitionId, committed: i64, start: i64) {
-    tracing::warn!(
-        group_id = group,
-        partition = %pid,
-        committed,
-        start,
-        "no checkpoint holds this partition's state, so the group's committed offset is ignored and reading starts at auto_offset_reset: resuming at the committed offset with empty state would leave everything before it out of the results. Fix: restore the checkpoints, or use a new group_id to make the fresh start explicit"
-    );
 }
 
 impl Drop for KafkaSource {
@@ -463,6 +408,9 @@ impl Source for KafkaSource {
             self.known.insert(pid.clone(), *o);
         }
         if self.cfg.bounded {
+            if !position.offsets.is_empty() && std::mem::take(&mut self.latest_open) {
+                self.restart_new_partitions()?;
+            }
             {
                 let mut st = lock(&self.shared().state);
                 let started = self.thread.is_some();
@@ -491,6 +439,9 @@ impl Source for KafkaSource {
         // A seek that answers no assignment (the restore at start) is only
         // remembered.
         let Some(answering) = self.shared().next_answer() else {
+            if !position.offsets.is_empty() {
+                self.latest_open = false;
+            }
             return Ok(());
         };
         let timeout = duration("connect_timeout", &self.cfg.connect_timeout)?;
@@ -516,6 +467,9 @@ impl Source for KafkaSource {
             part.target = target.or(first_seen);
             tracing::debug!(partition = %pid, target = ?part.target, first_seen = ?first_seen, "assigned partition starts here");
             part.seeked = false;
+        }
+        if !answering.is_empty() {
+            self.latest_open = false;
         }
         // The waiting assignment proceeds with these offsets.
         self.shared().seek_answered();
