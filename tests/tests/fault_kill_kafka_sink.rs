@@ -158,7 +158,10 @@ async fn windows_and_dead_letters_on_kafka_are_written_once_through_a_sigkill() 
     let (docs, twice) = window_docs(records.iter().map(|r| r.2.as_str()));
     if docs.len() != reference.len() {
         // Once (CI, 2026-12-05) a whole partition's windows were missing:
-        // say whether the topic or the read lost them.
+        // the broker's 7-day retention had deleted them (their timestamps
+        // are of 2026-01). The Kafka sink now refuses such records, and the
+        // test broker keeps everything; say whether the topic or the read
+        // lost them if it happens again.
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &s.kafka_bootstrap)
             .create()

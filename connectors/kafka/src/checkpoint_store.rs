@@ -161,7 +161,7 @@ fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> CheckpointError {
 
 /// Runs a future to completion on a private single-thread runtime (the
 /// admin client's futures), also when called from inside a runtime.
-fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+pub(crate) fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
 where
     F::Output: Send,
 {

@@ -5,8 +5,11 @@
 //! A record the broker refuses on its own account (too large for the
 //! topic, a timestamp out of its range, no key for a compacted topic) is a
 //! bad record, returned whole; any other delivery failure fails the sink.
+//! So is a record the broker would take and then delete: its timestamp is
+//! already past the topic's `retention.ms` (`sink/retention.rs`).
 
 mod deliveries;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +49,8 @@ pub struct KafkaSink {
     dedupe: Option<crate::dedupe::Dedupe>,
     /// Ids written after the restored checkpoint by the run before.
     written: crate::dedupe::Written,
+    /// The topic's time retention: a record already past it is refused.
+    retention: retention::Retention,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -123,6 +128,7 @@ impl KafkaSink {
                 cfg.topic, cfg.bootstrap_servers
             )));
         }
+        let retention = retention::Retention::read(&client, &cfg.topic, connect);
         Ok(Self {
             producer,
             resend_config,
@@ -133,6 +139,7 @@ impl KafkaSink {
             timeout: connect,
             dedupe,
             written: Default::default(),
+            retention,
         })
     }
 
@@ -318,6 +325,7 @@ fn too_large(r: Arc<Record>) -> Rejected {
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: Vec<Record>) -> Result<(), ConnectorError> {
         let mut rejected = Vec::new();
+        let now = retention::now_ms();
         for r in batch {
             if let (Some(d), false) = (&self.dedupe, self.written.is_empty()) {
                 // A key that cannot be made is refused by `send`.
@@ -329,6 +337,10 @@ impl Sink for KafkaSink {
                     // run was restored from.
                     continue;
                 }
+            }
+            if let Err(reason) = self.retention.admit(&self.topic, r.timestamp, now) {
+                rejected.push(Rejected::new(r, reason));
+                continue;
             }
             rejected.extend(self.send(&self.producer, r).await?);
             if self.producer.context().in_flight() >= MAX_PENDING {
