@@ -414,6 +414,18 @@ pub fn metric_events(hosts: usize, count: u64, seed: u64) -> Vec<(String, String
     .collect()
 }
 
+/// The response of a search of `index` (a name or pattern) with `body`.
+pub async fn search(es: &Elasticsearch, index: &str, body: serde_json::Value) -> serde_json::Value {
+    es.search(elasticsearch::SearchParts::Index(&[index]))
+        .body(body)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("search body")
+}
+
 /// The mapped properties of `index`.
 pub async fn mapping_properties(es: &Elasticsearch, index: &str) -> serde_json::Value {
     use elasticsearch::indices::IndicesGetMappingParts;

@@ -2,8 +2,8 @@
 //! Elasticsearch-API server, with the `elasticsearch` crate.
 
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
-use elasticsearch::{BulkOperation, BulkParts, SearchParts};
-use flowline_integration_tests::{count, mapping_properties, unique, TestServices};
+use elasticsearch::{BulkOperation, BulkParts};
+use flowline_integration_tests::{count, mapping_properties, search, unique, TestServices};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -60,21 +60,18 @@ async fn template_bulk_search_and_aggregate() {
     assert_eq!(props["window_start"]["type"], "date", "{props}");
     assert_eq!(props["host"]["type"], "keyword");
 
-    let r: Value = es
-        .search(SearchParts::Index(&[&index]))
-        .body(json!({
+    let r = search(
+        &es,
+        &index,
+        json!({
             "size": 0,
             "aggs": {
                 "hosts": {"terms": {"field": "host"}},
                 "per_minute": {"date_histogram": {"field": "window_start", "fixed_interval": "1m"}}
             }
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let hosts = r["aggregations"]["hosts"]["buckets"].as_array().unwrap();
     assert_eq!(hosts.len(), 4);
     assert!(hosts.iter().all(|b| b["doc_count"] == 250), "{hosts:?}");

@@ -1,10 +1,9 @@
 //! The Elasticsearch sink passes the connector testkit's sink suite against
 //! the real server: exactly once through a restart (idempotent ids).
 
-use elasticsearch::SearchParts;
 use flowline_connector_api::{BoxSink, SinkFactory};
 use flowline_connector_testkit::sink::{sink_suite, Guarantee};
-use flowline_integration_tests::{count, unique, TestServices};
+use flowline_integration_tests::{count, search, unique, TestServices};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,15 +18,12 @@ async fn es_sink_passes_the_sink_suite_exactly_once() {
     };
     let read = || async {
         count(&es, &index).await;
-        let r: serde_json::Value = es
-            .search(SearchParts::Index(&[&index]))
-            .body(json!({"size": 1000, "query": {"match_all": {}}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = search(
+            &es,
+            &index,
+            json!({"size": 1000, "query": {"match_all": {}}}),
+        )
+        .await;
         r["hits"]["hits"]
             .as_array()
             .unwrap()

@@ -1,11 +1,12 @@
 //! The index template: installed once, date fields searchable with a
 //! `date_histogram`, and the flowline job writing windows through the sink.
 
-use elasticsearch::SearchParts;
 use flowline_connector_api::{Record, Sink};
 use flowline_elasticsearch::{detect::Server, template};
-use flowline_integration_tests::{count, es_sink, mapping_properties, unique, TestServices};
-use serde_json::{json, Value};
+use flowline_integration_tests::{
+    count, es_sink, mapping_properties, search, unique, TestServices,
+};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_types_dates_and_is_installed_once() {
@@ -41,15 +42,7 @@ async fn template_types_dates_and_is_installed_once() {
     // Not named in the config: strings as keyword (the dynamic template).
     assert_eq!(props["metric"]["type"], "keyword");
 
-    let r: Value = es
-        .search(SearchParts::Index(&[&format!("{prefix}-*")]))
-        .body(json!({"size": 0, "aggs": {"per_day": {"date_histogram": {"field": "window_start", "calendar_interval": "1d"}}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = search(&es, &format!("{prefix}-*"), json!({"size": 0, "aggs": {"per_day": {"date_histogram": {"field": "window_start", "calendar_interval": "1d"}}}})).await;
     let buckets = r["aggregations"]["per_day"]["buckets"].as_array().unwrap();
     assert_eq!(
         buckets

@@ -14,6 +14,9 @@ pub struct Encoder {
     id_fields: Option<Vec<String>>,
     time_field: Option<String>,
     action: Action,
+    /// Indices whose existing mapping would change the values written, with
+    /// the reason (`existing.rs`): their documents are refused.
+    refused: std::collections::HashMap<String, String>,
 }
 
 /// The longest document id the servers accept, in bytes (Elasticsearch
@@ -98,7 +101,13 @@ impl Encoder {
             id_fields,
             time_field: time_field.map(str::to_string),
             action,
+            refused: Default::default(),
         }
+    }
+
+    /// Refuses documents for these indices, each with its reason.
+    pub fn refuse(&mut self, indices: std::collections::HashMap<String, String>) {
+        self.refused = indices;
     }
 
     /// The index pattern templates should match: the name, or its prefix
@@ -156,6 +165,9 @@ impl Encoder {
         } else {
             self.index.clone()
         };
+        if let Some(reason) = self.refused.get(&index) {
+            return Err(reason.clone());
+        }
         let id = match (&self.id_fields, &r.key) {
             (Some(fields), _) => {
                 let d = doc.as_ref().expect("parsed above");

@@ -51,7 +51,10 @@
 //!   (`[sink.template] fields`, field → type, or a JSON `file`), the
 //!   `time_field` as `date`, other strings as `keyword` and other numbers as
 //!   `double`; it updates it only when it differs. The connector knows no
-//!   document shape: a job passes the mapping of its own documents.
+//!   document shape: a job passes the mapping of its own documents. An
+//!   index that exists already and maps a templated field so that values
+//!   would change (`long` for `double`: a fraction is cut) has its
+//!   documents refused with the reason (`existing.rs`).
 //! - **Auth**: basic, API key, bearer token; TLS with a CA file or the system
 //!   roots; certificate checks off only with `insecure_skip_verify = true`,
 //!   logged as a warning. Secrets never appear in logs or `Debug` output.
@@ -67,6 +70,7 @@ pub mod config;
 pub mod detect;
 pub mod encode;
 mod error;
+mod existing;
 pub mod retry;
 mod send;
 pub mod sink;

@@ -29,9 +29,10 @@ use crate::bulk::Item;
 use crate::config::{Action, Settings};
 use crate::detect::Server;
 use crate::encode::Encoder;
+use crate::error::status_error;
 use crate::retry::{Every, Policy};
 use crate::send::send;
-use crate::{template, Error};
+use crate::{existing, template, Error};
 
 /// What a bulk request's task returns: its documents and its result.
 type Sent = (Vec<u64>, Result<Vec<Rejected>, Error>);
@@ -197,6 +198,11 @@ impl EsSink {
                 server.composable_templates(),
             );
             template::ensure(&self.client, &server, &name, &body).await?;
+            let refused = existing::conflicts(&self.client, &pattern, mappings).await?;
+            for (index, reason) in &refused {
+                tracing::error!(%index, %reason, "documents for this index go to the dead-letter output");
+            }
+            self.encoder.refuse(refused);
         }
         self.server = Some(server);
         Ok(())
@@ -245,17 +251,7 @@ impl EsSink {
                         }
                     })?
                 }
-                Ok(resp) => Error::Status {
-                    what: format!("GET / on {url}"),
-                    status: resp.status_code().as_u16(),
-                    body: resp
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(300)
-                        .collect(),
-                },
+                Ok(resp) => status_error(format!("GET / on {url}"), resp).await,
                 Err(e) => Error::Unreachable {
                     url: url.clone(),
                     message: e.to_string(),

@@ -215,14 +215,8 @@ pub async fn ensure(
         )
         .await
         .map_err(unreachable)?;
-    let status = resp.status_code().as_u16();
-    if !(200..300).contains(&status) {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(Error::Status {
-            what: format!("PUT {path}"),
-            status,
-            body: text.chars().take(500).collect(),
-        });
+    if !resp.status_code().is_success() {
+        return Err(crate::error::status_error(format!("PUT {path}"), resp).await);
     }
     tracing::info!(template = name, %server, "index template installed");
     Ok(true)
