@@ -109,3 +109,49 @@ async fn the_metrics_job_writes_its_windows_through_the_sink() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_of_that_name_made_by_someone_else_is_left_as_it_is() {
+    use elasticsearch::indices::{IndicesGetIndexTemplateParts, IndicesPutIndexTemplateParts};
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let prefix = unique("flowline-es-theirs");
+    let theirs = json!({"index_patterns": [format!("{prefix}-*")], "priority": 50, "version": 7,
+        "template": {"mappings": {"properties": {"avg": {"type": "keyword"}}}}});
+    es.indices()
+        .put_index_template(IndicesPutIndexTemplateParts::Name(&prefix))
+        .body(theirs)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+    let e = es_sink(
+        json!({"url": s.elasticsearch_url, "index": format!("{prefix}-%Y.%m.%d"),
+        "replicas": 0, "time_field": "window_start", "template": {"fields": {"avg": "double"}}}),
+    )
+    .await
+    .expect_err("the start fails");
+    let e = e.to_string();
+    assert!(
+        e.contains(&format!("index template `{prefix}` exists"))
+            && e.contains("not installed by Flowline"),
+        "{e}"
+    );
+    assert!(e.contains("Fix: set template_name"), "{e}");
+    let got: serde_json::Value = es
+        .indices()
+        .get_index_template(IndicesGetIndexTemplateParts::Name(&prefix))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = &got["index_templates"][0]["index_template"];
+    assert_eq!(t["version"], 7, "{got}");
+    assert_eq!(
+        t["template"]["mappings"]["properties"]["avg"]["type"], "keyword",
+        "{got}"
+    );
+}

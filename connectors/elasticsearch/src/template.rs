@@ -150,6 +150,15 @@ pub fn body(
             "_meta": {"managed_by": "flowline"}
         })
     } else {
+        // A legacy template has no `_meta` of its own: the mark goes into
+        // its mappings.
+        let mut mappings = mappings.clone();
+        if let Some(m) = mappings.as_object_mut() {
+            let meta = m.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.insert("managed_by".into(), json!("flowline"));
+            }
+        }
         json!({
             "index_patterns": [pattern],
             "order": 200,
@@ -163,7 +172,9 @@ pub fn body(
 }
 
 /// Installs the template unless the same version is there already.
-/// Returns whether it wrote one.
+/// Returns whether it wrote one. A template of that name that Flowline did
+/// not install (no `_meta.managed_by = "flowline"`) is left as it is and
+/// fails the start: it is not the job's to replace.
 pub async fn ensure(
     client: &Elasticsearch,
     server: &Server,
@@ -202,6 +213,17 @@ pub async fn ensure(
         };
         if have == want {
             return Ok(false);
+        }
+        // Never replace a template this sink did not install.
+        let meta = if composable {
+            &v["index_templates"][0]["index_template"]["_meta"]
+        } else {
+            &v[name]["mappings"]["_meta"]
+        };
+        if meta["managed_by"] != "flowline" {
+            return Err(Error::Config(format!(
+                "index template `{name}` exists on {server} and was not installed by Flowline (no _meta.managed_by = \"flowline\"), so it is not replaced. Fix: set template_name to another name, set template = false to keep yours, or delete it"
+            )));
         }
     }
     let resp = t
