@@ -126,13 +126,25 @@ async fn a_template_of_that_name_made_by_someone_else_is_left_as_it_is() {
         .unwrap()
         .error_for_status_code()
         .unwrap();
-    let e = es_sink(
-        json!({"url": s.elasticsearch_url, "index": format!("{prefix}-%Y.%m.%d"),
-        "replicas": 0, "time_field": "window_start", "template": {"fields": {"avg": "double"}}}),
+    let settings = json!({"url": s.elasticsearch_url, "index": format!("{prefix}-%Y.%m.%d"),
+        "replicas": 0, "time_field": "window_start", "template": {"fields": {"avg": "double"}}});
+    // `flowline validate` refuses it as the start does.
+    let c = flowline_connector_api::parse_config("elasticsearch", settings.clone()).unwrap();
+    let mut unstarted = flowline_connector_api::SinkFactory::build(
+        &flowline_elasticsearch::ElasticsearchSinkFactory,
+        c,
     )
-    .await
-    .expect_err("the start fails");
-    let e = e.to_string();
+    .unwrap();
+    let checked = unstarted
+        .check()
+        .await
+        .expect_err("validate fails")
+        .to_string();
+    let e = es_sink(settings)
+        .await
+        .expect_err("the start fails")
+        .to_string();
+    assert!(e.ends_with(&checked), "validate: {checked}\nstart: {e}");
     assert!(
         e.contains(&format!("index template `{prefix}` exists"))
             && e.contains("not installed by Flowline"),

@@ -186,10 +186,7 @@ impl EsSink {
         let c = &self.settings.config;
         if let Some(mappings) = &self.settings.mappings {
             let pattern = self.encoder.index_pattern();
-            let name = c
-                .template_name
-                .clone()
-                .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string());
+            let name = self.template_name();
             let body = template::body(
                 &pattern,
                 mappings,
@@ -208,18 +205,34 @@ impl EsSink {
         Ok(())
     }
 
+    /// The index template's name: `template_name`, or the index pattern's
+    /// prefix.
+    fn template_name(&self) -> String {
+        let pattern = self.encoder.index_pattern();
+        self.settings
+            .config
+            .template_name
+            .clone()
+            .unwrap_or_else(|| pattern.trim_end_matches(['*', '-', '.', '_']).to_string())
+    }
+
     /// What `flowline validate` asks: the server answers, accepts the
-    /// credentials and is a supported version; one attempt, nothing written.
+    /// credentials and is a supported version, and a template of the
+    /// sink's name is not someone else's; one attempt, nothing written.
     pub async fn check(&mut self) -> Result<(), Error> {
         let saved = self.policy.max_attempts.replace(1);
         let r = self.detect().await;
         self.policy.max_attempts = saved;
-        r.map(|_| ()).map_err(|e| match e {
+        let server = r.map_err(|e| match e {
             Error::RetriesExhausted { last, .. } => {
                 Error::Config(format!("the search server did not answer: {last}"))
             }
             e => e,
-        })
+        })?;
+        if self.settings.mappings.is_some() {
+            template::installed(&self.client, &server, &self.template_name()).await?;
+        }
+        Ok(())
     }
 
     /// `GET /` until it answers (within the retry policy); the server it

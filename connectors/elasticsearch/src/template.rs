@@ -171,28 +171,30 @@ pub fn body(
     b
 }
 
-/// Installs the template unless the same version is there already.
-/// Returns whether it wrote one. A template of that name that Flowline did
-/// not install (no `_meta.managed_by = "flowline"`) is left as it is and
-/// fails the start: it is not the job's to replace.
-pub async fn ensure(
-    client: &Elasticsearch,
-    server: &Server,
-    name: &str,
-    body: &Value,
-) -> Result<bool, Error> {
-    let composable = server.composable_templates();
-    let path = if composable {
+fn path_of(server: &Server, name: &str) -> String {
+    if server.composable_templates() {
         format!("/_index_template/{name}")
     } else {
         format!("/_template/{name}")
-    };
+    }
+}
+
+/// The version of the template `name` that Flowline installed, `None` when
+/// there is none. A template of that name that Flowline did not install
+/// (no `_meta.managed_by = "flowline"`) is an error: it is not the job's to
+/// replace. Reads only (`flowline validate` asks it too).
+pub async fn installed(
+    client: &Elasticsearch,
+    server: &Server,
+    name: &str,
+) -> Result<Option<i64>, Error> {
+    let path = path_of(server, name);
     let unreachable = |e: elasticsearch::Error| Error::Unreachable {
         url: path.clone(),
         message: e.to_string(),
     };
-    let t = client.transport();
-    let resp = t
+    let resp = client
+        .transport()
         .send(
             Method::Get,
             &path,
@@ -203,29 +205,47 @@ pub async fn ensure(
         )
         .await
         .map_err(unreachable)?;
-    let want = body["version"].as_i64();
-    if resp.status_code().is_success() {
-        let v: Value = resp.json().await.map_err(unreachable)?;
-        let have = if composable {
-            v["index_templates"][0]["index_template"]["version"].as_i64()
-        } else {
-            v[name]["version"].as_i64()
-        };
-        if have == want {
-            return Ok(false);
-        }
-        // Never replace a template this sink did not install.
-        let meta = if composable {
-            &v["index_templates"][0]["index_template"]["_meta"]
-        } else {
-            &v[name]["mappings"]["_meta"]
-        };
-        if meta["managed_by"] != "flowline" {
-            return Err(Error::Config(format!(
-                "index template `{name}` exists on {server} and was not installed by Flowline (no _meta.managed_by = \"flowline\"), so it is not replaced. Fix: set template_name to another name, set template = false to keep yours, or delete it"
-            )));
-        }
+    if !resp.status_code().is_success() {
+        return Ok(None);
     }
+    let v: Value = resp.json().await.map_err(unreachable)?;
+    let t = if server.composable_templates() {
+        &v["index_templates"][0]["index_template"]
+    } else {
+        &v[name]
+    };
+    let meta = if server.composable_templates() {
+        &t["_meta"]
+    } else {
+        // A legacy template has no `_meta` of its own: see `body`.
+        &t["mappings"]["_meta"]
+    };
+    if meta["managed_by"] != "flowline" {
+        return Err(Error::Config(format!(
+            "index template `{name}` exists on {server} and was not installed by Flowline (no _meta.managed_by = \"flowline\"), so it is not replaced. Fix: set template_name to another name, set template = false to keep yours, or delete it"
+        )));
+    }
+    Ok(t["version"].as_i64())
+}
+
+/// Installs the template unless the same version is there already
+/// ([`installed`], which refuses to replace someone else's). Returns
+/// whether it wrote one.
+pub async fn ensure(
+    client: &Elasticsearch,
+    server: &Server,
+    name: &str,
+    body: &Value,
+) -> Result<bool, Error> {
+    if installed(client, server, name).await? == body["version"].as_i64() {
+        return Ok(false);
+    }
+    let path = path_of(server, name);
+    let unreachable = |e: elasticsearch::Error| Error::Unreachable {
+        url: path.clone(),
+        message: e.to_string(),
+    };
+    let t = client.transport();
     let resp = t
         .send(
             Method::Put,
