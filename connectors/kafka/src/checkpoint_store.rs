@@ -159,23 +159,37 @@ fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> CheckpointError {
     ))
 }
 
-/// Runs a future to completion on a private single-thread runtime (the
-/// admin client's futures), also when called from inside a runtime.
-pub(crate) fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime")
-                .block_on(f)
-        })
-        .join()
-        .expect("admin thread")
-    })
+/// A store topic that was there already must keep each key's newest entry
+/// for ever: compacted, and not also deleted by time. A topic that deletes
+/// by `retention.ms` drops the entry of a partition whose state has not
+/// changed for that long, and its next owner would start it afresh; one
+/// that is not compacted grows with every checkpoint.
+fn check_existing(
+    client: &rdkafka::ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), CheckpointError> {
+    let c = match crate::admin::topic_configs(client, topic, timeout) {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(topic, %error, "cannot read the checkpoint store topic's cleanup.policy; it must be compact. Fix: allow DescribeConfigs on the topic");
+            return Ok(());
+        }
+    };
+    let policy = c.get("cleanup.policy").map_or("delete", String::as_str);
+    let retention = c.get("retention.ms").map_or("604800000", String::as_str);
+    let compact = policy.split(',').any(|p| p.trim() == "compact");
+    let deletes = policy.split(',').any(|p| p.trim() == "delete") && retention.trim() != "-1";
+    if compact && !deletes {
+        return Ok(());
+    }
+    Err(err(
+        "the topic exists and does not keep checkpoints as the store needs",
+        topic,
+        format!(
+            "cleanup.policy = {policy}, retention.ms = {retention}: the store needs a compacted topic that keeps each key's newest entry for ever. Deleting by time drops the state of a partition that has not changed for retention.ms (its next owner would start it afresh); without compaction the topic grows with every checkpoint. Fix: kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact, or name another topic"
+        ),
+    ))
 }
 
 impl KafkaCheckpointStore {
@@ -195,11 +209,14 @@ impl KafkaCheckpointStore {
             .set("cleanup.policy", "compact")
             .set("max.message.bytes", &max);
         let opts = AdminOptions::new().operation_timeout(Some(timeout));
-        let res = block_on(admin.create_topics([&nt], &opts))
+        let res = crate::admin::block_on(admin.create_topics([&nt], &opts))
             .map_err(|e| err("creating the topic (is Kafka reachable?)", &topic, e))?;
         for r in res {
             match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    check_existing(&base, &topic, timeout)?
+                }
                 Err((_, code)) => return Err(err("creating the topic", &topic, code)),
             }
         }

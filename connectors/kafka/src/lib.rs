@@ -74,6 +74,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod auth;
 pub mod checkpoint_store;
 mod config;

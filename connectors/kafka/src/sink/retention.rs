@@ -20,8 +20,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flowline_connector_api::time::try_format_rfc3339_ms;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 
 /// How long the topic keeps a record by its timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,25 +48,11 @@ impl Retention {
     /// account without `DescribeConfigs` on the topic, gives `Unlimited`
     /// with a warning: the check is a safeguard, not a condition to write.
     pub(crate) fn read(client: &rdkafka::ClientConfig, topic: &str, timeout: Duration) -> Self {
-        let described = client
-            .create::<AdminClient<DefaultClientContext>>()
-            .map_err(|e| e.to_string())
-            .and_then(|admin| {
-                let opts = AdminOptions::new().request_timeout(Some(timeout));
-                let spec = [ResourceSpecifier::Topic(topic)];
-                crate::checkpoint_store::block_on(admin.describe_configs(&spec, &opts))
-                    .map_err(|e| e.to_string())
-            });
-        let resource = described.and_then(|mut r| match r.pop() {
-            Some(Ok(c)) => Ok(c),
-            Some(Err(code)) => Err(code.to_string()),
-            None => Err("no answer".into()),
-        });
-        match resource {
-            Ok(c) => {
-                let value = |name: &str| c.get(name).and_then(|e| e.value.as_deref());
-                Self::from_config(value("retention.ms"), value("message.timestamp.type"))
-            }
+        match crate::admin::topic_configs(client, topic, timeout) {
+            Ok(c) => Self::from_config(
+                c.get("retention.ms").map(String::as_str),
+                c.get("message.timestamp.type").map(String::as_str),
+            ),
             Err(error) => {
                 tracing::warn!(topic, %error, "cannot read the topic's retention.ms: records with a timestamp older than it would be written and then deleted by the broker without notice. Fix: allow DescribeConfigs on the topic");
                 Self::Unlimited
