@@ -302,6 +302,48 @@ async fn run_to_dead_letter_topic(
     .await
 }
 
+/// Runs the metrics job on a file of the `events` (with `max_future` a
+/// day), its windows to the Kafka topic `out`, its dead letters to `dlq`.
+async fn run_to_topics(
+    events: &str,
+    s: &TestServices,
+    out: &str,
+    dlq: &str,
+) -> flowline_runtime::JobSummary {
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.ndjson");
+    std::fs::write(&events_path, events).unwrap();
+    let events = events_path;
+    run_job(&format!(
+        "[source]\ntype = \"file\"\npath = \"{}\"\n[window]\nmax_future = \"1d\"\n[sink]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{out}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{dlq}\"\n",
+        events.display(),
+        b = s.kafka_bootstrap,
+    ))
+    .await
+}
+
+/// The first message of `topic` (30 s at most).
+fn first_message(
+    bootstrap: &str,
+    topic: &str,
+) -> impl std::future::Future<Output = rdkafka::message::OwnedMessage> {
+    let c = earliest_consumer(bootstrap, topic);
+    async move {
+        tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("a message within 30 s")
+            .unwrap()
+            .detach()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// Runs the job `toml` to its end; it must not fail.
 async fn run_job(toml: &str) -> flowline_runtime::JobSummary {
     let plan = JobPlan::parse(toml).unwrap();
@@ -365,41 +407,22 @@ async fn a_window_whose_time_the_broker_refuses_is_a_dead_letter_not_a_crash_loo
     // max_future lets an event 3 hours ahead in; its window starts about
     // then, and Kafka 4 refuses a record more than 1 hour ahead of its
     // clock. So does the dead-letter topic, for the same time.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let ahead = flowline_connector_api::time::format_rfc3339_ms(now + 3 * 3_600_000);
-    let dir = tempfile::tempdir().unwrap();
-    let events = dir.path().join("events.ndjson");
-    std::fs::write(
-        &events,
-        format!(
-            "{{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}}\n\
-             {{\"host\":\"h\",\"metric\":\"m\",\"value\":2,\"timestamp\":\"{ahead}\"}}\n"
-        ),
+    let summary = run_to_topics(
+        &format!(
+        "{{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}}\n\
+         {{\"host\":\"h\",\"metric\":\"m\",\"value\":2,\"timestamp\":\"{ahead}\"}}\n"
+    ),
+        s,
+        &out,
+        &dlq,
     )
-    .unwrap();
-    let summary = run_job(&format!(
-        "[source]\ntype = \"file\"\npath = \"{}\"\n[window]\nmax_future = \"1d\"\n[sink]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{out}\"\n[dead_letter]\ntype = \"kafka\"\nbootstrap_servers = \"{b}\"\ntopic = \"{dlq}\"\n",
-        events.display(),
-        b = s.kafka_bootstrap,
-    ))
     .await;
     assert_eq!(summary.bad_records, 1, "the refused window");
-    let first = |topic: &str| {
-        let c = earliest_consumer(&s.kafka_bootstrap, topic);
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), c.recv())
-                .await
-                .expect("a message within 30 s")
-                .unwrap()
-                .detach()
-        }
-    };
-    let m = first(&out).await;
+    let m = first_message(&s.kafka_bootstrap, &out).await;
     assert!(String::from_utf8_lossy(m.payload().unwrap()).contains("2026-01-01T00:00:00"));
-    let m = first(&dlq).await;
+    let m = first_message(&s.kafka_bootstrap, &dlq).await;
     let header = |k: &str| header(&m, k);
     let payload = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
     assert!(payload.contains("\"sum\":2"), "the window whole: {payload}");
@@ -459,5 +482,50 @@ async fn keyless_dead_letters_reach_a_compacted_topic_keyed_by_their_id() {
         whole,
         [("not json", true), ("{\"host\":\"h\"}", true)],
         "whole, not cut down"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_past_its_topics_retention_is_a_dead_letter_kept_with_its_time() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let (out, dlq) = (unique("out-retention"), unique("dlq-retention"));
+    // Both keep 7 days by record time; the old window's time is months back.
+    let week = [("retention.ms", "604800000")];
+    create_topic_with(&s.kafka_bootstrap, &out, 1, &week).await;
+    create_topic_with(&s.kafka_bootstrap, &dlq, 1, &week).await;
+    let now = now_ms();
+    let fresh = flowline_connector_api::time::format_rfc3339_ms(now - 60_000);
+    let summary = run_to_topics(
+        &format!(
+        "{{\"host\":\"h\",\"metric\":\"old\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:00Z\"}}\n\
+         {{\"host\":\"h\",\"metric\":\"new\",\"value\":2,\"timestamp\":\"{fresh}\"}}\n"
+    ),
+        s,
+        &out,
+        &dlq,
+    )
+    .await;
+    assert_eq!(summary.bad_records, 1, "the old window");
+    let m = first_message(&s.kafka_bootstrap, &out).await;
+    let payload = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
+    assert!(
+        payload.contains("\"metric\":\"new\""),
+        "only the new window: {payload}"
+    );
+    let m = first_message(&s.kafka_bootstrap, &dlq).await;
+    let payload = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
+    assert!(payload.contains("\"metric\":\"old\""), "{payload}");
+    let reason = header(&m, "flowline.error.reason").unwrap();
+    assert!(reason.contains("retention.ms"), "{reason}");
+    // Its own topic refused it for the same reason: written again stamped
+    // by the broker, its time kept in a header.
+    assert_eq!(
+        header(&m, "flowline.record.timestamp").as_deref(),
+        Some("1767225600000")
+    );
+    assert!(
+        m.timestamp().to_millis().unwrap() >= now,
+        "{:?}",
+        m.timestamp()
     );
 }
