@@ -390,13 +390,26 @@ impl Sink for KafkaSink {
                 self.topic
             ))
         })?;
-        self.written =
-            crate::dedupe::ids_since(&self.client, &self.topic, &state.ends, d, self.timeout)?;
-        for id in state
-            .expected
-            .iter()
-            .filter_map(|x| crate::dedupe::unhex(x))
-        {
+        let crate::dedupe::State { ends, expected } = state;
+        // Reading the topic back blocks in librdkafka for up to `timeout`:
+        // on a thread of its own, not one of the runtime's few.
+        let (client, topic, d, timeout) = (
+            self.client.clone(),
+            self.topic.clone(),
+            d.clone(),
+            self.timeout,
+        );
+        self.written = tokio::task::spawn_blocking(move || {
+            crate::dedupe::ids_since(&client, &topic, &ends, &d, timeout)
+        })
+        .await
+        .map_err(|e| {
+            ConnectorError::permanent(format!(
+                "reading back `{}` after a restore stopped: {e}",
+                self.topic
+            ))
+        })??;
+        for id in expected.iter().filter_map(|x| crate::dedupe::unhex(x)) {
             self.written.insert(id);
         }
         if !self.written.is_empty() {
