@@ -64,20 +64,3 @@ impl From<Error> for ConnectorError {
         }
     }
 }
-
-/// The error for a response with an error status: the request, the status
-/// and the start of the body.
-pub(crate) async fn status_error(
-    what: String,
-    resp: elasticsearch::http::response::Response,
-) -> Error {
-    let status = resp.status_code().as_u16();
-    let body = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect();
-    Error::Status { what, status, body }
-}

@@ -18,13 +18,11 @@
 
 use std::collections::HashMap;
 
-use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde_json::Value;
 
-use crate::error::status_error;
-use crate::Error;
+use crate::{request, Error};
 
 /// Existing indices matching `pattern` whose mappings would change the
 /// values of fields `mappings` types, each with the reason.
@@ -34,22 +32,8 @@ pub async fn conflicts(
     mappings: &Value,
 ) -> Result<HashMap<String, String>, Error> {
     let path = format!("/{pattern}/_mapping");
-    let unreachable = |e: elasticsearch::Error| Error::Unreachable {
-        url: path.clone(),
-        message: e.to_string(),
-    };
-    let resp = client
-        .transport()
-        .send(
-            Method::Get,
-            &path,
-            HeaderMap::new(),
-            Some(&[("allow_no_indices", "true"), ("ignore_unavailable", "true")]),
-            None::<Vec<u8>>,
-            None,
-        )
-        .await
-        .map_err(unreachable)?;
+    let query = [("allow_no_indices", "true"), ("ignore_unavailable", "true")];
+    let resp = request::send(client, Method::Get, &path, &query, None).await?;
     let status = resp.status_code().as_u16();
     if status == 404 {
         return Ok(HashMap::new());
@@ -59,9 +43,9 @@ pub async fn conflicts(
         return Ok(HashMap::new());
     }
     if !resp.status_code().is_success() {
-        return Err(status_error(format!("GET {path}"), resp).await);
+        return Err(request::status_error(format!("GET {path}"), resp).await);
     }
-    let v: Value = resp.json().await.map_err(unreachable)?;
+    let v = request::json(resp, &path).await?;
     Ok(compare(&v, mappings))
 }
 

@@ -71,6 +71,7 @@ pub mod detect;
 pub mod encode;
 mod error;
 mod existing;
+mod request;
 pub mod retry;
 mod send;
 pub mod sink;

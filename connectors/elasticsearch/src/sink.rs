@@ -29,7 +29,7 @@ use crate::bulk::Item;
 use crate::config::{Action, Settings};
 use crate::detect::Server;
 use crate::encode::Encoder;
-use crate::error::status_error;
+use crate::request::status_error;
 use crate::retry::{Every, Policy};
 use crate::send::send;
 use crate::{existing, template, Error};

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{FieldType, TemplateSpec};
 use crate::detect::Server;
-use crate::Error;
+use crate::{request, Error};
 
 /// The mappings for `spec`: its `file` as it is, or its `fields` (dotted
 /// paths become object fields) with `time_field` as a date. Strings the
@@ -189,26 +189,11 @@ pub async fn installed(
     name: &str,
 ) -> Result<Option<i64>, Error> {
     let path = path_of(server, name);
-    let unreachable = |e: elasticsearch::Error| Error::Unreachable {
-        url: path.clone(),
-        message: e.to_string(),
-    };
-    let resp = client
-        .transport()
-        .send(
-            Method::Get,
-            &path,
-            Default::default(),
-            None::<&()>,
-            None::<Vec<u8>>,
-            None,
-        )
-        .await
-        .map_err(unreachable)?;
+    let resp = request::send(client, Method::Get, &path, &[], None).await?;
     if !resp.status_code().is_success() {
         return Ok(None);
     }
-    let v: Value = resp.json().await.map_err(unreachable)?;
+    let v = request::json(resp, &path).await?;
     let t = if server.composable_templates() {
         &v["index_templates"][0]["index_template"]
     } else {
@@ -241,24 +226,9 @@ pub async fn ensure(
         return Ok(false);
     }
     let path = path_of(server, name);
-    let unreachable = |e: elasticsearch::Error| Error::Unreachable {
-        url: path.clone(),
-        message: e.to_string(),
-    };
-    let t = client.transport();
-    let resp = t
-        .send(
-            Method::Put,
-            &path,
-            Default::default(),
-            None::<&()>,
-            Some(body.to_string().into_bytes()),
-            None,
-        )
-        .await
-        .map_err(unreachable)?;
+    let resp = request::send(client, Method::Put, &path, &[], Some(body)).await?;
     if !resp.status_code().is_success() {
-        return Err(crate::error::status_error(format!("PUT {path}"), resp).await);
+        return Err(request::status_error(format!("PUT {path}"), resp).await);
     }
     tracing::info!(template = name, %server, "index template installed");
     Ok(true)
