@@ -363,13 +363,27 @@ pub async fn produce_messages(
     topic: &str,
     messages: impl IntoIterator<Item = Message>,
 ) {
+    produce_messages_with(bootstrap, topic, &[], messages).await
+}
+
+/// [`produce_messages`] by a producer with these librdkafka `settings`
+/// too (`("compression.type", "zstd")`).
+pub async fn produce_messages_with(
+    bootstrap: &str,
+    topic: &str,
+    settings: &[(&str, &str)],
+    messages: impl IntoIterator<Item = Message>,
+) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let p: FutureProducer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+        .set("linger.ms", "5");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let p: FutureProducer = config.create().expect("producer");
     let mut pending = Vec::new();
     for m in messages {
         let mut r = FutureRecord::<String, _>::to(topic).payload(&m.payload);
