@@ -22,16 +22,67 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     memo::lookup(s).map_or_else(|| parse_whole(s), Ok)
 }
 
-/// [`parse_rfc3339_ms`] by jiff alone.
+/// [`parse_rfc3339_ms`] by jiff alone, and the leap second rule: jiff reads
+/// a second of `60` as `59` at any minute, so `00:00:60Z` (a clock that
+/// wrote the next minute's first second so) landed a minute early, in
+/// another window. Only a real leap second, `23:59:60` UTC, is taken, as
+/// the second before it (as Java's `Instant.parse` does: Unix time has no
+/// place for it); any other second 60 is refused.
 fn parse_whole(s: &str) -> Result<i64, String> {
-    let t: Timestamp = s
-        .parse()
+    let parsed = s.parse().or_else(|e| match nine_digit_fraction(s) {
+        // jiff reads up to 9 fraction digits; more cannot move the floor
+        // to the millisecond, so they are cut, not refused.
+        Some(cut) => cut.parse(),
+        None => Err(e),
+    });
+    let t: Timestamp = parsed
         .map_err(|e| {
             format!(
                 "timestamp `{s}` is not an RFC 3339 time with a UTC offset within the years -9999 to 9999: {e}"
             )
         })?;
+    if second_60(s) && t.as_second().rem_euclid(86_400) != 86_399 {
+        return Err(format!(
+            "timestamp `{s}` has second 60, which only a leap second at 23:59:60 UTC may have (jiff would read it as second 59 of the same minute). Fix: write the next minute's first second as :00"
+        ));
+    }
     Ok(floor_ms(t))
+}
+
+/// The time of day in `s` (after the `T`, `t` or space that ends its
+/// date) and the length of its `HH:MM:SS` or `HHMMSS`.
+fn time_of_day(s: &str) -> Option<(&[u8], usize)> {
+    let b = s.as_bytes();
+    let i = b
+        .iter()
+        .skip(6)
+        .position(|c| matches!(c, b'T' | b't' | b' '))?;
+    let time = &b[i + 7..];
+    Some((time, if time.get(2) == Some(&b':') { 8 } else { 6 }))
+}
+
+/// Whether the time of day in `s` is written with second 60, as
+/// `HH:MM:60` or `HHMM60`.
+fn second_60(s: &str) -> bool {
+    time_of_day(s).is_some_and(|(time, len)| time.get(len - 2..len) == Some(b"60".as_slice()))
+}
+
+/// `s` with its fraction of seconds cut to 9 digits, when it has more.
+fn nine_digit_fraction(s: &str) -> Option<String> {
+    let (time, len) = time_of_day(s)?;
+    if !matches!(time.get(len), Some(b'.' | b',')) {
+        return None;
+    }
+    let digits = time[len + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits <= 9 {
+        return None;
+    }
+    // The fraction's first digit, as an index into `s`.
+    let at = s.len() - time.len() + len + 1;
+    Some(format!("{}{}", &s[..at + 9], &s[at + digits..]))
 }
 
 fn floor_ms(t: Timestamp) -> i64 {
@@ -122,6 +173,52 @@ mod tests {
             let e = parse_rfc3339_ms(s).unwrap_err();
             assert!(e.contains(&format!("`{s}`")), "{e}");
         }
+    }
+
+    #[test]
+    fn only_a_leap_second_may_have_second_60() {
+        let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+                                      // A real leap second (as UTC, or in another offset) is the second
+                                      // before it, with its fraction.
+        for (s, want) in [
+            ("2016-12-31T23:59:60Z", 1_483_228_799_000),
+            ("2016-12-31T23:59:60.250Z", 1_483_228_799_250),
+            ("2017-01-01T00:59:60+01:00", 1_483_228_799_000),
+            ("2016-12-31 23:59:60z", 1_483_228_799_000),
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), Ok(want), "{s}");
+        }
+        for s in [
+            "2026-01-01T00:00:60Z",
+            "2026-01-01T00:00:60.5Z",
+            "2025-12-31T23:59:60+01:00",
+            "2026-01-01t12:34:60-05:30",
+            "20260101T000060Z",
+        ] {
+            let e = parse_rfc3339_ms(s).unwrap_err();
+            assert!(e.contains(&format!("`{s}` has second 60")), "{e}");
+        }
+        // 60 elsewhere is not a second.
+        assert_eq!(parse_rfc3339_ms("2026-01-01T00:00:06Z"), Ok(base + 6_000));
+        assert!(!second_60("2026-01-01T00:60:00Z"));
+        assert!(!second_60("60"));
+        assert!(!second_60("+002026-01-01T00:00:59Z"));
+        assert!(second_60("+002026-01-01T00:00:60Z"));
+    }
+
+    #[test]
+    fn fractions_of_any_length_are_floored() {
+        let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+                                      // jiff reads 9 digits; more are floored like the others.
+        for (s, want) in [
+            ("2026-01-01T00:00:05.123456789123Z", base + 5_123),
+            ("2026-01-01T00:00:05,99999999999999999+00:00", base + 5_999),
+            ("2025-12-31T23:59:59.9999999999999-00:00", base - 1),
+            ("20260101T000005.0000000001Z", base + 5_000),
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), Ok(want), "{s}");
+        }
+        assert!(parse_rfc3339_ms("2026-01-01T00:00:05.1234567891x").is_err());
     }
 
     #[test]
