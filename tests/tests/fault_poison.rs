@@ -143,7 +143,7 @@ fn catalogue() -> Vec<Input> {
                     format!(r#"{{"host":42,"metric":"cpu","value":1,"timestamp":"{t}"}}"#)
                         .into_bytes(),
                 ),
-                "invalid type",
+                "`host` = 42 is not a string",
             )),
             400 => Some((
                 Some(br#"{"host":"h0","metric":"cpu","value":1}"#.to_vec()),

@@ -486,7 +486,7 @@ impl EventShape {
         };
         let ms = match self.format {
             TimeFormat::Rfc3339 => flowline_connector_api::time::parse_rfc3339_ms(&text)
-                .map_err(|e| format!("invalid metric event: `{path}`: {e}"))?,
+                .map_err(|e| format!("invalid metric event: `{path}`: {e}{}", epoch_hint(&text)))?,
             f => epoch_ms(&text, f.to_ns_digits()).ok_or_else(|| {
                 format!(
                     "invalid metric event: `{path}` = {} is not a time in {} within the years -9999 to 9999",
@@ -504,11 +504,22 @@ impl EventShape {
     }
 }
 
+/// The fix for an event time written as a number where RFC 3339 text is
+/// read: nothing for any other text.
+pub(crate) fn epoch_hint(text: &str) -> &'static str {
+    let t = text.strip_prefix('-').unwrap_or(text);
+    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        ". Fix: for times since the epoch, set [event] timestamp_format to their unit (\"epoch_s\", \"epoch_ms\", \"epoch_us\" or \"epoch_ns\")"
+    } else {
+        ""
+    }
+}
+
 mod doc;
 mod epoch;
 
-pub(crate) use doc::number;
-use doc::{clip, entries, number_text, Doc};
+pub(crate) use doc::{clip, number};
+use doc::{entries, number_text, Doc};
 pub use epoch::epoch_ms;
 
 #[cfg(test)]

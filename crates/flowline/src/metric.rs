@@ -63,8 +63,7 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
     // it borrows (about 10 per event), and JSON text is UTF-8 throughout.
     let text = std::str::from_utf8(payload)
         .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
-    let raw: RawMetric<'_> =
-        serde_json::from_str(text).map_err(|e| format!("invalid metric event: {e}"))?;
+    let raw: RawMetric<'_> = serde_json::from_str(text).map_err(|e| refused(text, e))?;
     let value = number("value", raw.value)?;
     let ts = parse_rfc3339_ms(&raw.timestamp)?;
     if let Err(latest) = horizon.admit(ts) {
@@ -75,6 +74,31 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
         key: (Name::from(raw.host), Name::from(raw.metric)),
         value,
     })
+}
+
+/// The reason for an event serde refused: the field that is not a string,
+/// named with its value (serde's own words name neither), or serde's.
+fn refused(text: &str, e: serde_json::Error) -> String {
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(text) {
+        for field in ["host", "metric", "timestamp"] {
+            match o.get(field) {
+                None | Some(serde_json::Value::String(_)) => {}
+                Some(v) => {
+                    let v = v.to_string();
+                    let hint = if field == "timestamp" {
+                        crate::event::epoch_hint(&v)
+                    } else {
+                        ""
+                    };
+                    return format!(
+                        "invalid metric event: `{field}` = {} is not a string{hint}",
+                        crate::event::clip(&v)
+                    );
+                }
+            }
+        }
+    }
+    format!("invalid metric event: {e}")
 }
 
 fn future(written: &str, latest: i64) -> String {
@@ -164,6 +188,37 @@ mod tests {
                 .contains("soon")
         );
         assert!(decode(b"{").unwrap_err().contains("EOF"));
+    }
+
+    #[test]
+    fn a_field_that_is_not_a_string_is_named_with_its_value() {
+        for (event, why) in [
+            (
+                r#"{"host":"h","metric":"m","value":1,"timestamp":1767225600000}"#,
+                "invalid metric event: `timestamp` = 1767225600000 is not a string. Fix: for times since the epoch, set [event] timestamp_format to their unit",
+            ),
+            (
+                r#"{"host":"h","metric":"m","value":1,"timestamp":-1.5}"#,
+                "`timestamp` = -1.5 is not a string. Fix: for times since the epoch",
+            ),
+            (
+                r#"{"host":null,"metric":"m","value":1,"timestamp":"2026-01-01T00:00:00Z"}"#,
+                "invalid metric event: `host` = null is not a string",
+            ),
+            (
+                r#"{"host":"h","metric":{"name":"cpu"},"value":1,"timestamp":"2026-01-01T00:00:00Z"}"#,
+                r#"`metric` = {"name":"cpu"} is not a string"#,
+            ),
+            (
+                r#"{"host":"h","metric":"m","value":1,"timestamp":true}"#,
+                "`timestamp` = true is not a string",
+            ),
+        ] {
+            let e = decode(event.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{event}: {e}");
+        }
+        let e = decode(br#"{"host":"h","metric":"m","value":1,"timestamp":true}"#).unwrap_err();
+        assert!(!e.contains("Fix"), "{e}");
     }
 
     #[test]

@@ -203,7 +203,7 @@ pub(super) fn number_text(raw: &str) -> Option<&str> {
 }
 
 /// At most 80 characters of a value, for messages.
-pub(super) fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

@@ -109,6 +109,17 @@ fn what_cannot_be_read_is_refused_naming_the_path() {
         .read(br#"{"host":"h","metric":"m","v":1,"t":"2026-01-01T00:00:00"}"#)
         .unwrap_err();
     assert!(e.contains("`t`") && e.contains("offset"), "{e}");
+    assert!(!e.contains("epoch"), "{e}");
+    // An epoch time where RFC 3339 is read: the fix names the setting.
+    for t in ["1767225600", "\"1767225600123\"", "1767225600.5"] {
+        let e = shape("t", TimeFormat::Rfc3339, "v")
+            .read(format!(r#"{{"host":"h","metric":"m","v":1,"t":{t}}}"#).as_bytes())
+            .unwrap_err();
+        assert!(
+            e.contains("Fix: for times since the epoch, set [event] timestamp_format"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
