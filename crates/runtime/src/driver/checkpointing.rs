@@ -18,7 +18,7 @@ use crate::RuntimeError;
 pub(crate) fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
     if cp.graph != graph {
         return Err(RuntimeError::state_codec(
-            &format!("checkpoint {}", cp.id),
+            &cp.id.to_string(),
             format!(
                 "it was taken from job graph `{}`, this job is `{graph}`",
                 cp.graph
@@ -61,7 +61,7 @@ impl Driver {
             }
             if let Err(e) = part.chain.restore(&mut snap.operators.into_iter(), &mut cx) {
                 result = Err(RuntimeError::state_codec(
-                    &format!("checkpoint {} partition {id}", cp.id),
+                    &format!("{} partition {id}", cp.id),
                     e,
                 ));
                 break;
