@@ -40,6 +40,9 @@ pub struct AnomalySettings {
     /// Anomalous windows in a row after which the level is accepted as the
     /// new baseline.
     pub relearn_after: u32,
+    /// Event time, ms, after which the state of a key with no new window
+    /// is dropped (between this and twice this after its last window).
+    pub forget_after_ms: i64,
 }
 
 impl Default for AnomalySettings {
@@ -50,6 +53,7 @@ impl Default for AnomalySettings {
             consecutive: 2,
             warmup: 12,
             relearn_after: 30,
+            forget_after_ms: 7 * 86_400_000,
         }
     }
 }
@@ -285,12 +289,55 @@ impl KeyedProcessFunction for Detector {
     ) {
         let start_ms = window.window.start;
         let s = ctx.state();
-        let verdict = if window.update || s.last_start.is_some_and(|l| start_ms <= l) {
+        let before = s.last_start;
+        let verdict = if window.update || before.is_some_and(|l| start_ms <= l) {
             None
         } else {
             Some(self.assess(s, window.value.avg(), start_ms))
         };
+        if verdict.is_some() {
+            if let Some(t) = self.forget_timer(before, start_ms) {
+                ctx.register_event_time_timer(t);
+            }
+        }
         ctx.emit(Assessed { window, verdict });
+    }
+
+    /// Forgets a key whose last window started `forget_after` or longer
+    /// before `t`: a series that stopped (a host retired, a pod gone) does
+    /// not keep its state, and the checkpoints, growing for ever. It
+    /// warms up again if it comes back.
+    fn on_timer(
+        &self,
+        _key: &Self::Key,
+        t: i64,
+        ctx: &mut ProcessContext<'_, DetectorState, Assessed>,
+    ) {
+        let forget = self.0.forget_after_ms;
+        if ctx
+            .state()
+            .last_start
+            .is_none_or(|l| l.saturating_add(forget) <= t)
+        {
+            ctx.clear_state();
+        }
+    }
+}
+
+impl Detector {
+    /// The timer to set for a key's first window starting at `start_ms`
+    /// in a period of `forget_after` (the last one started at `before`):
+    /// the end of the next period. One or two timers per key at a time,
+    /// not one per window; a key restored without timers gets one at its
+    /// next period. When it fires, a key whose last window started in the
+    /// period of the timer's setting is dropped, and one with a later
+    /// window has a later timer.
+    fn forget_timer(&self, before: Option<i64>, start_ms: i64) -> Option<i64> {
+        let forget = self.0.forget_after_ms;
+        let period = |t: i64| t.div_euclid(forget);
+        before
+            .is_none_or(|b| period(b) != period(start_ms))
+            .then(|| period(start_ms).saturating_add(2).saturating_mul(forget))
     }
 }
 
@@ -446,6 +493,27 @@ mod tests {
         };
         let found = run(&v, cfg);
         assert_eq!(found.len(), 1, "one episode, then relearned: {found:?}");
+    }
+
+    #[test]
+    fn a_key_has_a_forget_timer_per_period_not_per_window() {
+        let d = Detector(AnomalySettings {
+            forget_after_ms: 60_000,
+            ..AnomalySettings::default()
+        });
+        // Windows every 10 s for an hour: one timer a minute, each at the
+        // end of the minute after the window's.
+        let mut before = None;
+        let mut timers = Vec::new();
+        for start in (0..3_600_000).step_by(10_000) {
+            timers.extend(d.forget_timer(before, start));
+            before = Some(start);
+        }
+        assert_eq!(timers.len(), 60);
+        assert_eq!(timers[..2], [120_000, 180_000]);
+        // A key new to the detector (or restored without timers) gets one.
+        assert_eq!(d.forget_timer(None, 65_000), Some(180_000));
+        assert_eq!(d.forget_timer(Some(-5_000), 5_000), Some(120_000));
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct AnomalySection {
     pub warmup: Option<u32>,
     /// Anomalous windows in a row after which the level is the new baseline.
     pub relearn_after: Option<u32>,
+    /// Event time without a window after which a key's state is dropped.
+    pub forget_after: Option<String>,
 }
 
 /// `[job]`
@@ -377,6 +379,18 @@ impl JobPlan {
             anomaly.consecutive = a.consecutive.unwrap_or(anomaly.consecutive);
             anomaly.warmup = a.warmup.unwrap_or(anomaly.warmup);
             anomaly.relearn_after = a.relearn_after.unwrap_or(anomaly.relearn_after);
+            if let Some(f) = &a.forget_after {
+                anomaly.forget_after_ms = duration("anomaly.forget_after", f)?.as_millis() as i64;
+            }
+        }
+        if anomaly.forget_after_ms <= size.as_millis() as i64 {
+            return Err(Error::Config {
+                field: "anomaly.forget_after".into(),
+                message: format!(
+                    "`anomaly.forget_after` must be longer than `window.size` ({}), or every key would be forgotten between its windows. Fix: forget_after = \"7d\"",
+                    f.window.size
+                ),
+            });
         }
         anomaly
             .check()

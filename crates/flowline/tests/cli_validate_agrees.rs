@@ -37,6 +37,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("anomaly", "consecutive", "2"),
     ("anomaly", "warmup", "5"),
     ("anomaly", "relearn_after", "10"),
+    ("anomaly", "forget_after", "\"2h\""),
     ("anomalies", "type", "\"file\""),
     ("anomalies", "path", "\"@DIR@/anomalies.ndjson\""),
     ("anomalies", "mode", "\"overwrite\""),

@@ -1,0 +1,113 @@
+//! `[anomaly] forget_after`: the detector drops the state of a series
+//! with no window for that long in event time, so a stream whose keys come
+//! and go (hosts retired, pods replaced) does not grow the job's memory and
+//! checkpoints for ever. A series that comes back warms up again.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Host `b` throughout 10 minutes; host `a` for the first minute and the
+/// last 100 s. The statuses of `a`'s current documents, in order, from a
+/// run forgetting after `forget_after`.
+fn statuses_of_a(dir: &Path, forget_after: &str) -> Vec<(String, String)> {
+    let ts = |s: u32| format!("2026-01-01T00:{:02}:{:02}Z", s / 60, s % 60);
+    let mut lines = String::new();
+    for s in (0..600).step_by(5) {
+        let mut event = |host: &str, v: f64| {
+            lines +=
+                &serde_json::json!({"host": host, "metric": "m", "value": v, "timestamp": ts(s)})
+                    .to_string();
+            lines.push('\n');
+        };
+        event("b", 1.0);
+        if !(60..500).contains(&s) {
+            event("a", 2.0);
+        }
+    }
+    std::fs::write(dir.join("events.ndjson"), lines).unwrap();
+    let d = dir.display();
+    // One record per batch, so the watermark moves between the records.
+    let job = format!(
+        "[source]\ntype = \"file\"\npath = \"{d}/events.ndjson\"\nbatch_size = 1\n\
+         [sink]\ntype = \"file\"\npath = \"{d}/windows.ndjson\"\nmode = \"overwrite\"\n\
+         [current]\ntype = \"file\"\npath = \"{d}/current.ndjson\"\nmode = \"overwrite\"\n\
+         [window]\nsize = \"10s\"\n[anomaly]\nwarmup = 2\nforget_after = \"{forget_after}\"\n"
+    );
+    std::fs::write(dir.join("job.toml"), job).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
+        .env("FLOWLINE_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(dir.join("job.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("current.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|d| d["host"] == "a")
+        .map(|d| {
+            (
+                d["window_start"].as_str().unwrap()[14..19].to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_series_silent_for_forget_after_warms_up_again_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let back = |s: &[(String, String)]| s[6..9].to_vec();
+    let pair = |t: &str, st: &str| (t.to_string(), st.to_string());
+    // Forgotten after 1 to 2 minutes of silence: warming up again.
+    let forgot = statuses_of_a(dir.path(), "1m");
+    assert_eq!(forgot.len(), 16, "{forgot:?}");
+    assert_eq!(forgot[5], pair("00:50", "ok"));
+    assert_eq!(
+        back(&forgot),
+        [
+            pair("08:20", "warming_up"),
+            pair("08:30", "warming_up"),
+            pair("08:40", "ok")
+        ]
+    );
+    // Kept for 10 minutes: the same series goes on where it was.
+    let kept = statuses_of_a(dir.path(), "10m");
+    assert_eq!(
+        back(&kept),
+        [
+            pair("08:20", "ok"),
+            pair("08:30", "ok"),
+            pair("08:40", "ok")
+        ]
+    );
+}
+
+#[test]
+fn forget_after_no_longer_than_a_window_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n[sink]\ntype = \"file\"\npath = \"w.ndjson\"\n[window]\nsize = \"10s\"\n[anomaly]\nforget_after = \"10s\"\n",
+    )
+    .unwrap();
+    for cmd in ["validate", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
+            .args([cmd, "--config"])
+            .arg(&job)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}");
+        assert!(
+            err.contains("`anomaly.forget_after` must be longer than `window.size` (10s)"),
+            "{cmd}: {err}"
+        );
+    }
+}
