@@ -245,6 +245,31 @@ pub async fn es_sink(
     Ok(s)
 }
 
+/// The error an Elasticsearch sink with these settings fails with, from
+/// `validate` (the sink's `check`) and from the start, which must say the
+/// same (the start's may add context in front).
+pub async fn es_sink_refused(settings: serde_json::Value) -> String {
+    use flowline_connector_api::SinkFactory;
+    let c = flowline_connector_api::parse_config("elasticsearch", settings.clone()).unwrap();
+    let mut unstarted = flowline_elasticsearch::ElasticsearchSinkFactory
+        .build(c)
+        .unwrap();
+    let checked = unstarted
+        .check()
+        .await
+        .expect_err("validate fails")
+        .to_string();
+    let started = es_sink(settings)
+        .await
+        .expect_err("the start fails")
+        .to_string();
+    assert!(
+        started.ends_with(&checked),
+        "validate: {checked}\nstart: {started}"
+    );
+    started
+}
+
 /// The number of documents in `index` after a refresh; 0 when the index
 /// does not exist (a job killed before its first window wrote nothing).
 pub async fn count(es: &Elasticsearch, index: &str) -> u64 {

@@ -110,6 +110,12 @@ impl Encoder {
         self.refused = indices;
     }
 
+    /// The index a document of time `ms` goes to (the name itself when it
+    /// has no date).
+    pub fn index_at(&self, ms: i64) -> String {
+        expand_date(&self.index, ms).unwrap_or_else(|| self.index.clone())
+    }
+
     /// The index pattern templates should match: the name, or its prefix
     /// followed by `*` for a date pattern.
     pub fn index_pattern(&self) -> String {

@@ -75,6 +75,7 @@ mod request;
 pub mod retry;
 mod send;
 pub mod sink;
+mod target;
 pub mod template;
 
 pub use config::{Action, EsSinkConfig, FieldType, TemplateSetting, TemplateSpec};

@@ -32,7 +32,7 @@ use crate::encode::Encoder;
 use crate::request::status_error;
 use crate::retry::{Every, Policy};
 use crate::send::send;
-use crate::{existing, template, Error};
+use crate::{existing, target, template, Error};
 
 /// What a bulk request's task returns: its documents and its result.
 type Sent = (Vec<u64>, Result<Vec<Rejected>, Error>);
@@ -183,6 +183,7 @@ impl EsSink {
         let server = self.detect().await?;
         let url = self.settings.urls.join(", ");
         tracing::info!(%server, %url, "connected");
+        self.check_target(&server).await?;
         let c = &self.settings.config;
         if let Some(mappings) = &self.settings.mappings {
             let pattern = self.encoder.index_pattern();
@@ -232,7 +233,33 @@ impl EsSink {
         if self.settings.mappings.is_some() {
             template::installed(&self.client, &server, &self.template_name()).await?;
         }
-        Ok(())
+        self.check_target(&server).await
+    }
+
+    /// Refuses index names the server would make data streams of, or map
+    /// by a template outranking the sink's (see [`target`]).
+    async fn check_target(&self, server: &Server) -> Result<(), Error> {
+        if !server.composable_templates() {
+            return Ok(());
+        }
+        let pattern = self.encoder.index_pattern();
+        if let Some(ds) = target::data_streams(&self.client, &pattern).await?.first() {
+            return Err(Error::Config(format!(
+                "`{ds}` on {server} is a data stream matching the sink's index pattern `{pattern}`: a data stream only appends, so it refuses the sink's writes, and a window updated or replayed under its id could not replace the document written before. Fix: an index name that no data stream matches (like \"flowline-metrics-%Y.%m.%d\")"
+            )));
+        }
+        let Some(all) = target::templates(&self.client).await? else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let ours = self
+            .settings
+            .mappings
+            .is_some()
+            .then(|| self.template_name());
+        target::check(&all, &self.encoder.index_at(now), ours.as_deref())
     }
 
     /// `GET /` until it answers (within the retry policy); the server it

@@ -145,7 +145,7 @@ pub fn body(
     let mut b = if composable {
         json!({
             "index_patterns": [pattern],
-            "priority": 200,
+            "priority": crate::target::PRIORITY,
             "template": {"settings": settings, "mappings": mappings},
             "_meta": {"managed_by": "flowline"}
         })
