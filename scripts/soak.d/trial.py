@@ -38,6 +38,7 @@ def bads(i, t):
         ('{"host":"h","metric":"m","value":1,"timestamp":"%s"}' % iso(t, 0)[:-5]).encode(),
         b'{"host":"h","metric":"m","value":1,"timestamp":"2026-13-45T00:00:00Z"}',
         b'{"host":"h","metric":"m","value":1e400,"timestamp":"2026-01-01T00:00:00Z"}',
+        b'{"host":"h","metric":"m","value":9007199254740993,"timestamp":"2026-01-01T00:00:00Z"}',
         b'{"host":"\xff\xfe","metric":"m","value":1,"timestamp":"2026-01-01T00:00:00Z"}',
         b'', b'null', b'[]', b'{"host":null,"metric":"m","value":1,"timestamp":"2026-01-01T00:00:00Z"}',
         b'{"host":"h","metric":"m","value":1,"timestamp":"2099-01-01T00:00:00Z"}',

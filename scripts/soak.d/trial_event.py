@@ -28,6 +28,7 @@ def bads(i, t):
         b'{"t":1767225600000,"dc":"x","host":"h","kind":"k","reading":1}',
         b'{"t":1767225600000,"dc":"x","host":{"name":[1]},"kind":"k","reading":1}',
         b'{"t":1767225600000,"dc":"x","host":{"name":"h"},"kind":"k","reading":1e400}',
+        b'{"t":1767225600000,"dc":"x","host":{"name":"h"},"kind":"k","reading":9007199254740993}',
         b'{"t":4102444800000,"dc":"x","host":{"name":"h"},"kind":"k","reading":1}',
         b'', b'null', b'[]', b'{"t":1e30,"dc":"x","host":{"name":"h"},"kind":"k","reading":1}',
     ]
