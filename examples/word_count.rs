@@ -62,10 +62,7 @@ fn words(line: &str) -> Vec<String> {
 async fn word_count(path: &str, sink: impl Sink) -> Result<(), Box<dyn std::error::Error>> {
     let env = StreamEnvironment::new(JobConfig::named("word-count"));
     let out = env.add_sink("stdout", Box::new(sink));
-    let source = FileSource::open(FileSourceConfig {
-        path: path.into(),
-        batch_size: 1024,
-    })?;
+    let source = FileSource::open(FileSourceConfig::new(path))?;
     env.source("file", Box::new(source))
         .try_map("utf8", |r: &Record| String::from_utf8(r.payload.clone()))
         .flat_map(|line: String| words(&line))

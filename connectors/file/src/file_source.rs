@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use flowline_connector_api::{
-    ConfigField, ConnectorDescriptor, ConnectorError, ConnectorKind, PartitionId, Record, Source,
-    SourceEvent, SourceFactory, SourcePosition,
+    ConfigField, ConnectorDescriptor, ConnectorError, ConnectorKind, PartitionId, Record, Rejected,
+    Source, SourceEvent, SourceFactory, SourcePosition,
 };
 use serde::Deserialize;
 
@@ -21,17 +21,51 @@ pub struct FileSourceConfig {
     /// Lines per batch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// The longest line read as a record, in bytes; a longer one is a bad
+    /// record holding its first [`KEPT_OF_LONG_LINE`] bytes.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+}
+
+impl FileSourceConfig {
+    /// The defaults for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            batch_size: default_batch(),
+            max_line_bytes: default_max_line(),
+        }
+    }
 }
 
 /// The largest `batch_size`: a batch is held in memory at once.
 pub const MAX_BATCH: usize = 1_000_000;
 
+/// The largest `max_line_bytes`.
+pub const MAX_LINE: usize = 1 << 30;
+
+/// What a dead letter keeps of a line longer than `max_line_bytes`.
+pub const KEPT_OF_LONG_LINE: usize = 1024;
+
+/// A batch ends once its lines hold this many bytes, whatever
+/// `batch_size` says, so a batch of long lines stays small.
+const BATCH_BYTES: usize = 8 << 20;
+
 fn default_batch() -> usize {
     1024
 }
 
+fn default_max_line() -> usize {
+    16 << 20
+}
+
 /// Reads a file line by line; one partition named after the path. Empty
-/// lines are skipped (they keep their line number).
+/// lines are skipped (they keep their line number). A line is read up to
+/// `max_line_bytes`: a longer one (a file with no newlines, a dump pasted
+/// into one line) would otherwise be held whole, and a job that runs out
+/// of memory on it does so again at every restart. It becomes a bad
+/// record with its first bytes, its line number and the reason, and the
+/// rest of it is skipped unread into memory.
 #[derive(Debug)]
 pub struct FileSource {
     path: PathBuf,
@@ -40,6 +74,10 @@ pub struct FileSource {
     line: u64,
     skip_to: u64,
     batch_size: usize,
+    max_line: usize,
+    /// A long line found after some records of a batch: handed on by the
+    /// next call, after them.
+    long: Option<Rejected>,
 }
 
 impl FileSource {
@@ -51,6 +89,15 @@ impl FileSource {
                 format!(
                     "[source] batch_size = {} is out of range. Fix: use 1 to {MAX_BATCH} lines per batch (default 1024)",
                     config.batch_size
+                ),
+            ));
+        }
+        if !(1..=MAX_LINE).contains(&config.max_line_bytes) {
+            return Err(ConnectorError::config(
+                "file",
+                format!(
+                    "[source] max_line_bytes = {} is out of range. Fix: use 1 to {MAX_LINE} (default 16777216)",
+                    config.max_line_bytes
                 ),
             ));
         }
@@ -67,6 +114,8 @@ impl FileSource {
             line: 0,
             skip_to: 0,
             batch_size: config.batch_size,
+            max_line: config.max_line_bytes,
+            long: None,
         })
     }
 
@@ -78,14 +127,20 @@ impl FileSource {
 
 impl Source for FileSource {
     async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
+        if let Some(long) = self.long.take() {
+            return Err(ConnectorError::BadRecords(vec![long]));
+        }
         let Some(reader) = self.reader.as_mut() else {
             return Ok(SourceEvent::End);
         };
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut batch = Vec::with_capacity(self.batch_size.min(4096));
+        let mut bytes = 0;
         let mut buf = Vec::with_capacity(256);
-        while batch.len() < self.batch_size {
+        while batch.len() < self.batch_size && bytes < BATCH_BYTES {
             buf.clear();
-            let n = reader
+            // One byte past the limit tells a line of exactly the limit
+            // (and its newline) from a longer one.
+            let n = std::io::Read::take(&mut *reader, self.max_line as u64 + 2)
                 .read_until(b'\n', &mut buf)
                 .map_err(|e| io_error("read", &self.path, e))?;
             if n == 0 {
@@ -94,15 +149,38 @@ impl Source for FileSource {
             }
             let line = self.line;
             self.line += 1;
-            if line < self.skip_to {
-                continue;
-            }
+            let ended = buf.last() == Some(&b'\n');
             while matches!(buf.last(), Some(b'\n' | b'\r')) {
                 buf.pop();
             }
-            if buf.iter().all(u8::is_ascii_whitespace) {
+            if buf.len() > self.max_line {
+                if !ended {
+                    skip_line(reader).map_err(|e| io_error("read", &self.path, e))?;
+                }
+                if line < self.skip_to {
+                    continue;
+                }
+                buf.truncate(KEPT_OF_LONG_LINE);
+                let r = Record::new(buf.as_slice()).at(self.partition.clone(), line);
+                let long = Rejected::new(
+                    r,
+                    format!(
+                        "line {} of `{}` is longer than [source] max_line_bytes ({} bytes); its first {KEPT_OF_LONG_LINE} bytes are kept here. Fix: raise max_line_bytes (up to {MAX_LINE}), or split the line",
+                        line + 1,
+                        self.path.display(),
+                        self.max_line
+                    ),
+                );
+                if batch.is_empty() {
+                    return Err(ConnectorError::BadRecords(vec![long]));
+                }
+                self.long = Some(long);
+                break;
+            }
+            if line < self.skip_to || buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            bytes += buf.len();
             batch.push(Record::new(buf.as_slice()).at(self.partition.clone(), line));
         }
         if batch.is_empty() {
@@ -124,6 +202,27 @@ impl Source for FileSource {
     }
 }
 
+/// Reads on to the end of the line (its newline included) without keeping
+/// what it reads.
+fn skip_line(reader: &mut BufReader<File>) -> std::io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
 /// Builds [`FileSource`]s.
 #[derive(Debug, Clone, Copy)]
 pub struct FileSourceFactory;
@@ -140,6 +239,12 @@ impl SourceFactory for FileSourceFactory {
                 "integer",
                 "1024",
                 "lines per batch",
+            ))
+            .with_field(ConfigField::optional(
+                "max_line_bytes",
+                "integer",
+                "16777216",
+                "the longest line read as a record; a longer one is a bad record",
             ))
     }
     fn build(&self, c: FileSourceConfig) -> Result<FileSource, ConnectorError> {
@@ -171,8 +276,8 @@ mod tests {
         let path = dir.path().join("in.ndjson");
         std::fs::write(&path, "{\"a\":1}\n\n{\"a\":2}\r\n{\"a\":3}").unwrap();
         let cfg = FileSourceConfig {
-            path: path.clone(),
             batch_size: 2,
+            ..FileSourceConfig::new(&path)
         };
         let mut s = FileSource::open(cfg.clone()).unwrap();
         let all = drain(&mut s).await;
@@ -190,11 +295,112 @@ mod tests {
         assert_eq!(drain(&mut s).await, vec![(3, "{\"a\":3}".into())]);
     }
 
+    /// Each event of a source: `Ok((offset, payload))` for a record,
+    /// `Err((offset, kept bytes, reason))` for a bad one.
+    async fn events(s: &mut FileSource) -> Vec<Result<(u64, String), (u64, usize, String)>> {
+        let mut v = Vec::new();
+        loop {
+            match s.next().await {
+                Ok(SourceEvent::Records(b)) => v.extend(
+                    b.into_iter()
+                        .map(|r| Ok((r.offset, String::from_utf8(r.payload).unwrap()))),
+                ),
+                Ok(SourceEvent::End) => return v,
+                Ok(_) => {}
+                Err(ConnectorError::BadRecords(bad)) => v.extend(
+                    bad.into_iter()
+                        .map(|b| Err((b.record.offset, b.record.payload.len(), b.reason))),
+                ),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_max_line_bytes_is_a_bad_record_and_the_rest_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.ndjson");
+        let long = "x".repeat(5_000);
+        // Exactly the limit (with CRLF), one past it, far past it with no
+        // newline at the end of the file.
+        let limit = "y".repeat(2_000);
+        std::fs::write(
+            &path,
+            format!("a\n{limit}\r\n{}\nb\n{long}\nc\n{long}", "z".repeat(2_001)),
+        )
+        .unwrap();
+        let cfg = FileSourceConfig {
+            batch_size: 3,
+            max_line_bytes: 2_000,
+            ..FileSourceConfig::new(&path)
+        };
+        let mut s = FileSource::open(cfg.clone()).unwrap();
+        let got = events(&mut s).await;
+        let ok = |o: u64, p: &str| Ok((o, p.to_string()));
+        assert_eq!(got[..2], [ok(0, "a"), ok(1, &limit)]);
+        let bad: Vec<(u64, usize)> = got
+            .iter()
+            .filter_map(|e| e.as_ref().err().map(|(o, n, _)| (*o, *n)))
+            .collect();
+        assert_eq!(bad, [(2, 1024), (4, 1024), (6, 1024)]);
+        let reason = &got.iter().find_map(|e| e.as_ref().err()).unwrap().2;
+        assert!(
+            reason.contains("line 3 of `")
+                && reason.contains("longer than [source] max_line_bytes (2000 bytes)")
+                && reason.contains("Fix: raise max_line_bytes"),
+            "{reason}"
+        );
+        let records: Vec<_> = got.iter().filter_map(|e| e.as_ref().ok()).collect();
+        assert_eq!(
+            records,
+            [
+                &(0, "a".into()),
+                &(1, limit.clone()),
+                &(3, "b".into()),
+                &(5, "c".into())
+            ]
+        );
+        // In order of their lines: a bad record after the records before it.
+        let offsets: Vec<u64> = got
+            .iter()
+            .map(|e| match e {
+                Ok((o, _)) | Err((o, _, _)) => *o,
+            })
+            .collect();
+        assert_eq!(offsets, [0, 1, 2, 3, 4, 5, 6]);
+        // Resumed past a long line, it is not refused again.
+        let mut s = FileSource::open(cfg).unwrap();
+        let p = s.partition().clone();
+        s.seek(&SourcePosition::new().with(p, 5)).await.unwrap();
+        let got = events(&mut s).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], ok(5, "c"));
+    }
+
+    #[test]
+    fn max_line_bytes_out_of_range_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.ndjson");
+        std::fs::write(&path, "{}\n").unwrap();
+        for n in [0, MAX_LINE + 1] {
+            let err = FileSource::open(FileSourceConfig {
+                max_line_bytes: n,
+                ..FileSourceConfig::new(&path)
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("max_line_bytes") && err.contains("Fix"),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn missing_file_is_a_config_error_naming_the_path() {
         let err = FileSource::open(FileSourceConfig {
-            path: "/nope/x.ndjson".into(),
             batch_size: 1,
+            ..FileSourceConfig::new("/nope/x.ndjson")
         })
         .unwrap_err();
         let msg = err.to_string();
@@ -211,16 +417,16 @@ mod tests {
         std::fs::write(&path, "{}\n").unwrap();
         for n in [0, MAX_BATCH + 1, usize::MAX] {
             let err = FileSource::open(FileSourceConfig {
-                path: path.clone(),
                 batch_size: n,
+                ..FileSourceConfig::new(&path)
             })
             .unwrap_err()
             .to_string();
             assert!(err.contains("batch_size") && err.contains("Fix"), "{err}");
         }
         assert!(FileSource::open(FileSourceConfig {
-            path,
-            batch_size: MAX_BATCH
+            batch_size: MAX_BATCH,
+            ..FileSourceConfig::new(path)
         })
         .is_ok());
     }

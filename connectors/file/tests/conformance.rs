@@ -18,8 +18,8 @@ async fn file_source_passes_the_source_suite() {
     bounded_source_suite(
         || {
             Ok(Box::new(FileSource::open(FileSourceConfig {
-                path: path.clone(),
                 batch_size: 10,
+                ..FileSourceConfig::new(&path)
             })?) as BoxSource)
         },
         &expected,
