@@ -22,7 +22,7 @@ pub struct FileSourceConfig {
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// The longest line read as a record, in bytes; a longer one is a bad
-    /// record holding its first [`KEPT_OF_LONG_LINE`] bytes.
+    /// record holding its first 1024 bytes.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
 }
