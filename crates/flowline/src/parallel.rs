@@ -4,8 +4,8 @@
 //! its source partition, and partitions can move between processes).
 //!
 //! Without `keyed_by` every input gives correct results, whatever its
-//! message keys. With it, a key seen on two partitions of one process
-//! fails the job (`KeySplit`); across processes it cannot be seen, so
+//! message keys. With it, a record whose key another partition of the
+//! process holds is a dead letter (`KeySplit`'s reason); across processes it cannot be seen, so
 //! `keyed_by` is a promise about the producer, and a Kafka record without a
 //! message key (which partitioners spread over the partitions) is a dead
 //! letter. The scale-out store (`[checkpoint.kafka]`, several processes

@@ -81,8 +81,8 @@ pub struct JobConfig {
     pub workers: usize,
     /// The source is partitioned by the job's key or a prefix of it: no
     /// exchange, keyed state lives with the source partition its keys
-    /// arrive on, and a key seen on two partitions fails the job
-    /// (`KeySplit`). Default `false`: the hash exchange, correct for any
+    /// arrive on, and a record of a key another partition holds is a dead
+    /// letter (`KeySplit`'s reason). Default `false`: the hash exchange, correct for any
     /// input. Without the exchange, the source partitions run on up to
     /// `workers` tasks at once, each partition on one task at a time.
     pub partitioned_by_key: bool,

@@ -280,7 +280,10 @@ where
                                 return;
                             }
                         }
-                        cx.claim_key(key);
+                        if let Err(e) = cx.claim_key(key) {
+                            refused = Some(e);
+                            return;
+                        }
                         let a = slot
                             .keys
                             .entry(key.clone())
@@ -420,7 +423,8 @@ where
         self.last_keys = state.iter().map(|(_, _, k)| k.len()).max().unwrap_or(0);
         for (start, fired, keys) in state {
             for (k, _) in &keys {
-                cx.claim_key(k);
+                // No record in scope: a split fails the job.
+                let _ = cx.claim_key(k);
             }
             self.slots.insert(
                 start,
@@ -492,7 +496,10 @@ impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
     ) {
         let new = !self.states.contains_key(&key);
         if new {
-            cx.claim_key(&key);
+            if let Err(reason) = cx.claim_key(&key) {
+                cx.bad_element("process", reason);
+                return;
+            }
         }
         let state = self.states.entry(key.clone()).or_default();
         let mut pc = ProcessContext::new(state, ts, cx.watermark);
@@ -553,7 +560,8 @@ where
         let s: ProcessState<P::Key, P::State> =
             postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
         for (k, _) in &s.states {
-            cx.claim_key(k);
+            // No record in scope: a split fails the job.
+            let _ = cx.claim_key(k);
         }
         self.states = s.states.into_iter().collect();
         self.timers = s.timers.into_iter().collect();

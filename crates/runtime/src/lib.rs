@@ -163,11 +163,15 @@
 //! partition their keys arrive on and fire on that partition's watermark, so
 //! replaying a partition from its checkpoint reproduces exactly the same
 //! output whatever the other partitions do, and partitions can move between
-//! processes. The runtime checks the declaration: a key seen on two
-//! partitions fails the job with [`RuntimeError::KeySplit`], naming the key
-//! and both partitions. It never silently splits a key's state within a
-//! process; processes do not compare keys, so a false declaration over
-//! processes reading one partition each goes unseen.
+//! processes. The runtime checks the declaration: a record whose key
+//! another partition holds is a dead letter whose reason is
+//! [`RuntimeError::KeySplit`]'s, naming the key and both partitions, and the
+//! job goes on (failing it would fail it again at every restart on the same
+//! record); only state restored split fails the job. Which partition keeps
+//! such a key is the one that brought it first, so for that key alone a
+//! replay may keep the other. It never silently splits a key's state
+//! within a process; processes do not compare keys, so a false
+//! declaration over processes reading one partition each goes unseen.
 //!
 //! ## Checkpoints
 //!

@@ -276,9 +276,14 @@ impl Cx<'_> {
         self.outbox.late.push(l);
     }
 
-    /// Records that `key` has state in this partition; fails the job if
-    /// another partition owns it.
-    pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) {
+    /// Records that `key` has state in this partition. When another
+    /// partition owns it, the record being processed is refused: `Err`
+    /// with the reason, for the caller to dead-letter it and leave its
+    /// state alone (the input is not partitioned as `keyed_by` said, and
+    /// failing the job would fail it again at every restart on the same
+    /// record). Without a record in scope (a restore, a timer) the job
+    /// fails, as the state of one key is split already.
+    pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) -> Result<(), String> {
         if let Some(g) = self.key_group {
             let own = crate::exchange::key_group(key);
             if own != g && self.outbox.error.is_none() {
@@ -288,25 +293,32 @@ impl Cx<'_> {
                     arrived: g,
                 });
             }
-            return;
+            return Ok(());
         }
         let h = key_hash(key);
         let mut table = self.owners.table();
         match table.get(&h) {
             Some(p) if p == self.partition => {}
             Some(p) => {
+                let split = RuntimeError::KeySplit {
+                    key: format!("{key:?}"),
+                    first: p.clone(),
+                    second: self.partition.clone(),
+                };
+                if self.record.is_some() {
+                    return Err(format!(
+                        "{split}. The key stays with `{p}`; this record is not counted"
+                    ));
+                }
                 if self.outbox.error.is_none() {
-                    self.outbox.error = Some(RuntimeError::KeySplit {
-                        key: format!("{key:?}"),
-                        first: p.clone(),
-                        second: self.partition.clone(),
-                    });
+                    self.outbox.error = Some(split);
                 }
             }
             None => {
                 table.insert(h, self.partition.clone());
             }
         }
+        Ok(())
     }
 }
 
@@ -513,5 +525,59 @@ impl<T: Clone + 'static, F: Fn(&T) -> Option<Record> + Send + Sync> Operator<T> 
             Some(d) => d.restore(s, cx),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(
+        owners: &mut KeyOwners,
+        outbox: &mut Outbox,
+        partition: &str,
+        record: Option<&mut Held>,
+    ) -> Result<(), String> {
+        let p = PartitionId::new(partition);
+        let mut cx = Cx {
+            partition: &p,
+            record,
+            watermark: 0,
+            max_ts: 0,
+            out_of_orderness: 0,
+            next_fire: i64::MAX,
+            outbox,
+            owners,
+            again: false,
+            worker: 0,
+            key_group: None,
+        };
+        cx.claim_key(&"k")
+    }
+
+    #[test]
+    fn a_key_another_partition_holds_refuses_the_record_or_fails_without_one() {
+        let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
+        let mut rec = Held::Owned(Record::new("k,1"));
+        assert_eq!(
+            claim(&mut owners, &mut outbox, "p0", Some(&mut rec)),
+            Ok(())
+        );
+        assert_eq!(claim(&mut owners, &mut outbox, "p0", None), Ok(()));
+        // A record of it on another partition: refused, the job goes on.
+        let e = claim(&mut owners, &mut outbox, "p1", Some(&mut rec)).unwrap_err();
+        assert!(
+            e.contains("seen on source partition `p0` and then on `p1`")
+                && e.contains("The key stays with `p0`"),
+            "{e}"
+        );
+        assert!(outbox.error.is_none());
+        // Restored state of it on another partition: already split.
+        assert_eq!(claim(&mut owners, &mut outbox, "p1", None), Ok(()));
+        assert!(matches!(outbox.error, Some(RuntimeError::KeySplit { .. })));
+        // Once the owner's partition is released, another may take it.
+        owners.release(&PartitionId::new("p0"));
+        let mut fresh = Outbox::default();
+        assert_eq!(claim(&mut owners, &mut fresh, "p1", Some(&mut rec)), Ok(()));
     }
 }

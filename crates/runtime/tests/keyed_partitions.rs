@@ -1,6 +1,6 @@
-//! Keys and partitions: a key seen on two source partitions fails the job
-//! with a message naming the key and both partitions; partitioned keys do
-//! not interfere.
+//! Keys and partitions: a record whose key another source partition
+//! already holds is a dead letter naming the key and both partitions, and
+//! the job goes on; partitioned keys do not interfere.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use flowline_connector_testkit::MemorySink;
-use flowline_runtime::{JobConfig, RuntimeError, Tumbling};
+use flowline_runtime::{JobConfig, Tumbling};
 
 fn setup() -> Setup {
     Setup {
@@ -19,37 +19,58 @@ fn setup() -> Setup {
 }
 
 #[test]
-fn a_key_on_two_partitions_fails_the_job_with_a_clear_error() {
+fn a_key_on_a_second_partition_is_a_dead_letter_and_the_job_lives_on() {
+    use flowline_connector_testkit::MemorySource;
+    use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
+    // The split record is in the middle of its partition: what comes
+    // after it is counted. Before, the job failed here, and again at
+    // every restart on the same record.
     let parts = vec![
-        vec![rec("a", 10, 1), rec("shared", 20, 1)],
-        vec![rec("shared", 30, 1)],
+        vec![rec("a", 10, 1), rec("shared", 20, 1), rec("shared", 40, 1)],
+        vec![rec("b", 5, 1), rec("shared", 30, 1), rec("b", 50, 1)],
     ];
-    let env = job(
-        parts,
-        &setup(),
-        &MemorySink::new(),
-        None,
-        JobConfig::named("split").partitioned_by_key(true),
+    let out = MemorySink::new();
+    let dlq = MemorySink::new();
+    let env = StreamEnvironment::new(JobConfig::named("split").partitioned_by_key(true));
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
+    env.source("mem", Box::new(MemorySource::new(parts)))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .aggregate(SumCount)
+        .sink_with(sink, line);
+    let summary = run(env);
+    assert_eq!(summary.records_in, 6);
+    assert_eq!(summary.bad_records, 1, "{summary:?}");
+    let (finals, _) = finals(&out.payloads());
+    let count = |k: &str| finals.iter().find(|(w, _)| w.0 == k).map(|(_, v)| v.0);
+    assert_eq!((count("a"), count("b")), (Some(1), Some(2)));
+    // Partitions run on tasks at once: either may claim `shared` first.
+    // The other's record of it is the dead letter, counted nowhere.
+    let bad = dlq.records();
+    assert_eq!(bad.len(), 1);
+    let owner = if bad[0].payload == b"shared,30,1" {
+        "mem-0"
+    } else {
+        assert_eq!(bad[0].payload, b"shared,20,1");
+        "mem-1"
+    };
+    let kept = if owner == "mem-0" { 2 } else { 1 };
+    assert_eq!(count("shared"), Some(kept), "{finals:?}");
+    let reason = String::from_utf8_lossy(bad[0].header("flowline.error.reason").unwrap());
+    assert!(
+        reason.contains("key \"shared\" was seen on source partition")
+            && reason.contains("Fix: partition the input")
+            && reason.contains(&format!(
+                "The key stays with `{owner}`; this record is not counted"
+            )),
+        "{reason}"
     );
-    let err = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(env.execute())
-        .unwrap_err();
-    match &err {
-        RuntimeError::KeySplit { key, first, second } => {
-            assert_eq!(key, "\"shared\"");
-            // Partitions run on tasks at once: either may claim it first.
-            let mut both = [first.as_str(), second.as_str()];
-            both.sort();
-            assert_eq!(both, ["mem-0", "mem-1"]);
-        }
-        other => panic!("expected KeySplit, got {other}"),
-    }
-    let text = err.to_string();
-    assert!(text.contains("Fix: partition the input"), "{text}");
     // An engine message speaks of keys and partitions, not of one job's
     // data.
-    assert!(!text.contains("host"), "{text}");
+    assert!(!reason.contains("host"), "{reason}");
 }
 
 #[test]
