@@ -10,6 +10,28 @@ use common::*;
 use flowline_connector_testkit::MemorySink;
 use flowline_runtime::{JobConfig, Tumbling};
 
+/// Sums by key in 1 s windows over these partitions, with a dead-letter
+/// sink: the summary, the windows and the dead letters.
+fn run_with_dead_letters(
+    parts: Vec<Vec<flowline_connector_api::Record>>,
+    config: JobConfig,
+) -> (flowline_runtime::JobSummary, MemorySink, MemorySink) {
+    use flowline_connector_testkit::MemorySource;
+    use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
+    let (out, dlq) = (MemorySink::new(), MemorySink::new());
+    let env = StreamEnvironment::new(config);
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
+    env.source("mem", Box::new(MemorySource::new(parts)))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone())
+        .window(Tumbling::of(Duration::from_secs(1)))
+        .aggregate(SumCount)
+        .sink_with(sink, line);
+    (run(env), out, dlq)
+}
+
 fn setup() -> Setup {
     Setup {
         spec: Tumbling::of(Duration::from_secs(1)),
@@ -20,8 +42,6 @@ fn setup() -> Setup {
 
 #[test]
 fn a_key_on_a_second_partition_is_a_dead_letter_and_the_job_lives_on() {
-    use flowline_connector_testkit::MemorySource;
-    use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
     // The split record is in the middle of its partition: what comes
     // after it is counted. Before, the job failed here, and again at
     // every restart on the same record.
@@ -29,19 +49,8 @@ fn a_key_on_a_second_partition_is_a_dead_letter_and_the_job_lives_on() {
         vec![rec("a", 10, 1), rec("shared", 20, 1), rec("shared", 40, 1)],
         vec![rec("b", 5, 1), rec("shared", 30, 1), rec("b", 50, 1)],
     ];
-    let out = MemorySink::new();
-    let dlq = MemorySink::new();
-    let env = StreamEnvironment::new(JobConfig::named("split").partitioned_by_key(true));
-    let sink = env.add_sink("out", Box::new(out.clone()));
-    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
-    env.source("mem", Box::new(MemorySource::new(parts)))
-        .try_map("decode", decode)
-        .with_timestamps(|e: &Ev| e.ts)
-        .key_by(|e: &Ev| e.key.clone())
-        .window(Tumbling::of(Duration::from_secs(1)))
-        .aggregate(SumCount)
-        .sink_with(sink, line);
-    let summary = run(env);
+    let (summary, out, dlq) =
+        run_with_dead_letters(parts, JobConfig::named("split").partitioned_by_key(true));
     assert_eq!(summary.records_in, 6);
     assert_eq!(summary.bad_records, 1, "{summary:?}");
     let (finals, _) = finals(&out.payloads());
@@ -95,28 +104,14 @@ fn each_partition_fires_on_its_own_watermark() {
 
 #[test]
 fn bad_records_go_to_the_dead_letter_sink_with_their_reason() {
-    use flowline_connector_testkit::MemorySource;
-    use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
-    let out = MemorySink::new();
-    let dlq = MemorySink::new();
-    let env = StreamEnvironment::new(JobConfig::named("dlq"));
-    let sink = env.add_sink("out", Box::new(out.clone()));
-    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
-    env.source(
-        "mem",
-        Box::new(MemorySource::new(vec![vec![
+    let (summary, out, dlq) = run_with_dead_letters(
+        vec![vec![
             rec("a", 1, 1),
             flowline_connector_api::Record::new("garbage"),
             rec("a", 2, 2),
-        ]])),
-    )
-    .try_map("decode", decode)
-    .with_timestamps(|e: &Ev| e.ts)
-    .key_by(|e: &Ev| e.key.clone())
-    .window(Tumbling::of(Duration::from_secs(1)))
-    .aggregate(SumCount)
-    .sink_with(sink, line);
-    let summary = run(env);
+        ]],
+        JobConfig::named("dlq"),
+    );
     assert_eq!(summary.bad_records, 1);
     assert_eq!(out.payloads(), vec!["a 0 1000 3 2 false"]);
     let bad = dlq.records();
