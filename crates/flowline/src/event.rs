@@ -98,6 +98,17 @@ impl TimeFormat {
             TimeFormat::EpochNs => 0,
         }
     }
+
+    /// The unit, in words.
+    fn unit(self) -> &'static str {
+        match self {
+            TimeFormat::Rfc3339 => "RFC 3339",
+            TimeFormat::EpochS => "seconds",
+            TimeFormat::EpochMs => "milliseconds",
+            TimeFormat::EpochUs => "microseconds",
+            TimeFormat::EpochNs => "nanoseconds",
+        }
+    }
 }
 
 /// A dotted path, split once.
@@ -489,20 +500,48 @@ impl EventShape {
                 .map_err(|e| format!("invalid metric event: `{path}`: {e}{}", epoch_hint(&text)))?,
             f => epoch_ms(&text, f.to_ns_digits()).ok_or_else(|| {
                 format!(
-                    "invalid metric event: `{path}` = {} is not a time in {} within the years -9999 to 9999",
+                    "invalid metric event: `{path}` = {} is not a time in {} since the epoch within the years -9999 to 9999{}",
                     clip(raw.get()),
-                    match f {
-                        TimeFormat::EpochS => "seconds since the epoch",
-                        TimeFormat::EpochMs => "milliseconds since the epoch",
-                        TimeFormat::EpochUs => "microseconds since the epoch",
-                        _ => "nanoseconds since the epoch",
-                    }
+                    f.unit(),
+                    self.future_hint()
                 )
             })?,
         };
+        if self.too_fine(ms) {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            let (path, unit) = (&self.timestamp.text, self.format.unit());
+            ONCE.call_once(|| {
+                tracing::warn!(field = %path, value = %text, read_as = unit,
+                    "event times read as {unit} since the epoch fall before 1973 (`{path}` = {text}). If the producer writes a coarser unit (seconds), set [event] timestamp_format to it: each event is in a window of 1970 now");
+            });
+        }
         Ok((ms, text))
     }
+
+    /// Whether an epoch time read as `ms` looks read in too fine a unit
+    /// (before 1973, in ms, µs or ns): worth a warning, not a refusal.
+    fn too_fine(&self, ms: i64) -> bool {
+        !matches!(self.format, TimeFormat::Rfc3339 | TimeFormat::EpochS)
+            && (0..EPOCH_1973).contains(&ms)
+    }
+
+    /// For an event time past `max_future`: the fix when the format may be
+    /// coarser than what the producer writes (nothing for `epoch_ns`).
+    pub fn future_hint(&self) -> String {
+        match self.format {
+            TimeFormat::Rfc3339 | TimeFormat::EpochNs => String::new(),
+            f => format!(
+                ". `{}` is read as {} since the epoch: if the producer writes a finer unit, set [event] timestamp_format to it (\"epoch_ms\", \"epoch_us\" or \"epoch_ns\")",
+                self.timestamp.text,
+                f.unit()
+            ),
+        }
+    }
 }
+
+/// 1973-03-03T09:46:40Z in ms: epoch times read in ms, µs or ns before it
+/// are most likely seconds (or ms, µs) read in too fine a unit.
+const EPOCH_1973: i64 = 100_000_000_000;
 
 /// The fix for an event time written as a number where RFC 3339 text is
 /// read: nothing for any other text.

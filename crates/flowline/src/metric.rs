@@ -120,7 +120,10 @@ pub fn decode_shaped(
     let (fields, bad) = shape.read_all(payload);
     if let Some(f) = fields.first() {
         if let Err(latest) = horizon.admit(f.ts) {
-            return (Vec::new(), Some(future(&f.ts_text, latest)));
+            return (
+                Vec::new(),
+                Some(future(&f.ts_text, latest) + &shape.future_hint()),
+            );
         }
     }
     let metrics = fields

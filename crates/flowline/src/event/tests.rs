@@ -414,3 +414,43 @@ timestamp_format = "epoch_s""#,
         "invalid metric event: the key `cpu` appears twice in `fields`; JSON keys must be unique"
     );
 }
+
+#[test]
+fn an_epoch_unit_that_does_not_fit_the_times_is_named() {
+    use crate::horizon::Horizon;
+    use crate::metric::decode_shaped;
+    let horizon = Horizon::wall_clock(std::time::Duration::from_secs(3_600));
+    // A finer unit read as seconds: past the year 9999 or past max_future,
+    // refused with the fix.
+    let s = shape("t", TimeFormat::EpochS, "v");
+    for (t, why) in [
+        ("1767225600000", "within the years"),
+        ("176722560000", "max_future"),
+    ] {
+        let e = format!(r#"{{"host":"h","metric":"m","v":1,"t":{t}}}"#);
+        let (m, bad) = decode_shaped(&s, e.as_bytes(), &horizon);
+        assert!(m.is_empty());
+        let bad = bad.unwrap();
+        assert!(
+            bad.contains(why)
+                && bad.contains("`t` is read as seconds since the epoch: if the producer writes a finer unit, set [event] timestamp_format to it"),
+            "{bad}"
+        );
+    }
+    // Seconds read as milliseconds: 1970, a warning (once), not a refusal.
+    let s = shape("t", TimeFormat::EpochMs, "v");
+    assert!(s.too_fine(1_767_225_600));
+    assert!(!s.too_fine(1_767_225_600_000));
+    assert!(!s.too_fine(-1));
+    assert!(!shape("t", TimeFormat::EpochS, "v").too_fine(5_000));
+    let (m, bad) = decode_shaped(
+        &s,
+        br#"{"host":"h","metric":"m","v":1,"t":1767225600}"#,
+        &horizon,
+    );
+    assert_eq!((m.len(), bad), (1, None));
+    assert_eq!(m[0].ts, 1_767_225_600);
+    // RFC 3339 and nanoseconds have no finer unit to name.
+    assert_eq!(shape("t", TimeFormat::EpochNs, "v").future_hint(), "");
+    assert_eq!(shape("t", TimeFormat::Rfc3339, "v").future_hint(), "");
+}
