@@ -119,15 +119,15 @@ pub fn winner<'a>(templates: &'a [Template], name: &str) -> Option<&'a Template>
 pub fn check(templates: &[Template], name: &str, ours: Option<&str>) -> Result<(), Error> {
     let mut all = templates.to_vec();
     if let Some(ours) = ours {
-        // `validate` checks before the sink's template is installed.
-        if !all.iter().any(|t| t.name == ours) {
-            all.push(Template {
-                name: ours.to_string(),
-                patterns: vec![name.to_string()],
-                priority: PRIORITY,
-                data_stream: false,
-            });
-        }
+        // As the sink will install it: `validate` checks before it is
+        // there, and the start before it is updated to a changed index.
+        all.retain(|t| t.name != ours);
+        all.push(Template {
+            name: ours.to_string(),
+            patterns: vec![name.to_string()],
+            priority: PRIORITY,
+            data_stream: false,
+        });
     }
     let Some(w) = winner(&all, name) else {
         return Ok(());
@@ -222,6 +222,13 @@ mod tests {
             e.contains("would be a data stream, made by index template `logs` (priority 100)"),
             "{e}"
         );
+        // Ours installed for another index (the index changed since): it
+        // counts as it will be, so a lower template is not named.
+        let moved = [
+            t("flowline-metrics", "old-*", 200, false),
+            t("lower", "flowline-*", 150, false),
+        ];
+        assert!(check(&moved, "flowline-metrics-x", Some("flowline-metrics")).is_ok());
         // Before ours is installed (validate), it counts as if it were.
         assert!(check(
             &all[1..],
