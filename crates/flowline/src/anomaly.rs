@@ -74,6 +74,12 @@ impl AnomalySettings {
         if self.consecutive == 0 {
             return bad("consecutive", "must be at least 1. Fix: consecutive = 2");
         }
+        if self.forget_after_ms <= 0 {
+            return bad(
+                "forget_after",
+                "must be a positive duration. Fix: forget_after = \"7d\"",
+            );
+        }
         if self.relearn_after < self.consecutive {
             return bad(
                 "relearn_after",
@@ -339,9 +345,7 @@ impl Detector {
             .is_none_or(|b| period(b) != period(start_ms))
             .then(|| period(start_ms).saturating_add(2).saturating_mul(forget))
     }
-}
 
-impl Detector {
     /// Updates `s` with one window of average `x` starting at `start_ms`.
     pub fn assess(&self, s: &mut DetectorState, x: f64, start_ms: i64) -> Verdict {
         let cfg = &self.0;
@@ -525,6 +529,14 @@ mod tests {
         .check()
         .unwrap_err();
         assert_eq!(e.0, "anomaly.alpha");
+        // A period of 0 would divide by zero in the forget timer.
+        let e = AnomalySettings {
+            forget_after_ms: 0,
+            ..Default::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.0, "anomaly.forget_after");
         assert!(AnomalySettings::default().check().is_ok());
     }
 }
