@@ -53,6 +53,10 @@ struct Setup {
     dir: tempfile::TempDir,
     topic: String,
     events: Vec<(String, String, bool)>,
+    /// More `[source]` settings.
+    source_extra: String,
+    /// The `[checkpoint]` section; `None`: a directory, every 500 ms.
+    checkpoint: Option<String>,
 }
 
 fn setup(seed: u64, count: u64) -> Setup {
@@ -68,6 +72,8 @@ fn setup(seed: u64, count: u64) -> Setup {
         dir: tempfile::tempdir().unwrap(),
         topic: unique("fault-outage"),
         events,
+        source_extra: String::new(),
+        checkpoint: None,
     }
 }
 
@@ -79,7 +85,7 @@ fn job_file(s: &Setup, name: &str, tail: &str, dead_letter: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            r#"{head}{tail}
+            r#"{head}{extra}{tail}
 [source.properties]
 "session.timeout.ms" = "10000"
 "heartbeat.interval.ms" = "1000"
@@ -92,14 +98,16 @@ replicas = 0
 [window]
 size = "30s"
 out_of_orderness = "2s"
-[checkpoint]
-dir = "{cp}"
-interval = "500ms"
+{checkpoint}
 "#,
             head = kafka_job_head(&s.topic, &t.kafka_bootstrap),
+            extra = s.source_extra,
             e = t.elasticsearch_url,
             topic = s.topic,
-            cp = s.dir.path().join("cp").display()
+            checkpoint = s.checkpoint.clone().unwrap_or_else(|| format!(
+                "[checkpoint]\ndir = \"{}\"\ninterval = \"500ms\"",
+                s.dir.path().join("cp").display()
+            )),
         ),
     )
     .unwrap();
@@ -337,4 +345,33 @@ async fn the_broker_killed_past_the_session_timeout_is_ridden_out_exactly() {
         }
     }
     assert_each_poison_once(&s, &letters);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_checkpoint_store_rides_out_the_broker_killed() {
+    let t = TestServicesRef::get();
+    let mut s = setup(23, 20_000);
+    // The store shares state by partition, so the job declares the topic
+    // keyed by host (the generator's lines are); its timeout is shorter
+    // than the outage.
+    s.source_extra = "keyed_by = [\"host\"]\n".into();
+    s.checkpoint = Some(format!(
+        "[checkpoint]\ninterval = \"500ms\"\n[checkpoint.kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{}-checkpoints\"\ntimeout = \"5s\"",
+        t.kafka_bootstrap, s.topic
+    ));
+    create_topic(&t.kafka_bootstrap, &s.topic, 3).await;
+    let dead_letter = format!(
+        "[dead_letter]\ntype = \"file\"\npath = \"{}\"\nmode = \"append\"",
+        s.dir.path().join("dead.ndjson").display()
+    );
+    // Before, the first checkpoint of the outage failed the job after the
+    // store's timeout; now each is skipped until the broker is back.
+    let (streaming, final_run) =
+        run_through(&s, &dead_letter, "kafka", Duration::from_secs(20)).await;
+    let log = strip_ansi(&job_log(&streaming, 0));
+    assert!(
+        log.contains("checkpoint skipped: its store could not take it"),
+        "a checkpoint fell in the outage and was skipped:\n{log}"
+    );
+    assert_windows_exact(&s, &[(&streaming, 0), (&final_run, 1)]).await;
 }

@@ -116,7 +116,8 @@ impl Entry {
 
 #[derive(Default)]
 struct DeliveryCtx {
-    errors: Mutex<Vec<String>>,
+    /// Each failed delivery, and whether it passes when the broker is back.
+    errors: Mutex<Vec<(String, bool)>>,
 }
 
 impl ClientContext for DeliveryCtx {}
@@ -128,7 +129,7 @@ impl ProducerContext for DeliveryCtx {
             self.errors
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(e.to_string());
+                .push((e.to_string(), crate::error::is_retryable(e)));
         }
     }
 }
@@ -155,6 +156,14 @@ impl std::fmt::Debug for KafkaCheckpointStore {
 
 fn err(what: &str, topic: &str, e: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::Store(format!(
+        "Kafka checkpoint store, topic `{topic}`: {what}: {e}"
+    ))
+}
+
+/// [`err`] for a failure that passes when the broker is back (a timeout,
+/// a full queue, a retryable delivery error): the checkpoint is skipped.
+fn unavailable(what: &str, topic: &str, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Unavailable(format!(
         "Kafka checkpoint store, topic `{topic}`: {what}: {e}"
     ))
 }
@@ -273,6 +282,9 @@ impl KafkaCheckpointStore {
                 {
                     rec = r;
                     self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) if crate::error::is_retryable(&e) => {
+                    return Err(unavailable("producing", &self.topic, e))
                 }
                 Err((e, _)) => return Err(err("producing", &self.topic, e)),
             }
@@ -393,7 +405,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         }
         self.producer
             .flush(self.timeout)
-            .map_err(|e| err("flushing", &self.topic, e))?;
+            .map_err(|e| unavailable("flushing", &self.topic, e))?;
         let errors = std::mem::take(
             &mut *self
                 .producer
@@ -402,8 +414,12 @@ impl CheckpointStore for KafkaCheckpointStore {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        if let Some(e) = errors.first() {
-            return Err(err("delivering", &self.topic, e));
+        if let Some((e, retryable)) = errors.first() {
+            return Err(if *retryable {
+                unavailable("delivering", &self.topic, e)
+            } else {
+                err("delivering", &self.topic, e)
+            });
         }
         for id in written {
             self.known.insert(id.clone(), cp.partitions[&id].clone());

@@ -36,6 +36,11 @@ pub enum CheckpointError {
     /// what was being done and the cause).
     #[error("{0}")]
     Store(String),
+    /// The store's server could not take the checkpoint in time (a broker
+    /// away): the checkpoint is skipped and the next one tries again, as a
+    /// sink that cannot complete one.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl CheckpointError {

@@ -72,8 +72,8 @@ pub struct Metrics {
     pub dead_letters_lost: AtomicU64,
     /// Completed checkpoints.
     pub checkpoints: AtomicU64,
-    /// Checkpoints skipped because a sink could not complete them (its
-    /// server away longer than its retries).
+    /// Checkpoints skipped because a sink or the checkpoint store could not
+    /// complete them (its server away longer than its retries or timeout).
     pub checkpoints_skipped: AtomicU64,
     /// Duration of the last checkpoint, ms.
     pub checkpoint_last_ms: AtomicU64,

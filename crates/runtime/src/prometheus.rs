@@ -178,7 +178,7 @@ impl Metrics {
         );
         add(
             "flowline_checkpoints_skipped",
-            "Checkpoints skipped because a sink could not complete them in time.",
+            "Checkpoints skipped because a sink or the checkpoint store could not complete them in time.",
             one(&self.checkpoints_skipped),
         );
         // The runtime's retries of failed sink calls; each sink's own

@@ -93,9 +93,10 @@ impl Driver {
 
     /// Flushes every sink, then snapshots state and positions together;
     /// the id saved. A sink that cannot complete it for a retryable reason
-    /// (its server away longer than its retries) skips this checkpoint with
-    /// a warning: the job goes on and the next one tries again, as Flink
-    /// tolerates failed checkpoints.
+    /// (its server away longer than its retries), or a store that cannot
+    /// take it (`CheckpointError::Unavailable`: a Kafka store's broker
+    /// away), skips this checkpoint with a warning: the job goes on and the
+    /// next one tries again, as Flink tolerates failed checkpoints.
     pub(super) async fn checkpoint(&mut self, why: &str) -> Result<Option<u64>, RuntimeError> {
         if self.store.is_none() {
             return Ok(None);
@@ -155,7 +156,15 @@ impl Driver {
         .with_key_groups(key_groups)
         .with_exchange_watermark(exchange_wm);
         let store = self.store.as_mut().expect("checked");
-        let size = tokio::task::block_in_place(|| store.save(&cp))?;
+        let size = match tokio::task::block_in_place(|| store.save(&cp)) {
+            Ok(size) => size,
+            Err(flowline_checkpoint::CheckpointError::Unavailable(e)) => {
+                self.metrics.checkpoints_skipped.fetch_add(1, Relaxed);
+                tracing::warn!(job = %self.cfg.name, why, error = %e, "checkpoint skipped: its store could not take it; the next one tries again");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.next_checkpoint_id += 1;
         let ms = t0.elapsed().as_millis() as u64;
         self.metrics.checkpoints.fetch_add(1, Relaxed);
