@@ -409,7 +409,7 @@ pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
             out
         }
         DeadLetterFormat::Envelope => {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "id": letter_id(l, &partition),
                 "kind": l.kind.as_str(),
                 "reason": l.reason,
@@ -419,6 +419,17 @@ pub fn encode(l: &DeadLetter, format: DeadLetterFormat) -> Record {
                 "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
                 "payload": String::from_utf8_lossy(&r.payload),
             });
+            // JSON text holds only UTF-8: bytes that are not keep their
+            // exact form beside the readable one, so nothing is lost.
+            for (field, bytes) in [
+                ("key_base64", r.key.as_deref()),
+                ("payload_base64", Some(&r.payload[..])),
+            ] {
+                if let Some(b) = bytes.filter(|b| std::str::from_utf8(b).is_err()) {
+                    use base64::Engine;
+                    v[field] = base64::engine::general_purpose::STANDARD.encode(b).into();
+                }
+            }
             Record::new(v.to_string())
         }
     }
@@ -483,5 +494,27 @@ mod tests {
         assert_eq!(v["payload"], "{bad");
         assert_eq!(v["kind"], "bad_record");
         assert_eq!(v["offset"], 17);
+        assert!(v.get("payload_base64").is_none() && v.get("key_base64").is_none());
+    }
+
+    #[test]
+    fn an_envelope_keeps_bytes_that_are_not_utf8_exactly() {
+        use base64::Engine;
+        let l = DeadLetter {
+            record: Record::new(&b"\xff\xfe{}"[..])
+                .with_key(&b"k\xc3"[..])
+                .at(PartitionId::new("f"), 2),
+            kind: DeadLetterKind::BadRecord,
+            reason: "the payload is not UTF-8".into(),
+            stage: "decode".into(),
+        };
+        let env = encode(&l, DeadLetterFormat::Envelope);
+        let v: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let back = |f: &str| b64.decode(v[f].as_str().unwrap()).unwrap();
+        assert_eq!(back("payload_base64"), b"\xff\xfe{}");
+        assert_eq!(back("key_base64"), b"k\xc3");
+        // The readable forms stay, with U+FFFD where a byte was not text.
+        assert_eq!(v["payload"], "\u{fffd}\u{fffd}{}");
     }
 }
