@@ -104,6 +104,9 @@ pub(crate) fn shrink(rejected: Rejected, format: DeadLetterFormat) -> Record {
                         m.insert("payload_truncated_from".into(), was.into());
                         m.insert("payload".into(), kept.into());
                     }
+                    // The exact bytes of a payload that is not UTF-8 go
+                    // too: they are the size being cut.
+                    m.remove("payload_base64");
                     m.insert("refused".into(), why.into());
                     serde_json::Value::Object(m)
                 }
@@ -122,6 +125,27 @@ pub(crate) fn shrink(rejected: Rejected, format: DeadLetterFormat) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_down_envelope_drops_the_exact_bytes_it_is_too_large_for() {
+        use flowline_connector_api::Rejected;
+        let letter = crate::operator::DeadLetter {
+            record: Record::new(vec![0xff; 100_000]),
+            kind: crate::operator::DeadLetterKind::BadRecord,
+            reason: "not UTF-8".into(),
+            stage: "decode".into(),
+        };
+        let env = crate::sinks::encode(&letter, DeadLetterFormat::Envelope);
+        assert!(env.payload.len() > 100_000);
+        let cut = shrink(
+            Rejected::new(env, "too large"),
+            DeadLetterFormat::Envelope,
+        );
+        assert!(cut.payload.len() < 20_000, "{}", cut.payload.len());
+        let v: serde_json::Value = serde_json::from_slice(&cut.payload).unwrap();
+        assert!(v.get("payload_base64").is_none());
+        assert_eq!(v["refused"], "too large");
+    }
 
     #[test]
     fn raw_letters_keep_their_reason_and_say_how_long_they_were() {
