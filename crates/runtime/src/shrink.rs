@@ -137,10 +137,7 @@ mod tests {
         };
         let env = crate::sinks::encode(&letter, DeadLetterFormat::Envelope);
         assert!(env.payload.len() > 100_000);
-        let cut = shrink(
-            Rejected::new(env, "too large"),
-            DeadLetterFormat::Envelope,
-        );
+        let cut = shrink(Rejected::new(env, "too large"), DeadLetterFormat::Envelope);
         assert!(cut.payload.len() < 20_000, "{}", cut.payload.len());
         let v: serde_json::Value = serde_json::from_slice(&cut.payload).unwrap();
         assert!(v.get("payload_base64").is_none());
