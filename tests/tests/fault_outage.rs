@@ -57,6 +57,8 @@ struct Setup {
     source_extra: String,
     /// The `[checkpoint]` section; `None`: a directory, every 500 ms.
     checkpoint: Option<String>,
+    /// The consumer's `session.timeout.ms`.
+    session_timeout_ms: u32,
 }
 
 fn setup(seed: u64, count: u64) -> Setup {
@@ -74,6 +76,7 @@ fn setup(seed: u64, count: u64) -> Setup {
         events,
         source_extra: String::new(),
         checkpoint: None,
+        session_timeout_ms: 10_000,
     }
 }
 
@@ -87,7 +90,7 @@ fn job_file(s: &Setup, name: &str, tail: &str, dead_letter: &str) -> PathBuf {
         format!(
             r#"{head}{extra}{tail}
 [source.properties]
-"session.timeout.ms" = "10000"
+"session.timeout.ms" = "{session}"
 "heartbeat.interval.ms" = "1000"
 [sink]
 type = "elasticsearch"
@@ -102,6 +105,7 @@ out_of_orderness = "2s"
 "#,
             head = kafka_job_head(&s.topic, &t.kafka_bootstrap),
             extra = s.source_extra,
+            session = s.session_timeout_ms,
             e = t.elasticsearch_url,
             topic = s.topic,
             checkpoint = s.checkpoint.clone().unwrap_or_else(|| format!(
@@ -352,11 +356,13 @@ async fn a_kafka_checkpoint_store_rides_out_the_broker_killed() {
     let t = TestServicesRef::get();
     let mut s = setup(23, 20_000);
     // The store shares state by partition, so the job declares the topic
-    // keyed by host (the generator's lines are); its timeout is shorter
-    // than the outage.
+    // keyed by host (the generator's lines are). Its timeout is a fraction
+    // of the outage; the session outlasts it, so the group keeps the member
+    // (the outage past the session timeout is the test above).
     s.source_extra = "keyed_by = [\"host\"]\n".into();
+    s.session_timeout_ms = 60_000;
     s.checkpoint = Some(format!(
-        "[checkpoint]\ninterval = \"500ms\"\n[checkpoint.kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{}-checkpoints\"\ntimeout = \"5s\"",
+        "[checkpoint]\ninterval = \"500ms\"\n[checkpoint.kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{}-checkpoints\"\ntimeout = \"2s\"",
         t.kafka_bootstrap, s.topic
     ));
     create_topic(&t.kafka_bootstrap, &s.topic, 3).await;
@@ -367,7 +373,7 @@ async fn a_kafka_checkpoint_store_rides_out_the_broker_killed() {
     // Before, the first checkpoint of the outage failed the job after the
     // store's timeout; now each is skipped until the broker is back.
     let (streaming, final_run) =
-        run_through(&s, &dead_letter, "kafka", Duration::from_secs(20)).await;
+        run_through(&s, &dead_letter, "kafka", Duration::from_secs(15)).await;
     let log = strip_ansi(&job_log(&streaming, 0));
     assert!(
         log.contains("checkpoint skipped: its store could not take it"),
