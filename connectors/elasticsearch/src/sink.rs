@@ -251,9 +251,7 @@ impl EsSink {
         let Some(all) = target::templates(&self.client).await? else {
             return Ok(());
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = jiff::Timestamp::now().as_millisecond();
         let ours = self
             .settings
             .mappings

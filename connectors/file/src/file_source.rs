@@ -83,24 +83,18 @@ pub struct FileSource {
 impl FileSource {
     /// Opens the file; fails now when it cannot be read.
     pub fn open(config: FileSourceConfig) -> Result<Self, ConnectorError> {
-        if !(1..=MAX_BATCH).contains(&config.batch_size) {
-            return Err(ConnectorError::config(
-                "file",
-                format!(
-                    "[source] batch_size = {} is out of range. Fix: use 1 to {MAX_BATCH} lines per batch (default 1024)",
-                    config.batch_size
-                ),
-            ));
-        }
-        if !(1..=MAX_LINE).contains(&config.max_line_bytes) {
-            return Err(ConnectorError::config(
-                "file",
-                format!(
-                    "[source] max_line_bytes = {} is out of range. Fix: use 1 to {MAX_LINE} (default 16777216)",
-                    config.max_line_bytes
-                ),
-            ));
-        }
+        in_range(
+            "batch_size",
+            config.batch_size,
+            MAX_BATCH,
+            "lines per batch (default 1024)",
+        )?;
+        in_range(
+            "max_line_bytes",
+            config.max_line_bytes,
+            MAX_LINE,
+            "(default 16777216)",
+        )?;
         let f = File::open(&config.path).map_err(|e| {
             ConnectorError::config(
                 "file",
@@ -200,6 +194,18 @@ impl Source for FileSource {
         }
         Ok(())
     }
+}
+
+/// Refuses a `[source] field` outside 1 to `max`, naming the range and
+/// `what` it counts.
+fn in_range(field: &str, value: usize, max: usize, what: &str) -> Result<(), ConnectorError> {
+    if (1..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(ConnectorError::config(
+        "file",
+        format!("[source] {field} = {value} is out of range. Fix: use 1 to {max} {what}"),
+    ))
 }
 
 /// Reads on to the end of the line (its newline included) without keeping

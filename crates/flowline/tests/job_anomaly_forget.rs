@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 /// Host `b` throughout 10 minutes; host `a` for the first minute and the
 /// last 100 s. The statuses of `a`'s current documents, in order, from a
 /// run forgetting after `forget_after`.
@@ -33,18 +35,7 @@ fn statuses_of_a(dir: &Path, forget_after: &str) -> Vec<(String, String)> {
          [current]\ntype = \"file\"\npath = \"{d}/current.ndjson\"\nmode = \"overwrite\"\n\
          [window]\nsize = \"10s\"\n[anomaly]\nwarmup = 2\nforget_after = \"{forget_after}\"\n"
     );
-    std::fs::write(dir.join("job.toml"), job).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
-        .env("FLOWLINE_LOG", "warn")
-        .args(["run", "--config"])
-        .arg(dir.join("job.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_job_file(dir, &job);
     std::fs::read_to_string(dir.join("current.ndjson"))
         .unwrap()
         .lines()

@@ -72,18 +72,7 @@ pub fn run(dir: &Path, event: &str, lines: &[String]) -> (Windows, Vec<serde_jso
          [dead_letter]\ntype = \"file\"\npath = \"{d}/dead.ndjson\"\nmode = \"overwrite\"\n\
          [window]\nsize = \"10s\"\nout_of_orderness = \"2s\"\n{event}"
     );
-    std::fs::write(dir.join("job.toml"), job).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
-        .env("FLOWLINE_LOG", "warn")
-        .args(["run", "--config"])
-        .arg(dir.join("job.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_job_file(dir, &job);
     let mut windows = BTreeMap::new();
     for l in std::fs::read_to_string(dir.join("windows.ndjson"))
         .unwrap()
@@ -116,6 +105,23 @@ pub fn run(dir: &Path, event: &str, lines: &[String]) -> (Windows, Vec<serde_jso
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (windows, dead)
+}
+
+/// Writes `job` to `dir/job.toml` and runs it with `flowline run`, which
+/// must succeed.
+pub fn run_job_file(dir: &Path, job: &str) {
+    std::fs::write(dir.join("job.toml"), job).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
+        .env("FLOWLINE_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(dir.join("job.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs the job file `run` left in `dir` again, with these aggregates.
