@@ -40,7 +40,7 @@ impl ConsumerContext for Ctx {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.revoked(tpl);
+                self.revoked(tpl, c.assignment_lost());
                 if cooperative {
                     c.incremental_unassign(tpl)
                 } else {
@@ -95,7 +95,17 @@ impl Ctx {
 
     /// Hands on what was read, then the `Revoked` event, and waits for a
     /// checkpoint that covers what was delivered from these partitions.
-    fn revoked(&self, l: &TopicPartitionList) {
+    ///
+    /// Not when the assignment is `lost` (this consumer's session ended, as
+    /// in a broker outage past `session.timeout.ms`): the group may have
+    /// handed the partitions on already, so a checkpoint cannot hand them
+    /// over, and waiting is harmful. Until this callback returns, librdkafka
+    /// heartbeats with the member id the session's end cleared; a static
+    /// member (`group.instance.id`) whose coordinator is back by then is
+    /// fenced for it (`FencedInstanceId`, fatal to the consumer; librdkafka
+    /// issue 3437). Whoever owns them next replays from the last completed
+    /// checkpoint; the runtime still takes one at the `Revoked` event.
+    fn revoked(&self, l: &TopicPartitionList, lost: bool) {
         let sh = &self.0;
         sh.flush_uncredited();
         let mut pids = Vec::new();
@@ -104,7 +114,7 @@ impl Ctx {
             let mut st = lock(&sh.state);
             for (t, p) in tps(l) {
                 if let Some(part) = st.remove(&t, p) {
-                    if !part.awaiting && part.next > 0 {
+                    if !lost && !part.awaiting && part.next > 0 {
                         need.push((part.pid.clone(), part.next as u64));
                         st.revoking.push((part.pid.clone(), t, p));
                     }
@@ -112,7 +122,11 @@ impl Ctx {
                 }
             }
         }
-        tracing::info!(partitions = ?pids, "partitions revoked");
+        if lost {
+            tracing::warn!(partitions = ?pids, "partitions lost: the consumer group session ended (the coordinator was unreachable for session.timeout.ms); rejoining at once, and whoever owns them next replays from the last completed checkpoint");
+        } else {
+            tracing::info!(partitions = ?pids, "partitions revoked");
+        }
         sh.send((Ok(SourceEvent::Revoked(pids)), false));
         if !need.is_empty() {
             sh.wait_for_checkpoint(&need);
