@@ -3,7 +3,8 @@
 //! appends, so it refused every window, each a dead letter, and could
 //! never take an updated or replayed one under its id), and a template
 //! outranking the sink's, which would map the job's fields its own way
-//! (an `avg` as `long` stored truncated) with nothing said.
+//! (an `avg` as `long` stored truncated) with nothing said, and an alias
+//! (after a rollover, a replayed window lands beside its first write).
 
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::Elasticsearch;
@@ -123,6 +124,50 @@ async fn a_template_outranking_the_sinks_is_refused_unless_the_sink_brings_none(
     let mut sink = es_sink(json!({"url": s.elasticsearch_url, "index": index, "template": false, "time_field": "window_start"}))
         .await
         .expect("the start succeeds");
+    sink.write(vec![window()]).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(count(&es, &format!("{prefix}-2026.01.01")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_under_a_name_the_sink_writes_is_refused_a_read_alias_is_not() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let prefix = unique("flowline-alias");
+    // A rollover alias: writes through it go to its write index, which
+    // a rollover changes, so a window replayed after one is counted twice.
+    let alias = format!("{prefix}-metrics");
+    es.indices()
+        .create(elasticsearch::indices::IndicesCreateParts::Index(&format!(
+            "{prefix}-000001"
+        )))
+        .body(json!({"aliases": {alias.clone(): {"is_write_index": true}}}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+    let e = es_sink_refused(json!({"url": s.elasticsearch_url, "index": alias,
+        "time_field": "window_start", "template": {"fields": {"avg": "double"}}}))
+    .await;
+    assert!(
+        e.contains(&format!("`{alias}` on "))
+            && e.contains(&format!(
+                "is an alias (of {prefix}-000001), and a name the sink writes"
+            ))
+            && e.contains("Fix: write to concrete indices"),
+        "{e}"
+    );
+    assert_eq!(count(&es, &alias).await, 0, "nothing written");
+
+    // Dated indices under the same prefix: the alias is not a name the
+    // sink writes (it only reads them), so the sink starts and writes.
+    let mut sink = es_sink(
+        json!({"url": s.elasticsearch_url, "index": format!("{prefix}-%Y.%m.%d"),
+        "time_field": "window_start", "template": {"fields": {"avg": "double"}}}),
+    )
+    .await
+    .expect("the start succeeds");
     sink.write(vec![window()]).await.unwrap();
     sink.flush().await.unwrap();
     assert_eq!(count(&es, &format!("{prefix}-2026.01.01")).await, 1);

@@ -87,6 +87,27 @@ pub fn expand_date(pattern: &str, ms: i64) -> Option<String> {
     )
 }
 
+/// [`Encoder::writes_to`]: `name` against the `pattern` of `%Y`, `%m`,
+/// `%d`, `%H` and literal bytes (a year takes as many digits as the rest
+/// lets it).
+fn fits(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern {
+        [] => name.is_empty(),
+        [b'%', b'Y', rest @ ..] => {
+            let sign = usize::from(name.first() == Some(&b'-'));
+            let digits = name[sign..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            (4..=digits).rev().any(|n| fits(rest, &name[sign + n..]))
+        }
+        [b'%', b'm' | b'd' | b'H', rest @ ..] => {
+            name.len() >= 2 && name[..2].iter().all(u8::is_ascii_digit) && fits(rest, &name[2..])
+        }
+        [c, rest @ ..] => name.first() == Some(c) && fits(rest, &name[1..]),
+    }
+}
+
 impl Encoder {
     /// An encoder for these settings.
     pub fn new(
@@ -114,6 +135,13 @@ impl Encoder {
     /// has no date).
     pub fn index_at(&self, ms: i64) -> String {
         expand_date(&self.index, ms).unwrap_or_else(|| self.index.clone())
+    }
+
+    /// Whether the sink could write to an index of this `name`: the index
+    /// setting with each `%Y` read as a year (digits, a leading `-`) and
+    /// `%m`, `%d`, `%H` as two digits.
+    pub fn writes_to(&self, name: &str) -> bool {
+        fits(self.index.as_bytes(), name.as_bytes())
     }
 
     /// The index pattern templates should match: the name, or its prefix
@@ -272,6 +300,19 @@ mod tests {
             "{s}"
         );
         assert_eq!(e.index_pattern(), "flowline-metrics-*");
+        for (name, want) in [
+            ("flowline-metrics-2026.01.02", true),
+            ("flowline-metrics--0044.01.02", true),
+            ("flowline-metrics-12026.01.02", true),
+            ("flowline-metrics-all", false),
+            ("flowline-metrics-2026.1.02", false),
+            ("flowline-metrics-2026.01.02x", false),
+            ("flowline-metrics-026.01.02", false),
+        ] {
+            assert_eq!(e.writes_to(name), want, "{name}");
+        }
+        let plain = Encoder::new("metrics", None, None, Action::Index);
+        assert!(plain.writes_to("metrics") && !plain.writes_to("metrics-1"));
     }
 
     #[test]

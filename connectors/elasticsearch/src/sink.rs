@@ -236,16 +236,28 @@ impl EsSink {
         self.check_target(&server).await
     }
 
-    /// Refuses index names the server would make data streams of, or map
-    /// by a template outranking the sink's (see [`target`]).
+    /// Refuses index names the server would make data streams of, that are
+    /// aliases, or that a template outranking the sink's would map (see
+    /// [`target`]).
     async fn check_target(&self, server: &Server) -> Result<(), Error> {
         if !server.composable_templates() {
             return Ok(());
         }
         let pattern = self.encoder.index_pattern();
-        if let Some(ds) = target::data_streams(&self.client, &pattern).await?.first() {
+        let found = target::resolve(&self.client, &pattern).await?;
+        if let Some(ds) = found.data_streams.first() {
             return Err(Error::Config(format!(
                 "`{ds}` on {server} is a data stream matching the sink's index pattern `{pattern}`: a data stream only appends, so it refuses the sink's writes, and a window updated or replayed under its id could not replace the document written before. Fix: an index name that no data stream matches (like \"flowline-metrics-%Y.%m.%d\")"
+            )));
+        }
+        if let Some((alias, indices)) = found
+            .aliases
+            .iter()
+            .find(|(a, _)| self.encoder.writes_to(a))
+        {
+            return Err(Error::Config(format!(
+                "`{alias}` on {server} is an alias (of {}), and a name the sink writes: a write through an alias goes to its write index, which a rollover changes, so a window replayed or updated under its id after a rollover would land in the new index beside the document written before (counted twice). Fix: write to concrete indices, by time if they must roll (like \"flowline-metrics-%Y.%m.%d\", with an ILM delete phase and no rollover), and read them through the alias",
+                indices.join(", ")
             )));
         }
         let Some(all) = target::templates(&self.client).await? else {

@@ -16,6 +16,13 @@
 //!   nothing said; with a template of its own to install, the sink refuses
 //!   to start.
 //!
+//! - **Aliases.** A write through an alias goes to its write index, which
+//!   a rollover changes: a window replayed or updated under its id after a
+//!   rollover lands in the new index beside the document written before,
+//!   and is counted twice. An alias under a name the sink writes fails the
+//!   start; an alias under another name (one that reads the sink's
+//!   indices) is left alone.
+//!
 //! Servers without composable templates, and a user without the right to
 //! read templates (401/403), skip the checks with a warning.
 
@@ -147,9 +154,19 @@ pub fn check(templates: &[Template], name: &str, ours: Option<&str>) -> Result<(
     }
 }
 
-/// The data streams that exist under `pattern`, read by `_resolve/index`
-/// (a server without it, or a user without the right, reads none).
-pub async fn data_streams(client: &Elasticsearch, pattern: &str) -> Result<Vec<String>, Error> {
+/// What exists under an index pattern, from `_resolve/index`.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The data streams.
+    pub data_streams: Vec<String>,
+    /// The aliases, each with its indices.
+    pub aliases: Vec<(String, Vec<String>)>,
+}
+
+/// The data streams and aliases that exist under `pattern`, read by
+/// `_resolve/index` (a server without it, or a user without the right,
+/// reads none).
+pub async fn resolve(client: &Elasticsearch, pattern: &str) -> Result<Resolved, Error> {
     let path = format!("/_resolve/index/{pattern}");
     let query = [("expand_wildcards", "all")];
     let resp = request::send(client, Method::Get, &path, &query, None).await?;
@@ -157,17 +174,31 @@ pub async fn data_streams(client: &Elasticsearch, pattern: &str) -> Result<Vec<S
         tracing::debug!(
             path,
             status = resp.status_code().as_u16(),
-            "cannot resolve the sink's index pattern; existing data streams are not checked"
+            "cannot resolve the sink's index pattern; existing data streams and aliases are not checked"
         );
-        return Ok(Vec::new());
+        return Ok(Resolved::default());
     }
     let v = request::json(resp, &path).await?;
-    Ok(v["data_streams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d["name"].as_str().map(str::to_string))
-        .collect())
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                d.as_str()
+                    .or_else(|| d["name"].as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    Ok(Resolved {
+        data_streams: names(&v["data_streams"]),
+        aliases: v["aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some((a["name"].as_str()?.to_string(), names(&a["indices"]))))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
