@@ -209,3 +209,103 @@ async fn a_source_that_never_ran_joins_no_group_and_drops_at_once() {
     .await;
     assert_eq!(members(&s.kafka_bootstrap, &group), 1);
 }
+
+/// One step of a source as the runtime drives it (every assignment
+/// answered, every revoke checkpointed); its error, if it failed.
+async fn step(src: &mut KafkaSource) -> Option<flowline_connector_api::ConnectorError> {
+    let next = tokio::time::timeout(Duration::from_millis(100), src.next()).await;
+    match next {
+        Ok(Ok(SourceEvent::Assigned(_))) => src.seek(&SourcePosition::default()).await.unwrap(),
+        Ok(Ok(SourceEvent::Revoked(_))) => src
+            .on_checkpoint_complete(&SourcePosition::default())
+            .await
+            .unwrap(),
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(e)) => return Some(e),
+    }
+    None
+}
+
+/// A consumer of another application in the group takes partitions whose
+/// records then never reach the job, whose windows miss them with nothing
+/// said: the source stops, naming that member. Two members of the job
+/// itself (one client.id) share the group without a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_application_in_the_group_stops_the_source() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topic = unique("foreign-member");
+    create_topic(&s.kafka_bootstrap, &topic, 4).await;
+    let group = unique("foreign-member-group");
+    let mut ours = [
+        source(&s.kafka_bootstrap, &topic, &group),
+        source(&s.kafka_bootstrap, &topic, &group),
+    ];
+    // Past the check after their rebalance (3 s), with both members in.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) || members(&s.kafka_bootstrap, &group) < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the two never joined"
+        );
+        for src in &mut ours {
+            if let Some(e) = step(src).await {
+                panic!("a member of the job itself was refused: {e}");
+            }
+        }
+    }
+    // Another application's consumer (librdkafka's default client.id), with
+    // an assignor the source's group protocol accepts (a Java consumer's
+    // default list has it; one without it is refused by the broker).
+    let stop = Arc::new(AtomicBool::new(false));
+    let theirs = {
+        let (b, t, g, stop) = (
+            s.kafka_bootstrap.clone(),
+            topic.clone(),
+            group.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &b)
+                .set("group.id", &g)
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .create()
+                .unwrap();
+            c.subscribe(&[&t]).unwrap();
+            while !stop.load(Ordering::Acquire) {
+                let _ = c.poll(Duration::from_millis(100));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = 'found: loop {
+        assert!(Instant::now() < deadline, "no refusal in 60 s");
+        for src in &mut ours {
+            if let Some(e) = step(src).await {
+                break 'found e;
+            }
+        }
+    };
+    stop.store(true, Ordering::Release);
+    theirs.join().unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "consumer group `{group}` has a member that is not this job's (client.id `rdkafka`"
+        )) && msg.contains(&format!("{topic}/"))
+            && msg.contains("Fix: give this job a group_id of its own"),
+        "{msg}"
+    );
+    assert!(
+        matches!(
+            err,
+            flowline_connector_api::ConnectorError::Permanent { .. }
+        ),
+        "{err:?}"
+    );
+}

@@ -15,6 +15,7 @@
 //! partition at the offset the runtime named.
 
 mod exclusive;
+mod members;
 mod message;
 mod poller;
 mod rebalance;
@@ -31,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{client_config, count, duration, KafkaSourceConfig, StartPosition};
 use crate::error::{with_retries, Error};
+use members::Members;
 pub use poller::Ctx;
 use poller::{lock, Item, Settings, Shared};
 use start::warn_stale;
@@ -145,6 +147,11 @@ impl KafkaSource {
             revoke_timeout,
             exclusive: (cfg.exclusive && !cfg.bounded)
                 .then(|| (cfg.topics.clone(), cfg.group_id.clone())),
+            members: (!cfg.exclusive && !cfg.bounded).then(|| Members {
+                group: cfg.group_id.clone(),
+                client_id: cc.get("client.id").unwrap_or("rdkafka").to_string(),
+                topics: cfg.topics.clone(),
+            }),
         };
         let (shared, rx) = Shared::new(settings, cfg.prefetch_batches);
         let consumer: BaseConsumer<Ctx> = cc
@@ -304,6 +311,9 @@ struct BTreeMapDefaults;
 impl BTreeMapDefaults {
     fn source() -> std::collections::BTreeMap<String, String> {
         [
+            // Every process of a job has this id, so a member of the group
+            // under another is another application (`source/members.rs`).
+            ("client.id", "flowline"),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("partition.assignment.strategy", "cooperative-sticky"),

@@ -399,6 +399,7 @@ impl JobPlan {
         let keyed_by = crate::parallel::take_keyed_by(&mut source)?;
         let message_key_required = crate::parallel::source_rules(&mut source, keyed_by.is_some())?;
         crate::member::static_member(&f.job, &mut source);
+        crate::member::client_id(&f.job, &mut source);
         let mut plan = JobPlan {
             anomaly,
             anomalies: f

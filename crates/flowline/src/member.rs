@@ -35,6 +35,26 @@ pub(crate) fn static_member(job: &JobSection, source: &mut ConnectorSection) {
     }
 }
 
+/// A Kafka source gets the `client.id` `flowline-<job name>` unless its
+/// properties set one: every process of the job has it, so a member of its
+/// group under another id is another application or another job, whose
+/// partitions the source refuses to leave unread in silence.
+pub(crate) fn client_id(job: &JobSection, source: &mut ConnectorSection) {
+    if source.kind != "kafka" {
+        return;
+    }
+    let Some(m) = source.settings.as_object_mut() else {
+        return;
+    };
+    let props = m
+        .entry("properties")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(p) = props.as_object_mut() {
+        p.entry("client.id")
+            .or_insert_with(|| format!("flowline-{}", job.name).into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::JobPlan;
@@ -53,6 +73,12 @@ mod tests {
         assert!(id.starts_with("j-") && id.len() > 2, "{id}");
         let s = source_of("", "group_instance_id = \"mine\"\n");
         assert_eq!(s["group_instance_id"], "mine");
+        assert_eq!(
+            source_of("[job]\nname = \"j\"\n", "")["properties"]["client.id"],
+            "flowline-j"
+        );
+        let s = source_of("", "[source.properties]\n\"client.id\" = \"mine\"\n");
+        assert_eq!(s["properties"]["client.id"], "mine");
         let s = source_of("", "bounded = true\n");
         assert!(
             s.get("group_instance_id").is_none(),

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     /// is up, 2 none is.
     pub connected: std::sync::atomic::AtomicU8,
     pub stop: AtomicBool,
+    /// When the group's members are read next (`members.rs`).
+    pub(super) members_at: Mutex<Option<Instant>>,
     /// The last authentication failure librdkafka reported (its own words;
     /// they never hold the password).
     pub auth: crate::auth::AuthWatch,
@@ -73,6 +75,8 @@ pub(crate) struct Settings {
     pub revoke_timeout: Duration,
     /// `exclusive = true`: the configured topics and the group.
     pub exclusive: Option<(Vec<String>, String)>,
+    /// Not exclusive, in a group: who this job's members are.
+    pub members: Option<super::members::Members>,
 }
 
 impl Shared {
@@ -89,6 +93,7 @@ impl Shared {
             ends: Mutex::default(),
             connected: std::sync::atomic::AtomicU8::new(0),
             stop: AtomicBool::new(false),
+            members_at: Mutex::new(None),
             auth: crate::auth::AuthWatch::default(),
             tx,
             settings,
@@ -271,6 +276,12 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
     let timeout = sh.settings.poll_timeout;
     let mut paused: Option<TopicPartitionList> = None;
     while !sh.stop.load(Ordering::Acquire) {
+        if let Some(msg) = super::members::check(&consumer, &sh) {
+            tracing::error!(reason = %msg, "another application shares the consumer group");
+            sh.send((Err(ConnectorError::permanent(msg)), false));
+            sh.shut_down();
+            return;
+        }
         if !sh.take_credit(timeout) {
             if paused.is_none() {
                 paused = pause_live(&consumer, &sh);
@@ -511,6 +522,7 @@ mod tests {
             poll_timeout: Duration::from_millis(10),
             revoke_timeout: Duration::from_millis(50),
             exclusive: None,
+            members: None,
         }
     }
 
