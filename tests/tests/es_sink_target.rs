@@ -172,3 +172,77 @@ async fn an_alias_under_a_name_the_sink_writes_is_refused_a_read_alias_is_not() 
     sink.flush().await.unwrap();
     assert_eq!(count(&es, &format!("{prefix}-2026.01.01")).await, 1);
 }
+
+/// Puts `action.auto_create_index` (persistent; `null` removes it).
+async fn put_auto_create(es: &Elasticsearch, value: Value) {
+    es.cluster()
+        .put_settings()
+        .body(json!({"persistent": {"action.auto_create_index": value}}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_the_server_will_not_create_is_refused_one_that_exists_is_not() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let prefix = unique("flowline-nocreate");
+    // Refused for this test's indices only; every other name stays
+    // allowed, so the tests running beside it are not touched. The value
+    // set before is put back after.
+    let before: Value = es
+        .cluster()
+        .get_settings()
+        .flat_settings(true)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = before["persistent"]["action.auto_create_index"].clone();
+    put_auto_create(&es, json!(format!("-{prefix}-*,+*"))).await;
+    let dated = format!("{prefix}-%Y.%m.%d");
+    let refused = es_sink_refused(json!({"url": s.elasticsearch_url, "index": dated,
+        "time_field": "window_start", "template": {"fields": {"avg": "double"}}}))
+    .await;
+    let fixed = format!("{prefix}-fixed");
+    let refused_fixed = es_sink_refused(json!({"url": s.elasticsearch_url, "index": fixed,
+        "template": {"fields": {"avg": "double"}}}))
+    .await;
+    // A fixed name created beforehand needs no creation.
+    es.indices()
+        .create(elasticsearch::indices::IndicesCreateParts::Index(&fixed))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+    let started = es_sink(json!({"url": s.elasticsearch_url, "index": fixed,
+        "template": {"fields": {"avg": "double"}}}))
+    .await;
+    put_auto_create(&es, before).await;
+    assert!(
+        refused.contains(&format!("does not create index `{prefix}-"))
+            && refused.contains(&format!(
+                "(action.auto_create_index = \"-{prefix}-*,+*\"), so every window would come back a dead letter"
+            ))
+            && refused.contains(&format!("Fix: allow the sink's indices first in action.auto_create_index (like \"+{prefix}-*,-{prefix}-*,+*\")"))
+            && !refused.contains("create the index"),
+        "{refused}"
+    );
+    assert!(
+        refused_fixed.contains(&format!("does not create index `{fixed}`"))
+            && refused_fixed.contains(&format!(
+                "or create the index `{fixed}` before the job starts"
+            )),
+        "{refused_fixed}"
+    );
+    let mut sink = started.expect("an index that exists starts");
+    sink.write(vec![window()]).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(count(&es, &fixed).await, 1);
+}

@@ -137,6 +137,12 @@ impl Encoder {
         expand_date(&self.index, ms).unwrap_or_else(|| self.index.clone())
     }
 
+    /// Whether the index name takes the event's date (`%Y` and the like):
+    /// new indices are made as time goes on.
+    pub fn dated(&self) -> bool {
+        self.dated
+    }
+
     /// Whether the sink could write to an index of this `name`: the index
     /// setting with each `%Y` read as a year (digits, a leading `-`) and
     /// `%m`, `%d`, `%H` as two digits.

@@ -65,6 +65,7 @@
 
 #![warn(missing_docs)]
 
+mod autocreate;
 pub mod bulk;
 pub mod config;
 pub mod detect;

@@ -260,16 +260,56 @@ impl EsSink {
                 indices.join(", ")
             )));
         }
-        let Some(all) = target::templates(&self.client).await? else {
+        let templates = target::templates(&self.client).await?;
+        let index = self
+            .encoder
+            .index_at(jiff::Timestamp::now().as_millisecond());
+        if let Some(all) = &templates {
+            let ours = self
+                .settings
+                .mappings
+                .is_some()
+                .then(|| self.template_name());
+            target::check(all, &index, ours.as_deref())?;
+        }
+        self.check_auto_create(server, &index, templates.as_deref())
+            .await
+    }
+
+    /// Refuses an index the server will not create on a write
+    /// (`autocreate.rs`).
+    async fn check_auto_create(
+        &self,
+        server: &Server,
+        index: &str,
+        templates: Option<&[target::Template]>,
+    ) -> Result<(), Error> {
+        use crate::autocreate::{allows, setting, KEY};
+        let Some(setting) = setting(&self.client).await? else {
             return Ok(());
         };
-        let now = jiff::Timestamp::now().as_millisecond();
-        let ours = self
-            .settings
-            .mappings
-            .is_some()
-            .then(|| self.template_name());
-        target::check(&all, &self.encoder.index_at(now), ours.as_deref())
+        let by_template = templates
+            .and_then(|t| target::winner(t, index))
+            .is_some_and(|w| w.allow_auto_create);
+        if allows(&setting, index) || by_template {
+            return Ok(());
+        }
+        if !self.encoder.dated() {
+            let path = format!("/{index}");
+            let resp = crate::request::send(&self.client, Method::Head, &path, &[], None).await?;
+            if resp.status_code().is_success() {
+                return Ok(());
+            }
+        }
+        let pattern = self.encoder.index_pattern();
+        let create = if self.encoder.dated() {
+            String::new()
+        } else {
+            format!(", or create the index `{index}` before the job starts")
+        };
+        Err(Error::Config(format!(
+            "{server} does not create index `{index}` on a write ({KEY} = \"{setting}\"), so every window would come back a dead letter (404 index_not_found_exception). Fix: allow the sink's indices first in {KEY} (like \"+{pattern},{setting}\"), or set allow_auto_create: true in an index template that matches them{create}"
+        )))
     }
 
     /// `GET /` until it answers (within the retry policy); the server it

@@ -46,6 +46,9 @@ pub struct Template {
     pub priority: i64,
     /// Whether it makes data streams.
     pub data_stream: bool,
+    /// `allow_auto_create: true` (ES 8): its indices are created on a
+    /// write whatever `action.auto_create_index` says.
+    pub allow_auto_create: bool,
 }
 
 /// The composable templates on the server; `None` when they cannot be read
@@ -86,6 +89,7 @@ pub fn parse(v: &Value) -> Vec<Template> {
                 patterns,
                 priority: it["priority"].as_i64().unwrap_or(0),
                 data_stream: it.get("data_stream").is_some_and(|d| !d.is_null()),
+                allow_auto_create: it["allow_auto_create"].as_bool() == Some(true),
             }
         })
         .collect()
@@ -134,6 +138,7 @@ pub fn check(templates: &[Template], name: &str, ours: Option<&str>) -> Result<(
             patterns: vec![name.to_string()],
             priority: PRIORITY,
             data_stream: false,
+            allow_auto_create: false,
         });
     }
     let Some(w) = winner(&all, name) else {
@@ -212,6 +217,7 @@ mod tests {
             patterns: vec![pattern.into()],
             priority,
             data_stream,
+            allow_auto_create: false,
         }
     }
 
@@ -291,7 +297,8 @@ mod tests {
     fn templates_are_read_from_the_listing() {
         let v = json!({"index_templates": [
             {"name": "a", "index_template": {"index_patterns": ["a-*", "b-*"], "priority": 7, "data_stream": {}}},
-            {"name": "b", "index_template": {"index_patterns": "c-*"}}
+            {"name": "b", "index_template": {"index_patterns": "c-*"}},
+            {"name": "c", "index_template": {"index_patterns": "d-*", "allow_auto_create": true}}
         ]});
         assert_eq!(
             parse(&v),
@@ -300,9 +307,14 @@ mod tests {
                     name: "a".into(),
                     patterns: vec!["a-*".into(), "b-*".into()],
                     priority: 7,
-                    data_stream: true
+                    data_stream: true,
+                    allow_auto_create: false
                 },
-                t("b", "c-*", 0, false)
+                t("b", "c-*", 0, false),
+                Template {
+                    allow_auto_create: true,
+                    ..t("c", "d-*", 0, false)
+                }
             ]
         );
     }
