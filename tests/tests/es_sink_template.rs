@@ -62,6 +62,7 @@ async fn template_types_dates_and_is_installed_once() {
         None,
         Some(0),
         Server::composable_templates(&server),
+        None,
     );
     assert!(
         !template::ensure(&es, &server, &prefix, &body)
@@ -112,7 +113,7 @@ async fn the_metrics_job_writes_its_windows_through_the_sink() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_of_that_name_made_by_someone_else_is_left_as_it_is() {
-    use elasticsearch::indices::{IndicesGetIndexTemplateParts, IndicesPutIndexTemplateParts};
+    use elasticsearch::indices::IndicesPutIndexTemplateParts;
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let prefix = unique("flowline-es-theirs");
@@ -136,19 +137,68 @@ async fn a_template_of_that_name_made_by_someone_else_is_left_as_it_is() {
         "{e}"
     );
     assert!(e.contains("Fix: set template_name"), "{e}");
+    let t = index_template(&es, &prefix).await;
+    assert_eq!(t["version"], 7, "{t}");
+    assert_eq!(
+        t["template"]["mappings"]["properties"]["avg"]["type"], "keyword",
+        "{t}"
+    );
+}
+
+/// The composable index template `name` as the server has it.
+async fn index_template(es: &elasticsearch::Elasticsearch, name: &str) -> serde_json::Value {
     let got: serde_json::Value = es
         .indices()
-        .get_index_template(IndicesGetIndexTemplateParts::Name(&prefix))
+        .get_index_template(elasticsearch::indices::IndicesGetIndexTemplateParts::Name(
+            name,
+        ))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let t = &got["index_templates"][0]["index_template"];
-    assert_eq!(t["version"], 7, "{got}");
-    assert_eq!(
-        t["template"]["mappings"]["properties"]["avg"]["type"], "keyword",
-        "{got}"
+    got["index_templates"][0]["index_template"].clone()
+}
+
+/// Two jobs writing the same indices overwrite each other's documents
+/// under the same ids: a Flowline template owned by another job is not
+/// replaced, and the second job does not start. A template from before
+/// owners is taken over; the owner itself starts as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_another_job_owns_is_not_replaced() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let es = s.elasticsearch().unwrap();
+    let prefix = unique("flowline-es-owner");
+    let settings = |owner: Option<&str>| {
+        let mut v = json!({"url": s.elasticsearch_url, "index": format!("{prefix}-%Y.%m.%d"),
+            "replicas": 0, "time_field": "window_start", "template": {"fields": {"avg": "double"}}});
+        if let Some(o) = owner {
+            v["owner"] = json!(o);
+        }
+        v
+    };
+    // Before owners: no owner in the template; job a takes it over.
+    es_sink(settings(None))
+        .await
+        .expect("installs without an owner");
+    es_sink(settings(Some("a"))).await.expect("a takes over");
+    let t = index_template(&es, &prefix).await;
+    assert_eq!(t["_meta"]["owner"], "a", "{t}");
+    let e = es_sink_refused(settings(Some("b"))).await;
+    assert!(
+        e.contains(&format!("index template `{prefix}` on "))
+            && e.contains("belongs to `a`, and this output's owner is `b`: two jobs writing the same indices overwrite each other's documents")
+            && e.contains("set owner = \"a\""),
+        "{e}"
     );
+    let mut a = es_sink(settings(Some("a"))).await.expect("a starts again");
+    a.write(vec![Record::new(
+        json!({"host": "h", "avg": 5.5, "window_start": "2026-01-01T00:00:00.000Z"}).to_string(),
+    )
+    .with_key("h|0")])
+        .await
+        .unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(count(&es, &format!("{prefix}-2026.01.01")).await, 1);
 }

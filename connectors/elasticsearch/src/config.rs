@@ -95,6 +95,11 @@ pub struct EsSinkConfig {
     pub template: TemplateSetting,
     /// The template's name; default: the index name's prefix.
     pub template_name: Option<String>,
+    /// Who owns the template (`_meta.owner`; the `flowline` CLI sets the
+    /// job's name). A Flowline template of another owner is not replaced:
+    /// two jobs writing the same indices overwrite each other's documents
+    /// under the same ids.
+    pub owner: Option<String>,
     /// Replicas in the template (default 1 on a cluster; set 0 for one node).
     pub replicas: Option<u32>,
     /// Shards in the template.

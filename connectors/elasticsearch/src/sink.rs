@@ -194,6 +194,7 @@ impl EsSink {
                 c.shards,
                 c.replicas,
                 server.composable_templates(),
+                c.owner.as_deref(),
             );
             template::ensure(&self.client, &server, &name, &body).await?;
             let refused = existing::conflicts(&self.client, &pattern, mappings).await?;
@@ -231,7 +232,8 @@ impl EsSink {
             e => e,
         })?;
         if self.settings.mappings.is_some() {
-            template::installed(&self.client, &server, &self.template_name()).await?;
+            let owner = self.settings.config.owner.as_deref();
+            template::installed(&self.client, &server, &self.template_name(), owner).await?;
         }
         self.check_target(&server).await
     }

@@ -127,14 +127,20 @@ fn version_of(v: &Value) -> i64 {
     (h.finish() & 0x7fff_ffff) as i64
 }
 
-/// The template body for `server`: composable or legacy.
+/// The template body for `server`: composable or legacy; `owner` goes
+/// into its `_meta` beside `managed_by`.
 pub fn body(
     pattern: &str,
     mappings: &Value,
     shards: Option<u32>,
     replicas: Option<u32>,
     composable: bool,
+    owner: Option<&str>,
 ) -> Value {
+    let mut meta = json!({"managed_by": "flowline"});
+    if let Some(o) = owner {
+        meta["owner"] = json!(o);
+    }
     let mut settings = serde_json::Map::new();
     if let Some(s) = shards {
         settings.insert("number_of_shards".into(), json!(s));
@@ -147,16 +153,16 @@ pub fn body(
             "index_patterns": [pattern],
             "priority": crate::target::PRIORITY,
             "template": {"settings": settings, "mappings": mappings},
-            "_meta": {"managed_by": "flowline"}
+            "_meta": meta
         })
     } else {
         // A legacy template has no `_meta` of its own: the mark goes into
         // its mappings.
         let mut mappings = mappings.clone();
         if let Some(m) = mappings.as_object_mut() {
-            let meta = m.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(meta) = meta.as_object_mut() {
-                meta.insert("managed_by".into(), json!("flowline"));
+            let into = m.entry("_meta").or_insert_with(|| json!({}));
+            if let (Some(into), Some(meta)) = (into.as_object_mut(), meta.as_object()) {
+                into.extend(meta.clone());
             }
         }
         json!({
@@ -181,12 +187,15 @@ fn path_of(server: &Server, name: &str) -> String {
 
 /// The version of the template `name` that Flowline installed, `None` when
 /// there is none. A template of that name that Flowline did not install
-/// (no `_meta.managed_by = "flowline"`) is an error: it is not the job's to
-/// replace. Reads only (`flowline validate` asks it too).
+/// (no `_meta.managed_by = "flowline"`), or that another `owner` installed,
+/// is an error: it is not the job's to replace. A Flowline template without
+/// an owner (written before owners were) is taken over. Reads only
+/// (`flowline validate` asks it too).
 pub async fn installed(
     client: &Elasticsearch,
     server: &Server,
     name: &str,
+    owner: Option<&str>,
 ) -> Result<Option<i64>, Error> {
     let path = path_of(server, name);
     let resp = request::send(client, Method::Get, &path, &[], None).await?;
@@ -210,6 +219,13 @@ pub async fn installed(
             "index template `{name}` exists on {server} and was not installed by Flowline (no _meta.managed_by = \"flowline\"), so it is not replaced. Fix: set template_name to another name, set template = false to keep yours, or delete it"
         )));
     }
+    if let (Some(ours), Some(theirs)) = (owner, meta["owner"].as_str()) {
+        if ours != theirs {
+            return Err(Error::Config(format!(
+                "index template `{name}` on {server} belongs to `{theirs}`, and this output's owner is `{ours}`: two jobs writing the same indices overwrite each other's documents under the same ids (a window of one replaces the other's), so it is not replaced. Fix: give this job an index of its own; or, if this is `{theirs}` renamed, set owner = \"{theirs}\" in this output's section"
+            )));
+        }
+    }
     Ok(t["version"].as_i64())
 }
 
@@ -222,7 +238,10 @@ pub async fn ensure(
     name: &str,
     body: &Value,
 ) -> Result<bool, Error> {
-    if installed(client, server, name).await? == body["version"].as_i64() {
+    let owner = body["_meta"]["owner"]
+        .as_str()
+        .or(body["mappings"]["_meta"]["owner"].as_str());
+    if installed(client, server, name, owner).await? == body["version"].as_i64() {
         return Ok(false);
     }
     let path = path_of(server, name);
@@ -263,14 +282,35 @@ mod tests {
             &window_mappings(),
             Some(1),
             Some(0),
-            true
+            true,
+            None
         ));
     }
 
     #[test]
     fn legacy_template_body() {
-        let b = body("flowline-metrics-*", &window_mappings(), None, None, false);
+        let b = body(
+            "flowline-metrics-*",
+            &window_mappings(),
+            None,
+            None,
+            false,
+            Some("j"),
+        );
         assert_eq!(b["mappings"]["properties"]["window_start"]["type"], "date");
+        assert_eq!(
+            b["mappings"]["_meta"],
+            json!({"managed_by": "flowline", "owner": "j"})
+        );
+        let c = body(
+            "flowline-metrics-*",
+            &window_mappings(),
+            None,
+            None,
+            true,
+            Some("j"),
+        );
+        assert_eq!(c["_meta"], json!({"managed_by": "flowline", "owner": "j"}));
         assert!(b.get("template").is_none() && b["order"] == 200);
     }
 
@@ -351,9 +391,12 @@ mod tests {
     #[test]
     fn version_changes_with_the_body() {
         let m = window_mappings();
-        let a = body("a-*", &m, None, None, true);
-        let b = body("b-*", &m, None, None, true);
+        let a = body("a-*", &m, None, None, true, None);
+        let b = body("b-*", &m, None, None, true, None);
         assert_ne!(a["version"], b["version"]);
-        assert_eq!(a["version"], body("a-*", &m, None, None, true)["version"]);
+        assert_eq!(
+            a["version"],
+            body("a-*", &m, None, None, true, None)["version"]
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! connector knows no document shape; the job knows its documents (its key
 //! fields, window bounds, chosen aggregates, the anomaly and status
 //! fields), so it hands each Elasticsearch output the mapping of what it
-//! writes there, as `[template] fields` with `time_field = "window_start"`.
-//! What the job file sets itself wins: a field type it gives, its own
+//! writes there, as `[template] fields` with `time_field = "window_start"`,
+//! and makes the job's name the template's `owner` (a template another job
+//! installed is not replaced). What the job file sets itself wins: a field type it gives, its own
 //! `time_field`, a `template.file`, or `template = false`.
 
 use std::collections::BTreeMap;
@@ -126,6 +127,7 @@ pub fn check_key_names(plan: &JobPlan) -> Result<(), (String, String)> {
 pub fn apply(plan: &mut JobPlan) {
     let keys = plan.window.event.key_names();
     let aggregates = plan.window.aggregates.clone();
+    let job = plan.job.name.clone();
     let outputs = [
         (Some(&mut plan.sink), Output::Windows),
         (plan.anomalies.as_mut(), Output::Anomalies),
@@ -133,18 +135,20 @@ pub fn apply(plan: &mut JobPlan) {
     ];
     for (section, output) in outputs {
         if let Some(s) = section {
-            supply(s, &fields(output, &keys, &aggregates));
+            supply(s, &fields(output, &keys, &aggregates), &job);
         }
     }
 }
 
-fn supply(section: &mut ConnectorSection, fields: &BTreeMap<String, &'static str>) {
+fn supply(section: &mut ConnectorSection, fields: &BTreeMap<String, &'static str>, job: &str) {
     if section.kind != "elasticsearch" {
         return;
     }
     let Some(m) = section.settings.as_object_mut() else {
         return;
     };
+    // Its template is the job's: another job's is not replaced.
+    m.entry("owner").or_insert(json!(job));
     m.entry("time_field").or_insert(json!("window_start"));
     let template = m.entry("template").or_insert(json!(true));
     if *template == json!(true) {
@@ -185,14 +189,17 @@ mod tests {
             s["template"]["fields"],
             json!({"host.name": "keyword", "metric": "keyword", "window_start": "date", "window_end": "date", "count": "long", "p90": "double"})
         );
+        // The job's name owns its template.
+        assert_eq!(s["owner"], json!(p.job.name));
     }
 
     #[test]
     fn the_job_file_wins() {
-        let p = plan("time_field = \"window_end\"\n[sink.template]\nfields = { count = \"integer\", extra = \"ip\" }\n");
+        let p = plan("time_field = \"window_end\"\nowner = \"mine\"\n[sink.template]\nfields = { count = \"integer\", extra = \"ip\" }\n");
         let s = &p.sink.settings;
         assert_eq!(s["time_field"], "window_end");
         assert_eq!(s["template"]["fields"]["count"], "integer");
+        assert_eq!(s["owner"], "mine");
         assert_eq!(s["template"]["fields"]["extra"], "ip");
         assert_eq!(s["template"]["fields"]["host"], "keyword");
         for own in ["template = false\n", "[sink.template]\nfile = \"m.json\"\n"] {
