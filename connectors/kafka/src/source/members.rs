@@ -114,8 +114,8 @@ pub(crate) fn foreign(
     Some(out)
 }
 
-/// What tells this job's members of a group from another application's
-/// (`members.rs`).
+/// What tells this job's members of a group from another application's:
+/// the group, this job's client id, and its topics.
 #[derive(Debug, Clone)]
 pub(crate) struct Members {
     pub group: String,
