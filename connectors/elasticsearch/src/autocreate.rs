@@ -11,7 +11,6 @@
 //! refuses. An ES 8 composable template with `allow_auto_create: true`
 //! overrides it for the indices it matches.
 
-use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde_json::Value;
 
@@ -44,18 +43,10 @@ pub fn allows(setting: &str, index: &str) -> bool {
 /// when the user may not read the cluster settings (a warning says the
 /// check is skipped).
 pub async fn setting(client: &Elasticsearch) -> Result<Option<String>, Error> {
-    let path = "/_cluster/settings";
     let query = [("include_defaults", "true"), ("flat_settings", "true")];
-    let resp = request::send(client, Method::Get, path, &query, None).await?;
-    let status = resp.status_code().as_u16();
-    if matches!(status, 401 | 403) {
-        tracing::warn!(status, "cannot read the cluster settings: whether the server creates the sink's indices ({KEY}) is not checked. Fix: grant the monitor cluster privilege to the sink's user");
-        return Ok(None);
-    }
-    if !resp.status_code().is_success() {
-        return Err(request::status_error(format!("GET {path}"), resp).await);
-    }
-    Ok(Some(in_force(&request::json(resp, path).await?)))
+    let unchecked = format!("cannot read the cluster settings: whether the server creates the sink's indices ({KEY}) is not checked. Fix: grant the monitor cluster privilege to the sink's user");
+    let v = request::get_if_allowed(client, "/_cluster/settings", &query, &unchecked).await?;
+    Ok(v.as_ref().map(in_force))
 }
 
 /// The setting from a `GET _cluster/settings?include_defaults&flat_settings`

@@ -40,6 +40,27 @@ pub(crate) async fn send(
         .map_err(unreachable(path))
 }
 
+/// `GET path?query` as JSON; `None` when the user may not read it (401,
+/// 403), after a warning that `unchecked` is not checked and the fix.
+/// Another error status is an error.
+pub(crate) async fn get_if_allowed(
+    client: &Elasticsearch,
+    path: &str,
+    query: &[(&str, &str)],
+    unchecked: &str,
+) -> Result<Option<Value>, Error> {
+    let resp = send(client, Method::Get, path, query, None).await?;
+    let status = resp.status_code().as_u16();
+    if matches!(status, 401 | 403) {
+        tracing::warn!(status, path, "{unchecked}");
+        return Ok(None);
+    }
+    if !resp.status_code().is_success() {
+        return Err(status_error(format!("GET {path}"), resp).await);
+    }
+    json(resp, path).await.map(Some)
+}
+
 /// The body of `resp` (a response to `path`) as JSON.
 pub(crate) async fn json(resp: Response, path: &str) -> Result<Value, Error> {
     resp.json().await.map_err(unreachable(path))

@@ -54,17 +54,8 @@ pub struct Template {
 /// The composable templates on the server; `None` when they cannot be read
 /// (the reason is logged).
 pub async fn templates(client: &Elasticsearch) -> Result<Option<Vec<Template>>, Error> {
-    let path = "/_index_template";
-    let resp = request::send(client, Method::Get, path, &[], None).await?;
-    let status = resp.status_code().as_u16();
-    if matches!(status, 401 | 403) {
-        tracing::warn!(status, "cannot read the index templates: whether another template or a data stream takes the sink's indices is not checked. Fix: grant manage_index_templates (or read it) to the sink's user");
-        return Ok(None);
-    }
-    if !resp.status_code().is_success() {
-        return Err(request::status_error(format!("GET {path}"), resp).await);
-    }
-    Ok(Some(parse(&request::json(resp, path).await?)))
+    let v = request::get_if_allowed(client, "/_index_template", &[], "cannot read the index templates: whether another template or a data stream takes the sink's indices is not checked. Fix: grant manage_index_templates (or read it) to the sink's user").await?;
+    Ok(v.as_ref().map(parse))
 }
 
 /// [`templates`] from a `GET /_index_template` response.
