@@ -344,7 +344,10 @@ where
                 other => {
                     self.last_keys = slot.keys.len();
                     let mut entries: Vec<(K, Option<A::Acc>)> = if self.lateness == 0 {
-                        slot.keys.drain().map(|(k, a)| (k, Some(a))).collect()
+                        let e: Vec<_> = slot.keys.drain().map(|(k, a)| (k, Some(a))).collect();
+                        // Its keys leave the window's state here.
+                        cx.release_keys(e.iter().map(|(k, _)| k));
+                        e
                     } else {
                         slot.keys.keys().map(|k| (k.clone(), None)).collect()
                     };
@@ -383,8 +386,13 @@ where
             self.firing = None;
         }
         let lateness = self.lateness;
-        self.slots
-            .retain(|&start, _| (start + size - 1).saturating_add(lateness) > wm);
+        self.slots.retain(|&start, slot| {
+            let keep = (start + size - 1).saturating_add(lateness) > wm;
+            if !keep {
+                cx.release_keys(slot.keys.keys());
+            }
+            keep
+        });
         self.down.watermark(wm, cx);
         self.declare_next_fire(cx);
     }
@@ -505,8 +513,8 @@ impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
         let mut pc = ProcessContext::new(state, ts, cx.watermark);
         call(&self.f, &key, &mut pc);
         let (out, timers, cleared) = pc.finish();
-        if cleared {
-            self.states.remove(&key);
+        if cleared && self.states.remove(&key).is_some() {
+            cx.release_keys([&key]);
         }
         for t in timers {
             cx.want_fire_at(t);

@@ -164,7 +164,8 @@
 //! replaying a partition from its checkpoint reproduces exactly the same
 //! output whatever the other partitions do, and partitions can move between
 //! processes. The runtime checks the declaration: a record whose key
-//! another partition holds is a dead letter whose reason is
+//! another partition holds state of (a window, a keyed process state) is a
+//! dead letter whose reason is
 //! [`RuntimeError::KeySplit`]'s, naming the key and both partitions, and the
 //! job goes on (failing it would fail it again at every restart on the same
 //! record); only state restored split fails the job. Which partition keeps
@@ -209,6 +210,7 @@ mod keyed;
 mod metrics;
 mod observe;
 mod operator;
+mod owners;
 mod prometheus;
 mod promlint;
 mod shrink;

@@ -6,13 +6,12 @@
 //! Elements travel with their event time; watermarks are pushed down the
 //! chain only when one passes the earliest pending window end or timer.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use flowline_connector_api::{PartitionId, Record};
 
+pub(crate) use crate::owners::KeyOwners;
 use crate::RuntimeError;
 
 /// Event time meaning "no event time known".
@@ -72,34 +71,6 @@ pub(crate) struct Outbox {
     /// Room a new batch for a worker starts with: a chunk's share of its
     /// records, so its `Vec` does not grow by doubling (0: grows).
     pub(crate) exchange_room: usize,
-}
-
-/// Which source partition owns each key, to detect a key split across
-/// partitions (see [`RuntimeError::KeySplit`]). Clones share one table:
-/// partitions run on several tasks at once (`driver::parts`) claim keys in
-/// it under a lock, taken only for a key new to a window or a state, so a
-/// key arriving on two partitions is caught whichever task sees it first.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct KeyOwners {
-    owners: Arc<Mutex<HashMap<u64, PartitionId, foldhash::fast::RandomState>>>,
-}
-
-impl KeyOwners {
-    fn table(&self) -> MutexGuard<'_, HashMap<u64, PartitionId, foldhash::fast::RandomState>> {
-        // A task that panicked holding the lock left the table whole
-        // (inserts and removals do not unwind half-way).
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn release(&mut self, p: &PartitionId) {
-        self.table().retain(|_, v| v != p);
-    }
-}
-
-/// Hashes a key with a fixed-key hasher (the same in every process).
-pub(crate) fn key_hash<K: Hash>(k: &K) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x5EED_F10E).hash_one(k)
 }
 
 /// The context a chain runs in: the partition, its watermark, and the outbox.
@@ -274,51 +245,6 @@ impl Cx<'_> {
                 stage: stage.to_string(),
             });
         self.outbox.late.push(l);
-    }
-
-    /// Records that `key` has state in this partition. When another
-    /// partition owns it, the record being processed is refused: `Err`
-    /// with the reason, for the caller to dead-letter it and leave its
-    /// state alone (the input is not partitioned as `keyed_by` said, and
-    /// failing the job would fail it again at every restart on the same
-    /// record). Without a record in scope (a restore, a timer) the job
-    /// fails, as the state of one key is split already.
-    pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) -> Result<(), String> {
-        if let Some(g) = self.key_group {
-            let own = crate::exchange::key_group(key);
-            if own != g && self.outbox.error.is_none() {
-                self.outbox.error = Some(RuntimeError::KeyGroup {
-                    key: format!("{key:?}"),
-                    group: own,
-                    arrived: g,
-                });
-            }
-            return Ok(());
-        }
-        let h = key_hash(key);
-        let mut table = self.owners.table();
-        match table.get(&h) {
-            Some(p) if p == self.partition => {}
-            Some(p) => {
-                let split = RuntimeError::KeySplit {
-                    key: format!("{key:?}"),
-                    first: p.clone(),
-                    second: self.partition.clone(),
-                };
-                if self.record.is_some() {
-                    return Err(format!(
-                        "{split}. The key stays with `{p}`; this record is not counted"
-                    ));
-                }
-                if self.outbox.error.is_none() {
-                    self.outbox.error = Some(split);
-                }
-            }
-            None => {
-                table.insert(h, self.partition.clone());
-            }
-        }
-        Ok(())
     }
 }
 
@@ -525,59 +451,5 @@ impl<T: Clone + 'static, F: Fn(&T) -> Option<Record> + Send + Sync> Operator<T> 
             Some(d) => d.restore(s, cx),
             None => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claim(
-        owners: &mut KeyOwners,
-        outbox: &mut Outbox,
-        partition: &str,
-        record: Option<&mut Held>,
-    ) -> Result<(), String> {
-        let p = PartitionId::new(partition);
-        let mut cx = Cx {
-            partition: &p,
-            record,
-            watermark: 0,
-            max_ts: 0,
-            out_of_orderness: 0,
-            next_fire: i64::MAX,
-            outbox,
-            owners,
-            again: false,
-            worker: 0,
-            key_group: None,
-        };
-        cx.claim_key(&"k")
-    }
-
-    #[test]
-    fn a_key_another_partition_holds_refuses_the_record_or_fails_without_one() {
-        let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
-        let mut rec = Held::Owned(Record::new("k,1"));
-        assert_eq!(
-            claim(&mut owners, &mut outbox, "p0", Some(&mut rec)),
-            Ok(())
-        );
-        assert_eq!(claim(&mut owners, &mut outbox, "p0", None), Ok(()));
-        // A record of it on another partition: refused, the job goes on.
-        let e = claim(&mut owners, &mut outbox, "p1", Some(&mut rec)).unwrap_err();
-        assert!(
-            e.contains("seen on source partition `p0` and then on `p1`")
-                && e.contains("The key stays with `p0`"),
-            "{e}"
-        );
-        assert!(outbox.error.is_none());
-        // Restored state of it on another partition: already split.
-        assert_eq!(claim(&mut owners, &mut outbox, "p1", None), Ok(()));
-        assert!(matches!(outbox.error, Some(RuntimeError::KeySplit { .. })));
-        // Once the owner's partition is released, another may take it.
-        owners.release(&PartitionId::new("p0"));
-        let mut fresh = Outbox::default();
-        assert_eq!(claim(&mut owners, &mut fresh, "p1", Some(&mut rec)), Ok(()));
     }
 }

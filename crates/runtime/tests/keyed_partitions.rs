@@ -82,6 +82,128 @@ fn a_key_on_a_second_partition_is_a_dead_letter_and_the_job_lives_on() {
     assert!(!reason.contains("host"), "{reason}");
 }
 
+/// The state a moved key had on its first partition.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    /// Its window, with this allowed lateness (ms).
+    Window(u64),
+    /// A keyed process state, cleared by a timer 500 ms after the event.
+    Process,
+}
+
+/// `moved` at 100 on mem-0, then at 3000 on mem-1 once mem-0's state of it
+/// is gone: mem-0's record at 5000 takes its watermark past the window and
+/// its lateness (or the timer), and the gate holds mem-1 back until that
+/// output is out. The summary, the outputs and the dead letters.
+fn move_after(held: Held) -> (flowline_runtime::JobSummary, Vec<String>, MemorySink) {
+    use flowline_connector_testkit::gate::{Gate, Gated};
+    use flowline_connector_testkit::MemorySource;
+    use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
+    let parts = vec![
+        vec![rec("moved", 100, 1), rec("p0", 5_000, 1)],
+        vec![rec("moved", 3_000, 1), rec("p1", 9_000, 1)],
+    ];
+    let gate = Gate::closed_at(2);
+    let source = Gated::new(MemorySource::new(parts).with_batch_size(2), gate.clone());
+    let (out, dlq) = (MemorySink::new(), MemorySink::new());
+    let env = StreamEnvironment::new(JobConfig::named("moved").partitioned_by_key(true));
+    let sink = env.add_sink("out", Box::new(out.clone()));
+    env.dead_letter_sink("dlq", Box::new(dlq.clone()), DeadLetterFormat::Raw);
+    let keyed = env
+        .source("mem", Box::new(source))
+        .try_map("decode", decode)
+        .with_timestamps(|e: &Ev| e.ts)
+        .key_by(|e: &Ev| e.key.clone());
+    let first = match held {
+        Held::Window(lateness) => {
+            keyed
+                .window(Tumbling::of(Duration::from_secs(1)))
+                .allowed_lateness(Duration::from_millis(lateness))
+                .aggregate(SumCount)
+                .sink_with(sink, line);
+            "moved 0 1000 1 1 false"
+        }
+        Held::Process => {
+            keyed.process(Hold).sink_with(sink, |s: &String| {
+                flowline_connector_api::Record::new(s.clone())
+            });
+            "moved 100"
+        }
+    };
+    let summary = runtime().block_on(async {
+        let handle = env.start().unwrap();
+        let fired = || out.payloads().iter().any(|p| p == first);
+        wait_until("mem-0's output of `moved`", &handle, fired).await;
+        gate.open();
+        handle.join().await.unwrap()
+    });
+    (summary, out.payloads(), dlq)
+}
+
+/// Holds each event's key until 500 ms after it, then emits `key ts` and
+/// lets the key go.
+#[derive(Clone)]
+struct Hold;
+impl flowline_runtime::KeyedProcessFunction for Hold {
+    type Key = String;
+    type In = Ev;
+    type Out = String;
+    type State = i64;
+    fn process_element(
+        &self,
+        _: &String,
+        e: Ev,
+        ctx: &mut flowline_runtime::ProcessContext<'_, i64, String>,
+    ) {
+        *ctx.state() = e.ts;
+        ctx.register_event_time_timer(e.ts + 500);
+    }
+    fn on_timer(
+        &self,
+        key: &String,
+        _: i64,
+        ctx: &mut flowline_runtime::ProcessContext<'_, i64, String>,
+    ) {
+        let ts = *ctx.state();
+        ctx.emit(format!("{key} {ts}"));
+        ctx.clear_state();
+    }
+}
+
+// A topic given more partitions sends a key to another one. Once no state
+// of it is left on the first partition, its records on the second count:
+// no state of the key is split. Before, the first partition owned every
+// key it had ever seen until it was revoked: the record was a dead
+// letter, and the table of owners grew with every key the job saw.
+
+#[test]
+fn a_key_may_move_to_another_partition_once_its_window_has_fired() {
+    let (summary, out, dlq) = move_after(Held::Window(0));
+    assert_eq!(summary.records_in, 4);
+    assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
+    assert!(
+        out.contains(&"moved 3000 4000 1 1 false".to_string()),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_key_may_move_to_another_partition_once_its_window_is_past_its_lateness() {
+    let (_, out, dlq) = move_after(Held::Window(1_000));
+    assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
+    assert!(
+        out.contains(&"moved 3000 4000 1 1 false".to_string()),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_key_may_move_to_another_partition_once_its_process_state_is_cleared() {
+    let (_, out, dlq) = move_after(Held::Process);
+    assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
+    assert!(out.contains(&"moved 3000".to_string()), "{out:?}");
+}
+
 #[test]
 fn each_partition_fires_on_its_own_watermark() {
     // Partition 0 runs far ahead; partition 1 stays behind. Windows of
