@@ -30,7 +30,8 @@ pub fn body(items: &[Item]) -> Vec<u8> {
 /// What became of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored (a version conflict of an idempotent write counts as stored).
+    /// Stored (a `create` whose id exists counts as stored: the document
+    /// under it is the one a replay would write).
     Done,
     /// 429 or 5xx: send again.
     Retry(String),
@@ -58,11 +59,21 @@ struct ItemError {
     reason: String,
 }
 
-/// Classifies one item's status and error.
-pub fn classify(status: u16, kind: &str, reason: &str) -> Outcome {
+/// Classifies one item's status and error, by its action (`index`,
+/// `create`, `update`).
+///
+/// A version conflict (409) is done only for a `create`: the id exists,
+/// which is what `create` is for. For an `update` it means the document
+/// changed between the server's read and write of it (another writer): the
+/// update was not applied, and is sent again. An `index` sets no version,
+/// so a conflict there is refused (an ingest pipeline or another setting
+/// changed what the write meant). Before, every 409 counted as stored, and
+/// an update that lost a conflict was gone with nothing said.
+pub fn classify(action: &str, status: u16, kind: &str, reason: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Done,
-        409 => Outcome::Done,
+        409 if action == "create" => Outcome::Done,
+        409 if action == "update" => Outcome::Retry(format!("409 {kind}: {reason}")),
         429 => Outcome::Retry(format!("429 {kind}: {reason}")),
         s if s >= 500 => Outcome::Retry(format!("{s} {kind}: {reason}")),
         s => Outcome::Reject(format!("{s} {kind}: {reason}")),
@@ -85,10 +96,10 @@ pub fn outcomes(body: &[u8], n: usize) -> Result<Vec<Outcome>, Error> {
     }
     Ok(r.items
         .into_iter()
-        .map(|m| match m.into_values().next() {
-            Some(ItemResult { status, error }) => {
+        .map(|m| match m.into_iter().next() {
+            Some((action, ItemResult { status, error })) => {
                 let (k, reason) = error.map(|e| (e.kind, e.reason)).unwrap_or_default();
-                classify(status, &k, &reason)
+                classify(&action, status, &k, &reason)
             }
             None => Outcome::Retry("empty bulk item".into()),
         })
@@ -122,11 +133,18 @@ mod tests {
             {"index":{"_index":"x","_id":"3","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
             {"index":{"_index":"x","_id":"4","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [count] of type [long]"}}},
             {"index":{"_index":"x","_id":"5","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary not active"}}},
-            {"index":{"_index":"x","_id":"6","status":404,"error":{"type":"index_not_found_exception","reason":"no such index"}}}
+            {"index":{"_index":"x","_id":"6","status":404,"error":{"type":"index_not_found_exception","reason":"no such index"}}},
+            {"update":{"_index":"x","_id":"7","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[7]: version conflict, required seqNo [3]"}}},
+            {"index":{"_index":"x","_id":"8","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[8]: version conflict"}}}
         ]}"#;
-        let o = outcomes(resp, 6).unwrap();
+        let o = outcomes(resp, 8).unwrap();
         assert_eq!(o[0], Outcome::Done);
+        // The id exists: what a create is for.
         assert_eq!(o[1], Outcome::Done);
+        // An update that lost a race was not applied: sent again.
+        assert!(matches!(&o[6], Outcome::Retry(r) if r.starts_with("409 version_conflict")));
+        // An index sets no version: a conflict is not a write.
+        assert!(matches!(&o[7], Outcome::Reject(r) if r.starts_with("409 version_conflict")));
         assert!(
             matches!(&o[2], Outcome::Retry(r) if r.contains("es_rejected_execution_exception"))
         );
@@ -138,6 +156,6 @@ mod tests {
         );
         assert!(matches!(&o[4], Outcome::Retry(_)));
         assert!(matches!(&o[5], Outcome::Reject(r) if r.starts_with("404")));
-        assert!(outcomes(resp, 5).is_err());
+        assert!(outcomes(resp, 7).is_err());
     }
 }

@@ -17,7 +17,8 @@ pub enum Action {
     Index,
     /// Create only; an existing id is a version conflict, counted as done.
     Create,
-    /// Partial update with upsert.
+    /// Partial update with upsert; a version conflict (another writer
+    /// changed the document meanwhile) is sent again.
     Update,
 }
 

@@ -16,7 +16,10 @@
 //!   host, metric and window start for window documents; or `id_fields`),
 //!   and the action is `index` by default, so a replay after a restart
 //!   overwrites the same documents. A version conflict on `create` counts as
-//!   done.
+//!   done (the id exists: that document is the one a replay writes, so use
+//!   `create` only for documents never written again with new content);
+//!   one on `update` (another writer changed the document between the
+//!   server's read and write) is sent again, as the update was not applied.
 //! - **Nothing lost**: `flush` returns only when every document written
 //!   before it is acknowledged. Items failing with 429 or 5xx, and whole
 //!   requests failing on connection errors, timeouts, 429 or 5xx, are retried

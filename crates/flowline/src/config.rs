@@ -450,6 +450,8 @@ impl JobPlan {
         crate::mapping::check_key_names(&plan)
             .map_err(|(field, message)| Error::Config { field, message })?;
         crate::parallel::check(&plan)?;
+        crate::mapping::check_rewrites(&plan)
+            .map_err(|(field, message)| Error::Config { field, message })?;
         crate::mapping::apply(&mut plan);
         Ok(plan)
     }

@@ -121,6 +121,44 @@ pub fn check_key_names(plan: &JobPlan) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// Refuses a search-server output of the job that would keep a document's
+/// first version: the job writes a document again under its id with new
+/// content (a window updated by a late event within `allowed_lateness`, a
+/// bounded run resumed, a replay after a restore; an anomaly episode as it
+/// goes on; every current status). `action = "create"` counts an id that
+/// exists as written, and a data stream takes only creates, so the index
+/// kept the stale version with nothing said (a window counted 1 where a
+/// group-by counts 2). `index` (the default) replaces it; `update` merges
+/// the whole new document into it.
+pub fn check_rewrites(plan: &JobPlan) -> Result<(), (String, String)> {
+    let outputs = [
+        ("sink", Some(&plan.sink), "window"),
+        ("anomalies", plan.anomalies.as_ref(), "anomaly episode"),
+        ("current", plan.current.as_ref(), "current status"),
+    ];
+    for (name, section, what) in outputs {
+        let Some(s) = section.filter(|s| s.kind == "elasticsearch") else {
+            continue;
+        };
+        let create = s.settings.get("action").and_then(Value::as_str) == Some("create");
+        let data_stream = s.settings.get("data_stream") == Some(&json!(true));
+        let why = format!("the job writes a {what} again under its id when it changes (a late event within allowed_lateness, a resumed run, a replay after a restore), and the index would keep its first version with nothing said");
+        if create {
+            return Err((
+                format!("{name}.action"),
+                format!("\"create\" counts a document whose id exists as written, but {why}. Fix: remove `action` (the default, \"index\", replaces the document)"),
+            ));
+        }
+        if data_stream {
+            return Err((
+                format!("{name}.data_stream"),
+                format!("a data stream only appends (creates), but {why}. Fix: remove `data_stream` and write to indices by time (`index = \"flowline-metrics-%Y.%m.%d\"`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Puts the job's mappings into each Elasticsearch output section of
 /// `plan` (see the module docs), so that `validate` and `run` build the
 /// same sinks.
@@ -178,6 +216,36 @@ mod tests {
             "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"w\"\n{extra}"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn an_output_that_keeps_first_versions_is_refused() {
+        let err = |extra: &str| {
+            JobPlan::parse(&format!(
+            "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"w\"\n{extra}"
+        ))
+        .err()
+        .map(|e| e.to_string())
+        };
+        let e = err("action = \"create\"").unwrap();
+        assert!(
+            e.contains("`sink.action`") && e.contains("Fix: remove `action`"),
+            "{e}"
+        );
+        let e = err("data_stream = true").unwrap();
+        assert!(
+            e.contains("`sink.data_stream`") && e.contains("only appends"),
+            "{e}"
+        );
+        let e = err("\n[current]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"c\"\naction = \"create\"").unwrap();
+        assert!(
+            e.contains("`current.action`") && e.contains("current status"),
+            "{e}"
+        );
+        assert_eq!(err("action = \"update\""), None);
+        assert_eq!(err("action = \"index\""), None);
+        // Dead letters are written once per record, under ids of their own.
+        assert_eq!(err("\n[dead_letter]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"d\"\naction = \"create\""), None);
     }
 
     #[test]
