@@ -121,8 +121,9 @@ pub fn check_key_names(plan: &JobPlan) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// Refuses a search-server output of the job that would keep a document's
-/// first version: the job writes a document again under its id with new
+/// Refuses a search-server output of the job whose ids are not the job's
+/// (`id_fields`: two windows could share one), or that would keep a
+/// document's first version: the job writes a document again under its id with new
 /// content (a window updated by a late event within `allowed_lateness`, a
 /// bounded run resumed, a replay after a restore; an anomaly episode as it
 /// goes on; every current status). `action = "create"` counts an id that
@@ -132,16 +133,27 @@ pub fn check_key_names(plan: &JobPlan) -> Result<(), (String, String)> {
 /// the whole new document into it.
 pub fn check_rewrites(plan: &JobPlan) -> Result<(), (String, String)> {
     let outputs = [
-        ("sink", Some(&plan.sink), "window"),
-        ("anomalies", plan.anomalies.as_ref(), "anomaly episode"),
-        ("current", plan.current.as_ref(), "current status"),
+        ("sink", Some(&plan.sink), "window", " and window start"),
+        (
+            "anomalies",
+            plan.anomalies.as_ref(),
+            "anomaly episode",
+            " and the episode's first window",
+        ),
+        ("current", plan.current.as_ref(), "current status", ""),
     ];
-    for (name, section, what) in outputs {
+    for (name, section, what, by) in outputs {
         let Some(s) = section.filter(|s| s.kind == "elasticsearch") else {
             continue;
         };
         let create = s.settings.get("action").and_then(Value::as_str) == Some("create");
         let data_stream = s.settings.get("data_stream") == Some(&json!(true));
+        if s.settings.get("id_fields").is_some_and(|v| !v.is_null()) {
+            return Err((
+                format!("{name}.id_fields"),
+                format!("the job gives each {what} document its id (its key fields{by}, escaped so that no two share one); ids from `id_fields` would let two of them share an id, and the second replace the first with nothing said. Fix: remove `id_fields`"),
+            ));
+        }
         let why = format!("the job writes a {what} again under its id when it changes (a late event within allowed_lateness, a resumed run, a replay after a restore), and the index would keep its first version with nothing said");
         if create {
             return Err((
@@ -240,6 +252,11 @@ mod tests {
         let e = err("\n[current]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"c\"\naction = \"create\"").unwrap();
         assert!(
             e.contains("`current.action`") && e.contains("current status"),
+            "{e}"
+        );
+        let e = err("id_fields = [\"host\"]").unwrap();
+        assert!(
+            e.contains("`sink.id_fields`") && e.contains("share an id"),
             "{e}"
         );
         assert_eq!(err("action = \"update\""), None);
