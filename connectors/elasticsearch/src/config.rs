@@ -373,14 +373,32 @@ impl EsSinkConfig {
                 )));
             }
         }
+        let b = self.index.as_bytes();
+        if let Some(i) = (0..b.len())
+            .find(|&i| b[i] == b'%' && !matches!(b.get(i + 1), Some(b'Y' | b'm' | b'd' | b'H')))
+        {
+            let spec: String = self.index[i..].chars().take(2).collect();
+            return Err(Error::Config(format!(
+                "index `{}` has `{spec}`, which is not a date field the sink fills in: only %Y, %m, %d and %H (UTC) are. Fix: index = \"flowline-metrics-%Y.%m.%d\"",
+                self.index
+            )));
+        }
         let name = crate::encode::expand_date(&self.index, 0).unwrap_or_default();
+        // The servers' rules (MetadataCreateIndexService): no capitals, none
+        // of these characters, no leading `_`, `-` or `+`, not `.` or `..`,
+        // at most 255 bytes. A name breaking one failed the template's
+        // install, or (`template = false`) every write as a dead letter.
         if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.len() > 255
+            || name.starts_with(['_', '-', '+'])
             || name
                 .chars()
-                .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?#".contains(c))
+                .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?#:".contains(c))
         {
             return Err(Error::Config(format!(
-                "index `{}` is not a valid index name: lower case, without spaces or any of \" * \\ < | , > / ? #. Fix: index = \"flowline-metrics\" or \"flowline-metrics-%Y.%m.%d\"",
+                "index `{}` is not a valid index name: lower case, at most 255 bytes, not starting with _ - or +, without spaces or any of \" * \\ < | , > / ? # :. Fix: index = \"flowline-metrics\" or \"flowline-metrics-%Y.%m.%d\"",
                 self.index
             )));
         }
@@ -477,6 +495,22 @@ mod tests {
         assert!(parse(r#"{"url":"http://h","index":"Bad Index"}"#)
             .unwrap_err()
             .contains("not a valid index name"));
+        for bad in ["_x", "-x", "+x", "a:b", ".", ".."] {
+            let e = parse(&format!(r#"{{"url":"http://h","index":"{bad}"}}"#)).unwrap_err();
+            assert!(e.contains("not a valid index name"), "{bad}: {e}");
+        }
+        let long = "x".repeat(256);
+        assert!(parse(&format!(r#"{{"url":"http://h","index":"{long}"}}"#)).is_err());
+        for (bad, spec) in [("m-%Y-%M", "%M"), ("m-%q", "%q"), ("m-%", "%")] {
+            let e = parse(&format!(r#"{{"url":"http://h","index":"{bad}"}}"#)).unwrap_err();
+            assert!(e.contains(&format!("has `{spec}`")), "{bad}: {e}");
+        }
+        for good in ["x", ".hidden", "m-%Y.%m.%d.%H", &"x".repeat(255)] {
+            assert!(
+                parse(&format!(r#"{{"url":"http://h","index":"{good}"}}"#)).is_ok(),
+                "{good}"
+            );
+        }
         assert!(
             parse(r#"{"url":"http://h","index":"x","flush_interval":"soon"}"#)
                 .unwrap_err()
