@@ -13,6 +13,11 @@ import datetime, json, math, os, random, signal, subprocess, sys, time, urllib.r
 SEED = int(os.environ.get("SEED", "1"))
 N = int(os.environ.get("N", "200000"))
 KILLS = int(os.environ.get("KILLS", "2"))
+# How each stopped run is stopped, cycled: SIGKILL (a crash) by default;
+# SIGNALS=TERM,KILL mixes graceful stops in (the last checkpoint and the
+# flush on the way out, at a random moment).
+STOP_SIGNALS = [getattr(signal, "SIG" + s.strip().upper())
+                for s in os.environ.get("SIGNALS", "KILL").split(",")]
 WORKERS = [int(w) for w in os.environ.get("WORKERS", "3,1,2").split(",")]
 BIN = os.environ.get("FLOWLINE", os.path.expanduser("~/.cache/flowline/target/release/flowline"))
 KAFKA = os.environ.get("FLOWLINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -209,9 +214,10 @@ path = "{self.work}/late.ndjson"
             proc = subprocess.Popen([BIN, "run", "--config", path], stdout=log, stderr=subprocess.STDOUT)
             if n < KILLS:
                 time.sleep(rnd.uniform(KMIN, KMAX))
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                runs.append(f"workers {w}: killed after {time.time()-t0:.1f}s")
+                sig = STOP_SIGNALS[n % len(STOP_SIGNALS)]
+                proc.send_signal(sig)
+                rc = proc.wait(timeout=300)
+                runs.append(f"workers {w}: {sig.name} after {time.time()-t0:.1f}s (exit {rc})")
                 continue
             rc = proc.wait(timeout=900)
             runs.append(f"workers {w}: exit {rc} after {time.time()-t0:.1f}s")

@@ -231,6 +231,59 @@ fn within_half_unit(v: f64, dec: &Decimal<'_>) -> bool {
     }
 }
 
+/// One text per number value, for a number used as a key: `1`, `1.0`,
+/// `1e0` and `10e-1` are one number, so one key (`1`), and `1e1` is `10`.
+/// Exact, never through a float: the significant digits as written, placed
+/// much as JavaScript prints a number (plain from 1e-6 up to an integer
+/// written with at most 20 zeros after its digits, else `d.ddde±x`), so two
+/// texts give one key only when they are one value.
+/// `-0` is `0`. `None` when `text` is not a JSON number.
+pub fn canonical(text: &str) -> Option<String> {
+    let d = Decimal::parse(text.trim())?;
+    if d.n == 0 {
+        return Some("0".into());
+    }
+    let digits: Vec<u8> = d
+        .int
+        .iter()
+        .chain(d.frac)
+        .skip(d.lead)
+        .take(d.n)
+        .copied()
+        .collect();
+    let digits = std::str::from_utf8(&digits).ok()?;
+    let mut out = String::with_capacity(d.n + 8);
+    if text.trim_start().starts_with('-') {
+        out.push('-');
+    }
+    let (n, sci) = (d.n as i64, d.sci);
+    // An integer is written out unless that takes more than 20 zeros.
+    if sci >= 0 && sci + 1 - n <= 20 {
+        if n <= sci + 1 {
+            out.push_str(digits);
+            out.extend(std::iter::repeat_n('0', (sci + 1 - n) as usize));
+        } else {
+            let (int, frac) = digits.split_at(sci as usize + 1);
+            out.push_str(int);
+            out.push('.');
+            out.push_str(frac);
+        }
+    } else if (-6..0).contains(&sci) {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-sci - 1) as usize));
+        out.push_str(digits);
+    } else {
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push_str(&sci.to_string());
+    }
+    Some(out)
+}
+
 /// The `f64` that `text` (a JSON number) denotes when it holds every digit
 /// written; else why not, as the end of a sentence naming the value ("is
 /// …", "has …").
@@ -290,6 +343,39 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_number_has_one_key_text_per_value() {
+        for (texts, key) in [
+            (&["1", "1.0", "1e0", "10e-1", "0.1e1", "1.000E+0"][..], "1"),
+            (&["10", "1e1", "10.00", "100e-1"], "10"),
+            (&["0", "-0", "0.0", "0e5", "-0.000"], "0"),
+            (&["-2.50", "-25e-1"], "-2.5"),
+            (&["0.000001", "1e-6"], "0.000001"),
+            (&["1e-7", "0.0000001"], "1e-7"),
+            (
+                &["123456789012345678901234567890"],
+                "123456789012345678901234567890",
+            ),
+            (&["1234567890123456789012"], "1234567890123456789012"),
+            (&["12e21"], "1.2e22"),
+            (&["100000000000000000000", "1e20"], "100000000000000000000"),
+            (&["1e21"], "1e21"),
+            (&["9007199254740993"], "9007199254740993"),
+            (&["1.5e400"], "1.5e400"),
+            (&["-12.340e-400"], "-1.234e-399"),
+        ] {
+            for t in texts {
+                assert_eq!(canonical(t).as_deref(), Some(key), "{t}");
+            }
+        }
+        // Different values, different keys: nothing is rounded.
+        assert_ne!(canonical("9007199254740993"), canonical("9007199254740992"));
+        assert_ne!(canonical("0.30000000000000001"), canonical("0.3"));
+        for bad in ["", "-", "1.", ".5", "1e", "x", "1x"] {
+            assert_eq!(canonical(bad), None, "{bad}");
+        }
+    }
 
     /// The definition in integers, without the shortcuts: |text − v| ≤
     /// ½·10^(last digit's power), the text as digits·10^k, the double as

@@ -450,11 +450,10 @@ impl EventShape {
             let raw = root.lookup(p)?;
             key.push(match serde_json::from_str::<String>(raw.get()) {
                 Ok(s) => s,
-                Err(_)
-                    if number_text(raw.get()).is_some()
-                        || matches!(raw.get(), "true" | "false") =>
-                {
-                    raw.get().to_string()
+                Err(_) if matches!(raw.get(), "true" | "false") => raw.get().to_string(),
+                // A number is one key whatever its text (`1`, `1.0`, `1e0`).
+                Err(_) if number_text(raw.get()).is_some() => {
+                    crate::decimal::canonical(raw.get()).unwrap_or_else(|| raw.get().to_string())
                 }
                 Err(_) => {
                     return Err(format!(

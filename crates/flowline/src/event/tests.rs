@@ -238,6 +238,33 @@ fn key_paths_map_onto_the_two_part_key_and_back() {
     }
 }
 
+#[test]
+fn a_number_key_is_one_key_whatever_its_text() {
+    let s = EventShape::from_section(&EventSection {
+        timestamp: "t".into(),
+        timestamp_format: TimeFormat::EpochMs,
+        value: Some("v".into()),
+        key: Some(vec!["n".into()]),
+        ..EventSection::default()
+    })
+    .unwrap();
+    let group = |n: &str| {
+        s.read(format!(r#"{{"t":0,"v":1,"n":{n}}}"#).as_bytes())
+            .unwrap()
+            .group
+    };
+    // One number, one series (before, `1.0` and `1e0` were series of
+    // their own beside `1`, and a group-by by value counts them as one).
+    for n in ["1", "1.0", "1e0", "10e-1", r#""1""#] {
+        assert_eq!(group(n), "1", "{n}");
+    }
+    assert_eq!(group("1e1"), "10");
+    assert_eq!(group("-0.0"), "0");
+    // A string is its text: "1.0" is not the number 1.
+    assert_eq!(group(r#""1.0""#), "1.0");
+    assert_ne!(group("9007199254740993"), group("9007199254740992"));
+}
+
 fn section(toml_text: &str) -> Result<EventShape, (String, String)> {
     let s: EventSection = toml::from_str(toml_text).unwrap();
     EventShape::from_section(&s)
