@@ -24,8 +24,6 @@ KAFKA = os.environ.get("FLOWLINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ES = os.environ.get("FLOWLINE_ELASTICSEARCH_URL", "http://127.0.0.1:9200")
 # The producer's codec, a different one each seed (COMPRESSION sets it).
 COMPRESSION = os.environ.get("COMPRESSION") or ["zstd", "lz4", "snappy", "gzip", "none"][SEED % 5]
-KMIN = float(os.environ.get("KMIN", "1"))
-KMAX = float(os.environ.get("KMAX", "6"))
 PARTS = 4
 OOO = 3000
 W = 10_000
@@ -41,6 +39,30 @@ KEYED = os.environ.get("KEYED", "") == "1"
 # and the same key and payload twice is a duplicate.
 SINK = os.environ.get("SINK", "elasticsearch")
 rnd = random.Random(SEED)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_records(proc, port, target):
+    """Polls the job's /api/status until it has read `target` records (or
+    ended); returns how many it had read."""
+    read = 0
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as r:
+                read = json.load(r).get("records_in", 0)
+            if read >= target:
+                return read
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    return read
 
 HOSTS = ["web-1", "web-2", "a|b", "a", "b|c", "x\\", "\\y", 'q"uote', "ホスト-1", "emoji-🚀",
          "h" * 700, "", " sp ace ", "tab\tbed", "nl\nline", "db-01.eu-west-1.internal"]
@@ -207,17 +229,26 @@ path = "{self.work}/late.ndjson"
         runs = []
         for n, w in enumerate(WORKERS):
             path = f"{self.work}/job{n}.toml"
+            port = free_port()
             with open(path, "w") as f:
-                f.write(cfg.replace("WORKERS", str(w)))
+                f.write(cfg.replace("WORKERS", str(w)) + f'[http]\nlisten = "127.0.0.1:{port}"\n')
             log = open(f"{self.work}/job{n}.log", "w")
             t0 = time.time()
             proc = subprocess.Popen([BIN, "run", "--config", path], stdout=log, stderr=subprocess.STDOUT)
             if n < KILLS:
-                time.sleep(rnd.uniform(KMIN, KMAX))
+                # Stopped after a seeded number of records read in this run
+                # (from its /api/status), never after its input is done: a
+                # stop timed in seconds came after the end once the job got
+                # faster than the pause. At most a (KILLS+1)th of the input
+                # per run, so some is always left.
+                target = rnd.randint(0, max(1, len(self.events) // (KILLS + 1)))
+                read = wait_for_records(proc, port, target)
                 sig = STOP_SIGNALS[n % len(STOP_SIGNALS)]
                 proc.send_signal(sig)
                 rc = proc.wait(timeout=300)
-                runs.append(f"workers {w}: {sig.name} after {time.time()-t0:.1f}s (exit {rc})")
+                if rc == 0 and sig == signal.SIGKILL:
+                    sys.exit(f"{self.run}: run {n} ended before its SIGKILL (read {read} of {target})")
+                runs.append(f"workers {w}: {sig.name} at {read} records ({time.time()-t0:.1f}s, exit {rc})")
                 continue
             rc = proc.wait(timeout=900)
             runs.append(f"workers {w}: exit {rc} after {time.time()-t0:.1f}s")
