@@ -346,7 +346,7 @@ where
                     let mut entries: Vec<(K, Option<A::Acc>)> = if self.lateness == 0 {
                         let e: Vec<_> = slot.keys.drain().map(|(k, a)| (k, Some(a))).collect();
                         // Its keys leave the window's state here.
-                        cx.release_keys(e.iter().map(|(k, _)| k));
+                        cx.release_keys(e.iter().map(|(k, _)| k), w.max_timestamp());
                         e
                     } else {
                         slot.keys.keys().map(|k| (k.clone(), None)).collect()
@@ -389,7 +389,8 @@ where
         self.slots.retain(|&start, slot| {
             let keep = (start + size - 1).saturating_add(lateness) > wm;
             if !keep {
-                cx.release_keys(slot.keys.keys());
+                let until = (start + size - 1).saturating_add(lateness);
+                cx.release_keys(slot.keys.keys(), until);
             }
             keep
         });
@@ -514,7 +515,9 @@ impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
         call(&self.f, &key, &mut pc);
         let (out, timers, cleared) = pc.finish();
         if cleared && self.states.remove(&key).is_some() {
-            cx.release_keys([&key]);
+            // It took elements up to the watermark now.
+            let until = cx.watermark;
+            cx.release_keys([&key], until);
         }
         for t in timers {
             cx.want_fire_at(t);

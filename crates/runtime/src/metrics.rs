@@ -83,6 +83,9 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// Partitions the job holds.
     pub partitions: AtomicU64,
+    /// Keys whose source partition is remembered to catch a key split
+    /// (`partitioned_by_key`), at the last sweep of that table.
+    pub key_owners: AtomicU64,
     /// Set once the job has restored its state and its source is reading;
     /// cleared when it ends (`/ready`).
     pub running: std::sync::atomic::AtomicBool,
@@ -129,6 +132,7 @@ impl Metrics {
             checkpoint_last_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
+            key_owners: AtomicU64::new(0),
             running: std::sync::atomic::AtomicBool::new(false),
             ended: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(JobStatus::default()),

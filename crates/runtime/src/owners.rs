@@ -7,15 +7,20 @@
 //! (one per window a key is in, one per keyed process state). A keyed
 //! operator claims a key when it creates state for it and releases it when
 //! that state is gone (a fired window after its allowed lateness, a
-//! cleared process state); at a count of 0 the entry goes. So the table is
-//! as large as the live keyed state, not as every key the job has ever
-//! seen: before, a job whose keys churn (container ids, request paths) grew
-//! it by about 50 bytes per key until its partitions were revoked.
+//! cleared process state), saying up to which event time that state could
+//! have taken records. A key none of whose state is left stays owned until
+//! every partition's watermark has passed that time ([`KeyOwners::sweep`]):
+//! until then a partition behind could still take a record of a window the
+//! owner has fired, and would write that window again with only its own
+//! part. Then the entry goes. So the table is as large as the live keyed
+//! state plus what the partitions' skew in event time holds, not as every
+//! key the job has ever seen: before, a job whose keys churn (container
+//! ids, request paths) grew it by about 50 bytes per key until its
+//! partitions were revoked.
 //!
-//! What counts as a split is therefore what a restore would see: state of
-//! one key in two partitions at once. A key whose state on one partition is
-//! all gone may start again on another (a topic given more partitions moves
-//! keys; the job's windows of it stay whole, each in one partition).
+//! A key whose state is all gone and past on every partition may start
+//! again on another (a topic given more partitions moves keys; each window
+//! of it is still computed whole in one partition).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -27,7 +32,16 @@ use flowline_connector_api::PartitionId;
 use crate::operator::Cx;
 use crate::RuntimeError;
 
-type Table = HashMap<u64, (PartitionId, u32), foldhash::fast::RandomState>;
+type Table = HashMap<u64, Owner, foldhash::fast::RandomState>;
+
+/// The partition holding state of a key, how many pieces, and the latest
+/// event time a released piece could have taken records up to.
+#[derive(Debug)]
+struct Owner {
+    partition: PartitionId,
+    pieces: u32,
+    until: i64,
+}
 
 /// Key hash → the partition holding state of it, and how many pieces.
 /// Clones share one table: partitions run on several tasks at once
@@ -48,11 +62,20 @@ impl KeyOwners {
 
     /// Lets go of every key of a partition (revoked, or restored afresh).
     pub(crate) fn release(&mut self, p: &PartitionId) {
-        self.table().retain(|_, (v, _)| v != p);
+        self.table().retain(|_, o| o.partition != *p);
+    }
+
+    /// Drops the keys with no state left whose last state could take
+    /// records only up to an event time every partition's watermark has
+    /// passed (`watermark`, their minimum).
+    /// Returns how many keys are left.
+    pub(crate) fn sweep(&self, watermark: i64) -> usize {
+        let mut t = self.table();
+        t.retain(|_, o| o.pieces > 0 || o.until > watermark);
+        t.len()
     }
 
     /// Keys with an owner.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.table().len()
     }
@@ -87,8 +110,8 @@ impl Cx<'_> {
         let h = key_hash(key);
         let mut table = self.owners.table();
         match table.get_mut(&h) {
-            Some((p, n)) if p == self.partition => *n += 1,
-            Some((p, _)) => {
+            Some(o) if o.partition == *self.partition => o.pieces += 1,
+            Some(Owner { partition: p, .. }) => {
                 let split = RuntimeError::KeySplit {
                     key: format!("{key:?}"),
                     first: p.clone(),
@@ -104,16 +127,29 @@ impl Cx<'_> {
                 }
             }
             None => {
-                table.insert(h, (self.partition.clone(), 1));
+                table.insert(
+                    h,
+                    Owner {
+                        partition: self.partition.clone(),
+                        pieces: 1,
+                        until: i64::MIN,
+                    },
+                );
             }
         }
         Ok(())
     }
 
     /// One piece of state of each of these keys is gone from this
-    /// partition (one lock for them all). A key another partition owns was
-    /// never counted here (its claim failed), so it is left alone.
-    pub(crate) fn release_keys<'k, K: Hash + 'k>(&mut self, keys: impl IntoIterator<Item = &'k K>) {
+    /// partition (one lock for them all); it could have taken records up
+    /// to event time `until` (a window's last time plus the allowed
+    /// lateness). A key another partition owns was never counted here (its
+    /// claim failed), so it is left alone.
+    pub(crate) fn release_keys<'k, K: Hash + 'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k K>,
+        until: i64,
+    ) {
         if self.key_group.is_some() {
             return;
         }
@@ -124,12 +160,10 @@ impl Cx<'_> {
         let mut table = self.owners.table();
         for k in keys {
             let h = key_hash(k);
-            if let Some((p, n)) = table.get_mut(&h) {
-                if p == self.partition {
-                    *n -= 1;
-                    if *n == 0 {
-                        table.remove(&h);
-                    }
+            if let Some(o) = table.get_mut(&h) {
+                if o.partition == *self.partition {
+                    o.pieces = o.pieces.saturating_sub(1);
+                    o.until = o.until.max(until);
                 }
             }
         }
@@ -215,18 +249,34 @@ mod tests {
             .unwrap();
         assert_eq!(owners.len(), 2);
         // p1 letting go of keys it never held changes nothing.
-        cx(&mut owners, &mut outbox, &p1, None).release_keys([&"k", &"j"]);
-        // One window of `k` gone: p0 still holds the other.
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"]);
+        cx(&mut owners, &mut outbox, &p1, None).release_keys([&"k", &"j"], 5_000);
+        owners.sweep(i64::MAX);
+        assert_eq!(owners.len(), 2);
+        // One window of `k` gone (it took records up to 1999): p0 still
+        // holds the other.
+        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 1_999);
+        owners.sweep(i64::MAX);
         let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
         assert!(held.is_err(), "{held:?}");
-        // Both gone: the entry goes, and another partition may take `k`.
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"]);
+        // Both gone, the last taking records up to 2999: owned until every
+        // partition's watermark is there, as one behind could still take a
+        // record of it.
+        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 2_999);
+        owners.sweep(2_998);
+        let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
+        assert!(held.is_err(), "{held:?}");
+        // p0 may take it again meanwhile.
+        cx(&mut owners, &mut outbox, &p0, None)
+            .claim_key(&"k")
+            .unwrap();
+        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 2_999);
+        owners.sweep(2_999);
         assert_eq!(owners.len(), 1);
         cx(&mut owners, &mut outbox, &p1, Some(&mut rec))
             .claim_key(&"k")
             .unwrap();
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"j"]);
+        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"j"], 0);
+        owners.sweep(0);
         assert_eq!(owners.len(), 1);
         assert!(outbox.error.is_none());
     }

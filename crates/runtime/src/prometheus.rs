@@ -267,6 +267,11 @@ impl Metrics {
                 self.checkpoint_last_bytes.load(Relaxed) as i64,
             )]),
         );
+        add(
+            "flowline_key_owners",
+            "Keys whose source partition is remembered to catch a key split (keyed_by), at the last sweep.",
+            Samples::Gauge(vec![(Vec::new(), self.key_owners.load(Relaxed) as f64)]),
+        );
         let now = now_ms();
         let wm = self.watermark.load(Relaxed);
         // No watermark before the first event: the series is absent rather

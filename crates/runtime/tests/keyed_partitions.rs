@@ -91,20 +91,38 @@ enum Held {
     Process,
 }
 
-/// `moved` at 100 on mem-0, then at 3000 on mem-1 once mem-0's state of it
-/// is gone: mem-0's record at 5000 takes its watermark past the window and
-/// its lateness (or the timer), and the gate holds mem-1 back until that
-/// output is out. The summary, the outputs and the dead letters.
-fn move_after(held: Held) -> (flowline_runtime::JobSummary, Vec<String>, MemorySink) {
+/// `moved` at 100 on mem-0, whose record at 5000 then takes its watermark
+/// past the window and its lateness (or the timer), and later on mem-1.
+/// With `behind`, mem-1 reads `moved` at 500 as its first record, its
+/// watermark behind what mem-0 let go; else it reads 6000 first, and
+/// `moved` at 6500 only once the owners' table has been swept past mem-0's
+/// state of it (the gate holds mem-1 back). The summary, the outputs and
+/// the dead letters.
+fn move_after(held: Held, behind: bool) -> (flowline_runtime::JobSummary, Vec<String>, MemorySink) {
     use flowline_connector_testkit::gate::{Gate, Gated};
     use flowline_connector_testkit::MemorySource;
     use flowline_runtime::{DeadLetterFormat, StreamEnvironment};
-    let parts = vec![
-        vec![rec("moved", 100, 1), rec("p0", 5_000, 1)],
-        vec![rec("moved", 3_000, 1), rec("p1", 9_000, 1)],
-    ];
-    let gate = Gate::closed_at(2);
-    let source = Gated::new(MemorySource::new(parts).with_batch_size(2), gate.clone());
+    let p0 = vec![rec("moved", 100, 1), rec("p0", 5_000, 1)];
+    // In batches of one, partitions take turns: mem-0, mem-1, mem-0, …
+    let (parts, first, batch) = if behind {
+        (
+            vec![p0, vec![rec("moved", 500, 1), rec("p1", 9_000, 1)]],
+            2,
+            2,
+        )
+    } else {
+        let p1 = vec![
+            rec("p1", 6_000, 1),
+            rec("moved", 6_500, 1),
+            rec("p1", 9_000, 1),
+        ];
+        (vec![p0, p1], 3, 1)
+    };
+    let gate = Gate::closed_at(first);
+    let source = Gated::new(
+        MemorySource::new(parts).with_batch_size(batch),
+        gate.clone(),
+    );
     let (out, dlq) = (MemorySink::new(), MemorySink::new());
     let env = StreamEnvironment::new(JobConfig::named("moved").partitioned_by_key(true));
     let sink = env.add_sink("out", Box::new(out.clone()));
@@ -114,7 +132,7 @@ fn move_after(held: Held) -> (flowline_runtime::JobSummary, Vec<String>, MemoryS
         .try_map("decode", decode)
         .with_timestamps(|e: &Ev| e.ts)
         .key_by(|e: &Ev| e.key.clone());
-    let first = match held {
+    let fired = match held {
         Held::Window(lateness) => {
             keyed
                 .window(Tumbling::of(Duration::from_secs(1)))
@@ -132,8 +150,19 @@ fn move_after(held: Held) -> (flowline_runtime::JobSummary, Vec<String>, MemoryS
     };
     let summary = runtime().block_on(async {
         let handle = env.start().unwrap();
-        let fired = || out.payloads().iter().any(|p| p == first);
-        wait_until("mem-0's output of `moved`", &handle, fired).await;
+        let m = handle.metrics();
+        let out_has = |p: &str| out.payloads().iter().any(|o| o == p);
+        wait_until("mem-0's output of `moved`", &handle, || out_has(fired)).await;
+        let owners = || m.key_owners.load(std::sync::atomic::Ordering::Relaxed);
+        // Behind: `moved` (no state left) and `p0` kept, as mem-1 has sent
+        // nothing yet and could still take a record of any window. Else
+        // `moved` swept, `p0` and `p1` held.
+        let what = if behind {
+            "the owners counted with `moved` kept"
+        } else {
+            "a sweep of the owners past `moved`"
+        };
+        wait_until(what, &handle, || owners() == 2).await;
         gate.open();
         handle.join().await.unwrap()
     });
@@ -171,37 +200,53 @@ impl flowline_runtime::KeyedProcessFunction for Hold {
 }
 
 // A topic given more partitions sends a key to another one. Once no state
-// of it is left on the first partition, its records on the second count:
-// no state of the key is split. Before, the first partition owned every
-// key it had ever seen until it was revoked: the record was a dead
-// letter, and the table of owners grew with every key the job saw.
+// of it is left on the first partition, and every partition's watermark is
+// past the last time that state could take records, its records on the
+// second count: no state of the key is split, and no window of it can be
+// written twice. Before, the first partition owned every key it had ever
+// seen until it was revoked: the record was a dead letter, and the table
+// of owners grew with every key the job saw.
 
 #[test]
 fn a_key_may_move_to_another_partition_once_its_window_has_fired() {
-    let (summary, out, dlq) = move_after(Held::Window(0));
-    assert_eq!(summary.records_in, 4);
+    let (summary, out, dlq) = move_after(Held::Window(0), false);
+    assert_eq!(summary.records_in, 5);
     assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
     assert!(
-        out.contains(&"moved 3000 4000 1 1 false".to_string()),
+        out.contains(&"moved 6000 7000 1 1 false".to_string()),
         "{out:?}"
     );
 }
 
 #[test]
 fn a_key_may_move_to_another_partition_once_its_window_is_past_its_lateness() {
-    let (_, out, dlq) = move_after(Held::Window(1_000));
+    let (_, out, dlq) = move_after(Held::Window(1_000), false);
     assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
     assert!(
-        out.contains(&"moved 3000 4000 1 1 false".to_string()),
+        out.contains(&"moved 6000 7000 1 1 false".to_string()),
         "{out:?}"
     );
 }
 
 #[test]
 fn a_key_may_move_to_another_partition_once_its_process_state_is_cleared() {
-    let (_, out, dlq) = move_after(Held::Process);
+    let (_, out, dlq) = move_after(Held::Process, false);
     assert!(dlq.records().is_empty(), "{:?}", dlq.payloads());
-    assert!(out.contains(&"moved 3000".to_string()), "{out:?}");
+    assert!(out.contains(&"moved 6500".to_string()), "{out:?}");
+}
+
+#[test]
+fn a_partition_behind_cannot_take_a_key_another_has_fired_the_window_of() {
+    // mem-1's watermark is behind the window mem-0 fired: counting its
+    // record would fire that window a second time with its part alone,
+    // replacing mem-0's under the same id.
+    let (_, out, dlq) = move_after(Held::Window(0), true);
+    assert_eq!(dlq.payloads(), ["moved,500,1"]);
+    let fired: Vec<_> = out
+        .iter()
+        .filter(|o| o.starts_with("moved 0 1000"))
+        .collect();
+    assert_eq!(fired, ["moved 0 1000 1 1 false"], "{out:?}");
 }
 
 #[test]

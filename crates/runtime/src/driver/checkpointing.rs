@@ -204,6 +204,9 @@ impl Driver {
                 }
             }
             self.owners.release(id);
+            if let Some(a) = self.announced.as_mut() {
+                a.remove(id);
+            }
         }
         Ok(())
     }

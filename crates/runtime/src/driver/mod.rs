@@ -70,6 +70,11 @@ pub(crate) struct Driver {
     late_to: Rejects,
     parts: HashMap<PartitionId, Part>,
     owners: KeyOwners,
+    /// When `owners` was last swept (see `sweep_owners`).
+    swept: Instant,
+    /// The partitions the source announced (named up front or assigned),
+    /// while it holds them; `None` when it never announced any.
+    announced: Option<std::collections::HashSet<PartitionId>>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
     next_checkpoint_id: u64,
@@ -226,6 +231,8 @@ impl Driver {
             late_to,
             parts: HashMap::new(),
             owners: KeyOwners::default(),
+            swept: Instant::now(),
+            announced: None,
             restored: None,
             retired: BTreeMap::new(),
             source_times: !g.assigns_timestamps,
@@ -348,6 +355,7 @@ impl Driver {
                 _ = tick.tick() => {
                     self.input_clock += t_wait.elapsed();
                     self.update_job_watermark();
+                    self.sweep_owners();
                     self.advance_exchange().await?;
                     if let Some(iv) = self.cfg.checkpoint_interval {
                         if last_checkpoint.elapsed() >= iv {

@@ -41,6 +41,42 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Drops the key owners no partition can need any more
+    /// ([`KeyOwners::sweep`](crate::owners::KeyOwners::sweep)): the
+    /// minimum is over every partition read here, idle ones included (a
+    /// partition whose watermark stands still could still take a record of
+    /// an old window when it reads again), and none is dropped while one
+    /// has no watermark yet, while a partition the source announced has not
+    /// sent a record, or when the source never says which partitions it
+    /// reads (one could start later with old records). At most every 100
+    /// ms: a sweep reads the whole table.
+    pub(super) fn sweep_owners(&mut self) {
+        if !self.cfg.partitioned_by_key
+            || self.swept.elapsed() < std::time::Duration::from_millis(100)
+        {
+            return;
+        }
+        self.swept = std::time::Instant::now();
+        let all_read = self
+            .announced
+            .as_ref()
+            .is_some_and(|a| a.iter().all(|id| self.parts.contains_key(id)));
+        let wm = self
+            .parts
+            .values()
+            .filter(|p| p.live)
+            .map(|p| p.watermark)
+            .min()
+            .filter(|&w| w != NO_TIME && all_read);
+        let left = match wm {
+            Some(wm) => self.owners.sweep(wm),
+            None => self.owners.len(),
+        };
+        self.metrics.key_owners.store(left as u64, Relaxed);
+    }
+}
+
 /// `Metrics::running` while the driver runs its loop, cleared however the
 /// run ends (an error returns early).
 pub(super) struct Running(Arc<Metrics>);

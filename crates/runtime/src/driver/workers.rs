@@ -313,6 +313,9 @@ impl Driver {
     /// Partitions assigned to this process: those without a record yet
     /// hold the exchange's watermark back (until the idle timeout).
     pub(super) fn await_partitions(&mut self, ids: &[PartitionId]) {
+        self.announced
+            .get_or_insert_default()
+            .extend(ids.iter().cloned());
         let Some(w) = self.workers.as_mut() else {
             return;
         };
