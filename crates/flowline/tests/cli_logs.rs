@@ -159,3 +159,39 @@ fn toml_errors_give_line_column_and_the_line_without_secrets() {
         assert!(!e.contains("12345") && !e.contains("at byte"), "{cmd}: {e}");
     }
 }
+
+#[test]
+fn late_events_with_no_late_output_are_a_warning_not_only_a_count() {
+    // Counted in no window and written nowhere: before, only the summary's
+    // `late=` and a metric said so.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("events.ndjson"),
+        "{\"host\":\"h\",\"metric\":\"m\",\"value\":1,\"timestamp\":\"2026-01-01T00:00:21Z\"}\n\
+         {\"host\":\"h\",\"metric\":\"m\",\"value\":2,\"timestamp\":\"2026-01-01T00:00:01Z\"}\n",
+    )
+    .unwrap();
+    let job = d.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[source]\ntype = \"file\"\npath = \"{0}/events.ndjson\"\nbatch_size = 1\n\n[sink]\ntype = \"file\"\npath = \"{0}/windows.ndjson\"\n\n[window]\nsize = \"10s\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let out = flowline()
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("late events and no late sink configured")
+            && err.contains("count=1")
+            && err.contains("Fix: add a [late] output"),
+        "{err}"
+    );
+}
