@@ -1,8 +1,9 @@
 //! Outages of the real servers while a streaming job runs: the search
 //! server killed (SIGKILL) for 60 s, and the Kafka broker killed for longer
-//! than the consumer group's session timeout. The job rides both out; the
-//! windows then equal a plain group-by of the input, and every bad record
-//! is in the dead-letter output exactly once.
+//! than the consumer group's session timeout; and a job started while the
+//! broker is away. The job rides them out; the windows then equal a plain
+//! group-by of the input, and every bad record is in the dead-letter
+//! output exactly once.
 //!
 //! These tests kill the shared services, so `scripts/test` runs them alone,
 //! after the others, and only with services that `scripts/services` started
@@ -248,6 +249,18 @@ async fn assert_windows_exact(s: &Setup, logs: &[(&Path, usize)]) {
     );
 }
 
+/// The payloads of a dead-letter file.
+fn file_letters(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["payload"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// Each poison line exactly once among `letters` (payloads).
 fn assert_each_poison_once(s: &Setup, letters: &[String]) {
     let mut want: BTreeMap<&str, usize> = BTreeMap::new();
@@ -293,15 +306,7 @@ async fn the_search_server_killed_for_60_s_is_ridden_out_exactly() {
         "the outage was noticed:\n{log}"
     );
     assert_windows_exact(&s, &[(&streaming, 0), (&final_run, 1)]).await;
-    let letters: Vec<String> = std::fs::read_to_string(&dlq_path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["payload"].as_str().unwrap().to_string()
-        })
-        .collect();
-    assert_each_poison_once(&s, &letters);
+    assert_each_poison_once(&s, &file_letters(&dlq_path));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,4 +391,52 @@ async fn a_kafka_checkpoint_store_rides_out_the_broker_killed_past_the_session_t
         "the group dropped the member and assigned its partitions again:\n{log}"
     );
     assert_windows_exact(&s, &[(&streaming, 0), (&final_run, 1)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_started_while_the_broker_is_away_waits_for_it() {
+    // Before, `flowline run` exited at once when the broker did not answer
+    // within the connect timeout: a job started, or restarted after a
+    // crash, during an outage did not ride it out.
+    let t = TestServicesRef::get();
+    let s = setup(24, 5_000);
+    create_topic(&t.kafka_bootstrap, &s.topic, 3).await;
+    produce_lines(&t.kafka_bootstrap, &s.topic, &s.events).await;
+    let dlq_path = s.dir.path().join("dead-letter.ndjson");
+    let dead_letter = format!(
+        "[dead_letter]\ntype = \"file\"\npath = \"{}\"",
+        dlq_path.display()
+    );
+    let job = job_file(&s, "bounded.toml", "bounded = true", &dead_letter);
+    services("kill", "kafka");
+    let mut child = spawn_job(&job, 0);
+    let t0 = std::time::Instant::now();
+    // Two attempts (10 s connect timeout each, then 1 s, 2 s between).
+    while strip_ansi(&job_log(&job, 0))
+        .matches("not reachable yet")
+        .count()
+        < 2
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended while the broker was away:\n{}",
+            job_log(&job, 0)
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no wait for the broker in 90 s:\n{}",
+            job_log(&job, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    services("start", "kafka");
+    let st = wait_exit(&mut child, &job, 0, Duration::from_secs(180)).await;
+    assert!(st.success(), "{st}\n{}", job_log(&job, 0));
+    let log = strip_ansi(&job_log(&job, 0));
+    assert!(
+        log.contains("cannot reach Kafka at") && log.contains("Fix:"),
+        "{log}"
+    );
+    assert_windows_exact(&s, &[(&job, 0)]).await;
+    assert_each_poison_once(&s, &file_letters(&dlq_path));
 }

@@ -11,6 +11,11 @@ pub enum Error {
     /// Bad settings.
     #[error("{0}")]
     Config(String),
+    /// No broker answered within the connect timeout: a broker that is
+    /// away (retryable: `run` waits for it) or a wrong address (`validate`
+    /// says so at once).
+    #[error("{0}")]
+    Unreachable(String),
     /// A client error, with what was being done.
     #[error("{what}: {source}")]
     Kafka {
@@ -85,6 +90,7 @@ impl From<Error> for ConnectorError {
     fn from(e: Error) -> Self {
         match &e {
             Error::Config(m) => ConnectorError::config("kafka", m.clone()),
+            Error::Unreachable(m) => ConnectorError::retryable(m.clone()),
             Error::Kafka { source, .. } if is_retryable(source) => {
                 ConnectorError::retryable(e.to_string()).with_source(e)
             }

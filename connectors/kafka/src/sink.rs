@@ -112,7 +112,7 @@ impl KafkaSink {
             if let Some(reason) = producer.context().auth.failure() {
                 return Error::Config(refused(&cfg.bootstrap_servers, &reason));
             }
-            Error::Config(format!(
+            Error::Unreachable(format!(
                 "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",
                 cfg.bootstrap_servers,
                 humantime::format_duration(connect)

@@ -167,7 +167,7 @@ impl KafkaSource {
             if let Some(reason) = auth {
                 return Error::Config(crate::auth::refused(&cfg.bootstrap_servers, &reason));
             }
-            Error::Config(format!(
+            Error::Unreachable(format!(
                 "cannot reach Kafka at {} within {}: {e}. Fix: check bootstrap_servers, that the broker runs, and the security settings",
                 cfg.bootstrap_servers,
                 humantime::format_duration(connect)

@@ -20,14 +20,17 @@ use flowline_connector_api::time::format_rfc3339_ms;
 pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error> {
     let plan = JobPlan::load(config)?;
     let results = std::sync::Arc::new(crate::results::Results::default());
-    let env = crate::build::build_job_watched(&plan, registry, Some(results.clone()))?;
+    // Installed before the job is built: a Ctrl-C from now on stops it
+    // gracefully, or ends the wait for a server that is not up yet.
+    let mut signals = Signals::new()?;
+    let Some(env) = build_waiting(&plan, registry, &results, &mut signals).await? else {
+        tracing::info!("stopped before the job started");
+        return Ok(());
+    };
     let listener = match &plan.http_listen {
         Some(addr) => Some(crate::http::bind(addr).await?),
         None => None,
     };
-    // Installed before the job starts: a Ctrl-C from now on stops it
-    // gracefully.
-    let signals = Signals::new()?;
     let handle = env.start()?;
     let mut server = None;
     if let Some(l) = listener {
@@ -65,6 +68,39 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
     let summary = summary?;
     tracing::info!(records_in = summary.records_in, bad = summary.bad_records, late = summary.late_records, checkpoints = summary.checkpoints, reason = ?summary.reason, "job finished");
     Ok(())
+}
+
+/// Builds the job; a server that does not answer yet (a connector's
+/// retryable error at build: a Kafka broker away) is waited for, with a
+/// warning and a backoff of up to 30 s, as a sink waits for its search
+/// server and a running job rides out an outage. Before, a job started
+/// (or restarted after a crash) during a broker outage exited at once.
+/// `flowline validate` still says at once that it cannot reach it. `None`
+/// when a signal came while waiting.
+async fn build_waiting(
+    plan: &JobPlan,
+    registry: &Registry,
+    results: &std::sync::Arc<crate::results::Results>,
+    signals: &mut Signals,
+) -> Result<Option<flowline_runtime::StreamEnvironment>, Error> {
+    use flowline_connector_api::{Backoff, ErrorKind};
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut attempt = 0;
+    loop {
+        match crate::build::build_job_watched(plan, registry, Some(results.clone())) {
+            Err(Error::Connector { section, source }) if source.kind() == ErrorKind::Retryable => {
+                // 1, 2, 4 … 30 s: one client, no jitter needed.
+                let wait = backoff.ceiling(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(section = %section, error = %source, attempt, retry_in_seconds = wait.as_secs(), "not reachable yet; the job starts once it answers (Ctrl-C stops)");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = signals.next() => return Ok(None),
+                }
+            }
+            r => return r.map(Some),
+        }
+    }
 }
 
 /// The operations endpoint of a running job, stopped gracefully.
