@@ -86,6 +86,8 @@ pub struct Metrics {
     /// Keys whose source partition is remembered to catch a key split
     /// (`partitioned_by_key`), at the last sweep of that table.
     pub key_owners: AtomicU64,
+    /// When late events with no late sink were last logged.
+    pub(crate) late_warning: crate::sinks::LateWarning,
     /// Set once the job has restored its state and its source is reading;
     /// cleared when it ends (`/ready`).
     pub running: std::sync::atomic::AtomicBool,
@@ -133,6 +135,7 @@ impl Metrics {
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
             key_owners: AtomicU64::new(0),
+            late_warning: Default::default(),
             running: std::sync::atomic::AtomicBool::new(false),
             ended: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(JobStatus::default()),

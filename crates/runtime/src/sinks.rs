@@ -319,28 +319,34 @@ pub(crate) async fn route_letters(
                 let batch = late.iter().map(|l| encode(l, late_to.format)).collect();
                 let _ = tx.send(SinkMsg::Write(batch)).await;
             }
-            None => warn_late_unwritten(n, &late[0].reason),
+            None => metrics.late_warning.note(n, &late[0].reason),
         }
     }
 }
 
 /// Late events with no late sink count in no window and are written
-/// nowhere: a warning says so, with how many, at most once a minute (the
-/// first at once), so the loss is in the logs and not only in
+/// nowhere: a warning says so, with how many, at most once a minute per
+/// job (the first at once), so the loss is in the logs and not only in
 /// `flowline_late_records_total`.
-fn warn_late_unwritten(n: u64, reason: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    use std::sync::Mutex;
-    static SINCE: AtomicU64 = AtomicU64::new(0);
-    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-    let since = SINCE.fetch_add(n, Relaxed) + n;
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
-        return;
+#[derive(Debug, Default)]
+pub(crate) struct LateWarning {
+    /// Late events not yet in a warning.
+    since: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl LateWarning {
+    fn note(&self, n: u64, reason: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let since = self.since.fetch_add(n, Relaxed) + n;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.since.fetch_sub(since, Relaxed);
+        tracing::warn!(count = since, last_reason = %reason, "late events and no late sink configured: counted in no window and written nowhere (flowline_late_records_total counts them). Fix: add a [late] output to keep them, or raise allowed_lateness / out_of_orderness to count them");
     }
-    *last = Some(std::time::Instant::now());
-    SINCE.fetch_sub(since, Relaxed);
-    tracing::warn!(count = since, last_reason = %reason, "late events and no late sink configured: counted in no window and written nowhere (flowline_late_records_total counts them). Fix: add a [late] output to keep them, or raise allowed_lateness / out_of_orderness to count them");
 }
 
 /// Encodes dead letters and hands them to the dead-letter sink; without one,

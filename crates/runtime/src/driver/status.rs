@@ -39,9 +39,7 @@ impl Driver {
             s.partitions = parts;
         });
     }
-}
 
-impl Driver {
     /// Drops the key owners no partition can need any more
     /// ([`KeyOwners::sweep`](crate::owners::KeyOwners::sweep)): the
     /// minimum is over every partition read here, idle ones included (a
