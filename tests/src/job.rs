@@ -366,6 +366,32 @@ pub async fn produce_lines(bootstrap: &str, topic: &str, lines: &[(String, Strin
     .await
 }
 
+/// Polls `cond` every 20 ms while job process `n` of `config` runs; panics
+/// with its log, naming `what`, when the job ends first or after `within`.
+pub async fn wait_running(
+    what: &str,
+    child: &mut Child,
+    config: &Path,
+    n: usize,
+    within: Duration,
+    mut cond: impl FnMut() -> bool,
+) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the job ended while waiting for {what}:\n{}",
+            job_log(config, n)
+        );
+        assert!(
+            t0.elapsed() < within,
+            "no {what} within {within:?}:\n{}",
+            job_log(config, n)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits for job process `n` of `config` to exit, polling; panics with its
 /// log after `timeout`.
 pub async fn wait_exit(

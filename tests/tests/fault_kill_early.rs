@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flowline_integration_tests::job::{
     job_log, kafka_job_head, lines, produce_lines, reference_windows, spawn_job, wait_exit,
-    window_diff,
+    wait_running, window_diff,
 };
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -69,20 +69,15 @@ async fn a_job_killed_before_its_first_interval_checkpoint_restarts_and_writes_e
     // hold lines, an hour before its first interval checkpoint.
     let killed = config("killed.toml", false);
     let mut child = spawn_job(&killed, 0);
-    let t0 = Instant::now();
-    while file_len(&windows) == 0 || file_len(&dead) == 0 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job ended: {}",
-            job_log(&killed, 0)
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no output after 120 s: {}",
-            job_log(&killed, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(
+        "output",
+        &mut child,
+        &killed,
+        0,
+        Duration::from_secs(120),
+        || file_len(&windows) > 0 && file_len(&dead) > 0,
+    )
+    .await;
     child.kill().unwrap();
     let st = child.wait().unwrap();
     assert_eq!(st.signal(), Some(9), "killed: {st}");

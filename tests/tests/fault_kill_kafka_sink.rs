@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flowline_integration_tests::job::{
     assert_same_windows, job_log, kafka_job_head, lines, produce_lines, reference_windows,
-    spawn_job, wait_exit, window_docs,
+    spawn_job, wait_exit, wait_running, window_docs,
 };
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -129,20 +129,15 @@ async fn windows_and_dead_letters_on_kafka_are_written_once_through_a_sigkill() 
     let first = config("killed.toml", false);
     let mut child = spawn_job(&first, 0);
     let quarter = reference.len() as i64 / 4;
-    let t0 = Instant::now();
-    while held(&s.kafka_bootstrap, &out) < quarter {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{}",
-            job_log(&first, 0)
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "a quarter of the windows written within 120 s:\n{}",
-            job_log(&first, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_running(
+        "a quarter of the windows written",
+        &mut child,
+        &first,
+        0,
+        Duration::from_secs(120),
+        || held(&s.kafka_bootstrap, &out) >= quarter,
+    )
+    .await;
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
     let before = held(&s.kafka_bootstrap, &out);

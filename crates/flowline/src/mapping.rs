@@ -223,22 +223,19 @@ fn supply(section: &mut ConnectorSection, fields: &BTreeMap<String, &'static str
 mod tests {
     use super::*;
 
-    fn plan(extra: &str) -> JobPlan {
+    fn parse(extra: &str) -> Result<JobPlan, crate::Error> {
         JobPlan::parse(&format!(
             "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"w\"\n{extra}"
         ))
-        .unwrap()
+    }
+
+    fn plan(extra: &str) -> JobPlan {
+        parse(extra).unwrap()
     }
 
     #[test]
     fn an_output_that_keeps_first_versions_is_refused() {
-        let err = |extra: &str| {
-            JobPlan::parse(&format!(
-            "[source]\ntype = \"file\"\npath = \"e.ndjson\"\n\n[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"w\"\n{extra}"
-        ))
-        .err()
-        .map(|e| e.to_string())
-        };
+        let err = |extra: &str| parse(extra).err().map(|e| e.to_string());
         let e = err("action = \"create\"").unwrap();
         assert!(
             e.contains("`sink.action`") && e.contains("Fix: remove `action`"),

@@ -183,16 +183,20 @@ proptest! {
     }
 }
 
-#[test]
-fn key_paths_map_onto_the_two_part_key_and_back() {
-    let s = EventShape::from_section(&EventSection {
+fn keyed_by(key: &[&str]) -> EventShape {
+    EventShape::from_section(&EventSection {
         timestamp: "t".into(),
         timestamp_format: TimeFormat::EpochMs,
         value: Some("v".into()),
-        key: Some(vec!["a.b".into(), "n".into(), "k".into()]),
+        key: Some(key.iter().map(|k| k.to_string()).collect()),
         ..EventSection::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn key_paths_map_onto_the_two_part_key_and_back() {
+    let s = keyed_by(&["a.b", "n", "k"]);
     let f = s
         .read(br#"{"t":0,"v":1,"a":{"b":"x|y"},"n":7,"k":"cpu"}"#)
         .unwrap();
@@ -240,14 +244,7 @@ fn key_paths_map_onto_the_two_part_key_and_back() {
 
 #[test]
 fn a_number_key_is_one_key_whatever_its_text() {
-    let s = EventShape::from_section(&EventSection {
-        timestamp: "t".into(),
-        timestamp_format: TimeFormat::EpochMs,
-        value: Some("v".into()),
-        key: Some(vec!["n".into()]),
-        ..EventSection::default()
-    })
-    .unwrap();
+    let s = keyed_by(&["n"]);
     let group = |n: &str| {
         s.read(format!(r#"{{"t":0,"v":1,"n":{n}}}"#).as_bytes())
             .unwrap()
