@@ -150,8 +150,9 @@ pub struct KafkaSourceConfig {
     /// Security.
     #[serde(flatten)]
     pub security: Security,
-    /// Any librdkafka property, passed through.
-    #[serde(default)]
+    /// Any librdkafka property, passed through, except those the source
+    /// owns (`properties.rs`).
+    #[serde(default, deserialize_with = "crate::properties::source")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -220,8 +221,9 @@ pub struct KafkaSinkConfig {
     /// Security.
     #[serde(flatten)]
     pub security: Security,
-    /// Any librdkafka property, passed through.
-    #[serde(default)]
+    /// Any librdkafka property, passed through, except those the sink
+    /// owns (`properties.rs`).
+    #[serde(default, deserialize_with = "crate::properties::sink")]
     pub properties: BTreeMap<String, String>,
 }
 

@@ -11,7 +11,7 @@
 //! auto_offset_reset = "earliest"   # or "latest", or a time
 //! bounded = false
 //!
-//! [source.properties]              # any librdkafka property, passed through
+//! [source.properties]              # librdkafka properties, passed through (not those it owns: properties.rs)
 //! "fetch.max.bytes" = "52428800"
 //! ```
 //!
@@ -81,6 +81,7 @@ mod config;
 mod dedupe;
 mod error;
 mod position;
+mod properties;
 pub mod sink;
 pub mod source;
 

@@ -81,6 +81,18 @@ pub fn build_job_watched(
         .workers(plan.workers)
         .partitioned_by_key(plan.keyed_by.is_some());
     let env = StreamEnvironment::new(cfg);
+    // Every section is read before any connector is built (a build may
+    // wait for its server): a bad setting in the last one fails at once,
+    // as `validate --offline` finds it, not after the source connected or
+    // while `run` waits for an unreachable broker.
+    registry
+        .parse_source(&plan.source.kind, plan.source.settings.clone())
+        .map_err(conn("source"))?;
+    for (name, c) in plan.sink_sections() {
+        registry
+            .parse_sink(&c.kind, replayed_once(c, name).settings)
+            .map_err(conn(name))?;
+    }
     let source = registry
         .build_source(&plan.source.kind, source_settings(&plan.source))
         .map_err(conn("source"))?;

@@ -129,3 +129,68 @@ fn validate_offline_contacts_nothing_but_still_reads_every_setting() {
         "{text}"
     );
 }
+
+/// Kafka properties that would undo a guarantee (duplicates on the output
+/// topic, aborted transactions counted, offsets ahead of checkpoints) fail
+/// `validate --offline`, `validate` and `run` alike, at once: `run` does not
+/// take them for an unreachable broker to wait for.
+#[test]
+fn kafka_properties_that_undo_a_guarantee_fail_validate_and_run_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    let ok_part = "[source]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\nconnect_timeout = \"1s\"\n";
+    let sink = "[sink]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"w\"\n";
+    for (props, name) in [
+        (
+            format!("{ok_part}{sink}[sink.properties]\n\"enable.idempotence\" = \"false\"\n"),
+            "[sink.properties] \"enable.idempotence\"",
+        ),
+        (
+            format!(
+                "{ok_part}[source.properties]\n\"isolation.level\" = \"read_uncommitted\"\n{sink}"
+            ),
+            "[source.properties] \"isolation.level\"",
+        ),
+    ] {
+        std::fs::write(&job, &props).unwrap();
+        for args in [
+            &["validate", "--offline"][..],
+            &["validate"][..],
+            &["run"][..],
+        ] {
+            let started = std::time::Instant::now();
+            let out = flowline()
+                .args(args)
+                .arg("--config")
+                .arg(&job)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && text.contains(name) && text.contains("Fix:"),
+                "{args:?}: {text}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{args:?} waited"
+            );
+        }
+    }
+    // The same file with the property at the value the connector sets
+    // passes offline.
+    std::fs::write(
+        &job,
+        format!("{ok_part}{sink}[sink.properties]\n\"enable.idempotence\" = \"true\"\n"),
+    )
+    .unwrap();
+    let out = flowline()
+        .args(["validate", "--offline", "--config"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
