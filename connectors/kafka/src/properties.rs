@@ -61,6 +61,18 @@ const SOURCE: &[(&str, Allowed, &str, &str)] = &[
     ),
 ];
 
+/// Why and fix for `acks` and its alias `request.required.acks`.
+const ACKS: (&str, &str) = (
+    "a record acknowledged by fewer than all in-sync replicas is lost when its leader fails over, and the sink would count it as written",
+    "remove it (acks = all)",
+);
+
+/// Why and fix for `message.timeout.ms` and its alias `delivery.timeout.ms`.
+const TIMEOUT: (&str, &str) = (
+    "how long a record is retried is the sink's `max_retry_duration` setting (default: without limit, so an outage is ridden out)",
+    "set max_retry_duration = \"10m\" instead, or remove it",
+);
+
 /// Producer properties the sink owns.
 const SINK: &[(&str, Allowed, &str, &str)] = &[
     (
@@ -72,26 +84,26 @@ const SINK: &[(&str, Allowed, &str, &str)] = &[
     (
         "acks",
         Some(&["all", "-1"]),
-        "a record acknowledged by fewer than all in-sync replicas is lost when its leader fails over, and the sink would count it as written",
-        "remove it (acks = all)",
+        ACKS.0,
+        ACKS.1,
     ),
     (
         "request.required.acks",
         Some(&["all", "-1"]),
-        "a record acknowledged by fewer than all in-sync replicas is lost when its leader fails over, and the sink would count it as written",
-        "remove it (acks = all)",
+        ACKS.0,
+        ACKS.1,
     ),
     (
         "message.timeout.ms",
         None,
-        "how long a record is retried is the sink's `max_retry_duration` setting (default: without limit, so an outage is ridden out)",
-        "set max_retry_duration = \"10m\" instead, or remove it",
+        TIMEOUT.0,
+        TIMEOUT.1,
     ),
     (
         "delivery.timeout.ms",
         None,
-        "how long a record is retried is the sink's `max_retry_duration` setting (default: without limit, so an outage is ridden out)",
-        "set max_retry_duration = \"10m\" instead, or remove it",
+        TIMEOUT.0,
+        TIMEOUT.1,
     ),
     (
         "transactional.id",

@@ -140,6 +140,14 @@ fn kafka_properties_that_undo_a_guarantee_fail_validate_and_run_alike() {
     let job = dir.path().join("job.toml");
     let ok_part = "[source]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\nconnect_timeout = \"1s\"\n";
     let sink = "[sink]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"w\"\n";
+    let with_config = |args: &[&str]| {
+        flowline()
+            .args(args)
+            .arg("--config")
+            .arg(&job)
+            .output()
+            .unwrap()
+    };
     for (props, name) in [
         (
             format!("{ok_part}{sink}[sink.properties]\n\"enable.idempotence\" = \"false\"\n"),
@@ -159,12 +167,7 @@ fn kafka_properties_that_undo_a_guarantee_fail_validate_and_run_alike() {
             &["run"][..],
         ] {
             let started = std::time::Instant::now();
-            let out = flowline()
-                .args(args)
-                .arg("--config")
-                .arg(&job)
-                .output()
-                .unwrap();
+            let out = with_config(args);
             let text = String::from_utf8_lossy(&out.stderr);
             assert!(
                 !out.status.success() && text.contains(name) && text.contains("Fix:"),
@@ -183,11 +186,7 @@ fn kafka_properties_that_undo_a_guarantee_fail_validate_and_run_alike() {
         format!("{ok_part}{sink}[sink.properties]\n\"enable.idempotence\" = \"true\"\n"),
     )
     .unwrap();
-    let out = flowline()
-        .args(["validate", "--offline", "--config"])
-        .arg(&job)
-        .output()
-        .unwrap();
+    let out = with_config(&["validate", "--offline"]);
     assert!(
         out.status.success(),
         "{}",
