@@ -101,10 +101,11 @@ impl FileSource {
                 format!("cannot open source file `{}`: {e}. Fix: set [source] path to an existing NDJSON file", config.path.display()),
             )
         })?;
+        let reader = past_bom(f, &config.path)?;
         Ok(Self {
             partition: PartitionId::new(config.path.display().to_string()),
             path: config.path,
-            reader: Some(BufReader::with_capacity(1 << 16, f)),
+            reader: Some(reader),
             line: 0,
             skip_to: 0,
             batch_size: config.batch_size,
@@ -187,7 +188,7 @@ impl Source for FileSource {
         if let Some(next) = position.get(&self.partition) {
             if next < self.line {
                 let f = File::open(&self.path).map_err(|e| io_error("reopen", &self.path, e))?;
-                self.reader = Some(BufReader::with_capacity(1 << 16, f));
+                self.reader = Some(past_bom(f, &self.path)?);
                 self.line = 0;
             }
             self.skip_to = next;
@@ -206,6 +207,34 @@ fn in_range(field: &str, value: usize, max: usize, what: &str) -> Result<(), Con
         "file",
         format!("[source] {field} = {value} is out of range. Fix: use 1 to {max} {what}"),
     ))
+}
+
+/// The UTF-8 byte order mark some editors and tools write at the start of
+/// a text file (Notepad, PowerShell's `Out-File -Encoding utf8`).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A reader of `f` past a UTF-8 byte order mark at its start (RFC 8259
+/// lets a parser ignore one; kept, it would make the first line a bad
+/// record). A UTF-16 or UTF-32 mark is refused: each line would be a bad
+/// record, so the file is named with the fix instead.
+fn past_bom(f: File, path: &std::path::Path) -> Result<BufReader<File>, ConnectorError> {
+    let mut reader = BufReader::with_capacity(1 << 16, f);
+    let head = reader.fill_buf().map_err(|e| io_error("read", path, e))?;
+    if head.starts_with(UTF8_BOM) {
+        reader.consume(UTF8_BOM.len());
+    } else if head.starts_with(b"\xFF\xFE")
+        || head.starts_with(b"\xFE\xFF")
+        || head.starts_with(b"\0\0\xFE\xFF")
+    {
+        return Err(ConnectorError::config(
+            "file",
+            format!(
+                "source file `{}` is UTF-16 or UTF-32 (it starts with that byte order mark); NDJSON is read as UTF-8. Fix: convert it, e.g. `iconv -f UTF-16 -t UTF-8`, or in PowerShell write it with `-Encoding utf8`",
+                path.display()
+            ),
+        ));
+    }
+    Ok(reader)
 }
 
 /// Reads on to the end of the line (its newline included) without keeping
@@ -381,6 +410,37 @@ mod tests {
         let got = events(&mut s).await;
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0], ok(5, "c"));
+    }
+
+    #[tokio::test]
+    async fn a_utf8_byte_order_mark_is_skipped_and_a_utf16_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.ndjson");
+        std::fs::write(&path, b"\xEF\xBB\xBF{\"a\":1}\r\n{\"a\":2}\r\n").unwrap();
+        let cfg = FileSourceConfig::new(&path);
+        let mut s = FileSource::open(cfg.clone()).unwrap();
+        let want = vec![(0, "{\"a\":1}".into()), (1, "{\"a\":2}".into())];
+        assert_eq!(drain(&mut s).await, want);
+        // A seek back reopens the file past the mark too.
+        let p = s.partition().clone();
+        s.seek(&SourcePosition::new().with(p, 0)).await.unwrap();
+        assert_eq!(drain(&mut s).await, want);
+        // A mark only at the start: one inside a later line stays.
+        std::fs::write(&path, b"{}\n\xEF\xBB\xBF{}\n").unwrap();
+        let mut s = FileSource::open(cfg.clone()).unwrap();
+        assert_eq!(drain(&mut s).await[1], (1, "\u{feff}{}".into()));
+        for head in [&b"\xFF\xFE{\0}\0"[..], b"\xFE\xFF\0{\0}"] {
+            std::fs::write(&path, head).unwrap();
+            let err = FileSource::open(cfg.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("in.ndjson") && err.contains("UTF-16") && err.contains("Fix"),
+                "{err}"
+            );
+        }
+        // An empty file is read as empty.
+        std::fs::write(&path, b"").unwrap();
+        let mut s = FileSource::open(cfg).unwrap();
+        assert!(drain(&mut s).await.is_empty());
     }
 
     #[test]
