@@ -264,13 +264,24 @@ async fn e2e(n: u64, to: To) {
     // exchange). BENCH_ONLY=exchange or keyed: that job alone (to profile
     // it). BENCH_ROUNDS (default 3) interleaved rounds; the medians compare,
     // as the drain's own rate moves between runs on a shared machine.
-    let modes: Vec<(&str, &str)> = [
+    // BENCH_SOURCE="max_batch = 4096;prefetch_batches = 8": a third mode,
+    // the exchange with these [source] settings (`;` between them), to
+    // compare settings in the same rounds.
+    let variant = std::env::var("BENCH_SOURCE")
+        .map(|v| v.replace(';', "\n") + "\n")
+        .unwrap_or_default();
+    let variant_name = format!("exchange, {}", variant.trim().replace('\n', ", "));
+    let mut modes: Vec<(&str, &str)> = vec![
         ("exchange", ""),
         ("keyed_by host, no exchange", "keyed_by = [\"host\"]\n"),
-    ]
-    .into_iter()
-    .filter(|(name, _)| std::env::var("BENCH_ONLY").map_or(true, |o| name.starts_with(&o)))
-    .collect();
+    ];
+    if !variant.is_empty() {
+        modes.push((&variant_name, &variant));
+    }
+    let modes: Vec<(&str, &str)> = modes
+        .into_iter()
+        .filter(|(name, _)| std::env::var("BENCH_ONLY").map_or(true, |o| name.starts_with(&o)))
+        .collect();
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

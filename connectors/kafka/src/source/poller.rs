@@ -22,7 +22,7 @@ use flowline_connector_api::{ConnectorError, PartitionId, Rejected, SourceEvent}
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 
-use super::message::{event_time, record};
+use super::message::{event_time, record, TopicNames};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     /// is up, 2 none is.
     pub connected: std::sync::atomic::AtomicU8,
     pub stop: AtomicBool,
+    /// Bumped by every rebalance callback and bounded assignment: what a
+    /// [`TopicNames`] cache was filled under (see there).
+    pub(super) assignments: std::sync::atomic::AtomicU64,
     /// When the group's members are read next (`members.rs`).
     pub(super) members_at: Mutex<Option<Instant>>,
     /// The last authentication failure librdkafka reported (its own words;
@@ -93,6 +96,7 @@ impl Shared {
             ends: Mutex::default(),
             connected: std::sync::atomic::AtomicU8::new(0),
             stop: AtomicBool::new(false),
+            assignments: std::sync::atomic::AtomicU64::new(0),
             members_at: Mutex::new(None),
             auth: crate::auth::AuthWatch::default(),
             tx,
@@ -275,6 +279,7 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
     let sh = consumer.context().0.clone();
     let timeout = sh.settings.poll_timeout;
     let mut paused: Option<TopicPartitionList> = None;
+    let mut names = TopicNames::default();
     while !sh.stop.load(Ordering::Acquire) {
         if let Some(msg) = super::members::check(&consumer, &sh) {
             tracing::error!(reason = %msg, "another application shares the consumer group");
@@ -289,7 +294,7 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
             // Serve callbacks; a message polled now was fetched before the
             // pause and is kept (the queue behind it is bounded).
             if let Some(r) = consumer.poll(timeout.min(Duration::from_millis(100))) {
-                accept(&consumer, &sh, r);
+                accept(&consumer, &sh, &mut names, r);
             }
             continue;
         }
@@ -312,7 +317,7 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
                 }
                 Ok(m) => {
                     n += 1;
-                    if accept(&consumer, &sh, Ok(m)) && sh.settings.bounded {
+                    if accept(&consumer, &sh, &mut names, Ok(m)) && sh.settings.bounded {
                         break;
                     }
                 }
@@ -378,10 +383,15 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
 fn accept(
     consumer: &BaseConsumer<Ctx>,
     sh: &Shared,
+    names: &mut TopicNames,
     r: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
 ) -> bool {
     let Ok(m) = r else { return false };
-    let (topic, p, off) = (m.topic(), m.partition(), m.offset());
+    let (topic, p, off) = (
+        names.of(&m, sh.assignments.load(Ordering::Acquire)),
+        m.partition(),
+        m.offset(),
+    );
     // Copied and its time read before the lock: the runtime's side waits
     // on it. (A message skipped after a seek is copied for nothing; rare.)
     let (mut r, unread) = record(&m, sh.settings.headers);

@@ -1,0 +1,134 @@
+//! One source reading several topics at once: every record keeps its own
+//! topic, partition and offset, whether the topics are named (`topics`,
+//! bounded, assigned by the source) or matched (`topic_pattern`, subscribed
+//! in a group). The consumer thread keeps the topic name of the last
+//! message by its librdkafka handle instead of reading it per message; a
+//! record put under the wrong topic here would be skipped as not owned, or
+//! counted in the other topic's partition.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flowline_connector_api::{PartitionId, Source, SourceEvent, SourcePosition};
+use flowline_integration_tests::{create_topic, produce_messages, unique, Message, TestServices};
+use flowline_kafka::{partition_id, KafkaSource, KafkaSourceConfig};
+
+const PER_PARTITION: usize = 3_000;
+const PARTITIONS: i32 = 2;
+
+/// Two topics of two partitions, each partition with payloads
+/// `{topic}|{partition}|{i}`, written in turns so that fetches interleave.
+async fn two_topics(bootstrap: &str, prefix: &str) -> Vec<String> {
+    let topics: Vec<String> = (0..2).map(|i| format!("{prefix}-{i}")).collect();
+    for t in &topics {
+        create_topic(bootstrap, t, PARTITIONS).await;
+    }
+    for chunk in 0..3 {
+        for t in &topics {
+            let from = chunk * PER_PARTITION / 3;
+            let to = (chunk + 1) * PER_PARTITION / 3;
+            let m = (0..PARTITIONS).flat_map(|p| {
+                (from..to).map(move |i| Message {
+                    key: None,
+                    payload: format!("{t}|{p}|{i}"),
+                    timestamp: None,
+                    partition: Some(p),
+                })
+            });
+            produce_messages(bootstrap, t, m.collect::<Vec<_>>()).await;
+        }
+    }
+    topics
+}
+
+/// Reads `src` until every partition of `topics` has `PER_PARTITION`
+/// records (or a bounded source ends), answering assignments as the runtime
+/// does: (offset, payload) per partition id.
+async fn read_all(
+    src: &mut KafkaSource,
+    topics: &[String],
+) -> BTreeMap<PartitionId, Vec<(u64, String)>> {
+    let mut read: BTreeMap<PartitionId, Vec<(u64, String)>> = BTreeMap::new();
+    let total = topics.len() * PARTITIONS as usize * PER_PARTITION;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while read.values().map(Vec::len).sum::<usize>() < total {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; read {:?}",
+            counts(&read)
+        );
+        match src.next().await.unwrap() {
+            SourceEvent::Assigned(_) => src.seek(&SourcePosition::new()).await.unwrap(),
+            SourceEvent::Records(batch) => {
+                for r in batch {
+                    let payload = String::from_utf8(r.payload).unwrap();
+                    read.entry(r.partition.unwrap())
+                        .or_default()
+                        .push((r.offset, payload));
+                }
+            }
+            SourceEvent::End => break,
+            _ => {}
+        }
+    }
+    read
+}
+
+fn counts(read: &BTreeMap<PartitionId, Vec<(u64, String)>>) -> BTreeMap<&PartitionId, usize> {
+    read.iter().map(|(p, v)| (p, v.len())).collect()
+}
+
+/// Each partition of each topic holds exactly its own payloads, at their
+/// offsets, in order, once.
+fn assert_each_in_its_place(read: &BTreeMap<PartitionId, Vec<(u64, String)>>, topics: &[String]) {
+    let mut want = BTreeMap::new();
+    for t in topics {
+        for p in 0..PARTITIONS {
+            let records: Vec<(u64, String)> = (0..PER_PARTITION)
+                .map(|i| (i as u64, format!("{t}|{p}|{i}")))
+                .collect();
+            want.insert(partition_id(t, p), records);
+        }
+    }
+    assert_eq!(counts(read), counts(&want));
+    for (pid, records) in &want {
+        let got = &read[pid];
+        if let Some(i) = (0..records.len()).find(|&i| got[i] != records[i]) {
+            panic!("{pid}: record {i} is {:?}, want {:?}", got[i], records[i]);
+        }
+    }
+}
+
+fn source(config: serde_json::Value) -> KafkaSource {
+    let cfg: KafkaSourceConfig = serde_json::from_value(config).unwrap();
+    KafkaSource::new(cfg).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_named_topics_read_bounded_keep_each_record_in_its_topic_and_partition() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let topics = two_topics(&s.kafka_bootstrap, &unique("named")).await;
+    let mut src = source(serde_json::json!({
+        "bootstrap_servers": s.kafka_bootstrap, "topics": topics,
+        "group_id": unique("g"), "bounded": true, "poll_timeout": "100ms",
+        // Small fetches: the topics' messages alternate within batches.
+        "properties": {"max.partition.fetch.bytes": "5000"}
+    }));
+    src.seek(&SourcePosition::new()).await.unwrap();
+    let read = read_all(&mut src, &topics).await;
+    assert_each_in_its_place(&read, &topics);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_matched_by_a_pattern_keep_each_record_in_its_topic_and_partition() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let prefix = unique("matched");
+    let topics = two_topics(&s.kafka_bootstrap, &prefix).await;
+    let mut src = source(serde_json::json!({
+        "bootstrap_servers": s.kafka_bootstrap, "topic_pattern": format!("^{prefix}-.*"),
+        "group_id": unique("g"), "poll_timeout": "100ms",
+        "properties": {"max.partition.fetch.bytes": "5000"}
+    }));
+    let read = read_all(&mut src, &topics).await;
+    assert_each_in_its_place(&read, &topics);
+}
