@@ -256,9 +256,7 @@ impl KafkaSource {
 
     fn assign_bounded(&self) -> Result<(), Error> {
         // As a rebalance does: the poller's topic names are read again.
-        self.shared()
-            .assignments
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.shared().assignment_changes();
         let mut tpl = TopicPartitionList::new();
         for part in &lock(&self.shared().state).parts {
             tpl.add_partition_offset(&part.topic, part.partition, Offset::Offset(part.next))

@@ -122,6 +122,12 @@ impl Shared {
         true
     }
 
+    /// The assignment changes (a rebalance, a bounded assignment): topic
+    /// names are read from librdkafka again (`message::TopicNames`).
+    pub(super) fn assignment_changes(&self) {
+        self.assignments.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn give_credit(&self) {
         *lock(&self.credits) += 1;
         self.credit_cv.notify_one();

@@ -18,9 +18,7 @@ impl ConsumerContext for Ctx {
     /// an assignment waits for the runtime's answer, so each partition is
     /// assigned at its checkpointed offset; a revoke waits for a checkpoint.
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        self.0
-            .assignments
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.assignment_changes();
         if self.0.settings.members.is_some() {
             *lock(&self.0.members_at) =
                 Some(std::time::Instant::now() + super::members::AFTER_REBALANCE);
