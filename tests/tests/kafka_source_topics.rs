@@ -4,7 +4,9 @@
 //! in a group). The consumer thread keeps the topic name of the last
 //! message by its librdkafka handle instead of reading it per message; a
 //! record put under the wrong topic here would be skipped as not owned, or
-//! counted in the other topic's partition.
+//! counted in the other topic's partition. And a topic created while the
+//! job runs that matches its `topic_pattern` is read from its start, even
+//! with `auto_offset_reset = "latest"` (as a partition added later is).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -131,4 +133,77 @@ async fn topics_matched_by_a_pattern_keep_each_record_in_its_topic_and_partition
     }));
     let read = read_all(&mut src, &topics).await;
     assert_each_in_its_place(&read, &topics);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_from_its_start() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let b = &s.kafka_bootstrap;
+    let prefix = unique("later");
+    let first = format!("{prefix}-a");
+    create_topic(b, &first, 1).await;
+    let put = |topic: String, tag: &'static str, n: usize| async move {
+        let m = (0..n).map(|i| Message {
+            key: None,
+            payload: format!("{tag}-{i}"),
+            timestamp: None,
+            partition: Some(0),
+        });
+        produce_messages(b, &topic, m.collect::<Vec<_>>()).await;
+    };
+    put(first.clone(), "before", 3).await;
+    let mut src = source(serde_json::json!({
+        "bootstrap_servers": b, "topic_pattern": format!("^{prefix}-.*"),
+        "group_id": unique("g"), "poll_timeout": "100ms",
+        // The job starts at the end of what is there; new topics are looked
+        // for every second (librdkafka's default: 5 min).
+        "auto_offset_reset": "latest",
+        "properties": {"topic.metadata.refresh.interval.ms": "1000"}
+    }));
+    let mut read: BTreeMap<PartitionId, Vec<String>> = BTreeMap::new();
+    let (a, later) = (
+        partition_id(&first, 0),
+        partition_id(&format!("{prefix}-b"), 0),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut written = false;
+    while read.get(&later).map_or(0, Vec::len) < 4 {
+        assert!(Instant::now() < deadline, "timed out; read {read:?}");
+        match src.next().await.unwrap() {
+            SourceEvent::Assigned(p) => {
+                src.seek(&SourcePosition::new()).await.unwrap();
+                if p.contains(&a) && !written {
+                    // Created and written before this consumer is given it.
+                    put(first.clone(), "after", 2).await;
+                    create_topic(b, &format!("{prefix}-b"), 1).await;
+                    put(format!("{prefix}-b"), "new", 4).await;
+                    written = true;
+                }
+            }
+            SourceEvent::Records(batch) => {
+                for r in batch {
+                    let text = String::from_utf8(r.payload).unwrap();
+                    read.entry(r.partition.unwrap()).or_default().push(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        read[&later],
+        ["new-0", "new-1", "new-2", "new-3"],
+        "from its start"
+    );
+    // The first topic from the end it had when the job started.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.get(&a).map_or(0, Vec::len) < 2 {
+        assert!(Instant::now() < deadline, "timed out; read {read:?}");
+        if let SourceEvent::Records(batch) = src.next().await.unwrap() {
+            for r in batch {
+                let text = String::from_utf8(r.payload).unwrap();
+                read.entry(r.partition.unwrap()).or_default().push(text);
+            }
+        }
+    }
+    assert_eq!(read[&a], ["after-0", "after-1"]);
 }
