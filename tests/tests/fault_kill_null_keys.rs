@@ -1,11 +1,12 @@
-//! A topic that is not keyed by the job's key: every message has a null key
-//! and goes to the next partition in turn (round robin), so each host's
-//! events are spread over all partitions. The job routes them through the
+//! Two topics that are not keyed by the job's key, read by one source:
+//! every message has a null key and goes to the next topic and partition in
+//! turn (round robin), so each host's events are spread over all partitions
+//! of both. The job routes them through the
 //! hash exchange (no `keyed_by`): through two SIGKILLs, each restart with
 //! another worker count, the indexed windows equal a plain group-by of the
 //! events, one document per window.
 //!
-//! The same topic with `keyed_by = ["host"]` declared counts nothing: each
+//! The same topics with `keyed_by = ["host"]` declared count nothing: each
 //! record, having no message key, is a dead letter with the reason and the
 //! fix (a process reading one partition of it could not see a key split).
 
@@ -24,15 +25,27 @@ use flowline_metric_generator::GeneratorConfig;
 const WINDOW_MS: i64 = 30_000;
 const PARTITIONS: i32 = 3;
 
-/// Produces the events with null keys, partition by partition in turn.
-async fn produce_round_robin(bootstrap: &str, topic: &str, events: &[(String, String, bool)]) {
-    let messages = events.iter().enumerate().map(|(i, (_, line, _))| Message {
-        key: None,
-        payload: line.clone(),
-        timestamp: None,
-        partition: Some(i as i32 % PARTITIONS),
-    });
-    produce_messages(bootstrap, topic, messages).await
+/// Produces the events with null keys, to each topic and partition in
+/// turn.
+async fn produce_round_robin(
+    bootstrap: &str,
+    topics: [&str; 2],
+    events: &[(String, String, bool)],
+) {
+    for (t, topic) in topics.iter().enumerate() {
+        let messages =
+            events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == t)
+                .map(|(i, (_, line, _))| Message {
+                    key: None,
+                    payload: line.clone(),
+                    timestamp: None,
+                    partition: Some((i / 2) as i32 % PARTITIONS),
+                });
+        produce_messages(bootstrap, topic, messages).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +53,11 @@ async fn a_null_keyed_topic_through_two_sigkills_equals_a_group_by() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let topic = unique("nullkeys");
-    create_topic(&s.kafka_bootstrap, &topic, PARTITIONS).await;
+    let other = format!("{topic}-b");
+    let topics = [topic.as_str(), other.as_str()];
+    for t in topics {
+        create_topic(&s.kafka_bootstrap, t, PARTITIONS).await;
+    }
     let events = lines(GeneratorConfig {
         hosts: 8,
         seed: 23,
@@ -71,11 +88,13 @@ out_of_orderness = "2s"
 dir = "{cp}"
 interval = "300ms"
 "#,
-                head = kafka_job_head(&topic, &s.kafka_bootstrap).replacen(
-                    "[job]\n",
-                    &format!("[job]\nworkers = {workers}\n"),
-                    1
-                ),
+                head = kafka_job_head(&topic, &s.kafka_bootstrap)
+                    .replacen("[job]\n", &format!("[job]\nworkers = {workers}\n"), 1)
+                    .replacen(
+                        &format!("topics = [\"{topic}\"]"),
+                        &format!("topics = [\"{topic}\", \"{other}\"]"),
+                        1
+                    ),
                 e = s.elasticsearch_url,
                 cp = cp.display()
             ),
@@ -93,7 +112,7 @@ interval = "300ms"
     for (run, config) in runs.iter().enumerate() {
         produce_round_robin(
             &s.kafka_bootstrap,
-            &topic,
+            topics,
             &events[cuts[run]..cuts[run + 1]],
         )
         .await;
@@ -116,7 +135,7 @@ interval = "300ms"
         let st = child.wait().unwrap();
         assert_eq!(st.signal(), Some(9), "run {run}:\n{}", job_log(config, run));
     }
-    produce_round_robin(&s.kafka_bootstrap, &topic, &events[cuts[2]..]).await;
+    produce_round_robin(&s.kafka_bootstrap, topics, &events[cuts[2]..]).await;
     let last = file("final.toml", 2, "bounded = true");
     let mut child = spawn_job(&last, 2);
     let st = wait_exit(&mut child, &last, 2, Duration::from_secs(300)).await;
@@ -144,7 +163,7 @@ interval = "300ms"
         "one document per window"
     );
 
-    // Declared keyed by host, the same topic is refused loudly.
+    // Declared keyed by host, the same topics are refused loudly.
     let keyed = file(
         "keyed.toml",
         2,
