@@ -49,7 +49,7 @@ async fn produce_round_robin(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_null_keyed_topic_through_two_sigkills_equals_a_group_by() {
+async fn null_keyed_topics_through_two_sigkills_equal_a_group_by() {
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let es = s.elasticsearch().unwrap();
     let topic = unique("nullkeys");

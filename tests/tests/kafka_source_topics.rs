@@ -101,6 +101,14 @@ fn assert_each_in_its_place(read: &BTreeMap<PartitionId, Vec<(u64, String)>>, to
     }
 }
 
+/// Each record's payload under its partition id.
+fn keep(read: &mut BTreeMap<PartitionId, Vec<String>>, batch: Vec<flowline_connector_api::Record>) {
+    for r in batch {
+        let text = String::from_utf8(r.payload).unwrap();
+        read.entry(r.partition.unwrap()).or_default().push(text);
+    }
+}
+
 fn source(config: serde_json::Value) -> KafkaSource {
     let cfg: KafkaSourceConfig = serde_json::from_value(config).unwrap();
     KafkaSource::new(cfg).unwrap()
@@ -140,7 +148,7 @@ async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_fro
     let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
     let b = &s.kafka_bootstrap;
     let prefix = unique("later");
-    let first = format!("{prefix}-a");
+    let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
     create_topic(b, &first, 1).await;
     let put = |topic: String, tag: &'static str, n: usize| async move {
         let m = (0..n).map(|i| Message {
@@ -161,10 +169,7 @@ async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_fro
         "properties": {"topic.metadata.refresh.interval.ms": "1000"}
     }));
     let mut read: BTreeMap<PartitionId, Vec<String>> = BTreeMap::new();
-    let (a, later) = (
-        partition_id(&first, 0),
-        partition_id(&format!("{prefix}-b"), 0),
-    );
+    let (a, later) = (partition_id(&first, 0), partition_id(&second, 0));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut written = false;
     while read.get(&later).map_or(0, Vec::len) < 4 {
@@ -175,17 +180,12 @@ async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_fro
                 if p.contains(&a) && !written {
                     // Created and written before this consumer is given it.
                     put(first.clone(), "after", 2).await;
-                    create_topic(b, &format!("{prefix}-b"), 1).await;
-                    put(format!("{prefix}-b"), "new", 4).await;
+                    create_topic(b, &second, 1).await;
+                    put(second.clone(), "new", 4).await;
                     written = true;
                 }
             }
-            SourceEvent::Records(batch) => {
-                for r in batch {
-                    let text = String::from_utf8(r.payload).unwrap();
-                    read.entry(r.partition.unwrap()).or_default().push(text);
-                }
-            }
+            SourceEvent::Records(batch) => keep(&mut read, batch),
             _ => {}
         }
     }
@@ -199,10 +199,7 @@ async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_fro
     while read.get(&a).map_or(0, Vec::len) < 2 {
         assert!(Instant::now() < deadline, "timed out; read {read:?}");
         if let SourceEvent::Records(batch) = src.next().await.unwrap() {
-            for r in batch {
-                let text = String::from_utf8(r.payload).unwrap();
-                read.entry(r.partition.unwrap()).or_default().push(text);
-            }
+            keep(&mut read, batch);
         }
     }
     assert_eq!(read[&a], ["after-0", "after-1"]);
