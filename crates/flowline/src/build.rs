@@ -79,7 +79,8 @@ pub fn build_job_watched(
         .checkpoint_interval(plan.checkpoint.as_ref().map(|c| c.1))
         .channel_capacity(plan.job.channel_capacity)
         .workers(plan.workers)
-        .partitioned_by_key(plan.keyed_by.is_some());
+        .partitioned_by_key(plan.keyed_by.is_some())
+        .max_state_entries(Some(plan.max_state_entries));
     let env = StreamEnvironment::new(cfg);
     // Every section is read before any connector is built (a build may
     // wait for its server): a bad setting in the last one fails at once,

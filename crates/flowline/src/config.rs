@@ -85,7 +85,15 @@ pub struct JobSection {
     /// Tasks running the keyed stages behind the exchange (default: the
     /// number of cores).
     pub workers: Option<usize>,
+    /// The most window entries the job holds at once (one per key and
+    /// open window; default
+    /// [`DEFAULT_MAX_STATE_ENTRIES`]). A record past it is a dead letter.
+    pub max_state_entries: Option<u64>,
 }
+
+/// `[job] max_state_entries` by default: a thousand times the demo's keys,
+/// about 1 to 2 GB of state.
+pub const DEFAULT_MAX_STATE_ENTRIES: u64 = 1_000_000;
 
 impl Default for JobSection {
     fn default() -> Self {
@@ -94,6 +102,7 @@ impl Default for JobSection {
             channel_capacity: default_capacity(),
             instance_id: None,
             workers: None,
+            max_state_entries: None,
         }
     }
 }
@@ -227,6 +236,22 @@ pub struct JobPlan {
     /// `[source] keyed_by`: the key fields the input is partitioned by (no
     /// exchange); `None`: the exchange.
     pub keyed_by: Option<Vec<String>>,
+    /// `[job] max_state_entries`.
+    pub max_state_entries: u64,
+}
+
+/// `[job] max_state_entries`: at least 1.
+fn max_state_entries(job: &JobSection) -> Result<u64, Error> {
+    match job.max_state_entries {
+        None => Ok(DEFAULT_MAX_STATE_ENTRIES),
+        Some(0) => Err(Error::Config {
+            field: "job.max_state_entries".into(),
+            message: format!(
+                "must be at least 1: it bounds the keyed state (one entry per key and open window). Fix: remove it (default {DEFAULT_MAX_STATE_ENTRIES}) or set the most entries this machine's memory holds"
+            ),
+        }),
+        Some(n) => Ok(n),
+    }
 }
 
 /// The longest duration any setting takes: 100 years (of 365.25 days).
@@ -445,6 +470,7 @@ impl JobPlan {
             http_unhealthy_after: crate::http::unhealthy_after(f.http.as_ref())?,
             workers: crate::parallel::workers(&f.job)?,
             keyed_by,
+            max_state_entries: max_state_entries(&f.job)?,
             job: f.job,
         };
         crate::mapping::check_key_names(&plan)

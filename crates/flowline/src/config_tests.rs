@@ -135,3 +135,20 @@ fn checkpoint_store_is_a_dir_or_kafka() {
     .to_string();
     assert!(e.contains("bootstrap_servers"), "{e}");
 }
+
+#[test]
+fn max_state_entries_defaults_to_a_million_and_refuses_zero() {
+    assert_eq!(
+        JobPlan::parse(SHORT).unwrap().max_state_entries,
+        DEFAULT_MAX_STATE_ENTRIES
+    );
+    let set = |v: &str| JobPlan::parse(&format!("[job]\nmax_state_entries = {v}\n{SHORT}"));
+    assert_eq!(set("5000").unwrap().max_state_entries, 5000);
+    let e = set("0").unwrap_err().to_string();
+    assert!(
+        e.contains("job.max_state_entries") && e.contains("Fix: remove it (default 1000000)"),
+        "{e}"
+    );
+    let e = set("-1").unwrap_err().to_string();
+    assert!(e.contains("max_state_entries"), "{e}");
+}

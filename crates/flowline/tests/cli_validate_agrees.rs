@@ -16,6 +16,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("job", "name", "\"fuzz\""),
     ("job", "channel_capacity", "8"),
     ("job", "instance_id", "\"one\""),
+    ("job", "max_state_entries", "100000"),
     ("source", "type", "\"file\""),
     ("source", "path", "\"@DIR@/events.ndjson\""),
     ("source", "batch_size", "64"),

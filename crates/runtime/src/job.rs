@@ -86,6 +86,12 @@ pub struct JobConfig {
     /// input. Without the exchange, the source partitions run on up to
     /// `workers` tasks at once, each partition on one task at a time.
     pub partitioned_by_key: bool,
+    /// The most window entries the job holds at once: one per key and
+    /// open window, each with its accumulator (`None`, the default: no
+    /// bound; keyed process state is not counted). A record that would open entries past it is a dead
+    /// letter with the reason, counted nowhere, rather than memory growing
+    /// until the process is killed (and again in the replay after it).
+    pub max_state_entries: Option<u64>,
 }
 
 impl Default for JobConfig {
@@ -99,6 +105,7 @@ impl Default for JobConfig {
             retry: RetryPolicy::default(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             partitioned_by_key: false,
+            max_state_entries: None,
         }
     }
 }
@@ -145,6 +152,11 @@ impl JobConfig {
     /// it): no exchange; see [`JobConfig::partitioned_by_key`].
     pub fn partitioned_by_key(mut self, yes: bool) -> Self {
         self.partitioned_by_key = yes;
+        self
+    }
+    /// Bounds the job's keyed state; see [`JobConfig::max_state_entries`].
+    pub fn max_state_entries(mut self, limit: Option<u64>) -> Self {
+        self.max_state_entries = limit;
         self
     }
 }

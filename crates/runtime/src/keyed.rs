@@ -1,12 +1,13 @@
-//! Keyed operators: event-time windows with an aggregate function, and keyed
-//! process functions with state and timers. State lives with the source
-//! partition the keys come from.
+//! Keyed operators: event-time windows with an aggregate function (keyed
+//! process functions with state and timers are in [`crate::process`]).
+//! State lives with the key group, or the source partition, its keys come
+//! from.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Hashing of keyed state: fast, seeded per process (no hash flooding).
-type FastState = foldhash::fast::RandomState;
+pub(crate) type FastState = foldhash::fast::RandomState;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::operator::{BoxOp, Cx, Operator, NO_TIME};
-use crate::state::ProcessContext;
 use crate::window::{TimeWindow, WindowSpec};
 
 /// What a key must be: hashable, ordered (fired windows emit in key order, so
@@ -220,8 +220,12 @@ where
         let (slots, agg, down, firing) = (&mut self.slots, &self.agg, &mut self.down, &self.firing);
         let last_keys = self.last_keys;
         let mut refused = None;
+        // New keyed-state entries reserved for this record (the job's
+        // bound), and how many were opened.
+        let (mut reserved, mut opened) = (0u64, 0u64);
         // One window (tumbling): checked where it is added, with one
-        // lookup. Several (sliding): all checked before any is touched.
+        // lookup. Several (sliding): all checked, and the entries the
+        // record would open reserved at once, before any is touched.
         let one = matches!(spec, WindowSpec::Tumbling { .. });
         if !one {
             self.key_fn.with_key(&el, |key| {
@@ -230,11 +234,17 @@ where
                         return;
                     }
                     let acc = slots.get(&w.start).and_then(|s| s.keys.get(key));
+                    reserved += u64::from(acc.is_none());
                     if let Err(e) = agg.check(acc, &el) {
                         refused = Some(e);
                     }
                 });
             });
+            if refused.is_none() {
+                if let Err(e) = cx.reserve_state(reserved) {
+                    refused = Some(e);
+                }
+            }
         }
         if let Some(reason) = refused {
             cx.bad_element("window", reason);
@@ -253,6 +263,13 @@ where
                                 refused = Some(e);
                                 return;
                             }
+                            // Its key is new in it: reserved before the
+                            // slot is made, so a refusal leaves none.
+                            if let Err(e) = cx.reserve_state(1) {
+                                refused = Some(e);
+                                return;
+                            }
+                            reserved += 1;
                         }
                         v.insert(Slot {
                             fired: false,
@@ -279,8 +296,16 @@ where
                                 refused = Some(e);
                                 return;
                             }
+                            if reserved == opened {
+                                if let Err(e) = cx.reserve_state(1) {
+                                    refused = Some(e);
+                                    return;
+                                }
+                                reserved += 1;
+                            }
                         }
-                        if let Err(e) = cx.claim_key(key) {
+                        opened += 1;
+                        if let Err(e) = cx.claim_reserved_key(key) {
                             refused = Some(e);
                             return;
                         }
@@ -314,6 +339,9 @@ where
                 }
             });
         });
+        // Reserved for windows a refusal left unopened (a claim given back
+        // is counted in `opened`: claim_reserved_key returned it).
+        cx.unreserve_state(reserved.saturating_sub(opened));
         if let Some(reason) = refused {
             cx.bad_element("window", reason);
             return;
@@ -346,7 +374,7 @@ where
                     let mut entries: Vec<(K, Option<A::Acc>)> = if self.lateness == 0 {
                         let e: Vec<_> = slot.keys.drain().map(|(k, a)| (k, Some(a))).collect();
                         // Its keys leave the window's state here.
-                        cx.release_keys(e.iter().map(|(k, _)| k), w.max_timestamp());
+                        cx.release_entries(e.iter().map(|(k, _)| k), w.max_timestamp());
                         e
                     } else {
                         slot.keys.keys().map(|k| (k.clone(), None)).collect()
@@ -390,7 +418,7 @@ where
             let keep = (start + size - 1).saturating_add(lateness) > wm;
             if !keep {
                 let until = (start + size - 1).saturating_add(lateness);
-                cx.release_keys(slot.keys.keys(), until);
+                cx.release_entries(slot.keys.keys(), until);
             }
             keep
         });
@@ -431,9 +459,11 @@ where
         self.firing = None;
         self.last_keys = state.iter().map(|(_, _, k)| k.len()).max().unwrap_or(0);
         for (start, fired, keys) in state {
+            // No record in scope: counted against the bound, never refused.
+            let _ = cx.reserve_state(keys.len() as u64);
             for (k, _) in &keys {
                 // No record in scope: a split fails the job.
-                let _ = cx.claim_key(k);
+                let _ = cx.claim_reserved_key(k);
             }
             self.slots.insert(
                 start,
@@ -444,141 +474,6 @@ where
             );
         }
         self.declare_next_fire(cx);
-        self.down.restore(states, cx)
-    }
-}
-
-/// Per-key logic with state and event-time timers, as Flink's
-/// `KeyedProcessFunction`. `State` is your own struct of
-/// [`ValueState`](crate::ValueState) / [`MapState`](crate::MapState) fields.
-pub trait KeyedProcessFunction: Clone + Send + Sync + 'static {
-    /// The key type.
-    type Key: Key;
-    /// What it consumes.
-    type In;
-    /// What it emits.
-    type Out: Send + 'static;
-    /// Per-key state, kept in checkpoints. `Default` is the state of a key
-    /// never seen.
-    type State: Default + Serialize + DeserializeOwned + Send + 'static;
-
-    /// One element of `key`.
-    fn process_element(
-        &self,
-        key: &Self::Key,
-        value: Self::In,
-        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
-    );
-
-    /// A timer registered for `key` fired. Default: nothing.
-    fn on_timer(
-        &self,
-        key: &Self::Key,
-        timestamp: i64,
-        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
-    ) {
-        let _ = (key, timestamp, ctx);
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct ProcessState<K, S> {
-    states: Vec<(K, S)>,
-    timers: Vec<(i64, K)>,
-}
-
-pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
-    pub(crate) key_fn: Arc<KF>,
-    pub(crate) f: P,
-    pub(crate) states: HashMap<P::Key, P::State, FastState>,
-    pub(crate) timers: BTreeSet<(i64, P::Key)>,
-    pub(crate) down: BoxOp<P::Out>,
-}
-
-impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
-    fn run(
-        &mut self,
-        key: P::Key,
-        ts: i64,
-        cx: &mut Cx<'_>,
-        call: impl FnOnce(&P, &P::Key, &mut ProcessContext<'_, P::State, P::Out>),
-    ) {
-        let new = !self.states.contains_key(&key);
-        if new {
-            if let Err(reason) = cx.claim_key(&key) {
-                cx.bad_element("process", reason);
-                return;
-            }
-        }
-        let state = self.states.entry(key.clone()).or_default();
-        let mut pc = ProcessContext::new(state, ts, cx.watermark);
-        call(&self.f, &key, &mut pc);
-        let (out, timers, cleared) = pc.finish();
-        if cleared && self.states.remove(&key).is_some() {
-            // It took elements up to the watermark now.
-            let until = cx.watermark;
-            cx.release_keys([&key], until);
-        }
-        for t in timers {
-            cx.want_fire_at(t);
-            self.timers.insert((t, key.clone()));
-        }
-        for o in out {
-            self.down.element(o, ts, cx);
-        }
-    }
-}
-
-impl<P, KF> Operator<P::In> for ProcessOp<P, KF>
-where
-    P: KeyedProcessFunction,
-    P::In: Send,
-    KF: KeySelector<P::In, P::Key>,
-{
-    fn element(&mut self, el: P::In, ts: i64, cx: &mut Cx<'_>) {
-        let key = self.key_fn.with_key(&el, |k| k.clone());
-        self.run(key, ts, cx, |f, k, pc| f.process_element(k, el, pc));
-    }
-
-    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
-        while let Some((t, _)) = self.timers.first() {
-            if *t > wm {
-                break;
-            }
-            let (t, key) = self.timers.pop_first().expect("checked non-empty");
-            self.run(key, t, cx, |f, k, pc| f.on_timer(k, t, pc));
-        }
-        self.down.watermark(wm, cx);
-        if let Some((t, _)) = self.timers.first() {
-            cx.want_fire_at(*t);
-        }
-    }
-
-    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
-        let mut states: Vec<(&P::Key, &P::State)> = self.states.iter().collect();
-        states.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let timers: Vec<&(i64, P::Key)> = self.timers.iter().collect();
-        out.push(postcard::to_stdvec(&(states, timers)).map_err(|e| e.to_string())?);
-        self.down.snapshot(out)
-    }
-
-    fn restore(
-        &mut self,
-        states: &mut std::vec::IntoIter<Vec<u8>>,
-        cx: &mut Cx<'_>,
-    ) -> Result<(), String> {
-        let bytes = states.next().ok_or("missing keyed process state")?;
-        let s: ProcessState<P::Key, P::State> =
-            postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
-        for (k, _) in &s.states {
-            // No record in scope: a split fails the job.
-            let _ = cx.claim_key(k);
-        }
-        self.states = s.states.into_iter().collect();
-        self.timers = s.timers.into_iter().collect();
-        if let Some((t, _)) = self.timers.first() {
-            cx.want_fire_at(*t);
-        }
         self.down.restore(states, cx)
     }
 }

@@ -200,6 +200,7 @@
 
 #![warn(missing_docs)]
 
+mod budget;
 mod component;
 mod driver;
 mod error;
@@ -211,6 +212,7 @@ mod metrics;
 mod observe;
 mod operator;
 mod owners;
+mod process;
 mod prometheus;
 mod promlint;
 mod shrink;
@@ -227,15 +229,14 @@ pub use flowline_checkpoint::{
 };
 pub use handle::{EndReason, JobHandle, JobSummary, Stopper};
 pub use job::{DeadLetterFormat, JobConfig, RetryPolicy};
-pub use keyed::{
-    AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, WindowResult,
-};
+pub use keyed::{AggregateFunction, ByRef, ByValue, Key, KeySelector, WindowResult};
 pub use metrics::{CheckpointRecord, JobStatus, Metrics, PartitionStatus, CHECKPOINT_HISTORY};
 pub use observe::{
     DeadLetterRecord, DeadLetterTally, NoSuchStage, Ops, StageStatus, Tapped, TaskStatus,
     DEAD_LETTER_HISTORY,
 };
 pub use operator::{DeadLetter, DeadLetterKind};
+pub use process::KeyedProcessFunction;
 pub use promlint::lint as lint_prometheus;
 pub use sinks::{IntoRecord, DEAD_LETTER_ID};
 pub use state::{MapState, ProcessContext, ValueState};

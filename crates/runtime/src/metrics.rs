@@ -86,6 +86,10 @@ pub struct Metrics {
     /// Keys whose source partition is remembered to catch a key split
     /// (`partitioned_by_key`), at the last sweep of that table.
     pub key_owners: AtomicU64,
+    /// Window entries the job holds (one per key and open window; the
+    /// bound `JobConfig::max_state_entries` counts them), as of the
+    /// driver's last turn.
+    pub state_entries: AtomicU64,
     /// When late events with no late sink were last logged.
     pub(crate) late_warning: crate::sinks::LateWarning,
     /// Set once the job has restored its state and its source is reading;
@@ -135,6 +139,7 @@ impl Metrics {
             watermark: AtomicI64::new(i64::MIN),
             partitions: AtomicU64::new(0),
             key_owners: AtomicU64::new(0),
+            state_entries: AtomicU64::new(0),
             late_warning: Default::default(),
             running: std::sync::atomic::AtomicBool::new(false),
             ended: std::sync::atomic::AtomicBool::new(false),

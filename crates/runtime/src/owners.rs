@@ -29,17 +29,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use flowline_connector_api::PartitionId;
 
+use crate::budget::StateBudget;
 use crate::operator::Cx;
 use crate::RuntimeError;
 
 type Table = HashMap<u64, Owner, foldhash::fast::RandomState>;
 
-/// The partition holding state of a key, how many pieces, and the latest
-/// event time a released piece could have taken records up to.
+/// The partition holding state of a key, how many pieces (and of them,
+/// window entries counted against the job's bound), and the latest event
+/// time a released piece could have taken records up to.
 #[derive(Debug)]
 struct Owner {
     partition: PartitionId,
     pieces: u32,
+    entries: u32,
     until: i64,
 }
 
@@ -48,21 +51,57 @@ struct Owner {
 /// (`driver::parts`) claim keys in it under a lock, taken only for a key
 /// new to a window or a state (and once per window or state let go), so a
 /// key arriving on two partitions is caught whichever task sees it first.
+/// The same claims and releases count the job's keyed-state entries
+/// against its bound ([`StateBudget`]), shared by every clone and by the
+/// workers' tables ([`KeyOwners::sharing_budget`]).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct KeyOwners {
     owners: Arc<Mutex<Table>>,
+    budget: Arc<StateBudget>,
 }
 
 impl KeyOwners {
+    /// An empty table, keyed state bounded to `limit` entries (`None`: no
+    /// bound).
+    pub(crate) fn bounded(limit: Option<u64>) -> Self {
+        Self {
+            owners: Arc::default(),
+            budget: Arc::new(StateBudget::new(limit)),
+        }
+    }
+
+    /// A table of its own counting against the same bound (a worker's,
+    /// behind the exchange).
+    pub(crate) fn sharing_budget(&self) -> Self {
+        Self {
+            owners: Arc::default(),
+            budget: self.budget.clone(),
+        }
+    }
+
+    /// Live keyed-state entries of the job.
+    pub(crate) fn state_entries(&self) -> u64 {
+        self.budget.used()
+    }
+
     fn table(&self) -> MutexGuard<'_, Table> {
         // A task that panicked holding the lock left the table whole
         // (inserts and removals do not unwind half-way).
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets go of every key of a partition (revoked, or restored afresh).
+    /// Lets go of every key of a partition (revoked, or restored afresh):
+    /// its chain, and the state entries it held, are gone.
     pub(crate) fn release(&mut self, p: &PartitionId) {
-        self.table().retain(|_, o| o.partition != *p);
+        let mut held = 0u64;
+        self.table().retain(|_, o| {
+            let other = o.partition != *p;
+            if !other {
+                held += u64::from(o.entries);
+            }
+            other
+        });
+        self.budget.give(held);
     }
 
     /// Drops the keys with no state left whose last state could take
@@ -96,6 +135,33 @@ impl Cx<'_> {
     /// the same record). Without a record in scope (a restore, a timer) the
     /// job fails, as the state of one key is split already.
     pub(crate) fn claim_key<K: Hash + Debug>(&mut self, key: &K) -> Result<(), String> {
+        self.claim(key, false)
+    }
+
+    /// Reserves `n` new window entries for the record in scope, or says
+    /// why not (the job's bound, [`StateBudget`]). Without a record in
+    /// scope (a restore) they are counted and never refused.
+    pub(crate) fn reserve_state(&mut self, n: u64) -> Result<(), String> {
+        if self.record.is_none() {
+            self.owners.budget.take(n);
+            return Ok(());
+        }
+        self.owners.budget.reserve(n)
+    }
+
+    /// `n` reserved entries were not used after all.
+    pub(crate) fn unreserve_state(&mut self, n: u64) {
+        self.owners.budget.give(n);
+    }
+
+    /// [`Cx::claim_key`] for a window entry reserved with
+    /// [`Cx::reserve_state`]: given back when the claim is refused.
+    pub(crate) fn claim_reserved_key<K: Hash + Debug>(&mut self, key: &K) -> Result<(), String> {
+        self.claim(key, true)
+            .inspect_err(|_| self.owners.budget.give(1))
+    }
+
+    fn claim<K: Hash + Debug>(&mut self, key: &K, entry: bool) -> Result<(), String> {
         if let Some(g) = self.key_group {
             let own = crate::exchange::key_group(key);
             if own != g && self.outbox.error.is_none() {
@@ -108,9 +174,13 @@ impl Cx<'_> {
             return Ok(());
         }
         let h = key_hash(key);
+        let entry = u32::from(entry);
         let mut table = self.owners.table();
         match table.get_mut(&h) {
-            Some(o) if o.partition == *self.partition => o.pieces += 1,
+            Some(o) if o.partition == *self.partition => {
+                o.pieces += 1;
+                o.entries += entry;
+            }
             Some(Owner { partition: p, .. }) => {
                 let split = RuntimeError::KeySplit {
                     key: format!("{key:?}"),
@@ -132,6 +202,7 @@ impl Cx<'_> {
                     Owner {
                         partition: self.partition.clone(),
                         pieces: 1,
+                        entries: entry,
                         until: i64::MIN,
                     },
                 );
@@ -150,23 +221,50 @@ impl Cx<'_> {
         keys: impl IntoIterator<Item = &'k K>,
         until: i64,
     ) {
+        self.release(keys, until, false);
+    }
+
+    /// [`Cx::release_keys`] for window entries: they go back to the job's
+    /// bound.
+    pub(crate) fn release_entries<'k, K: Hash + 'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k K>,
+        until: i64,
+    ) {
+        let n = self.release(keys, until, true);
+        self.owners.budget.give(n);
+    }
+
+    /// Returns how many keys were given.
+    fn release<'k, K: Hash + 'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k K>,
+        until: i64,
+        entries: bool,
+    ) -> u64 {
         if self.key_group.is_some() {
-            return;
+            return keys.into_iter().count() as u64;
         }
         let mut keys = keys.into_iter().peekable();
         if keys.peek().is_none() {
-            return;
+            return 0;
         }
+        let mut n = 0u64;
         let mut table = self.owners.table();
         for k in keys {
+            n += 1;
             let h = key_hash(k);
             if let Some(o) = table.get_mut(&h) {
                 if o.partition == *self.partition {
                     o.pieces = o.pieces.saturating_sub(1);
+                    if entries {
+                        o.entries = o.entries.saturating_sub(1);
+                    }
                     o.until = o.until.max(until);
                 }
             }
         }
+        n
     }
 }
 
@@ -231,6 +329,28 @@ mod tests {
         owners.release(&PartitionId::new("p0"));
         let mut fresh = Outbox::default();
         assert_eq!(claim(&mut owners, &mut fresh, "p1", Some(&mut rec)), Ok(()));
+    }
+
+    #[test]
+    fn a_released_partition_gives_back_the_state_entries_it_held() {
+        let (mut owners, mut outbox) = (KeyOwners::bounded(Some(10)), Outbox::default());
+        let (p0, p1) = (PartitionId::new("p0"), PartitionId::new("p1"));
+        for (p, k) in [(&p0, "a"), (&p0, "a"), (&p0, "b"), (&p1, "c")] {
+            let mut c = cx(&mut owners, &mut outbox, p, None);
+            c.reserve_state(1).unwrap();
+            c.claim_reserved_key(&k).unwrap();
+        }
+        // A process state: no window entry.
+        cx(&mut owners, &mut outbox, &p0, None)
+            .claim_key(&"d")
+            .unwrap();
+        let worker = owners.sharing_budget();
+        assert_eq!((owners.state_entries(), worker.state_entries()), (4, 4));
+        // One window of `a` closed, then p0 revoked with the rest.
+        cx(&mut owners, &mut outbox, &p0, None).release_entries([&"a"], 0);
+        assert_eq!(owners.state_entries(), 3);
+        owners.release(&p0);
+        assert_eq!(worker.state_entries(), 1);
     }
 
     #[test]

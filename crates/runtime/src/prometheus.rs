@@ -272,6 +272,11 @@ impl Metrics {
             "Keys whose source partition is remembered to catch a key split (keyed_by), at the last sweep.",
             Samples::Gauge(vec![(Vec::new(), self.key_owners.load(Relaxed) as f64)]),
         );
+        add(
+            "flowline_state_entries",
+            "Window entries the job holds (one per key and open window); records that would open more than [job] max_state_entries are dead letters.",
+            Samples::Gauge(vec![(Vec::new(), self.state_entries.load(Relaxed) as f64)]),
+        );
         let now = now_ms();
         let wm = self.watermark.load(Relaxed);
         // No watermark before the first event: the series is absent rather

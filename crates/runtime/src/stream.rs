@@ -9,14 +9,12 @@ use flowline_connector_api::{BoxSink, BoxSource, Record};
 use crate::exchange::{ExchangeOp, Groups, KeyGroups, KEY_GROUPS};
 use crate::handle::{self, JobHandle, JobSummary};
 use crate::job::{ChainFactory, DeadLetterFormat, Graph, GroupsFactory, Head, JobConfig};
-use crate::keyed::{
-    AggregateFunction, ByRef, ByValue, Key, KeySelector, KeyedProcessFunction, ProcessOp, WindowOp,
-    WindowResult,
-};
+use crate::keyed::{AggregateFunction, ByRef, ByValue, Key, KeySelector, WindowOp, WindowResult};
 use crate::observe::{Count, StageDef};
 use crate::operator::{
     BoxOp, Build, Counted, FilterOp, FlatMapOp, MapOp, SinkOp, TimestampOp, TryFlatMapOp, TryMapOp,
 };
+use crate::process::{KeyedProcessFunction, ProcessOp};
 use crate::sinks::IntoRecord;
 use crate::window::WindowSpec;
 use crate::RuntimeError;

@@ -52,6 +52,8 @@ pub(crate) struct WorkerSpec {
     pub(crate) late_to: Rejects,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) times: Arc<Component>,
+    /// The worker's key table, counting against the job's state bound.
+    pub(crate) owners: KeyOwners,
 }
 
 struct Worker {
@@ -88,6 +90,7 @@ pub(crate) async fn run(
     ready: oneshot::Sender<Result<(), RuntimeError>>,
     mut rx: mpsc::Receiver<ToWorker>,
 ) -> Result<(), RuntimeError> {
+    let owners = spec.owners.clone();
     let mut w = Worker {
         outbox: Outbox {
             sinks: vec![Vec::new(); spec.sinks.len()],
@@ -96,7 +99,7 @@ pub(crate) async fn run(
         partition: PartitionId::new(format!("worker {}", spec.index)),
         spec,
         groups,
-        owners: KeyOwners::default(),
+        owners,
         watermark: NO_TIME,
         waited: Duration::ZERO,
     };

@@ -73,6 +73,12 @@ pub fn run(dir: &Path, event: &str, lines: &[String]) -> (Windows, Vec<serde_jso
          [window]\nsize = \"10s\"\nout_of_orderness = \"2s\"\n{event}"
     );
     run_job_file(dir, &job);
+    (read_windows(dir), read_dead(dir))
+}
+
+/// The window documents of `dir/windows.ndjson` with a `host` and a `sum`
+/// by (host, window start), each once.
+pub fn read_windows(dir: &Path) -> Windows {
     let mut windows = BTreeMap::new();
     for l in std::fs::read_to_string(dir.join("windows.ndjson"))
         .unwrap()
@@ -99,17 +105,21 @@ pub fn run(dir: &Path, event: &str, lines: &[String]) -> (Windows, Vec<serde_jso
             "one document per window: {l}"
         );
     }
-    let dead = std::fs::read_to_string(dir.join("dead.ndjson"))
+    windows
+}
+
+/// The dead letters of `dir/dead.ndjson`.
+pub fn read_dead(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("dead.ndjson"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (windows, dead)
+        .collect()
 }
 
 /// Writes `job` to `dir/job.toml` and runs it with `flowline run`, which
-/// must succeed.
-pub fn run_job_file(dir: &Path, job: &str) {
+/// must succeed; returns its log (warnings and errors).
+pub fn run_job_file(dir: &Path, job: &str) -> String {
     std::fs::write(dir.join("job.toml"), job).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
         .env("FLOWLINE_LOG", "warn")
@@ -117,11 +127,9 @@ pub fn run_job_file(dir: &Path, job: &str) {
         .arg(dir.join("job.toml"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
 }
 
 /// Runs the job file `run` left in `dir` again, with these aggregates.

@@ -230,7 +230,7 @@ impl Driver {
             rejects,
             late_to,
             parts: HashMap::new(),
-            owners: KeyOwners::default(),
+            owners: KeyOwners::bounded(g.config.max_state_entries),
             swept: Instant::now(),
             announced: None,
             restored: None,

@@ -50,6 +50,10 @@ impl Driver {
     /// reads (one could start later with old records). At most every 100
     /// ms: a sweep reads the whole table.
     pub(super) fn sweep_owners(&mut self) {
+        // The gauge of keyed state, with or without the table.
+        self.metrics
+            .state_entries
+            .store(self.owners.state_entries(), Relaxed);
         if !self.cfg.partitioned_by_key
             || self.swept.elapsed() < std::time::Duration::from_millis(100)
         {

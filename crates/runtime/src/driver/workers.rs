@@ -248,6 +248,7 @@ impl Driver {
                 late_to: self.late_to.clone(),
                 metrics: self.metrics.clone(),
                 times: self.metrics.ops().task(&format!("worker {index}")),
+                owners: self.owners.sharing_budget(),
             })
             .collect();
         let t0 = Instant::now();

@@ -1,0 +1,141 @@
+//! The job's bound on keyed state (`JobConfig::max_state_entries`): one
+//! count shared by every partition and worker of the process.
+//!
+//! An entry is a key in one open window (its accumulator): the state
+//! that grows with the keys of the input. Windows count entries where they
+//! already tell the key owners ([`crate::owners`]) that a piece of state
+//! is created or gone, so the count is the live state, not every key
+//! seen. A keyed process state (the anomaly detector's) is not counted:
+//! it only takes keys a window let in, and its function bounds it in time
+//! (the detector's `forget_after`); refusing one would refuse a window
+//! result already counted. A window about to open new entries for a record reserves them
+//! first, all of the record's windows at once; when that would pass the
+//! limit, the record is a dead letter with the reason, counted nowhere,
+//! and the job goes on. Without the bound a cardinality explosion (a host
+//! name that changes with every event) grows memory until the process is
+//! killed, and the replay after the restart grows it again: a crash loop.
+//!
+//! State restored from a checkpoint is counted but never refused: it
+//! exists already. So the count may stand above the limit after a restore
+//! with a lower one; new entries wait until it is below.
+//!
+//! Which record is refused follows arrival order: behind the exchange with
+//! several source partitions, a replay may refuse another one.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Live keyed-state entries of the job against their limit.
+#[derive(Debug)]
+pub(crate) struct StateBudget {
+    limit: u64,
+    used: AtomicU64,
+    /// Set while records are refused: one warning per time it fills.
+    full: AtomicBool,
+}
+
+impl Default for StateBudget {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl StateBudget {
+    /// A budget of `limit` entries (`None`: no limit).
+    pub(crate) fn new(limit: Option<u64>) -> Self {
+        Self {
+            limit: limit.unwrap_or(u64::MAX),
+            used: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+        }
+    }
+
+    /// Live entries.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Relaxed)
+    }
+
+    /// Counts `n` entries that exist already or may not be refused.
+    pub(crate) fn take(&self, n: u64) {
+        if n > 0 {
+            self.used.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Reserves `n` new entries, or says why not: the limit would be
+    /// passed.
+    pub(crate) fn reserve(&self, n: u64) -> Result<(), String> {
+        if n == 0 {
+            return Ok(());
+        }
+        let limit = self.limit;
+        match self.used.fetch_update(Relaxed, Relaxed, |u| {
+            u.checked_add(n).filter(|&t| t <= limit)
+        }) {
+            Ok(_) => Ok(()),
+            Err(used) => {
+                if !self.full.swap(true, Relaxed) {
+                    tracing::warn!(
+                        limit,
+                        used,
+                        "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close"
+                    );
+                }
+                Err(format!(
+                    "the job's keyed state is full: {used} of max_state_entries = {limit} entries (one per key and open window), and this record would open {n} more. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries"
+                ))
+            }
+        }
+    }
+
+    /// `n` entries are gone.
+    pub(crate) fn give(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self
+            .used
+            .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n)))
+            .unwrap_or(0);
+        if before.saturating_sub(n) < self.limit {
+            self.full.store(false, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserves_up_to_the_limit_all_or_nothing() {
+        let b = StateBudget::new(Some(5));
+        b.reserve(3).unwrap();
+        // Two more fit; three would pass the limit, so none is taken.
+        let e = b.reserve(3).unwrap_err();
+        assert!(
+            e.contains("3 of max_state_entries = 5") && e.contains("open 3 more"),
+            "{e}"
+        );
+        assert_eq!(b.used(), 3);
+        b.reserve(2).unwrap();
+        assert!(b.reserve(1).is_err());
+        b.give(1);
+        b.reserve(1).unwrap();
+        assert_eq!(b.used(), 5);
+    }
+
+    #[test]
+    fn restored_entries_count_but_are_never_refused() {
+        let b = StateBudget::new(Some(2));
+        b.take(4);
+        assert!(b.reserve(1).is_err());
+        b.give(3);
+        assert_eq!(b.used(), 1);
+        b.reserve(1).unwrap();
+        // No limit: everything fits.
+        let u = StateBudget::new(None);
+        u.take(u64::MAX - 1);
+        u.reserve(1).unwrap();
+        assert!(u.reserve(1).is_err(), "the count itself cannot overflow");
+    }
+}

@@ -1,0 +1,148 @@
+//! Keyed process functions (Flink's `KeyedProcessFunction`): per-key
+//! state and event-time timers, checkpointed with the key group or source
+//! partition that holds the key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::keyed::{FastState, Key, KeySelector};
+use crate::operator::{BoxOp, Cx, Operator};
+use crate::state::ProcessContext;
+
+/// Per-key logic with state and event-time timers, as Flink's
+/// `KeyedProcessFunction`. `State` is your own struct of
+/// [`ValueState`](crate::ValueState) / [`MapState`](crate::MapState) fields.
+pub trait KeyedProcessFunction: Clone + Send + Sync + 'static {
+    /// The key type.
+    type Key: Key;
+    /// What it consumes.
+    type In;
+    /// What it emits.
+    type Out: Send + 'static;
+    /// Per-key state, kept in checkpoints. `Default` is the state of a key
+    /// never seen.
+    type State: Default + Serialize + DeserializeOwned + Send + 'static;
+
+    /// One element of `key`.
+    fn process_element(
+        &self,
+        key: &Self::Key,
+        value: Self::In,
+        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
+    );
+
+    /// A timer registered for `key` fired. Default: nothing.
+    fn on_timer(
+        &self,
+        key: &Self::Key,
+        timestamp: i64,
+        ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
+    ) {
+        let _ = (key, timestamp, ctx);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProcessState<K, S> {
+    states: Vec<(K, S)>,
+    timers: Vec<(i64, K)>,
+}
+
+pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
+    pub(crate) key_fn: Arc<KF>,
+    pub(crate) f: P,
+    pub(crate) states: HashMap<P::Key, P::State, FastState>,
+    pub(crate) timers: BTreeSet<(i64, P::Key)>,
+    pub(crate) down: BoxOp<P::Out>,
+}
+
+impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
+    fn run(
+        &mut self,
+        key: P::Key,
+        ts: i64,
+        cx: &mut Cx<'_>,
+        call: impl FnOnce(&P, &P::Key, &mut ProcessContext<'_, P::State, P::Out>),
+    ) {
+        let new = !self.states.contains_key(&key);
+        if new {
+            if let Err(reason) = cx.claim_key(&key) {
+                cx.bad_element("process", reason);
+                return;
+            }
+        }
+        let state = self.states.entry(key.clone()).or_default();
+        let mut pc = ProcessContext::new(state, ts, cx.watermark);
+        call(&self.f, &key, &mut pc);
+        let (out, timers, cleared) = pc.finish();
+        if cleared && self.states.remove(&key).is_some() {
+            // It took elements up to the watermark now.
+            let until = cx.watermark;
+            cx.release_keys([&key], until);
+        }
+        for t in timers {
+            cx.want_fire_at(t);
+            self.timers.insert((t, key.clone()));
+        }
+        for o in out {
+            self.down.element(o, ts, cx);
+        }
+    }
+}
+
+impl<P, KF> Operator<P::In> for ProcessOp<P, KF>
+where
+    P: KeyedProcessFunction,
+    P::In: Send,
+    KF: KeySelector<P::In, P::Key>,
+{
+    fn element(&mut self, el: P::In, ts: i64, cx: &mut Cx<'_>) {
+        let key = self.key_fn.with_key(&el, |k| k.clone());
+        self.run(key, ts, cx, |f, k, pc| f.process_element(k, el, pc));
+    }
+
+    fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
+        while let Some((t, _)) = self.timers.first() {
+            if *t > wm {
+                break;
+            }
+            let (t, key) = self.timers.pop_first().expect("checked non-empty");
+            self.run(key, t, cx, |f, k, pc| f.on_timer(k, t, pc));
+        }
+        self.down.watermark(wm, cx);
+        if let Some((t, _)) = self.timers.first() {
+            cx.want_fire_at(*t);
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let mut states: Vec<(&P::Key, &P::State)> = self.states.iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let timers: Vec<&(i64, P::Key)> = self.timers.iter().collect();
+        out.push(postcard::to_stdvec(&(states, timers)).map_err(|e| e.to_string())?);
+        self.down.snapshot(out)
+    }
+
+    fn restore(
+        &mut self,
+        states: &mut std::vec::IntoIter<Vec<u8>>,
+        cx: &mut Cx<'_>,
+    ) -> Result<(), String> {
+        let bytes = states.next().ok_or("missing keyed process state")?;
+        let s: ProcessState<P::Key, P::State> =
+            postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
+        for (k, _) in &s.states {
+            // No record in scope: a split fails the job.
+            let _ = cx.claim_key(k);
+        }
+        self.states = s.states.into_iter().collect();
+        self.timers = s.timers.into_iter().collect();
+        if let Some((t, _)) = self.timers.first() {
+            cx.want_fire_at(*t);
+        }
+        self.down.restore(states, cx)
+    }
+}
