@@ -91,8 +91,8 @@ pub struct JobSection {
     pub max_state_entries: Option<u64>,
 }
 
-/// `[job] max_state_entries` by default: a thousand times the demo's keys,
-/// about 1 to 2 GB of state.
+/// `[job] max_state_entries` by default: a thousand times the demo's keys;
+/// a few hundred MB of state with one value per key, more with many.
 pub const DEFAULT_MAX_STATE_ENTRIES: u64 = 1_000_000;
 
 impl Default for JobSection {

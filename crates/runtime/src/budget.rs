@@ -80,8 +80,11 @@ impl StateBudget {
                         "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close"
                     );
                 }
+                // The same words for every record refused alike (the
+                // count held is in the log and the gauge): reasons are
+                // tallied by their text.
                 Err(format!(
-                    "the job's keyed state is full: {used} of max_state_entries = {limit} entries (one per key and open window), and this record would open {n} more. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries"
+                    "the job's keyed state is full: this record would open {n} more entries (one per key and open window) past max_state_entries = {limit}. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries"
                 ))
             }
         }
@@ -113,7 +116,7 @@ mod tests {
         // Two more fit; three would pass the limit, so none is taken.
         let e = b.reserve(3).unwrap_err();
         assert!(
-            e.contains("3 of max_state_entries = 5") && e.contains("open 3 more"),
+            e.contains("past max_state_entries = 5.") && e.contains("open 3 more"),
             "{e}"
         );
         assert_eq!(b.used(), 3);
