@@ -309,6 +309,18 @@ impl KeyedProcessFunction for Detector {
         ctx.emit(Assessed { window, verdict });
     }
 
+    /// A series new while the job holds `max_state_entries` series: its
+    /// window is written all the same, with no verdict (no current-status
+    /// or anomaly document), until a forgotten series makes room. The
+    /// runtime logs when the bound fills; `flowline_process_states` shows
+    /// the count.
+    fn without_state(&self, _key: &Self::Key, window: Self::In) -> Option<Assessed> {
+        Some(Assessed {
+            window,
+            verdict: None,
+        })
+    }
+
     /// Forgets a key whose last window started `forget_after` or longer
     /// before `t`: a series that stopped (a host retired, a pod gone) does
     /// not keep its state, and the checkpoints, growing for ever. It

@@ -86,7 +86,7 @@ pub struct JobSection {
     /// number of cores).
     pub workers: Option<usize>,
     /// The most window entries the job holds at once (one per key and
-    /// open window; default
+    /// open window), and series the anomaly detector keeps (default
     /// [`DEFAULT_MAX_STATE_ENTRIES`]). A record past it is a dead letter.
     pub max_state_entries: Option<u64>,
 }

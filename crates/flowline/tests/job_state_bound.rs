@@ -35,9 +35,9 @@ fn line((host, ms, value): &(String, i64, f64)) -> String {
         .to_string()
 }
 
-/// Runs the job with this `[job]` section: the windows, the dead letters
-/// and the log.
-fn run(dir: &Path, job: &str) -> (Windows, Vec<serde_json::Value>, String) {
+/// Runs the job with this `[job]` section and `extra` sections (`@DIR@`
+/// for the directory): the windows, the dead letters and the log.
+fn run(dir: &Path, job: &str, extra: &str) -> (Windows, Vec<serde_json::Value>, String) {
     let lines: Vec<String> = samples().iter().map(line).collect();
     std::fs::write(dir.join("events.ndjson"), lines.join("\n") + "\n").unwrap();
     let d = dir.display();
@@ -45,7 +45,8 @@ fn run(dir: &Path, job: &str) -> (Windows, Vec<serde_json::Value>, String) {
         "[job]\nname = \"bound\"\n{job}\n[source]\ntype = \"file\"\npath = \"{d}/events.ndjson\"\nbatch_size = 7\n\
          [sink]\ntype = \"file\"\npath = \"{d}/windows.ndjson\"\nmode = \"overwrite\"\n\
          [dead_letter]\ntype = \"file\"\npath = \"{d}/dead.ndjson\"\nmode = \"overwrite\"\n\
-         [window]\nsize = \"10s\"\nout_of_orderness = \"1s\"\n"
+         [window]\nsize = \"10s\"\nout_of_orderness = \"1s\"\n{}",
+        extra.replace("@DIR@", &d.to_string())
     );
     let log = common::run_job_file(dir, &file);
     (read_windows(dir), read_dead(dir), log)
@@ -57,7 +58,7 @@ fn records_past_the_bound_are_dead_letters_and_the_rest_equal_a_group_by() {
     // One worker: the keys of a window are then bounded too (with two, one
     // may give back the entries of a window it fired while the other still
     // takes records of it; the bound is on the entries held at once).
-    let (windows, dead, log) = run(dir.path(), "max_state_entries = 20\nworkers = 1");
+    let (windows, dead, log) = run(dir.path(), "max_state_entries = 20\nworkers = 1", "");
     let all = samples();
     let mut refused = BTreeSet::new();
     for d in &dead {
@@ -95,7 +96,7 @@ fn records_past_the_bound_are_dead_letters_and_the_rest_equal_a_group_by() {
     assert!(log.contains("keyed state is full"), "{log}");
 
     // Two workers: exact all the same.
-    let (windows, dead, _) = run(dir.path(), "max_state_entries = 20\nworkers = 2");
+    let (windows, dead, _) = run(dir.path(), "max_state_entries = 20\nworkers = 2", "");
     assert!(!dead.is_empty());
     let refused: BTreeSet<String> = dead
         .iter()
@@ -110,7 +111,50 @@ fn records_past_the_bound_are_dead_letters_and_the_rest_equal_a_group_by() {
     assert_eq!(windows, group_by(&kept));
 
     // The default bound is far above this job: nothing refused.
-    let (windows, dead, _) = run(dir.path(), "");
+    let (windows, dead, _) = run(dir.path(), "", "");
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(windows, group_by(&all));
+}
+
+/// With the anomaly detector: at most the bound of series get its state
+/// (the steady hosts, and the first new ones); a window of a series
+/// without state is written all the same, with no current-status document.
+#[test]
+fn the_detector_keeps_the_bound_of_series_and_every_window_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let current =
+        "[current]\ntype = \"file\"\npath = \"@DIR@/current.ndjson\"\nmode = \"overwrite\"\n";
+    let (windows, dead, log) = run(dir.path(), "max_state_entries = 20\nworkers = 1", current);
+    let refused: BTreeSet<String> = dead
+        .iter()
+        .map(|d| d["payload"].as_str().unwrap().to_string())
+        .collect();
+    let kept: Vec<_> = samples()
+        .into_iter()
+        .filter(|s| !refused.contains(&line(s)))
+        .collect();
+    assert_eq!(windows, group_by(&kept));
+    let mut docs: BTreeMap<String, usize> = BTreeMap::new();
+    for l in std::fs::read_to_string(dir.path().join("current.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        let start: jiff::Timestamp = d["window_start"].as_str().unwrap().parse().unwrap();
+        // The end of the input fires every timer: the detector forgets
+        // its series key group by key group while the last window fires,
+        // so new series of that window may take their room.
+        if start.as_millisecond() < BASE_MS + 50_000 {
+            let host = d["host"].as_str().unwrap().to_string();
+            *docs.entry(host).or_default() += 1;
+        }
+    }
+    assert_eq!(docs.len(), 20, "{docs:?}");
+    for h in 0..10 {
+        assert_eq!(docs.get(&format!("web-{h}")), Some(&5), "{docs:?}");
+    }
+    // Series with windows but no state: new pods after the first window.
+    let series: BTreeSet<&String> = windows.keys().map(|(h, _)| h).collect();
+    assert!(series.len() > 20, "{series:?}");
+    assert!(log.contains("keyed process state is full"), "{log}");
 }

@@ -5,10 +5,10 @@
 //! that grows with the keys of the input. Windows count entries where they
 //! already tell the key owners ([`crate::owners`]) that a piece of state
 //! is created or gone, so the count is the live state, not every key
-//! seen. A keyed process state (the anomaly detector's) is not counted:
-//! it only takes keys a window let in, and its function bounds it in time
-//! (the detector's `forget_after`); refusing one would refuse a window
-//! result already counted. A window about to open new entries for a record reserves them
+//! seen. Keyed process states (the anomaly detector's) have a budget of
+//! their own with the same limit: a key new to a full one gets no state,
+//! and its function says what to do with the element instead
+//! (`KeyedProcessFunction::without_state`; by default a dead letter). A window about to open new entries for a record reserves them
 //! first, all of the record's windows at once; when that would pass the
 //! limit, the record is a dead letter with the reason, counted nowhere,
 //! and the job goes on. Without the bound a cardinality explosion (a host
@@ -24,9 +24,19 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Keys in open windows.
+    Windows,
+    /// Keyed process states.
+    Process,
+}
+
 /// Live keyed-state entries of the job against their limit.
 #[derive(Debug)]
 pub(crate) struct StateBudget {
+    kind: Kind,
     limit: u64,
     used: AtomicU64,
     /// Set while records are refused: one warning per time it fills.
@@ -35,14 +45,15 @@ pub(crate) struct StateBudget {
 
 impl Default for StateBudget {
     fn default() -> Self {
-        Self::new(None)
+        Self::new(Kind::Windows, None)
     }
 }
 
 impl StateBudget {
     /// A budget of `limit` entries (`None`: no limit).
-    pub(crate) fn new(limit: Option<u64>) -> Self {
+    pub(crate) fn new(kind: Kind, limit: Option<u64>) -> Self {
         Self {
+            kind,
             limit: limit.unwrap_or(u64::MAX),
             used: AtomicU64::new(0),
             full: AtomicBool::new(false),
@@ -73,19 +84,24 @@ impl StateBudget {
         }) {
             Ok(_) => Ok(()),
             Err(used) => {
-                if !self.full.swap(true, Relaxed) {
-                    tracing::warn!(
-                        limit,
-                        used,
-                        "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close"
-                    );
-                }
+                let full = !self.full.swap(true, Relaxed);
                 // The same words for every record refused alike (the
                 // count held is in the log and the gauge): reasons are
                 // tallied by their text.
-                Err(format!(
-                    "the job's keyed state is full: this record would open {n} more entries (one per key and open window) past max_state_entries = {limit}. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries"
-                ))
+                Err(match self.kind {
+                    Kind::Windows => {
+                        if full {
+                            tracing::warn!(limit, used, "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close");
+                        }
+                        format!("the job's keyed state is full: this record would open {n} more entries (one per key and open window) past max_state_entries = {limit}. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries")
+                    }
+                    Kind::Process => {
+                        if full {
+                            tracing::warn!(limit, used, "keyed process state is full: keys new to a keyed process get no state until states are cleared");
+                        }
+                        format!("the job's keyed process state is full: {limit} keys hold state (max_state_entries), and this key has none. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries, or let states go sooner ([anomaly] forget_after)")
+                    }
+                })
             }
         }
     }
@@ -111,7 +127,7 @@ mod tests {
 
     #[test]
     fn reserves_up_to_the_limit_all_or_nothing() {
-        let b = StateBudget::new(Some(5));
+        let b = StateBudget::new(Kind::Windows, Some(5));
         b.reserve(3).unwrap();
         // Two more fit; three would pass the limit, so none is taken.
         let e = b.reserve(3).unwrap_err();
@@ -129,14 +145,14 @@ mod tests {
 
     #[test]
     fn restored_entries_count_but_are_never_refused() {
-        let b = StateBudget::new(Some(2));
+        let b = StateBudget::new(Kind::Windows, Some(2));
         b.take(4);
         assert!(b.reserve(1).is_err());
         b.give(3);
         assert_eq!(b.used(), 1);
         b.reserve(1).unwrap();
         // No limit: everything fits.
-        let u = StateBudget::new(None);
+        let u = StateBudget::new(Kind::Windows, None);
         u.take(u64::MAX - 1);
         u.reserve(1).unwrap();
         assert!(u.reserve(1).is_err(), "the count itself cannot overflow");

@@ -86,11 +86,14 @@ pub struct JobConfig {
     /// input. Without the exchange, the source partitions run on up to
     /// `workers` tasks at once, each partition on one task at a time.
     pub partitioned_by_key: bool,
-    /// The most window entries the job holds at once: one per key and
-    /// open window, each with its accumulator (`None`, the default: no
-    /// bound; keyed process state is not counted). A record that would open entries past it is a dead
-    /// letter with the reason, counted nowhere, rather than memory growing
-    /// until the process is killed (and again in the replay after it).
+    /// The most window entries the job holds at once, one per key and
+    /// open window, each with its accumulator; and, counted apart, the
+    /// most keyed process states (`None`, the default: no bound). A record
+    /// that would open window entries past it is a dead letter with the
+    /// reason, counted nowhere, rather than memory growing until the
+    /// process is killed (and again in the replay after it). A key new to
+    /// a full process gets no state
+    /// ([`KeyedProcessFunction::without_state`](crate::KeyedProcessFunction::without_state)).
     pub max_state_entries: Option<u64>,
 }
 

@@ -90,6 +90,9 @@ pub struct Metrics {
     /// bound `JobConfig::max_state_entries` counts them), as of the
     /// driver's last turn.
     pub state_entries: AtomicU64,
+    /// Keyed process states the job holds (bounded by the same
+    /// `max_state_entries`), as of the driver's last turn.
+    pub process_states: AtomicU64,
     /// When late events with no late sink were last logged.
     pub(crate) late_warning: crate::sinks::LateWarning,
     /// Set once the job has restored its state and its source is reading;
@@ -140,6 +143,7 @@ impl Metrics {
             partitions: AtomicU64::new(0),
             key_owners: AtomicU64::new(0),
             state_entries: AtomicU64::new(0),
+            process_states: AtomicU64::new(0),
             late_warning: Default::default(),
             running: std::sync::atomic::AtomicBool::new(false),
             ended: std::sync::atomic::AtomicBool::new(false),

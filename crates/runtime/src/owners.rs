@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use flowline_connector_api::PartitionId;
 
-use crate::budget::StateBudget;
+use crate::budget::{Kind, StateBudget};
 use crate::operator::Cx;
 use crate::RuntimeError;
 
@@ -58,6 +58,7 @@ struct Owner {
 pub(crate) struct KeyOwners {
     owners: Arc<Mutex<Table>>,
     budget: Arc<StateBudget>,
+    process: Arc<StateBudget>,
 }
 
 impl KeyOwners {
@@ -66,7 +67,8 @@ impl KeyOwners {
     pub(crate) fn bounded(limit: Option<u64>) -> Self {
         Self {
             owners: Arc::default(),
-            budget: Arc::new(StateBudget::new(limit)),
+            budget: Arc::new(StateBudget::new(Kind::Windows, limit)),
+            process: Arc::new(StateBudget::new(Kind::Process, limit)),
         }
     }
 
@@ -76,12 +78,18 @@ impl KeyOwners {
         Self {
             owners: Arc::default(),
             budget: self.budget.clone(),
+            process: self.process.clone(),
         }
     }
 
-    /// Live keyed-state entries of the job.
+    /// Live window entries of the job.
     pub(crate) fn state_entries(&self) -> u64 {
         self.budget.used()
+    }
+
+    /// Live keyed process states of the job.
+    pub(crate) fn process_states(&self) -> u64 {
+        self.process.used()
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -93,15 +101,17 @@ impl KeyOwners {
     /// Lets go of every key of a partition (revoked, or restored afresh):
     /// its chain, and the state entries it held, are gone.
     pub(crate) fn release(&mut self, p: &PartitionId) {
-        let mut held = 0u64;
+        let (mut entries, mut states) = (0u64, 0u64);
         self.table().retain(|_, o| {
             let other = o.partition != *p;
             if !other {
-                held += u64::from(o.entries);
+                entries += u64::from(o.entries);
+                states += u64::from(o.pieces.saturating_sub(o.entries));
             }
             other
         });
-        self.budget.give(held);
+        self.budget.give(entries);
+        self.process.give(states);
     }
 
     /// Drops the keys with no state left whose last state could take
@@ -152,6 +162,31 @@ impl Cx<'_> {
     /// `n` reserved entries were not used after all.
     pub(crate) fn unreserve_state(&mut self, n: u64) {
         self.owners.budget.give(n);
+    }
+
+    /// Reserves a keyed process state for a key new to its operator, or
+    /// says why not (the job's bound). Refused with or without a record in
+    /// scope: the function handles the element without state.
+    pub(crate) fn reserve_process_state(&mut self) -> Result<(), String> {
+        self.owners.process.reserve(1)
+    }
+
+    /// Counts `n` keyed process states that exist already (restored) or
+    /// must (a timer's), never refused; or gives back reserved ones
+    /// (`n` negative).
+    pub(crate) fn count_process_states(&mut self, n: i64) {
+        if n >= 0 {
+            self.owners.process.take(n.unsigned_abs());
+        } else {
+            self.owners.process.give(n.unsigned_abs());
+        }
+    }
+
+    /// A keyed process state of `key` is gone (see `release`); it goes
+    /// back to the job's bound.
+    pub(crate) fn release_process_key<K: Hash>(&mut self, key: &K, until: i64) {
+        self.release([key], until, false);
+        self.owners.process.give(1);
     }
 
     /// [`Cx::claim_key`] for a window entry reserved with
@@ -211,6 +246,7 @@ impl Cx<'_> {
         Ok(())
     }
 
+    #[cfg(test)]
     /// One piece of state of each of these keys is gone from this
     /// partition (one lock for them all); it could have taken records up
     /// to event time `until` (a window's last time plus the allowed
@@ -224,8 +260,8 @@ impl Cx<'_> {
         self.release(keys, until, false);
     }
 
-    /// [`Cx::release_keys`] for window entries: they go back to the job's
-    /// bound.
+    /// One piece of state of each of these window entries is gone (see
+    /// `release`); they go back to the job's bound.
     pub(crate) fn release_entries<'k, K: Hash + 'k>(
         &mut self,
         keys: impl IntoIterator<Item = &'k K>,

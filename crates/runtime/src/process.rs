@@ -34,6 +34,16 @@ pub trait KeyedProcessFunction: Clone + Send + Sync + 'static {
         ctx: &mut ProcessContext<'_, Self::State, Self::Out>,
     );
 
+    /// An element of a key that has no state while the job's keyed
+    /// process states are at their bound (`JobConfig::max_state_entries`):
+    /// no state is made for it. What it returns is emitted; `None` (the
+    /// default) refuses the element: a dead letter with the reason (of
+    /// its source record when one is in scope).
+    fn without_state(&self, key: &Self::Key, value: Self::In) -> Option<Self::Out> {
+        let _ = (key, value);
+        None
+    }
+
     /// A timer registered for `key` fired. Default: nothing.
     fn on_timer(
         &self,
@@ -60,19 +70,28 @@ pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
 }
 
 impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
+    /// Runs `call` on `key`'s state, made when new: counted against the
+    /// job's bound, already reserved when `reserved`.
     fn run(
         &mut self,
         key: P::Key,
         ts: i64,
         cx: &mut Cx<'_>,
+        reserved: bool,
         call: impl FnOnce(&P, &P::Key, &mut ProcessContext<'_, P::State, P::Out>),
     ) {
         let new = !self.states.contains_key(&key);
         if new {
+            if !reserved {
+                cx.count_process_states(1);
+            }
             if let Err(reason) = cx.claim_key(&key) {
+                cx.count_process_states(-1);
                 cx.bad_element("process", reason);
                 return;
             }
+        } else if reserved {
+            cx.count_process_states(-1);
         }
         let state = self.states.entry(key.clone()).or_default();
         let mut pc = ProcessContext::new(state, ts, cx.watermark);
@@ -81,7 +100,7 @@ impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
         if cleared && self.states.remove(&key).is_some() {
             // It took elements up to the watermark now.
             let until = cx.watermark;
-            cx.release_keys([&key], until);
+            cx.release_process_key(&key, until);
         }
         for t in timers {
             cx.want_fire_at(t);
@@ -101,7 +120,17 @@ where
 {
     fn element(&mut self, el: P::In, ts: i64, cx: &mut Cx<'_>) {
         let key = self.key_fn.with_key(&el, |k| k.clone());
-        self.run(key, ts, cx, |f, k, pc| f.process_element(k, el, pc));
+        let new = !self.states.contains_key(&key);
+        if new {
+            if let Err(reason) = cx.reserve_process_state() {
+                match self.f.without_state(&key, el) {
+                    Some(out) => self.down.element(out, ts, cx),
+                    None => cx.bad_element("process", reason),
+                }
+                return;
+            }
+        }
+        self.run(key, ts, cx, new, |f, k, pc| f.process_element(k, el, pc));
     }
 
     fn watermark(&mut self, wm: i64, cx: &mut Cx<'_>) {
@@ -110,7 +139,7 @@ where
                 break;
             }
             let (t, key) = self.timers.pop_first().expect("checked non-empty");
-            self.run(key, t, cx, |f, k, pc| f.on_timer(k, t, pc));
+            self.run(key, t, cx, false, |f, k, pc| f.on_timer(k, t, pc));
         }
         self.down.watermark(wm, cx);
         if let Some((t, _)) = self.timers.first() {
@@ -134,6 +163,8 @@ where
         let bytes = states.next().ok_or("missing keyed process state")?;
         let s: ProcessState<P::Key, P::State> =
             postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
+        // Counted against the bound, never refused: they exist.
+        cx.count_process_states(s.states.len() as i64);
         for (k, _) in &s.states {
             // No record in scope: a split fails the job.
             let _ = cx.claim_key(k);

@@ -277,6 +277,11 @@ impl Metrics {
             "Window entries the job holds (one per key and open window); records that would open more than [job] max_state_entries are dead letters.",
             Samples::Gauge(vec![(Vec::new(), self.state_entries.load(Relaxed) as f64)]),
         );
+        add(
+            "flowline_process_states",
+            "Keyed process states the job holds (the anomaly detector's series); a key new past [job] max_state_entries gets none.",
+            Samples::Gauge(vec![(Vec::new(), self.process_states.load(Relaxed) as f64)]),
+        );
         let now = now_ms();
         let wm = self.watermark.load(Relaxed);
         // No watermark before the first event: the series is absent rather

@@ -54,6 +54,9 @@ impl Driver {
         self.metrics
             .state_entries
             .store(self.owners.state_entries(), Relaxed);
+        self.metrics
+            .process_states
+            .store(self.owners.process_states(), Relaxed);
         if !self.cfg.partitioned_by_key
             || self.swept.elapsed() < std::time::Duration::from_millis(100)
         {
