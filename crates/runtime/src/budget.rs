@@ -22,7 +22,13 @@
 //! Which record is refused follows arrival order: behind the exchange with
 //! several source partitions, a replay may refuse another one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The least time between two warnings of one budget: windows give back
+/// their entries key group by key group, so a budget under pressure fills
+/// again many times a second.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What a budget counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +45,11 @@ pub(crate) struct StateBudget {
     kind: Kind,
     limit: u64,
     used: AtomicU64,
-    /// Set while records are refused: one warning per time it fills.
-    full: AtomicBool,
+    /// Refusals not yet in a warning.
+    refused: AtomicU64,
+    /// When the last warning was due, in ms since `born` (0: never).
+    warned: AtomicU64,
+    born: Instant,
 }
 
 impl Default for StateBudget {
@@ -56,7 +65,9 @@ impl StateBudget {
             kind,
             limit: limit.unwrap_or(u64::MAX),
             used: AtomicU64::new(0),
-            full: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            warned: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -84,20 +95,20 @@ impl StateBudget {
         }) {
             Ok(_) => Ok(()),
             Err(used) => {
-                let full = !self.full.swap(true, Relaxed);
+                let warn = self.warning_due(Instant::now());
                 // The same words for every record refused alike (the
                 // count held is in the log and the gauge): reasons are
                 // tallied by their text.
                 Err(match self.kind {
                     Kind::Windows => {
-                        if full {
-                            tracing::warn!(limit, used, "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close");
+                        if let Some(refused) = warn {
+                            tracing::warn!(limit, used, refused, "keyed state is full: records that would open new windows of a key go to the dead-letter output until windows close");
                         }
                         format!("the job's keyed state is full: this record would open {n} more entries (one per key and open window) past max_state_entries = {limit}. It is not counted. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries")
                     }
                     Kind::Process => {
-                        if full {
-                            tracing::warn!(limit, used, "keyed process state is full: keys new to a keyed process get no state until states are cleared");
+                        if let Some(refused) = warn {
+                            tracing::warn!(limit, used, refused, "keyed process state is full: keys new to a keyed process get no state until states are cleared");
                         }
                         format!("the job's keyed process state is full: {limit} keys hold state (max_state_entries), and this key has none. Fix: find what makes new keys (a host or metric name that changes with every event), or raise [job] max_state_entries, or let states go sooner ([anomaly] forget_after)")
                     }
@@ -106,17 +117,27 @@ impl StateBudget {
         }
     }
 
+    /// Counts a refusal at `now`: the refusals since the last warning when
+    /// one is due (the first, then at most one per [`WARN_EVERY`]).
+    fn warning_due(&self, now: Instant) -> Option<u64> {
+        self.refused.fetch_add(1, Relaxed);
+        // 1 ms past `born` at least: 0 stands for never.
+        let at = (now.saturating_duration_since(self.born).as_millis() as u64).max(1);
+        let last = self.warned.load(Relaxed);
+        let due = last == 0 || at.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
+        (due && self
+            .warned
+            .compare_exchange(last, at, Relaxed, Relaxed)
+            .is_ok())
+        .then(|| self.refused.swap(0, Relaxed))
+    }
+
     /// `n` entries are gone.
     pub(crate) fn give(&self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let before = self
-            .used
-            .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n)))
-            .unwrap_or(0);
-        if before.saturating_sub(n) < self.limit {
-            self.full.store(false, Relaxed);
+        if n > 0 {
+            let _ = self
+                .used
+                .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n)));
         }
     }
 }
@@ -156,5 +177,18 @@ mod tests {
         u.take(u64::MAX - 1);
         u.reserve(1).unwrap();
         assert!(u.reserve(1).is_err(), "the count itself cannot overflow");
+    }
+
+    #[test]
+    fn a_budget_under_pressure_warns_once_per_period_with_the_count() {
+        let b = StateBudget::new(Kind::Windows, Some(1));
+        let t0 = b.born;
+        assert_eq!(b.warning_due(t0), Some(1));
+        // Refusals within the period are counted into the next warning.
+        for ms in [1, 500, 9_999] {
+            assert_eq!(b.warning_due(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(b.warning_due(t0 + Duration::from_millis(10_001)), Some(4));
+        assert_eq!(b.warning_due(t0 + Duration::from_millis(10_002)), None);
     }
 }

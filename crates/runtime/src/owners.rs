@@ -172,14 +172,14 @@ impl Cx<'_> {
     }
 
     /// Counts `n` keyed process states that exist already (restored) or
-    /// must (a timer's), never refused; or gives back reserved ones
-    /// (`n` negative).
-    pub(crate) fn count_process_states(&mut self, n: i64) {
-        if n >= 0 {
-            self.owners.process.take(n.unsigned_abs());
-        } else {
-            self.owners.process.give(n.unsigned_abs());
-        }
+    /// must (a timer's), never refused.
+    pub(crate) fn count_process_states(&mut self, n: u64) {
+        self.owners.process.take(n);
+    }
+
+    /// A keyed process state reserved or counted was not made after all.
+    pub(crate) fn uncount_process_state(&mut self) {
+        self.owners.process.give(1);
     }
 
     /// A keyed process state of `key` is gone (see `release`); it goes

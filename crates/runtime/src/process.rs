@@ -71,7 +71,8 @@ pub(crate) struct ProcessOp<P: KeyedProcessFunction, KF> {
 
 impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
     /// Runs `call` on `key`'s state, made when new: counted against the
-    /// job's bound, already reserved when `reserved`.
+    /// job's bound, or already reserved (`reserved`, only for a key with
+    /// no state).
     fn run(
         &mut self,
         key: P::Key,
@@ -80,18 +81,15 @@ impl<P: KeyedProcessFunction, KF> ProcessOp<P, KF> {
         reserved: bool,
         call: impl FnOnce(&P, &P::Key, &mut ProcessContext<'_, P::State, P::Out>),
     ) {
-        let new = !self.states.contains_key(&key);
-        if new {
+        if !self.states.contains_key(&key) {
             if !reserved {
                 cx.count_process_states(1);
             }
             if let Err(reason) = cx.claim_key(&key) {
-                cx.count_process_states(-1);
+                cx.uncount_process_state();
                 cx.bad_element("process", reason);
                 return;
             }
-        } else if reserved {
-            cx.count_process_states(-1);
         }
         let state = self.states.entry(key.clone()).or_default();
         let mut pc = ProcessContext::new(state, ts, cx.watermark);
@@ -164,7 +162,7 @@ where
         let s: ProcessState<P::Key, P::State> =
             postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
         // Counted against the bound, never refused: they exist.
-        cx.count_process_states(s.states.len() as i64);
+        cx.count_process_states(s.states.len() as u64);
         for (k, _) in &s.states {
             // No record in scope: a split fails the job.
             let _ = cx.claim_key(k);
