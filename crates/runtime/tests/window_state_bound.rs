@@ -277,8 +277,9 @@ fn restored_entries_count_against_the_bound() {
     rt.block_on(async {
         let handle = env.start().unwrap();
         let m = handle.metrics();
-        wait_until("3 records in", &handle, || {
-            m.records_in.load(std::sync::atomic::Ordering::SeqCst) >= 3
+        // The gauge shows the three entries (flowline_state_entries).
+        wait_until("3 window entries", &handle, || {
+            m.state_entries.load(std::sync::atomic::Ordering::SeqCst) == 3
         })
         .await;
         assert!(handle.checkpoint().await.unwrap().is_some());
