@@ -240,6 +240,21 @@ pub struct JobPlan {
     pub max_state_entries: u64,
 }
 
+/// `[event] max_name_bytes`: 1 to [`crate::metric::MAX_NAME_BYTES`].
+fn max_name_bytes(event: Option<&crate::event::EventSection>) -> Result<usize, Error> {
+    use crate::metric::{DEFAULT_MAX_NAME_BYTES, MAX_NAME_BYTES};
+    match event.and_then(|e| e.max_name_bytes) {
+        None => Ok(DEFAULT_MAX_NAME_BYTES),
+        Some(n) if (1..=MAX_NAME_BYTES).contains(&n) => Ok(n),
+        Some(n) => Err(Error::Config {
+            field: "event.max_name_bytes".into(),
+            message: format!(
+                "{n} is outside 1 to {MAX_NAME_BYTES}. Fix: remove it (default {DEFAULT_MAX_NAME_BYTES}) or choose a value in that range"
+            ),
+        }),
+    }
+}
+
 /// `[job] max_state_entries`: at least 1.
 fn max_state_entries(job: &JobSection) -> Result<u64, Error> {
     match job.max_state_entries {
@@ -456,6 +471,7 @@ impl JobPlan {
                     None => EventShape::default(),
                 },
                 message_key_required,
+                max_name_bytes: max_name_bytes(f.event.as_ref())?,
             },
             out_of_orderness: duration("window.out_of_orderness", &f.window.out_of_orderness)?,
             idle_timeout: duration("window.idle_timeout", &f.window.idle_timeout)?,

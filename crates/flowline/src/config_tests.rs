@@ -152,3 +152,19 @@ fn max_state_entries_defaults_to_a_million_and_refuses_zero() {
     let e = set("-1").unwrap_err().to_string();
     assert!(e.contains("max_state_entries"), "{e}");
 }
+
+#[test]
+fn max_name_bytes_defaults_to_a_kilobyte_and_is_bounded() {
+    assert_eq!(JobPlan::parse(SHORT).unwrap().window.max_name_bytes, 1024);
+    let set = |v: &str| JobPlan::parse(&format!("{SHORT}\n[event]\nmax_name_bytes = {v}\n"));
+    assert_eq!(set("4096").unwrap().window.max_name_bytes, 4096);
+    // Only this in [event]: still the fast path's shape.
+    assert!(set("4096").unwrap().window.event.is_default());
+    for bad in ["0", "1048577"] {
+        let e = set(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("event.max_name_bytes") && e.contains("Fix: remove it (default 1024)"),
+            "{e}"
+        );
+    }
+}

@@ -38,6 +38,10 @@ pub struct EventSection {
     /// Dotted paths of the key fields, 1 to 8; default `["host", "metric"]`.
     /// Window documents carry each under its dotted name.
     pub key: Option<Vec<String>>,
+    /// The longest name of a series' group or metric, in bytes (default
+    /// [`crate::metric::DEFAULT_MAX_NAME_BYTES`]); a longer one is a bad
+    /// record.
+    pub max_name_bytes: Option<usize>,
 }
 
 fn d_timestamp() -> String {
@@ -53,6 +57,7 @@ impl Default for EventSection {
             values_from: None,
             metric_prefix: None,
             key: None,
+            max_name_bytes: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::aggregates::Aggregates;
 use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
 use crate::event::{EventShape, KeyNames};
 pub use crate::horizon::Horizon;
+use crate::metric::long_name;
 pub use crate::metric::{decode, decode_shaped, decode_until, Metric, Name, SeriesKey};
 use crate::stats::{Moments, Stats};
 
@@ -211,6 +212,9 @@ pub struct WindowSettings {
     /// by the producer) is a bad record: counted, its key's state could be
     /// split between processes that each read one partition, unseen.
     pub message_key_required: bool,
+    /// `[event] max_name_bytes`: an event whose group or metric name is
+    /// longer is a bad record.
+    pub max_name_bytes: usize,
 }
 
 impl WindowSettings {
@@ -223,6 +227,7 @@ impl WindowSettings {
             event: EventShape::default(),
             aggregates: Aggregates::default(),
             message_key_required: false,
+            max_name_bytes: crate::metric::DEFAULT_MAX_NAME_BYTES,
         }
     }
 }
@@ -256,13 +261,18 @@ pub fn metrics_pipeline(
 ) {
     let horizon = std::sync::Arc::new(Horizon::wall_clock(w.max_future));
     let keyless = move |r: &Record| w.message_key_required && r.key.is_none();
+    let max_name = w.max_name_bytes;
     let decoded = if w.event.is_default() {
         // The generator's shape, on the fast path.
         source.try_map("decode", move |r: &Record| {
             if keyless(r) {
                 return Err(NO_MESSAGE_KEY.to_string());
             }
-            decode_until(&r.payload, &horizon)
+            let m = decode_until(&r.payload, &horizon)?;
+            match long_name(&m, max_name) {
+                None => Ok(m),
+                Some(reason) => Err(reason),
+            }
         })
     } else {
         let shape = w.event.clone();
@@ -270,7 +280,17 @@ pub fn metrics_pipeline(
             if keyless(r) {
                 return (Vec::new(), Some(NO_MESSAGE_KEY.to_string()));
             }
-            decode_shaped(&shape, &r.payload, &horizon)
+            let (mut metrics, mut bad) = decode_shaped(&shape, &r.payload, &horizon);
+            // Series with a name too long are left out, the others kept
+            // (the record is a dead letter once, as for a value unread).
+            if let Some(reason) = metrics.iter().find_map(|m| long_name(m, max_name)) {
+                metrics.retain(|m| long_name(m, max_name).is_none());
+                bad = Some(match bad {
+                    Some(b) => format!("{b}; {reason}"),
+                    None => reason,
+                });
+            }
+            (metrics, bad)
         })
     };
     let windowed = decoded

@@ -26,6 +26,31 @@ pub type Name = compact_str::CompactString;
 /// A series: its group (host) name and metric name.
 pub type SeriesKey = (Name, Name);
 
+/// `[event] max_name_bytes` by default: far above a DNS name (253 bytes)
+/// or a metric name, and far below the 32 766 bytes a search server takes
+/// in a keyword.
+pub const DEFAULT_MAX_NAME_BYTES: usize = 1_024;
+
+/// The most `[event] max_name_bytes` may be.
+pub const MAX_NAME_BYTES: usize = 1 << 20;
+
+/// Why `m`'s key is refused: its group or metric name is longer than `max`
+/// bytes. Every open window and detector series keeps its key, so names
+/// without a bound would let memory outgrow `[job] max_state_entries`.
+pub fn long_name(m: &Metric, max: usize) -> Option<String> {
+    let (group, metric) = (&m.key.0, &m.key.1);
+    let (what, len) = if group.len() > max {
+        ("group (host)", group.len())
+    } else if metric.len() > max {
+        ("metric", metric.len())
+    } else {
+        return None;
+    };
+    Some(format!(
+        "invalid metric event: the {what} name is {len} bytes long, past [event] max_name_bytes = {max} (each open window keeps its key, and a search server refuses a keyword of more than 32766 bytes). Fix: key by a shorter field, or raise max_name_bytes"
+    ))
+}
+
 /// A decoded metric event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
@@ -310,5 +335,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_name_is_refused_past_the_bound_and_taken_at_it() {
+        let m = |group: &str, metric: &str| Metric {
+            key: (group.into(), metric.into()),
+            value: 1.0,
+            ts: 0,
+        };
+        assert_eq!(long_name(&m(&"h".repeat(8), &"c".repeat(8)), 8), None);
+        let e = long_name(&m("h", &"c".repeat(9)), 8).unwrap();
+        assert!(
+            e.contains("the metric name is 9 bytes long, past [event] max_name_bytes = 8"),
+            "{e}"
+        );
+        let e = long_name(&m(&"h".repeat(9), "c"), 8).unwrap();
+        assert!(e.contains("the group (host) name is 9 bytes long"), "{e}");
+        // Bytes, not characters: "é" is two.
+        assert!(long_name(&m(&"é".repeat(5), "c"), 8).is_some());
     }
 }

@@ -33,6 +33,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("event", "timestamp", "\"timestamp\""),
     ("event", "timestamp_format", "\"rfc3339\""),
     ("event", "value", "\"value\""),
+    ("event", "max_name_bytes", "1024"),
     ("anomaly", "alpha", "0.3"),
     ("anomaly", "threshold", "3.0"),
     ("anomaly", "consecutive", "2"),

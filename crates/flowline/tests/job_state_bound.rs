@@ -158,3 +158,40 @@ fn the_detector_keeps_the_bound_of_series_and_every_window_is_written() {
     assert!(series.len() > 20, "{series:?}");
     assert!(log.contains("keyed process state is full"), "{log}");
 }
+
+/// A key name longer than `[event] max_name_bytes` is a dead letter (each
+/// open window keeps its key, so the entries bound alone would not bound
+/// memory); raised, the same event is counted. On the fast path and with
+/// an `[event]` shape.
+#[test]
+fn a_name_longer_than_max_name_bytes_is_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "h".repeat(2_000);
+    let all = vec![
+        ("web-1".to_string(), BASE_MS + 1_000, 1.0),
+        (long, BASE_MS + 2_000, 2.0),
+        ("web-1".to_string(), BASE_MS + 3_000, 4.0),
+    ];
+    let lines: Vec<String> = all.iter().map(line).collect();
+    let short = [all[0].clone(), all[2].clone()];
+    for shape in ["", "[event]\nvalues = [\"value\"]\nkey = [\"host\"]\n"] {
+        let (windows, dead) = common::run(dir.path(), shape, &lines);
+        assert_eq!(windows, group_by(&short), "{shape}");
+        assert_eq!(dead.len(), 1, "{shape}");
+        let reason = dead[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(
+                "group (host) name is 2000 bytes long, past [event] max_name_bytes = 1024"
+            ) && reason.contains("Fix:"),
+            "{reason}"
+        );
+        let raised = if shape.is_empty() {
+            "[event]\nmax_name_bytes = 4096\n".to_string()
+        } else {
+            format!("{shape}max_name_bytes = 4096\n")
+        };
+        let (windows, dead) = common::run(dir.path(), &raised, &lines);
+        assert!(dead.is_empty(), "{dead:?}");
+        assert_eq!(windows, group_by(&all), "{raised}");
+    }
+}
