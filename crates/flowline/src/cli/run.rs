@@ -59,7 +59,7 @@ pub(super) async fn job(config: &Path, registry: &Registry) -> Result<(), Error>
         };
         server = Some(Serving::start(l, api));
     }
-    tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, "job started");
+    tracing::info!(job = %plan.job.name, source = %plan.source.kind, sink = %plan.sink.kind, workers = plan.workers, max_state_entries = plan.max_state_entries, "job started");
     let summary = until_signal(handle, signals, None).await;
     // Requests in progress (a last scrape) are answered before the exit.
     if let Some(s) = server {
