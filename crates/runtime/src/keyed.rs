@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::operator::{BoxOp, Cx, Operator, NO_TIME};
+use crate::operator::{next_state, BoxOp, Cx, Operator, NO_TIME};
 use crate::window::{TimeWindow, WindowSpec};
 
 /// What a key must be: hashable, ordered (fired windows emit in key order, so
@@ -452,9 +452,7 @@ where
         states: &mut std::vec::IntoIter<Vec<u8>>,
         cx: &mut Cx<'_>,
     ) -> Result<(), String> {
-        let bytes = states.next().ok_or("missing window state")?;
-        let state: SlotsState<K, A::Acc> =
-            postcard::from_bytes(&bytes).map_err(|e| format!("window state: {e}"))?;
+        let state: SlotsState<K, A::Acc> = next_state(states, "window state")?;
         self.slots.clear();
         self.firing = None;
         self.last_keys = state.iter().map(|(_, _, k)| k.len()).max().unwrap_or(0);

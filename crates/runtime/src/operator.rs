@@ -12,6 +12,16 @@ use std::sync::Arc;
 use flowline_connector_api::{PartitionId, Record};
 
 pub(crate) use crate::owners::KeyOwners;
+
+/// The next operator state of a restore, decoded; `what` names it in the
+/// errors.
+pub(crate) fn next_state<T: serde::de::DeserializeOwned>(
+    states: &mut std::vec::IntoIter<Vec<u8>>,
+    what: &str,
+) -> Result<T, String> {
+    let bytes = states.next().ok_or_else(|| format!("missing {what}"))?;
+    postcard::from_bytes(&bytes).map_err(|e| format!("{what}: {e}"))
+}
 use crate::RuntimeError;
 
 /// Event time meaning "no event time known".

@@ -246,20 +246,6 @@ impl Cx<'_> {
         Ok(())
     }
 
-    #[cfg(test)]
-    /// One piece of state of each of these keys is gone from this
-    /// partition (one lock for them all); it could have taken records up
-    /// to event time `until` (a window's last time plus the allowed
-    /// lateness). A key another partition owns was never counted here (its
-    /// claim failed), so it is left alone.
-    pub(crate) fn release_keys<'k, K: Hash + 'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k K>,
-        until: i64,
-    ) {
-        self.release(keys, until, false);
-    }
-
     /// One piece of state of each of these window entries is gone (see
     /// `release`); they go back to the job's bound.
     pub(crate) fn release_entries<'k, K: Hash + 'k>(
@@ -271,7 +257,12 @@ impl Cx<'_> {
         self.owners.budget.give(n);
     }
 
-    /// Returns how many keys were given.
+    /// One piece of state of each of these keys is gone from this
+    /// partition (one lock for them all); it could have taken records up
+    /// to event time `until` (a window's last time plus the allowed
+    /// lateness). A key another partition owns was never counted here (its
+    /// claim failed), so it is left alone. `entries`: the pieces are window
+    /// entries. Returns how many keys were given.
     fn release<'k, K: Hash + 'k>(
         &mut self,
         keys: impl IntoIterator<Item = &'k K>,
@@ -405,19 +396,20 @@ mod tests {
             .unwrap();
         assert_eq!(owners.len(), 2);
         // p1 letting go of keys it never held changes nothing.
-        cx(&mut owners, &mut outbox, &p1, None).release_keys([&"k", &"j"], 5_000);
+        cx(&mut owners, &mut outbox, &p1, None).release_process_key(&"k", 5_000);
+        cx(&mut owners, &mut outbox, &p1, None).release_process_key(&"j", 5_000);
         owners.sweep(i64::MAX);
         assert_eq!(owners.len(), 2);
         // One window of `k` gone (it took records up to 1999): p0 still
         // holds the other.
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 1_999);
+        cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 1_999);
         owners.sweep(i64::MAX);
         let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
         assert!(held.is_err(), "{held:?}");
         // Both gone, the last taking records up to 2999: owned until every
         // partition's watermark is there, as one behind could still take a
         // record of it.
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 2_999);
+        cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 2_999);
         owners.sweep(2_998);
         let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
         assert!(held.is_err(), "{held:?}");
@@ -425,13 +417,13 @@ mod tests {
         cx(&mut owners, &mut outbox, &p0, None)
             .claim_key(&"k")
             .unwrap();
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"k"], 2_999);
+        cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 2_999);
         owners.sweep(2_999);
         assert_eq!(owners.len(), 1);
         cx(&mut owners, &mut outbox, &p1, Some(&mut rec))
             .claim_key(&"k")
             .unwrap();
-        cx(&mut owners, &mut outbox, &p0, None).release_keys([&"j"], 0);
+        cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"j", 0);
         owners.sweep(0);
         assert_eq!(owners.len(), 1);
         assert!(outbox.error.is_none());

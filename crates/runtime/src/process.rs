@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::keyed::{FastState, Key, KeySelector};
-use crate::operator::{BoxOp, Cx, Operator};
+use crate::operator::{next_state, BoxOp, Cx, Operator};
 use crate::state::ProcessContext;
 
 /// Per-key logic with state and event-time timers, as Flink's
@@ -158,9 +158,7 @@ where
         states: &mut std::vec::IntoIter<Vec<u8>>,
         cx: &mut Cx<'_>,
     ) -> Result<(), String> {
-        let bytes = states.next().ok_or("missing keyed process state")?;
-        let s: ProcessState<P::Key, P::State> =
-            postcard::from_bytes(&bytes).map_err(|e| format!("keyed process state: {e}"))?;
+        let s: ProcessState<P::Key, P::State> = next_state(states, "keyed process state")?;
         // Counted against the bound, never refused: they exist.
         cx.count_process_states(s.states.len() as u64);
         for (k, _) in &s.states {
