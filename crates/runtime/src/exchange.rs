@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use flowline_connector_api::{PartitionId, Record};
+use flowline_connector_api::PartitionId;
 
+use crate::held::{InScope, Stored};
 use crate::keyed::KeySelector;
-use crate::operator::{BoxOp, Cx, Held, KeyOwners, Operator, Outbox, NO_TIME};
+use crate::operator::{BoxOp, Cx, KeyOwners, Operator, Outbox, NO_TIME};
 
 /// Key groups of a job with an exchange. Part of the job graph: state
 /// checkpointed by key group is restored only into the same count.
@@ -105,15 +106,17 @@ pub(crate) fn worker_of(kg: u16, workers: usize) -> usize {
     usize::from(kg) * workers / usize::from(KEY_GROUPS)
 }
 
-/// One element on its way through the exchange, with its source record
-/// (the keyed operators dead-letter it: late, no event time, refused).
+/// One element on its way through the exchange, with where its source
+/// record is in the batch (the keyed operators dead-letter it: late, no
+/// event time, refused).
 pub(crate) struct Item<T> {
     pub(crate) kg: u16,
     pub(crate) el: T,
     pub(crate) ts: i64,
     /// Its source partition's watermark when it was sent.
     pub(crate) wm: i64,
-    pub(crate) rec: Option<Arc<Record>>,
+    /// Its source record's index in the batch's `records`.
+    pub(crate) rec: Option<u32>,
 }
 
 /// The last operator before the exchange: puts each element in the batch of
@@ -133,13 +136,18 @@ where
     fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
         let kg = self.key_fn.with_key(&el, |k| key_group(k));
         let workers = cx.outbox.exchange.len();
-        let slot = &mut cx.outbox.exchange[worker_of(kg, workers)];
-        let rec = cx.record.as_deref_mut().map(Held::share);
+        let w = worker_of(kg, workers);
         let room = cx.outbox.exchange_room;
-        let batch = slot.get_or_insert_with(|| ExBatch {
+        let batch = cx.outbox.exchange[w].get_or_insert_with(|| ExBatch {
             items: Box::new(Vec::<Item<T>>::with_capacity(room)),
             len: 0,
+            records: Vec::with_capacity(room),
+            reserved: 0,
         });
+        let rec = match &mut cx.record {
+            InScope::Held(_, h) => Some(h.send_to(w, batch)),
+            InScope::Lent(_) | InScope::None => None,
+        };
         batch.len += 1;
         batch
             .items
@@ -168,12 +176,16 @@ where
 }
 
 /// A batch for one worker: a `Vec<Item<T>>` of the exchange's element
-/// type, and its length (what the driver counts against the worker's
-/// budget of elements in flight, `driver::workers`).
+/// type, its length (what the driver counts against the worker's budget of
+/// elements in flight, `driver::workers`), and the source records its
+/// elements were read from (`held`).
 #[derive(Debug)]
 pub(crate) struct ExBatch {
     pub(crate) items: Box<dyn Any + Send>,
     pub(crate) len: usize,
+    pub(crate) records: Vec<Stored>,
+    /// Places in `records` given out ([`crate::held::Held::send_to`]).
+    pub(crate) reserved: u32,
 }
 
 /// A worker's key groups, whatever the element type: what the worker task
@@ -262,7 +274,7 @@ impl<T> KeyGroups<T> {
 fn cx_for<'a>(g: &'a mut GroupCx<'_>, kg: u16, next_fire: i64) -> Cx<'a> {
     Cx {
         partition: g.partition,
-        record: None,
+        record: InScope::None,
         watermark: g.watermark,
         max_ts: NO_TIME,
         out_of_orderness: 0,
@@ -303,8 +315,8 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
     }
 
     fn data(&mut self, batch: ExBatch, floor: i64, g: &mut GroupCx<'_>) {
-        let items = *batch
-            .items
+        let ExBatch { items, records, .. } = batch;
+        let items = *items
             .downcast::<Vec<Item<T>>>()
             .expect("one element type per exchange");
         for it in items {
@@ -329,9 +341,17 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
             // no event behind it).
             cx.watermark = cx.watermark.max(it.wm).max(floor);
             match it.rec {
-                Some(r) => cx.with_record(&mut Held::Shared(r), |cx| {
-                    group.chain.element(it.el, it.ts, cx)
-                }),
+                Some(i) => {
+                    let Some(r) = records.get(i as usize).and_then(Stored::get) else {
+                        cx.outbox.error.get_or_insert_with(|| {
+                            crate::RuntimeError::Internal(format!(
+                                "an element's source record (place {i}) is missing from its batch"
+                            ))
+                        });
+                        return;
+                    };
+                    cx.with_lent(r, |cx| group.chain.element(it.el, it.ts, cx))
+                }
                 None => group.chain.element(it.el, it.ts, &mut cx),
             }
             group.next_fire = cx.next_fire;

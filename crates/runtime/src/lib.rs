@@ -206,6 +206,7 @@ mod driver;
 mod error;
 mod exchange;
 mod handle;
+mod held;
 mod job;
 mod keyed;
 mod metrics;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use flowline_connector_api::{PartitionId, Record};
 
+use crate::held::Held;
+pub(crate) use crate::held::InScope;
 pub(crate) use crate::owners::KeyOwners;
 
 /// The next operator state of a restore, decoded; `what` names it in the
@@ -87,7 +89,7 @@ pub(crate) struct Outbox {
 pub struct Cx<'a> {
     pub(crate) partition: &'a PartitionId,
     /// The source record being processed (for dead letters), if any.
-    pub(crate) record: Option<&'a mut Held>,
+    pub(crate) record: InScope<'a>,
     pub(crate) watermark: i64,
     pub(crate) max_ts: i64,
     pub(crate) out_of_orderness: i64,
@@ -104,35 +106,6 @@ pub struct Cx<'a> {
     /// Behind an exchange: the key group whose chain this is. A key of
     /// another group (a second `key_by` on another key) fails the job.
     pub(crate) key_group: Option<u16>,
-}
-
-/// The source record in scope of the elements read from it: owned by the
-/// operator that read it, until an exchange needs it beyond that operator
-/// (for the workers' dead letters): then it moves once behind an `Arc`,
-/// which every element sent on shares. No copy of its bytes either way.
-#[derive(Debug)]
-pub(crate) enum Held {
-    Owned(Record),
-    Shared(Arc<Record>),
-}
-
-impl Held {
-    pub(crate) fn get(&self) -> &Record {
-        match self {
-            Held::Owned(r) => r,
-            Held::Shared(r) => r,
-        }
-    }
-
-    /// The record, shared: moved behind an `Arc` the first time.
-    pub(crate) fn share(&mut self) -> Arc<Record> {
-        let shared = match self {
-            Held::Shared(r) => return r.clone(),
-            Held::Owned(r) => Arc::new(std::mem::take(r)),
-        };
-        *self = Held::Shared(shared.clone());
-        shared
-    }
 }
 
 /// Records a watermark call may put in the outbox before it stops and
@@ -185,7 +158,7 @@ impl Cx<'_> {
     }
 
     fn letter(&self, kind: DeadLetterKind, stage: &str, reason: String) -> Option<DeadLetter> {
-        let record = self.record.as_deref()?.get().clone();
+        let record = self.record.get()?.clone();
         Some(DeadLetter {
             record,
             kind,
@@ -195,11 +168,28 @@ impl Cx<'_> {
     }
 
     /// Runs `f` with `rec` as the current source record, so that operators
-    /// further down can dead-letter it.
-    pub(crate) fn with_record<R>(&mut self, rec: &mut Held, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
+    /// further down can dead-letter it; then moves it into the workers'
+    /// batches that elements of it went to (`held`).
+    #[inline]
+    pub(crate) fn with_record<R>(&mut self, rec: Record, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
+        let mut held = Held::default();
+        let r = self.scoped(InScope::Held(&rec, &mut held), f);
+        held.deliver(rec, self.outbox);
+        r
+    }
+
+    /// Runs `f` with `rec`, lent by a worker's batch, as the current source
+    /// record.
+    #[inline]
+    pub(crate) fn with_lent<R>(&mut self, rec: &Record, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
+        self.scoped(InScope::Lent(rec), f)
+    }
+
+    #[inline]
+    fn scoped<R>(&mut self, record: InScope<'_>, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
         let mut inner = Cx {
             partition: self.partition,
-            record: Some(rec),
+            record,
             watermark: self.watermark,
             max_ts: self.max_ts,
             out_of_orderness: self.out_of_orderness,
@@ -375,7 +365,7 @@ impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> Result<O, E> + Send + S
         match (self.f)(&el) {
             Ok(o) => {
                 let down = &mut self.down;
-                cx.with_record(&mut Held::Owned(el), |cx| down.element(o, ts, cx))
+                cx.with_record(el, |cx| down.element(o, ts, cx))
             }
             Err(e) => cx.bad_record(&el, &self.stage, e.to_string()),
         }
@@ -401,7 +391,7 @@ impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> (Vec<O>, Option<E>) + S
             cx.bad_record(&el, &self.stage, e.to_string());
         }
         let down = &mut self.down;
-        cx.with_record(&mut Held::Owned(el), |cx| {
+        cx.with_record(el, |cx| {
             for o in outs {
                 down.element(o, ts, cx)
             }

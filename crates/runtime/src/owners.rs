@@ -298,18 +298,18 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::{Held, Outbox};
+    use crate::operator::{InScope, Outbox};
     use flowline_connector_api::Record;
 
     fn cx<'a>(
         owners: &'a mut KeyOwners,
         outbox: &'a mut Outbox,
         p: &'a PartitionId,
-        record: Option<&'a mut Held>,
+        record: Option<&'a Record>,
     ) -> Cx<'a> {
         Cx {
             partition: p,
-            record,
+            record: record.map_or(InScope::None, InScope::Lent),
             watermark: 0,
             max_ts: 0,
             out_of_orderness: 0,
@@ -326,7 +326,7 @@ mod tests {
         owners: &mut KeyOwners,
         outbox: &mut Outbox,
         partition: &str,
-        record: Option<&mut Held>,
+        record: Option<&Record>,
     ) -> Result<(), String> {
         let p = PartitionId::new(partition);
         cx(owners, outbox, &p, record).claim_key(&"k")
@@ -335,14 +335,11 @@ mod tests {
     #[test]
     fn a_key_another_partition_holds_refuses_the_record_or_fails_without_one() {
         let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
-        let mut rec = Held::Owned(Record::new("k,1"));
-        assert_eq!(
-            claim(&mut owners, &mut outbox, "p0", Some(&mut rec)),
-            Ok(())
-        );
+        let rec = Record::new("k,1");
+        assert_eq!(claim(&mut owners, &mut outbox, "p0", Some(&rec)), Ok(()));
         assert_eq!(claim(&mut owners, &mut outbox, "p0", None), Ok(()));
         // A record of it on another partition: refused, the job goes on.
-        let e = claim(&mut owners, &mut outbox, "p1", Some(&mut rec)).unwrap_err();
+        let e = claim(&mut owners, &mut outbox, "p1", Some(&rec)).unwrap_err();
         assert!(
             e.contains("seen on source partition `p0` and then on `p1`")
                 && e.contains("The key stays with `p0`"),
@@ -355,7 +352,7 @@ mod tests {
         // Once the owner's partition is released, another may take it.
         owners.release(&PartitionId::new("p0"));
         let mut fresh = Outbox::default();
-        assert_eq!(claim(&mut owners, &mut fresh, "p1", Some(&mut rec)), Ok(()));
+        assert_eq!(claim(&mut owners, &mut fresh, "p1", Some(&rec)), Ok(()));
     }
 
     #[test]
@@ -384,7 +381,7 @@ mod tests {
     fn a_key_is_owned_while_any_piece_of_its_state_is_held() {
         let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
         let (p0, p1) = (PartitionId::new("p0"), PartitionId::new("p1"));
-        let mut rec = Held::Owned(Record::new("k,1"));
+        let rec = Record::new("k,1");
         // Two windows of `k` and a state of `j` on p0.
         for _ in 0..2 {
             cx(&mut owners, &mut outbox, &p0, None)
@@ -404,14 +401,14 @@ mod tests {
         // holds the other.
         cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 1_999);
         owners.sweep(i64::MAX);
-        let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
+        let held = cx(&mut owners, &mut outbox, &p1, Some(&rec)).claim_key(&"k");
         assert!(held.is_err(), "{held:?}");
         // Both gone, the last taking records up to 2999: owned until every
         // partition's watermark is there, as one behind could still take a
         // record of it.
         cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 2_999);
         owners.sweep(2_998);
-        let held = cx(&mut owners, &mut outbox, &p1, Some(&mut rec)).claim_key(&"k");
+        let held = cx(&mut owners, &mut outbox, &p1, Some(&rec)).claim_key(&"k");
         assert!(held.is_err(), "{held:?}");
         // p0 may take it again meanwhile.
         cx(&mut owners, &mut outbox, &p0, None)
@@ -420,7 +417,7 @@ mod tests {
         cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"k", 2_999);
         owners.sweep(2_999);
         assert_eq!(owners.len(), 1);
-        cx(&mut owners, &mut outbox, &p1, Some(&mut rec))
+        cx(&mut owners, &mut outbox, &p1, Some(&rec))
             .claim_key(&"k")
             .unwrap();
         cx(&mut owners, &mut outbox, &p0, None).release_process_key(&"j", 0);

@@ -45,7 +45,7 @@ impl Driver {
             let mut part = self.new_part();
             let mut cx = Cx {
                 partition: id,
-                record: None,
+                record: crate::operator::InScope::None,
                 watermark: NO_TIME,
                 max_ts: NO_TIME,
                 out_of_orderness: ooo,

@@ -491,7 +491,7 @@ impl Driver {
             let part = self.parts.get_mut(id).expect("a known partition");
             let mut cx = Cx {
                 partition: id,
-                record: None,
+                record: crate::operator::InScope::None,
                 watermark: wm,
                 max_ts: part.max_ts,
                 out_of_orderness: ooo,

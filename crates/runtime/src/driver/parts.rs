@@ -61,7 +61,7 @@ pub(super) fn run_records<I: Iterator<Item = Record>>(
 ) -> bool {
     let mut cx = Cx {
         partition: pid,
-        record: None,
+        record: crate::operator::InScope::None,
         watermark: part.watermark,
         max_ts: part.max_ts,
         out_of_orderness: env.out_of_orderness,

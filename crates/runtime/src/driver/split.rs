@@ -59,7 +59,7 @@ fn run_chunk(mut chain: BoxOp<Record>, records: Vec<Record>, s: Start, task: usi
     let mut owners = KeyOwners::default();
     let mut cx = Cx {
         partition: &s.pid,
-        record: None,
+        record: crate::operator::InScope::None,
         watermark: s.watermark,
         max_ts: s.max_ts,
         out_of_orderness: s.out_of_orderness,

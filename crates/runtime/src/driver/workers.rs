@@ -441,6 +441,8 @@ mod tests {
         Some(ExBatch {
             items: Box::new(vec![0u8; len]),
             len,
+            records: Vec::new(),
+            reserved: 0,
         })
     }
 
