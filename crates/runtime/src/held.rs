@@ -17,12 +17,13 @@
 //! `aggregation` bench ran its exchange modes about a third faster without
 //! them (medians of five interleaved pairs of runs, 2026-12-06).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use flowline_connector_api::Record;
 
 use crate::exchange::ExBatch;
-use crate::operator::Outbox;
+use crate::operator::{DeadLetterKind, Outbox};
 use crate::RuntimeError;
 
 /// The source record of the elements a chain is handling, if any.
@@ -35,14 +36,34 @@ pub(crate) enum InScope<'a> {
     /// workers' batches that asked for it.
     Held(&'a Record, &'a mut Held),
     /// Lent by a worker's batch (behind the exchange).
-    Lent(&'a Record),
+    Lent(&'a Kept),
 }
 
 impl InScope<'_> {
     pub(crate) fn get(&self) -> Option<&Record> {
         match self {
             InScope::None => None,
-            InScope::Held(r, _) | InScope::Lent(r) => Some(r),
+            InScope::Held(r, _) => Some(r),
+            InScope::Lent(k) => Some(&k.record),
+        }
+    }
+
+    /// Whether a letter of `kind` (dead or late) of the record in scope
+    /// would be its first; marks it written. A record goes to each output
+    /// once, however many of its elements (the series of one event, on one
+    /// worker or several) are refused or late: before, an event of three
+    /// late values was in the late output three times, and counted three
+    /// times. Without a record in scope, every letter is a first.
+    pub(crate) fn first_letter(&mut self, kind: DeadLetterKind) -> bool {
+        let bit = letter_bit(kind);
+        match self {
+            InScope::None => true,
+            InScope::Held(_, h) => {
+                let first = h.lettered & bit == 0;
+                h.lettered |= bit;
+                first
+            }
+            InScope::Lent(k) => k.lettered.fetch_or(bit, Ordering::Relaxed) & bit == 0,
         }
     }
 
@@ -55,15 +76,45 @@ impl InScope<'_> {
     }
 }
 
+fn letter_bit(kind: DeadLetterKind) -> u8 {
+    match kind {
+        DeadLetterKind::BadRecord => 1,
+        DeadLetterKind::Late => 2,
+        DeadLetterKind::Rejected => 4,
+    }
+}
+
 /// The workers' batches that will take a source record when its scope
-/// ends, each with the place reserved for it there. The record itself
-/// stays where its operator holds it until then (one move, into a batch).
+/// ends, each with the place reserved for it there, and the letters of it
+/// written so far. The record itself stays where its operator holds it
+/// until then (one move, into a batch).
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     /// The first worker sent an element of it (most records go to one).
     first: Option<Place>,
     /// Any other workers (an event with series on several).
     more: Vec<Place>,
+    /// Kinds of letters of it written (`letter_bit`).
+    lettered: u8,
+}
+
+/// A record in a worker's batch, with the kinds of letters of it written
+/// (before the exchange, or by any worker holding it).
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub(crate) record: Record,
+    lettered: AtomicU8,
+}
+
+#[cfg(test)]
+impl Kept {
+    /// A record of which no letter was written.
+    pub(crate) fn new(record: Record) -> Self {
+        Self {
+            record,
+            lettered: AtomicU8::new(0),
+        }
+    }
 }
 
 /// A worker and the index of a record in its batch's `records`.
@@ -80,12 +131,12 @@ pub(crate) enum Stored {
     /// A place reserved whose record has not come yet (a scope inside
     /// another ended first; a batch is sent only after every scope ended).
     Reserved,
-    Owned(Record),
-    Shared(Arc<Record>),
+    Owned(Kept),
+    Shared(Arc<Kept>),
 }
 
 impl Stored {
-    pub(crate) fn get(&self) -> Option<&Record> {
+    pub(crate) fn get(&self) -> Option<&Kept> {
         match self {
             Stored::Reserved => None,
             Stored::Owned(r) => Some(r),
@@ -95,6 +146,19 @@ impl Stored {
 }
 
 impl Held {
+    /// A record whose dead letter was written already (`dead`): read in
+    /// part, its good parts going on.
+    pub(crate) fn lettered(dead: bool) -> Self {
+        Self {
+            lettered: if dead {
+                letter_bit(DeadLetterKind::BadRecord)
+            } else {
+                0
+            },
+            ..Self::default()
+        }
+    }
+
     /// The index the record will have in `batch` (worker `worker`'s): the
     /// one reserved by an earlier element sent there, or a new one.
     #[inline]
@@ -125,11 +189,15 @@ impl Held {
         let Some(first) = self.first else {
             return;
         };
+        let kept = Kept {
+            record,
+            lettered: AtomicU8::new(self.lettered),
+        };
         if self.more.is_empty() {
-            put(outbox, first, Stored::Owned(record));
+            put(outbox, first, Stored::Owned(kept));
             return;
         }
-        let shared = Arc::new(record);
+        let shared = Arc::new(kept);
         for p in std::iter::once(first).chain(self.more) {
             put(outbox, p, Stored::Shared(shared.clone()));
         }
@@ -195,7 +263,7 @@ mod tests {
             .iter()
             .map(|s| {
                 s.get()
-                    .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+                    .map(|k| String::from_utf8_lossy(&k.record.payload).into_owned())
             })
             .collect()
     }
@@ -250,5 +318,41 @@ mod tests {
         out.exchange[0] = None;
         h.deliver(rec("x"), &mut out);
         assert!(matches!(out.error, Some(RuntimeError::Internal(_))));
+    }
+
+    #[test]
+    fn a_record_is_lettered_once_per_kind_before_and_behind_the_exchange() {
+        use DeadLetterKind::{BadRecord, Late};
+        let mut out = outbox(2);
+        // Read in part: its dead letter was written before the exchange.
+        let mut h = Held::lettered(true);
+        let r = rec("a");
+        {
+            let mut scope = InScope::Held(&r, &mut h);
+            assert!(!scope.first_letter(BadRecord));
+            assert!(scope.first_letter(Late));
+            assert!(!scope.first_letter(Late));
+        }
+        let mut g = Held::lettered(false);
+        send(&mut g, &mut out, 0);
+        send(&mut g, &mut out, 1);
+        g.deliver(rec("b"), &mut out);
+        // The two workers share the record: one late letter between them,
+        // one dead letter.
+        let kept = |w: usize| out.exchange[w].as_ref().unwrap().records[0].get().unwrap();
+        let mut w0 = InScope::Lent(kept(0));
+        let mut w1 = InScope::Lent(kept(1));
+        assert!(w1.first_letter(Late));
+        assert!(!w0.first_letter(Late));
+        assert!(w0.first_letter(BadRecord));
+        assert!(!w1.first_letter(BadRecord));
+        // A record dead-lettered before the exchange is not again behind it.
+        let mut d = Held::lettered(true);
+        send(&mut d, &mut out, 0);
+        d.deliver(rec("c"), &mut out);
+        let c = out.exchange[0].as_ref().unwrap().records[1].get().unwrap();
+        assert!(!InScope::Lent(c).first_letter(BadRecord));
+        // Without a record in scope, every letter counts.
+        assert!(InScope::None.first_letter(Late) && InScope::None.first_letter(Late));
     }
 }

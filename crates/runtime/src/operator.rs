@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use flowline_connector_api::{PartitionId, Record};
 
-use crate::held::Held;
 pub(crate) use crate::held::InScope;
+use crate::held::{Held, Kept};
 pub(crate) use crate::owners::KeyOwners;
 
 /// The next operator state of a restore, decoded; `what` names it in the
@@ -157,8 +157,17 @@ impl Cx<'_> {
         self.again = true;
     }
 
-    fn letter(&self, kind: DeadLetterKind, stage: &str, reason: String) -> Option<DeadLetter> {
-        let record = self.record.get()?.clone();
+    /// The letter of the record in scope, once per record and kind
+    /// (`InScope::first_letter`): `None` when it was written already;
+    /// an empty record when none is in scope (counted all the same).
+    fn letter(&mut self, kind: DeadLetterKind, stage: &str, reason: String) -> Option<DeadLetter> {
+        if !self.record.first_letter(kind) {
+            return None;
+        }
+        let record = self
+            .record
+            .get()
+            .map_or_else(|| Record::new(Vec::new()), Record::clone);
         Some(DeadLetter {
             record,
             kind,
@@ -172,7 +181,19 @@ impl Cx<'_> {
     /// batches that elements of it went to (`held`).
     #[inline]
     pub(crate) fn with_record<R>(&mut self, rec: Record, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
-        let mut held = Held::default();
+        self.with_record_lettered(rec, false, f)
+    }
+
+    /// `with_record` for a record whose dead letter was written already
+    /// (`dead`): its elements dead-letter it no more.
+    #[inline]
+    pub(crate) fn with_record_lettered<R>(
+        &mut self,
+        rec: Record,
+        dead: bool,
+        f: impl FnOnce(&mut Cx<'_>) -> R,
+    ) -> R {
+        let mut held = Held::lettered(dead);
         let r = self.scoped(InScope::Held(&rec, &mut held), f);
         held.deliver(rec, self.outbox);
         r
@@ -181,7 +202,7 @@ impl Cx<'_> {
     /// Runs `f` with `rec`, lent by a worker's batch, as the current source
     /// record.
     #[inline]
-    pub(crate) fn with_lent<R>(&mut self, rec: &Record, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
+    pub(crate) fn with_lent<R>(&mut self, rec: &Kept, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
         self.scoped(InScope::Lent(rec), f)
     }
 
@@ -219,32 +240,22 @@ impl Cx<'_> {
         });
     }
 
-    /// Counts an element that has no source record to dead-letter.
+    /// Sends the current source record down the bad-record path, once
+    /// per record (an empty record when the chain has none in scope; it is
+    /// counted all the same).
     pub(crate) fn bad_element(&mut self, stage: &str, reason: String) {
-        match self.letter(DeadLetterKind::BadRecord, stage, reason.clone()) {
-            Some(l) => self.outbox.dead.push(l),
-            None => self.outbox.dead.push(DeadLetter {
-                record: Record::new(Vec::new()),
-                kind: DeadLetterKind::BadRecord,
-                reason,
-                stage: stage.to_string(),
-            }),
+        if let Some(l) = self.letter(DeadLetterKind::BadRecord, stage, reason) {
+            self.outbox.dead.push(l);
         }
     }
 
-    /// Sends the current source record to the late side output (an empty
-    /// record when the chain has no source record in scope; it is counted
-    /// all the same).
+    /// Sends the current source record to the late side output, once per
+    /// record (an empty record when the chain has none in scope; it is
+    /// counted all the same).
     pub(crate) fn late_record(&mut self, stage: &str, reason: String) {
-        let l = self
-            .letter(DeadLetterKind::Late, stage, reason.clone())
-            .unwrap_or(DeadLetter {
-                record: Record::new(Vec::new()),
-                kind: DeadLetterKind::Late,
-                reason,
-                stage: stage.to_string(),
-            });
-        self.outbox.late.push(l);
+        if let Some(l) = self.letter(DeadLetterKind::Late, stage, reason) {
+            self.outbox.late.push(l);
+        }
     }
 }
 
@@ -387,11 +398,12 @@ impl<O: 'static, E: std::fmt::Display, F: Fn(&Record) -> (Vec<O>, Option<E>) + S
 {
     fn element(&mut self, el: Record, ts: i64, cx: &mut Cx<'_>) {
         let (outs, err) = (self.f)(&el);
+        let dead = err.is_some();
         if let Some(e) = err {
             cx.bad_record(&el, &self.stage, e.to_string());
         }
         let down = &mut self.down;
-        cx.with_record(el, |cx| {
+        cx.with_record_lettered(el, dead, |cx| {
             for o in outs {
                 down.element(o, ts, cx)
             }

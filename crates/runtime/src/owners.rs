@@ -298,6 +298,7 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::held::Kept;
     use crate::operator::{InScope, Outbox};
     use flowline_connector_api::Record;
 
@@ -305,7 +306,7 @@ mod tests {
         owners: &'a mut KeyOwners,
         outbox: &'a mut Outbox,
         p: &'a PartitionId,
-        record: Option<&'a Record>,
+        record: Option<&'a Kept>,
     ) -> Cx<'a> {
         Cx {
             partition: p,
@@ -326,7 +327,7 @@ mod tests {
         owners: &mut KeyOwners,
         outbox: &mut Outbox,
         partition: &str,
-        record: Option<&Record>,
+        record: Option<&Kept>,
     ) -> Result<(), String> {
         let p = PartitionId::new(partition);
         cx(owners, outbox, &p, record).claim_key(&"k")
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn a_key_another_partition_holds_refuses_the_record_or_fails_without_one() {
         let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
-        let rec = Record::new("k,1");
+        let rec = Kept::new(Record::new("k,1"));
         assert_eq!(claim(&mut owners, &mut outbox, "p0", Some(&rec)), Ok(()));
         assert_eq!(claim(&mut owners, &mut outbox, "p0", None), Ok(()));
         // A record of it on another partition: refused, the job goes on.
@@ -381,7 +382,7 @@ mod tests {
     fn a_key_is_owned_while_any_piece_of_its_state_is_held() {
         let (mut owners, mut outbox) = (KeyOwners::default(), Outbox::default());
         let (p0, p1) = (PartitionId::new("p0"), PartitionId::new("p1"));
-        let rec = Record::new("k,1");
+        let rec = Kept::new(Record::new("k,1"));
         // Two windows of `k` and a state of `j` on p0.
         for _ in 0..2 {
             cx(&mut owners, &mut outbox, &p0, None)
