@@ -184,7 +184,7 @@ pub(crate) struct ExBatch {
     pub(crate) items: Box<dyn Any + Send>,
     pub(crate) len: usize,
     pub(crate) records: Vec<Stored>,
-    /// Places in `records` given out ([`crate::held::Held::send_to`]).
+    /// Places in `records` given out ([`crate::held::Trail::send_to`]).
     pub(crate) reserved: u32,
 }
 
@@ -325,12 +325,10 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
                 .get_mut(usize::from(it.kg))
                 .and_then(Option::as_mut)
             else {
-                g.outbox.error.get_or_insert_with(|| {
-                    crate::RuntimeError::Internal(format!(
-                        "key group {} reached worker {} that does not own it",
-                        it.kg, g.worker
-                    ))
-                });
+                g.outbox.fail(crate::RuntimeError::Internal(format!(
+                    "key group {} reached worker {} that does not own it",
+                    it.kg, g.worker
+                )));
                 return;
             };
             let mut cx = cx_for(g, it.kg, group.next_fire);
@@ -343,11 +341,9 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
             match it.rec {
                 Some(i) => {
                     let Some(r) = records.get(i as usize).and_then(Stored::get) else {
-                        cx.outbox.error.get_or_insert_with(|| {
-                            crate::RuntimeError::Internal(format!(
-                                "an element's source record (place {i}) is missing from its batch"
-                            ))
-                        });
+                        cx.outbox.fail(crate::RuntimeError::Internal(format!(
+                            "an element's source record (place {i}) is missing from its batch"
+                        )));
                         return;
                     };
                     cx.with_lent(r, |cx| group.chain.element(it.el, it.ts, cx))

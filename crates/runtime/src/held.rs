@@ -4,12 +4,16 @@
 //! Before the exchange, the operator that read a record keeps it while its
 //! elements go down the chain (`Cx::with_record`). An exchange that sends
 //! an element of it to a worker does not take the record there and then:
-//! it reserves the record a place in that worker's batch ([`Held::send_to`])
+//! it reserves the record a place in that worker's batch ([`Trail::send_to`])
 //! and puts the place in the element. When the record's scope ends it
-//! moves into the batches that asked for it ([`Held::deliver`]): by value
+//! moves into the batches that asked for it ([`Trail::deliver`]): by value
 //! into one, behind one `Arc` shared by several (an event with series on
 //! several workers). A worker's elements borrow it from their batch
 //! ([`InScope::Lent`]), and it is dropped with the batch.
+//!
+//! The record's [`Trail`] also marks which kinds of letters (dead, late)
+//! of it were written, so a record reaches each output once however many
+//! of its elements are refused or late, on however many workers.
 //!
 //! Before, each exchanged record moved behind an `Arc` of its own as its
 //! first element went out: an allocation per record on the tasks before the
@@ -34,7 +38,7 @@ pub(crate) enum InScope<'a> {
     None,
     /// Owned by the operator that read it (before the exchange), with the
     /// workers' batches that asked for it.
-    Held(&'a Record, &'a mut Held),
+    Held(&'a Record, &'a mut Trail),
     /// Lent by a worker's batch (behind the exchange).
     Lent(&'a Kept),
 }
@@ -84,12 +88,12 @@ fn letter_bit(kind: DeadLetterKind) -> u8 {
     }
 }
 
-/// The workers' batches that will take a source record when its scope
-/// ends, each with the place reserved for it there, and the letters of it
-/// written so far. The record itself stays where its operator holds it
+/// A source record's trail while its scope lasts: the workers' batches
+/// that will take it when the scope ends, each with the place reserved for
+/// it there, and the kinds of letters of it written so far. The record itself stays where its operator holds it
 /// until then (one move, into a batch).
 #[derive(Debug, Default)]
-pub(crate) struct Held {
+pub(crate) struct Trail {
     /// The first worker sent an element of it (most records go to one).
     first: Option<Place>,
     /// Any other workers (an event with series on several).
@@ -145,7 +149,7 @@ impl Stored {
     }
 }
 
-impl Held {
+impl Trail {
     /// A record whose dead letter was written already (`dead`): read in
     /// part, its good parts going on.
     pub(crate) fn lettered(dead: bool) -> Self {
@@ -218,14 +222,10 @@ fn put(outbox: &mut Outbox, p: Place, s: Stored) {
                 b.records[i] = s;
             }
         }
-        _ => {
-            outbox.error.get_or_insert_with(|| {
-                RuntimeError::Internal(format!(
-                    "a source record's place {i} in worker {}'s batch is gone",
-                    p.worker
-                ))
-            });
-        }
+        _ => outbox.fail(RuntimeError::Internal(format!(
+            "a source record's place {i} in worker {}'s batch is gone",
+            p.worker
+        ))),
     }
 }
 
@@ -249,7 +249,7 @@ mod tests {
         }
     }
 
-    fn send(h: &mut Held, out: &mut Outbox, w: usize) -> u32 {
+    fn send(h: &mut Trail, out: &mut Outbox, w: usize) -> u32 {
         h.send_to(w, out.exchange[w].as_mut().unwrap())
     }
 
@@ -272,16 +272,16 @@ mod tests {
     fn a_record_moves_once_into_each_batch_that_asked_for_it() {
         let mut out = outbox(3);
         // One record, three elements on worker 1: one place.
-        let mut a = Held::default();
+        let mut a = Trail::default();
         assert_eq!(
             [0, 1, 1, 1].map(|w| send(&mut a, &mut out, w)),
             [0, 0, 0, 0]
         );
         // Nobody asked for b: it goes nowhere.
-        let b = Held::default();
+        let b = Trail::default();
         a.deliver(rec("a"), &mut out);
         b.deliver(rec("b"), &mut out);
-        let mut c = Held::default();
+        let mut c = Trail::default();
         assert_eq!(send(&mut c, &mut out, 1), 1);
         c.deliver(rec("c"), &mut out);
         assert_eq!(payloads(&out, 0), [Some("a".into())]);
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn nested_scopes_keep_their_places_whatever_ends_first() {
         let mut out = outbox(1);
-        let (mut outer, mut inner) = (Held::default(), Held::default());
+        let (mut outer, mut inner) = (Trail::default(), Trail::default());
         assert_eq!(send(&mut outer, &mut out, 0), 0);
         assert_eq!(send(&mut inner, &mut out, 0), 1);
         inner.deliver(rec("inner"), &mut out);
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn a_place_in_a_batch_already_gone_fails_the_job_not_the_process() {
         let mut out = outbox(1);
-        let mut h = Held::default();
+        let mut h = Trail::default();
         send(&mut h, &mut out, 0);
         out.exchange[0] = None;
         h.deliver(rec("x"), &mut out);
@@ -325,7 +325,7 @@ mod tests {
         use DeadLetterKind::{BadRecord, Late};
         let mut out = outbox(2);
         // Read in part: its dead letter was written before the exchange.
-        let mut h = Held::lettered(true);
+        let mut h = Trail::lettered(true);
         let r = rec("a");
         {
             let mut scope = InScope::Held(&r, &mut h);
@@ -333,7 +333,7 @@ mod tests {
             assert!(scope.first_letter(Late));
             assert!(!scope.first_letter(Late));
         }
-        let mut g = Held::lettered(false);
+        let mut g = Trail::lettered(false);
         send(&mut g, &mut out, 0);
         send(&mut g, &mut out, 1);
         g.deliver(rec("b"), &mut out);
@@ -347,7 +347,7 @@ mod tests {
         assert!(w0.first_letter(BadRecord));
         assert!(!w1.first_letter(BadRecord));
         // A record dead-lettered before the exchange is not again behind it.
-        let mut d = Held::lettered(true);
+        let mut d = Trail::lettered(true);
         send(&mut d, &mut out, 0);
         d.deliver(rec("c"), &mut out);
         let c = out.exchange[0].as_ref().unwrap().records[1].get().unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use flowline_connector_api::{PartitionId, Record};
 
 pub(crate) use crate::held::InScope;
-use crate::held::{Held, Kept};
+use crate::held::{Kept, Trail};
 pub(crate) use crate::owners::KeyOwners;
 
 /// The next operator state of a restore, decoded; `what` names it in the
@@ -83,6 +83,13 @@ pub(crate) struct Outbox {
     /// Room a new batch for a worker starts with: a chunk's share of its
     /// records, so its `Vec` does not grow by doubling (0: grows).
     pub(crate) exchange_room: usize,
+}
+
+impl Outbox {
+    /// Fails the chain's job with `e`, unless an earlier error did.
+    pub(crate) fn fail(&mut self, e: RuntimeError) {
+        self.error.get_or_insert(e);
+    }
 }
 
 /// The context a chain runs in: the partition, its watermark, and the outbox.
@@ -193,7 +200,7 @@ impl Cx<'_> {
         dead: bool,
         f: impl FnOnce(&mut Cx<'_>) -> R,
     ) -> R {
-        let mut held = Held::lettered(dead);
+        let mut held = Trail::lettered(dead);
         let r = self.scoped(InScope::Held(&rec, &mut held), f);
         held.deliver(rec, self.outbox);
         r

@@ -199,8 +199,8 @@ impl Cx<'_> {
     fn claim<K: Hash + Debug>(&mut self, key: &K, entry: bool) -> Result<(), String> {
         if let Some(g) = self.key_group {
             let own = crate::exchange::key_group(key);
-            if own != g && self.outbox.error.is_none() {
-                self.outbox.error = Some(RuntimeError::KeyGroup {
+            if own != g {
+                self.outbox.fail(RuntimeError::KeyGroup {
                     key: format!("{key:?}"),
                     group: own,
                     arrived: g,
@@ -227,9 +227,7 @@ impl Cx<'_> {
                         "{split}. The key stays with `{p}`; this record is not counted"
                     ));
                 }
-                if self.outbox.error.is_none() {
-                    self.outbox.error = Some(split);
-                }
+                self.outbox.fail(split);
             }
             None => {
                 table.insert(
