@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::operator::{next_state, BoxOp, Cx, Operator, NO_TIME};
+use crate::operator::{next_state, push_state, BoxOp, Cx, Operator, NO_TIME};
 use crate::window::{TimeWindow, WindowSpec};
 
 /// What a key must be: hashable, ordered (fired windows emit in key order, so
@@ -443,7 +443,7 @@ where
                 (*s, slot.fired, keys)
             })
             .collect();
-        out.push(postcard::to_stdvec(&state).map_err(|e| e.to_string())?);
+        push_state(out, &state)?;
         self.down.snapshot(out)
     }
 

@@ -24,6 +24,15 @@ pub(crate) fn next_state<T: serde::de::DeserializeOwned>(
     let bytes = states.next().ok_or_else(|| format!("missing {what}"))?;
     postcard::from_bytes(&bytes).map_err(|e| format!("{what}: {e}"))
 }
+/// Appends an operator's state, encoded, to a snapshot (read back by
+/// [`next_state`]).
+pub(crate) fn push_state<T: serde::Serialize>(
+    out: &mut Vec<Vec<u8>>,
+    state: &T,
+) -> Result<(), String> {
+    out.push(postcard::to_stdvec(state).map_err(|e| e.to_string())?);
+    Ok(())
+}
 use crate::RuntimeError;
 
 /// Event time meaning "no event time known".

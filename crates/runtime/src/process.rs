@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::keyed::{FastState, Key, KeySelector};
-use crate::operator::{next_state, BoxOp, Cx, Operator};
+use crate::operator::{next_state, push_state, BoxOp, Cx, Operator};
 use crate::state::ProcessContext;
 
 /// Per-key logic with state and event-time timers, as Flink's
@@ -149,7 +149,7 @@ where
         let mut states: Vec<(&P::Key, &P::State)> = self.states.iter().collect();
         states.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let timers: Vec<&(i64, P::Key)> = self.timers.iter().collect();
-        out.push(postcard::to_stdvec(&(states, timers)).map_err(|e| e.to_string())?);
+        push_state(out, &(states, timers))?;
         self.down.snapshot(out)
     }
 
