@@ -323,9 +323,17 @@ pub async fn create_topic_with(
         .await
         .expect("create_topics");
     assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
-    // The controller has accepted the topic; wait until the broker's
-    // metadata shows every partition with a leader (a client that checks
-    // the topic right away may otherwise find none).
+    create_topic_ready(&admin, topic, partitions).await;
+}
+
+/// The controller has accepted the topic; waits until the broker's
+/// metadata shows every partition with a leader (a client that checks the
+/// topic right away may otherwise find none).
+async fn create_topic_ready(
+    admin: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let ready = admin
@@ -349,6 +357,49 @@ pub async fn create_topic_with(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Deletes `topic` and creates it again, empty, with `partitions`, then
+/// waits until the new one has leaders (a create right after the delete is
+/// refused while the deletion is under way, and tried again).
+pub async fn recreate_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let r = admin
+        .delete_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("delete_topics");
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = admin
+            .create_topics(
+                &[rdkafka::admin::NewTopic::new(
+                    topic,
+                    partitions,
+                    rdkafka::admin::TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("create_topics");
+        match r.first() {
+            Some(Ok(_)) => break,
+            // The deletion is still under way.
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {}
+            other => panic!("creating {topic} again: {other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic {topic} could not be deleted and created again within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Leaders for every partition, as `create_topic` waits for.
+    create_topic_ready(&admin, topic, partitions).await;
 }
 
 /// Produces `(key, payload, timestamp)` records and waits for every delivery.

@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use flowline_integration_tests::job::{
-    assert_file_windows, http_addr, job_log, kafka_job_head, reference_windows, run_to_end,
-    sigterm, spawn_job, wait_progress,
+    assert_file_windows, kafka_job_head, reference_windows, run_to_end, stream_until,
 };
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -111,29 +110,13 @@ async fn records_deleted_before_they_were_read_are_one_loud_dead_letter() {
         .delete_records(&tpl, &AdminOptions::new())
         .await
         .expect("DeleteRecords");
-    let streaming = dir.path().join("streaming.toml");
-    std::fs::write(
-        &streaming,
-        config.replace(
-            "bounded = true\n",
-            "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"\n",
-        ),
-    )
-    .unwrap();
-    let mut child = spawn_job(&streaming, 0);
-    let addr = http_addr(&mut child, &streaming, 0).await;
-    wait_progress(
+    let log = stream_until(
+        &config,
+        dir.path(),
         "the 50 records left and the loss read",
-        &addr,
-        &mut child,
-        &streaming,
-        0,
-        Duration::from_secs(60),
         |p| p.records_in >= 51,
     )
     .await;
-    sigterm(&mut child, &streaming, 0, Duration::from_secs(30)).await;
-    let log = job_log(&streaming, 0);
     let letters = std::fs::read_to_string(&dead).unwrap();
     assert_eq!(letters.lines().count(), 2, "{letters}\n{log}");
     assert!(

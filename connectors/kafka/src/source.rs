@@ -441,6 +441,7 @@ impl Source for KafkaSource {
                 }
                 st.stop_reached = false;
             }
+            self.restart_rewound(self.thread.is_some())?;
             return Ok(self.assign_bounded()?);
         }
         // The runtime answers each `Assigned` event with one seek, in order:

@@ -88,6 +88,40 @@ impl KafkaSource {
         Ok(start)
     }
 
+    /// Bounded: a checkpointed offset past a partition's end offset (seen
+    /// at start) names a log that is gone, as Kafka offsets never go back
+    /// within one log. The partition is read from the log start there now,
+    /// as librdkafka does for a streaming source (`auto.offset.reset`), and
+    /// the rewind is a bad record ([`rewound`](super::state::rewound)).
+    /// Before, the run took the partition for read to its end and read
+    /// nothing of it.
+    pub(super) fn restart_rewound(&self, started: bool) -> Result<(), Error> {
+        let past: Vec<(String, i32, PartitionId, i64)> = lock(&self.shared().state)
+            .parts
+            .iter()
+            .filter(|p| p.stop.is_some_and(|s| p.next > s))
+            .map(|p| (p.topic.clone(), p.partition, p.pid.clone(), p.next))
+            .collect();
+        if past.is_empty() {
+            return Ok(());
+        }
+        let timeout = duration("connect_timeout", &self.cfg.connect_timeout)?;
+        for (t, p, pid, expected) in past {
+            let (low, _) = self.watermarks(&t, p, timeout)?;
+            let mut st = lock(&self.shared().state);
+            let Some(part) = st.find(&t, p) else { continue };
+            part.next = low;
+            part.expect = low;
+            part.consumed = 0;
+            if started {
+                part.target = Some(low);
+                part.seeked = false;
+            }
+            st.rejected.push(super::state::rewound(&pid, expected, low));
+        }
+        Ok(())
+    }
+
     /// The partition's low and high watermarks, asked again on a passing
     /// failure until `timeout`.
     pub(super) fn watermarks(

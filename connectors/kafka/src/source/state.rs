@@ -107,6 +107,26 @@ pub(crate) struct Gap {
 /// Gaps kept unchecked at most; a deletion is the first gap after a start.
 const MAX_GAPS: usize = 256;
 
+/// The bad record that makes a log gone backwards loud: `pid`'s log ends
+/// before `expected`, the offset this job was to read next (its
+/// checkpoint's, or the one after the last record it read), and reading
+/// goes on at `resumed`. Kafka offsets never go back within one log, so
+/// the topic was deleted and created again, or the broker cut the log back
+/// (an unclean leader election). Before, a bounded run read nothing of the
+/// new log and ended as if done, and a streaming one counted it with no
+/// more than a librdkafka log line. It stands at `expected` (its id is the
+/// partition and that offset, the same in every replay of one checkpoint).
+pub(crate) fn rewound(pid: &PartitionId, expected: i64, resumed: i64) -> Rejected {
+    tracing::error!(partition = %pid, expected, resumed, "the partition's log ends before the offset this job was to read next: the topic was recreated, or the broker cut its log back");
+    let reason = format!(
+        "the log of {pid} ends before offset {expected}, where this job was to read next (its checkpoint, or the record after the last it read): the topic was deleted and created again, or the broker cut the log back (an unclean leader election). Reading goes on from offset {resumed} of the log there now, as new records; the windows already written keep what the job read before. Fix: nothing, if the topic was created again on purpose; otherwise check the brokers (unclean.leader.election.enable), as records read before may now be counted again"
+    );
+    let mut r = Record::new(Vec::new());
+    r.partition = Some(pid.clone());
+    r.offset = expected.max(0) as u64;
+    Rejected::new(r, reason)
+}
+
 impl State {
     /// The partitions a seek answering the assignment of `answering`
     /// starts: those of that assignment still awaiting, never those of a
@@ -181,6 +201,10 @@ impl State {
             return (Verdict::Skip, None);
         }
         part.next = off + 1;
+        // Behind the expected offset with no target: librdkafka found that
+        // offset past the log's end and reset to `auto.offset.reset`.
+        let rewind =
+            (part.expect >= 0 && off < part.expect).then(|| rewound(&part.pid, part.expect, off));
         let gap = (part.expect >= 0 && off > part.expect).then(|| Gap {
             pid: part.pid.clone(),
             topic: part.topic.clone(),
@@ -191,6 +215,7 @@ impl State {
         part.expect = off + 1;
         let (ended, pid) = (part.stop.is_some_and(|s| part.next >= s), part.pid.clone());
         self.stop_reached |= ended;
+        self.rejected.extend(rewind);
         if let Some(g) = gap.filter(|_| self.gaps.len() < MAX_GAPS) {
             self.gaps.push(g);
         }
@@ -417,6 +442,36 @@ mod tests {
         assert!(s.rejected[0]
             .reason
             .contains("offsets 10 to 14 of t/0 (5 records)"));
+    }
+
+    #[test]
+    fn a_log_behind_the_expected_offset_is_one_bad_record_and_is_read_as_new() {
+        // Checkpointed at 600; the topic was created again and librdkafka
+        // reset to its start.
+        let mut a = Part::new("t", 0, false);
+        a.expect = 600;
+        let mut s = state(a);
+        assert_eq!(s.verdict("t", 0, 0).0, Verdict::Deliver);
+        assert_eq!(s.verdict("t", 0, 1).0, Verdict::Deliver);
+        assert_eq!(s.rejected.len(), 1, "one letter, not one per record");
+        let r = &s.rejected[0];
+        assert_eq!((r.record.offset, r.record.payload.len()), (600, 0));
+        assert!(
+            r.reason.contains("the log of t/0 ends before offset 600")
+                && r.reason.contains("goes on from offset 0")
+                && r.reason.contains("Fix"),
+            "{}",
+            r.reason
+        );
+        assert!(s.gaps.is_empty());
+        assert_eq!(s.parts[0].next, 2);
+        // Records fetched before a seek to a target are skipped, unlettered.
+        let mut b = Part::new("t", 1, false);
+        b.expect = 5;
+        b.target = Some(10);
+        s.add(b);
+        assert_eq!(s.verdict("t", 1, 3).0, Verdict::Skip);
+        assert_eq!(s.rejected.len(), 1);
     }
 
     #[test]
