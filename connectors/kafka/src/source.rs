@@ -115,14 +115,14 @@ impl KafkaSource {
             &cfg.security,
             &BTreeMapDefaults::source(),
         )?;
-        cc.set("group.id", &cfg.group_id).set(
-            "auto.offset.reset",
-            if start == StartPosition::Latest {
-                "latest"
-            } else {
-                "earliest"
-            },
-        );
+        // librdkafka resets to this when an offset is out of the log's
+        // range: records deleted before they were read, or a log created
+        // again. Reading goes on from the log start, whatever
+        // `auto_offset_reset` says: that names where a partition without
+        // state starts (`start.rs`), which is always an offset of ours.
+        // "latest" here skipped every record left in the log, silently.
+        cc.set("group.id", &cfg.group_id)
+            .set("auto.offset.reset", "earliest");
         if let Some(id) = cfg.group_instance_id.as_deref().filter(|_| !cfg.bounded) {
             if id.is_empty() || id.len() > 249 {
                 return Err(Error::Config(format!(
