@@ -7,6 +7,8 @@
 //! counted in the other topic's partition. And a topic created while the
 //! job runs that matches its `topic_pattern` is read from its start, even
 //! with `auto_offset_reset = "latest"` (as a partition added later is).
+//! A compacted topic is read with a warning: the broker keeps only the
+//! newest record of each key, so windows may count fewer than were written.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -203,4 +205,47 @@ async fn a_topic_created_while_the_job_runs_that_matches_the_pattern_is_read_fro
         }
     }
     assert_eq!(read[&a], ["after-0", "after-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_is_named_in_a_warning_and_a_deleting_one_is_not() {
+    let s = TestServices::get().await.unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |topic: &str| {
+        let p = dir.path().join("job.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[source]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{topic}\"\n[sink]\ntype = \"file\"\npath = \"{}\"\n[window]\nsize = \"10s\"\n",
+                s.kafka_bootstrap,
+                dir.path().join("out.ndjson").display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(flowline_integration_tests::job::bin("flowline"))
+            .args(["validate", "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let compacted = unique("compacted");
+    flowline_integration_tests::create_topic_with(
+        &s.kafka_bootstrap,
+        &compacted,
+        1,
+        &[("cleanup.policy", "compact,delete")],
+    )
+    .await;
+    let log = validate(&compacted);
+    assert!(
+        log.contains("the topic is compacted") && log.contains(&compacted),
+        "{log}"
+    );
+    assert!(!log.contains("consumer property"), "{log}");
+    let deleting = unique("deleting");
+    create_topic(&s.kafka_bootstrap, &deleting, 1).await;
+    let log = validate(&deleting);
+    assert!(!log.contains("compacted"), "{log}");
 }

@@ -228,6 +228,7 @@ impl KafkaSource {
                 }
             }
         }
+        src.warn_compacted(connect);
         Ok(src)
     }
 
