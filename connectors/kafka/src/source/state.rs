@@ -181,17 +181,19 @@ impl State {
             return (Verdict::Skip, None);
         }
         if let Some(t) = part.target {
-            if off < t {
-                return (Verdict::Skip, None);
-            }
-            if off > t && !part.seeked {
+            if off != t && !part.seeked {
                 part.seeked = true;
                 return (Verdict::SeekTo(t), Some(part.pid.clone()));
             }
-            // At the target, or past it after the seek: librdkafka drops
-            // what it fetched before a seek, so a later offset means that
-            // none between holds a record (a transaction marker, an aborted
-            // or compacted record). Skipping it stalled the partition.
+            // At the target, or off it after the seek: librdkafka drops
+            // what it fetched before a seek. A later offset means that none
+            // between holds a record (a transaction marker, an aborted or
+            // compacted record; skipping it stalled the partition). An
+            // earlier one means the target was past the log's end and
+            // librdkafka went back to its start: the rewind below says so.
+            // (Records before the target were skipped until it came, and a
+            // log created again, shorter than the target, was skipped for
+            // ever.)
             part.target = None;
             part.expect = t;
         }
@@ -320,15 +322,33 @@ mod tests {
     }
 
     #[test]
-    fn a_target_skips_earlier_offsets_and_seeks_back_once_from_later_ones() {
+    fn a_target_seeks_once_from_an_offset_off_it_and_delivers_from_it() {
+        for first in [9, 12] {
+            let mut p = Part::new("t", 1, false);
+            p.target = Some(10);
+            let mut s = state(p);
+            assert_eq!(s.verdict("t", 1, first).0, Verdict::SeekTo(10));
+            assert_eq!(s.verdict("t", 1, 10).0, Verdict::Deliver);
+            assert_eq!(s.verdict("t", 1, 11).0, Verdict::Deliver);
+            assert_eq!(s.parts[0].next, 12);
+            assert!(s.rejected.is_empty() && s.gaps.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_target_past_the_logs_end_is_a_rewind_after_the_seek() {
+        // The seek's offset is gone (a topic created again): librdkafka
+        // goes back to the log start, and that log is read, loudly.
         let mut p = Part::new("t", 1, false);
-        p.target = Some(10);
+        p.target = Some(600);
         let mut s = state(p);
-        assert_eq!(s.verdict("t", 1, 9).0, Verdict::Skip);
-        assert_eq!(s.verdict("t", 1, 12).0, Verdict::SeekTo(10));
-        assert_eq!(s.verdict("t", 1, 10).0, Verdict::Deliver);
-        assert_eq!(s.verdict("t", 1, 11).0, Verdict::Deliver);
-        assert_eq!(s.parts[0].next, 12);
+        assert_eq!(s.verdict("t", 1, 3).0, Verdict::SeekTo(600));
+        assert_eq!(s.verdict("t", 1, 0).0, Verdict::Deliver);
+        assert_eq!(s.verdict("t", 1, 1).0, Verdict::Deliver);
+        assert_eq!(s.rejected.len(), 1);
+        assert!(s.rejected[0]
+            .reason
+            .contains("ends before offset 600, where this job was to read next"));
     }
 
     #[test]
@@ -465,13 +485,6 @@ mod tests {
         );
         assert!(s.gaps.is_empty());
         assert_eq!(s.parts[0].next, 2);
-        // Records fetched before a seek to a target are skipped, unlettered.
-        let mut b = Part::new("t", 1, false);
-        b.expect = 5;
-        b.target = Some(10);
-        s.add(b);
-        assert_eq!(s.verdict("t", 1, 3).0, Verdict::Skip);
-        assert_eq!(s.rejected.len(), 1);
     }
 
     #[test]
