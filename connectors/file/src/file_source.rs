@@ -118,6 +118,26 @@ impl FileSource {
     pub fn partition(&self) -> &PartitionId {
         &self.partition
     }
+
+    /// The file ended before the line its checkpoint names: it is not the
+    /// file the checkpoint read (replaced, or cut back), and would
+    /// otherwise be taken for read to its end, its lines never read. It is
+    /// read again from its first line, as new records, and this bad record
+    /// (no payload, at the checkpointed line) says so.
+    fn read_again(&mut self) -> Result<Rejected, ConnectorError> {
+        let (lines, expected) = (self.line, self.skip_to);
+        let f = File::open(&self.path).map_err(|e| io_error("reopen", &self.path, e))?;
+        self.reader = Some(past_bom(f, &self.path)?);
+        self.line = 0;
+        self.skip_to = 0;
+        Ok(Rejected::new(
+            Record::new(Vec::new()).at(self.partition.clone(), expected),
+            format!(
+                "`{}` has {lines} lines, fewer than the {expected} its checkpoint read: the file was replaced or cut back. It is read again from its first line, as new records; the windows already written keep what the job read before. Fix: nothing, if the file was replaced on purpose; to give a bounded job more records, append them to its file",
+                self.path.display()
+            ),
+        ))
+    }
 }
 
 impl Source for FileSource {
@@ -139,6 +159,9 @@ impl Source for FileSource {
                 .read_until(b'\n', &mut buf)
                 .map_err(|e| io_error("read", &self.path, e))?;
             if n == 0 {
+                if self.line < self.skip_to {
+                    return Err(ConnectorError::BadRecords(vec![self.read_again()?]));
+                }
                 self.reader = None;
                 break;
             }
@@ -303,6 +326,34 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_its_checkpoint_is_one_bad_record_and_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
+        let mut s = FileSource::open(FileSourceConfig::new(&path)).unwrap();
+        let p = s.partition().clone();
+        s.seek(&SourcePosition::new().with(p, 600)).await.unwrap();
+        let Err(ConnectorError::BadRecords(b)) = s.next().await else {
+            panic!("a bad record first")
+        };
+        assert_eq!((b.len(), b[0].record.offset), (1, 600));
+        assert!(
+            b[0].reason
+                .contains("has 3 lines, fewer than the 600 its checkpoint read")
+                && b[0].reason.contains("Fix"),
+            "{}",
+            b[0].reason
+        );
+        let got = drain(&mut s).await;
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [0, 1, 2]);
+        // At its length, the file is read to its end with nothing to say.
+        let mut s = FileSource::open(FileSourceConfig::new(&path)).unwrap();
+        let p = s.partition().clone();
+        s.seek(&SourcePosition::new().with(p, 3)).await.unwrap();
+        assert!(matches!(s.next().await, Ok(SourceEvent::End)));
     }
 
     #[tokio::test]
