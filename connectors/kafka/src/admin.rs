@@ -47,3 +47,28 @@ pub(crate) fn topic_configs(
         None => Err("no answer".into()),
     }
 }
+
+/// A topic's `cleanup.policy` as the broker applies it.
+pub(crate) struct CleanupPolicy<'a> {
+    /// As written (`delete` when the broker gives none).
+    pub text: &'a str,
+    /// It compacts: each key's newest record is kept, older ones dropped.
+    pub compacts: bool,
+    /// `retention.ms` as written (the broker's default when it gives none).
+    pub retention: &'a str,
+    /// It deletes by time (`delete` with a `retention.ms` other than -1).
+    pub deletes: bool,
+}
+
+/// The `cleanup.policy` of a topic's configs (`topic_configs`).
+pub(crate) fn cleanup_policy(c: &HashMap<String, String>) -> CleanupPolicy<'_> {
+    let text = c.get("cleanup.policy").map_or("delete", String::as_str);
+    let retention = c.get("retention.ms").map_or("604800000", String::as_str);
+    let has = |p: &str| text.split(',').any(|x| x.trim() == p);
+    CleanupPolicy {
+        text,
+        compacts: has("compact"),
+        retention,
+        deletes: has("delete") && retention.trim() != "-1",
+    }
+}

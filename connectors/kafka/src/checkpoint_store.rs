@@ -185,13 +185,11 @@ fn check_existing(
             return Ok(());
         }
     };
-    let policy = c.get("cleanup.policy").map_or("delete", String::as_str);
-    let retention = c.get("retention.ms").map_or("604800000", String::as_str);
-    let compact = policy.split(',').any(|p| p.trim() == "compact");
-    let deletes = policy.split(',').any(|p| p.trim() == "delete") && retention.trim() != "-1";
-    if compact && !deletes {
+    let p = crate::admin::cleanup_policy(&c);
+    if p.compacts && !p.deletes {
         return Ok(());
     }
+    let (policy, retention) = (p.text, p.retention);
     Err(err(
         "the topic exists and does not keep checkpoints as the store needs",
         topic,

@@ -14,6 +14,7 @@
 //! has restored the partitions' state) and then starts fetching each
 //! partition at the offset the runtime named.
 
+mod compacted;
 mod exclusive;
 mod members;
 mod message;

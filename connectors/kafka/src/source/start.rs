@@ -1,4 +1,6 @@
-//! Where a partition without checkpointed state starts reading.
+//! Where a partition starts reading: without checkpointed state, and when
+//! its checkpointed offset is past the end of the log there now
+//! (`restart_rewound`).
 //!
 //! `auto_offset_reset = "latest"` means "what is written from the job's
 //! start on". It names the end offset only for the partitions of that first
@@ -26,19 +28,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{kafka, lock, partition_id, KafkaSource};
 use crate::config::{duration, StartPosition};
 use crate::error::{with_retries, Error};
-
-/// Prefixes of the librdkafka properties that say how to connect, which an
-/// admin client of the source's takes too.
-const CONNECTION: &[&str] = &[
-    "security.",
-    "ssl.",
-    "ssl_",
-    "sasl.",
-    "socket.",
-    "broker.",
-    "client.",
-    "enable.ssl",
-];
 
 impl KafkaSource {
     /// The offset `auto_offset_reset` names for partition `t`/`p`, whose
@@ -133,47 +122,6 @@ impl KafkaSource {
             st.rejected.push(super::state::rewound(&pid, expected, low));
         }
         Ok(())
-    }
-
-    /// Warns about each named topic that the broker compacts
-    /// (`cleanup.policy` with `compact`): it keeps only the newest record
-    /// of each key, so records the job has not read yet, or reads again
-    /// after a restore, can be gone with no gap in the offsets to tell, and
-    /// windows then count fewer than were written, differently from one
-    /// run to the next. A topic whose configs cannot be read is not
-    /// checked (no `DescribeConfigs` permission).
-    pub(super) fn warn_compacted(&self, timeout: Duration) {
-        // The connection's properties only: an admin client logs a
-        // warning for each consumer property it is given.
-        let connection: std::collections::BTreeMap<String, String> = self
-            .cfg
-            .properties
-            .iter()
-            .filter(|(k, _)| CONNECTION.iter().any(|p| k.starts_with(p)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let Ok(client) = crate::config::client_config(
-            &self.cfg.bootstrap_servers,
-            &self.cfg.security,
-            &connection,
-        ) else {
-            return;
-        };
-        let timeout = timeout.min(Duration::from_secs(5));
-        for t in &self.cfg.topics {
-            match crate::admin::topic_configs(&client, t, timeout) {
-                Ok(c) => {
-                    let policy = c.get("cleanup.policy").map_or("delete", String::as_str);
-                    if policy.split(',').any(|p| p.trim() == "compact") {
-                        tracing::warn!(topic = %t, cleanup_policy = policy, "the topic is compacted: the broker keeps only the newest record of each key, so records not read yet (or read again after a restore) can be gone with no gap to tell, and windows count fewer than were written. Fix: read a topic with cleanup.policy=delete");
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(topic = %t, %error, "cannot read the topic's cleanup.policy");
-                    return;
-                }
-            }
-        }
     }
 
     /// The partition's low and high watermarks, asked again on a passing
