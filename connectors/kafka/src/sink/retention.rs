@@ -10,8 +10,9 @@
 //! days of retention is thus gone minutes later, with nothing said
 //! anywhere: a replay or a backfill loses its output silently.
 //!
-//! So the sink reads the topic's `retention.ms` and timestamp type when it
-//! starts, and refuses (as a bad record, with the reason and the fix) a
+//! So the sink reads the topic's `retention.ms`, `cleanup.policy` and
+//! timestamp type when it starts (a topic that only compacts deletes
+//! nothing by time, whatever its `retention.ms`), and refuses (as a bad record, with the reason and the fix) a
 //! record whose timestamp is already past the retention. The runtime writes
 //! it to the dead-letter output, which, when it is a Kafka topic too,
 //! writes it again without its timestamp. A retention changed while the
@@ -25,8 +26,9 @@ use flowline_connector_api::time::try_format_rfc3339_ms;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retention {
     /// Records are kept regardless of their timestamp: `retention.ms` is
-    /// -1, the broker stamps records itself (`LogAppendTime`), or the
-    /// configuration could not be read (warned at start).
+    /// -1, the topic only compacts, the broker stamps records itself
+    /// (`LogAppendTime`), or the configuration could not be read (warned
+    /// at start).
     Unlimited,
     /// Records whose timestamp is older than this many ms are deleted.
     Ms(i64),
@@ -49,8 +51,13 @@ impl Retention {
     /// with a warning: the check is a safeguard, not a condition to write.
     pub(crate) fn read(client: &rdkafka::ClientConfig, topic: &str, timeout: Duration) -> Self {
         match crate::admin::topic_configs(client, topic, timeout) {
+            // A topic that only compacts deletes nothing by time, whatever
+            // its `retention.ms` (which every topic has).
             Ok(c) => Self::from_config(
-                c.get("retention.ms").map(String::as_str),
+                crate::admin::cleanup_policy(&c)
+                    .deletes
+                    .then(|| c.get("retention.ms").map(String::as_str))
+                    .flatten(),
                 c.get("message.timestamp.type").map(String::as_str),
             ),
             Err(error) => {
