@@ -250,9 +250,13 @@ where
             cx.bad_element("window", reason);
             return;
         }
+        // Windows of the record already final (past the allowed lateness):
+        // how many, and the first and last of their starts.
+        let mut missed = (0u32, i64::MAX, i64::MIN);
         self.key_fn.with_key(&el, |key| {
             spec.for_each_window(ts, |w| {
                 if w.max_timestamp().saturating_add(lateness) <= wm {
+                    missed = (missed.0 + 1, missed.1.min(w.start), missed.2.max(w.start));
                     return;
                 }
                 let slot = match slots.entry(w.start) {
@@ -346,10 +350,24 @@ where
             cx.bad_element("window", reason);
             return;
         }
-        if !accepted {
+        if !accepted && missed.0 == 0 {
+            // A slide longer than the size leaves gaps between windows.
+            cx.late_record(
+                "window",
+                format!("event time {ts} falls between windows (they slide further than their size, {size} ms): it counts in no window"),
+            );
+        } else if !accepted {
             cx.late_record(
                 "window",
                 format!("event time {ts} is behind the watermark {wm} by more than the allowed lateness ({lateness} ms)"),
+            );
+        } else if missed.0 > 0 {
+            // Sliding: counted in its later windows, not in the earlier
+            // ones already final. Said, as the record is missing from
+            // those; before, only a record late for all of them was.
+            cx.late_record(
+                "window",
+                format!("event time {ts} is behind the watermark {wm} by more than the allowed lateness ({lateness} ms) for {} of its windows, already final (those starting from {} to {}): it counts only in its later windows", missed.0, missed.1, missed.2),
             );
         }
     }
