@@ -559,29 +559,6 @@ pub async fn wait_progress(
     }
 }
 
-/// Runs the bounded job file `toml` as a streaming job process (`bounded =
-/// false`, an HTTP port; its file in `dir`) until `ok` holds of its
-/// progress, stops it with SIGTERM, and returns its log.
-pub async fn stream_until(
-    toml: &str,
-    dir: &Path,
-    what: &str,
-    ok: impl Fn(Progress) -> bool,
-) -> String {
-    let config = dir.join("streaming.toml");
-    let text = toml.replace(
-        "bounded = true\n",
-        "bounded = false\n[http]\nlisten = \"127.0.0.1:0\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = spawn_job(&config, 0);
-    let addr = http_addr(&mut child, &config, 0).await;
-    let within = Duration::from_secs(60);
-    wait_progress(what, &addr, &mut child, &config, 0, within, ok).await;
-    sigterm(&mut child, &config, 0, Duration::from_secs(30)).await;
-    job_log(&config, 0)
-}
-
 /// Runs the job file `toml` in this process to its end; fails naming
 /// `ends` when it has not ended within `within`, or when it fails.
 pub async fn run_to_end(toml: &str, within: Duration, ends: &str) -> flowline_runtime::JobSummary {

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpointed;
 pub mod containers;
 pub mod job;
 pub mod proxy;

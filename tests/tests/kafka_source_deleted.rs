@@ -10,9 +10,8 @@
 
 use std::time::Duration;
 
-use flowline_integration_tests::job::{
-    assert_file_windows, kafka_job_head, reference_windows, run_to_end, stream_until,
-};
+use flowline_integration_tests::checkpointed::{bounded_file_job, stream_until};
+use flowline_integration_tests::job::{assert_file_windows, reference_windows, run_to_end};
 use flowline_integration_tests::{create_topic, produce, unique, TestServices};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -44,17 +43,7 @@ async fn records_deleted_before_they_were_read_are_one_loud_dead_letter() {
     put(0..100).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (out, dead) = (
-        dir.path().join("out.ndjson"),
-        dir.path().join("dead.ndjson"),
-    );
-    let config = format!(
-        "{head}bounded = true\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"file\"\npath = \"{}\"\n[window]\nsize = \"10s\"\n[checkpoint]\ndir = \"{}\"\ninterval = \"1h\"\n",
-        out.display(),
-        dead.display(),
-        dir.path().join("cp").display(),
-        head = kafka_job_head(&topic, &s.kafka_bootstrap),
-    );
+    let (config, out, dead) = bounded_file_job(&topic, &s.kafka_bootstrap, dir.path());
     let run = || run_to_end(&config, Duration::from_secs(60), "the run ends");
     let first = run().await;
     assert_eq!(first.records_in, 100);

@@ -12,9 +12,8 @@
 
 use std::time::Duration;
 
-use flowline_integration_tests::job::{
-    assert_file_windows, kafka_job_head, reference_windows, run_to_end, stream_until,
-};
+use flowline_integration_tests::checkpointed::{bounded_file_job, stream_until};
+use flowline_integration_tests::job::{assert_file_windows, reference_windows, run_to_end};
 use flowline_integration_tests::{create_topic, produce, recreate_topic, unique, TestServices};
 
 /// Event `i` of hour `h`: one a second, so every 10 s window holds 10.
@@ -45,17 +44,7 @@ async fn a_topic_created_again_is_read_from_its_start_with_one_loud_dead_letter(
     put(&old).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (out, dead) = (
-        dir.path().join("out.ndjson"),
-        dir.path().join("dead.ndjson"),
-    );
-    let config = format!(
-        "{head}bounded = true\n[sink]\ntype = \"file\"\npath = \"{}\"\n[dead_letter]\ntype = \"file\"\npath = \"{}\"\n[window]\nsize = \"10s\"\n[checkpoint]\ndir = \"{}\"\ninterval = \"1h\"\n",
-        out.display(),
-        dead.display(),
-        dir.path().join("cp").display(),
-        head = kafka_job_head(&topic, &s.kafka_bootstrap),
-    );
+    let (config, out, dead) = bounded_file_job(&topic, &s.kafka_bootstrap, dir.path());
     let run = || run_to_end(&config, Duration::from_secs(60), "the run ends");
     assert_eq!(run().await.records_in, 300);
 
