@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 mod memo;
+mod written;
 
 /// Milliseconds since the Unix epoch of an RFC 3339 time with any offset
 /// (`Z`, `z`, `+05:30`, `-08:00`), any fraction length and either case of
@@ -29,18 +30,18 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
 /// the second before it (as Java's `Instant.parse` does: Unix time has no
 /// place for it); any other second 60 is refused.
 fn parse_whole(s: &str) -> Result<i64, String> {
-    let parsed = s.parse().or_else(|e| match nine_digit_fraction(s) {
-        // jiff reads up to 9 fraction digits; more cannot move the floor
-        // to the millisecond, so they are cut, not refused.
-        Some(cut) => cut.parse(),
-        None => Err(e),
-    });
-    let t: Timestamp = parsed
+    // jiff reads up to 9 fraction digits; more cannot move the floor to
+    // the millisecond, so they are cut, not refused.
+    let cut = nine_digit_fraction(s);
+    let text = cut.as_deref().unwrap_or(s);
+    let t: Timestamp = text
+        .parse()
         .map_err(|e| {
             format!(
                 "timestamp `{s}` is not an RFC 3339 time with a UTC offset within the years -9999 to 9999: {e}"
             )
         })?;
+    written::check(text, t).map_err(|e| e.replace(text, s))?;
     if second_60(s) && t.as_second().rem_euclid(86_400) != 86_399 {
         return Err(format!(
             "timestamp `{s}` has second 60, which only a leap second at 23:59:60 UTC may have (jiff would read it as second 59 of the same minute). Fix: write the next minute's first second as :00"

@@ -150,7 +150,8 @@ fn windows_equal_an_independent_reference() {
 }
 
 /// Times and values from other producers: offsets, lower case, 1970, a
-/// year-9999 clock, a time without an offset, NaN, an out-of-range number.
+/// year-9999 clock, a time without an offset or seconds, an offset of a
+/// day, a zone that disagrees with its offset, NaN, an out-of-range number.
 /// The expected windows are written out by hand (an independent group-by
 /// of the UTC times), and every bad record is dead-lettered once with its
 /// reason while the job goes on.
@@ -170,6 +171,11 @@ fn world_times_and_values_are_exact_or_dead_lettered() {
         ev("a", "NaN", "2026-01-01T00:00:04Z"),
         ev("a", "1e999", "2026-01-01T00:00:04Z"),
         ev("a", "7", "2026-01-01T02:05:00+02:00"),
+        // Java's ZonedDateTime text, zone and offset agreeing.
+        ev("a", "8", "2026-01-01T01:05:01+01:00[Europe/Paris]"),
+        ev("a", "9", "2026-01-01T00:00Z"),
+        ev("a", "10", "2026-01-02T01:00:01+25:00"),
+        ev("a", "11", "2026-01-01T00:00:01+00:00[Europe/Paris]"),
     ];
     std::fs::write(dir.path().join("events.ndjson"), lines.join("\n") + "\n").unwrap();
     let dlq = dir.path().join("dlq.ndjson");
@@ -215,7 +221,7 @@ fn world_times_and_values_are_exact_or_dead_lettered() {
         let v = w[p].as_f64().unwrap();
         assert!((0.0004..=2.5).contains(&v), "{p} {v} outside [min, max]");
     }
-    assert_eq!(got["a|2026-01-01T00:05:00.000Z"]["sum"], 7.0);
+    assert_eq!(got["a|2026-01-01T00:05:00.000Z"]["sum"], 7.0 + 8.0);
     assert_eq!(
         got["b|1970-01-01T00:00:00.000Z"]["window_end"],
         "1970-01-01T00:00:10.000Z"
@@ -235,7 +241,7 @@ fn world_times_and_values_are_exact_or_dead_lettered() {
             )
         })
         .collect();
-    assert_eq!(bad.len(), 4, "{reasons:#?}");
+    assert_eq!(bad.len(), 7, "{reasons:#?}");
     let reason_of = |needle: &str| {
         reasons
             .iter()
@@ -248,6 +254,9 @@ fn world_times_and_values_are_exact_or_dead_lettered() {
     assert!(reason_of("00:00:03\"").contains("offset"));
     assert!(reason_of("NaN").contains("invalid metric event"));
     assert!(reason_of("1e999").contains("invalid metric event"));
+    assert!(reason_of("T00:00Z\"").contains("no seconds"));
+    assert!(reason_of("+25:00").contains("less than 24 hours"));
+    assert!(reason_of("+00:00[Europe/Paris]").contains("two instants"));
 }
 
 /// A file the job did not write survives: a fresh run refuses it (exit 1,
