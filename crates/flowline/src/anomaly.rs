@@ -18,6 +18,8 @@
 //! rendered from both at the sink side ([`CurrentDoc::of`],
 //! [`AnomalyDoc::of`]), exactly, with nothing rounded.
 
+mod baseline;
+
 use flowline_connector_api::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
 use flowline_runtime::{KeyedProcessFunction, ProcessContext, WindowResult};
@@ -71,6 +73,12 @@ impl AnomalySettings {
                 "must be a positive number. Fix: threshold = 4.0",
             );
         }
+        if self.threshold >= 1000.0 {
+            return bad(
+                "threshold",
+                "must be below 1000: a z is taken against a spread of at least 0.1 % of the values it compares, so |z| reaches 1000 only for a series leaving 0 or changing sign. Fix: threshold = 4.0",
+            );
+        }
         if self.consecutive == 0 {
             return bad("consecutive", "must be at least 1. Fix: consecutive = 2");
         }
@@ -94,7 +102,9 @@ impl AnomalySettings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DetectorState {
     mean: f64,
-    var: f64,
+    /// The baseline's standard deviation (see `baseline::spread_serde`).
+    #[serde(with = "baseline::spread_serde")]
+    std: f64,
     seen: u32,
     streak: u32,
     episode_start: i64,
@@ -362,10 +372,18 @@ impl Detector {
     pub fn assess(&self, s: &mut DetectorState, x: f64, start_ms: i64) -> Verdict {
         let cfg = &self.0;
         s.last_start = Some(start_ms);
-        let std = s.var.sqrt().max(1e-3 * s.mean.abs()).max(1e-9);
+        if !(s.mean.is_finite() && s.std.is_finite()) {
+            // Restored from a checkpoint whose spread had overflowed.
+            tracing::warn!(mean = s.mean, std = s.std, "an anomaly baseline that was not a finite number (from a checkpoint written before the detector was scale-free) starts its warm-up again");
+            *s = DetectorState {
+                last_start: s.last_start,
+                ..DetectorState::default()
+            };
+        }
+        let (z, std) = baseline::z(x, s.mean, s.std);
         let (mean_before, std_before) = (s.mean, std);
         let warming = s.seen < cfg.warmup;
-        let z = if s.seen == 0 { 0.0 } else { (x - s.mean) / std };
+        let z = if s.seen == 0 { 0.0 } else { z };
         let mut confirmed = None;
         let status;
         if !warming && z.abs() >= cfg.threshold {
@@ -395,16 +413,11 @@ impl Detector {
             if warming {
                 // Plain running mean and variance while warming up, so the
                 // baseline starts from a fair estimate of the spread.
-                let n = f64::from(s.seen + 1);
-                let d = x - s.mean;
-                s.mean += d / n;
-                s.var = (s.var * (n - 1.0) + d * (x - s.mean)) / n;
+                let n = f64::from(s.seen) + 1.0;
+                learn(s, baseline::warm(s.mean, s.std, x, n), x);
             } else {
                 // West's incremental EWMA of mean and variance.
-                let d = x - s.mean;
-                let incr = cfg.alpha * d;
-                s.mean += incr;
-                s.var = (1.0 - cfg.alpha) * (s.var + d * incr);
+                learn(s, baseline::ewma(s.mean, s.std, x, cfg.alpha), x);
             }
             s.seen = s.seen.saturating_add(1);
         }
@@ -417,6 +430,20 @@ impl Detector {
             threshold: cfg.threshold,
             confirmed,
         }
+    }
+}
+
+/// Takes the baseline after a window of average `x`, or leaves it, with a
+/// warning, when its spread would pass the largest double.
+fn learn(s: &mut DetectorState, next: Option<(f64, f64)>, x: f64) {
+    match next {
+        Some((mean, std)) => (s.mean, s.std) = (mean, std),
+        None => tracing::warn!(
+            avg = x,
+            mean = s.mean,
+            std = s.std,
+            "a window's average is so far from its series' baseline that their spread passes the largest 64-bit float; the baseline does not learn from it"
+        ),
     }
 }
 
@@ -549,6 +576,14 @@ mod tests {
         .check()
         .unwrap_err();
         assert_eq!(e.0, "anomaly.forget_after");
+        // |z| reaches 1000 only for a series leaving 0.
+        let e = AnomalySettings {
+            threshold: 1000.0,
+            ..Default::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.0, "anomaly.threshold");
         assert!(AnomalySettings::default().check().is_ok());
     }
 }
