@@ -121,10 +121,6 @@ impl TimeFormat {
 struct FieldPath {
     text: String,
     segments: Vec<String>,
-    /// The text of each proper prefix (`system`, `system.cpu` of
-    /// `system.cpu.total`): the names of the objects on the way, which an
-    /// event parses once for all its paths.
-    prefixes: Vec<String>,
 }
 
 impl FieldPath {
@@ -136,13 +132,9 @@ impl FieldPath {
                 format!("`{text}` is not a field path. Fix: a dotted path of the JSON object, like \"@timestamp\" or \"system.cpu.total.pct\""),
             ));
         }
-        let prefixes = (1..segments.len())
-            .map(|i| segments[..i].join("."))
-            .collect();
         Ok(Self {
             text: text.to_string(),
             segments,
-            prefixes,
         })
     }
 }

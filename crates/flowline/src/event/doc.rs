@@ -1,5 +1,14 @@
 //! One event as the shape reads it: its object, the nested objects its
 //! paths pass (each parsed once), numbers and the entries of an object.
+//!
+//! A path `host.name` names the same field however the event spells it,
+//! as Elasticsearch reads documents: nested (`{"host":{"name":…}}`),
+//! dotted (`{"host.name":…}`, as ECS loggers and OpenTelemetry attributes
+//! write it), or both ways part by part (`{"system.cpu":{"pct":…}}`).
+//! Before, only the nested spelling was read: a dotted field was missing,
+//! and an event with both spellings of one field was read by the nested
+//! one, the other value dropped with nothing said. Now an event that holds
+//! a field in two spellings with two values is a bad record naming both.
 
 use std::borrow::Cow;
 use std::collections::btree_map::Entry;
@@ -16,13 +25,30 @@ use crate::decimal::exact_f64;
 /// leads to it (borrowed from the shape: nothing is copied per event).
 pub(super) struct Doc<'a, 'p> {
     root: Obj<'a>,
-    objects: std::cell::RefCell<Vec<(&'p str, Obj<'a>)>>,
+    /// Nested objects by the address of their text in the event.
+    objects: std::cell::RefCell<Vec<(usize, Obj<'a>)>>,
+    shape: std::marker::PhantomData<&'p ()>,
+}
+
+/// The keys that led to a value (on the stack for paths of up to 8 parts).
+type Trail<'t> = smallvec::SmallVec<[&'t str; 8]>;
+
+/// An object of the event: its root, or a nested one by index.
+#[derive(Clone, Copy)]
+enum At {
+    Root,
+    Nested(usize),
 }
 
 /// A JSON object's entries in their order, each value left unparsed, keys
 /// borrowed from the event (copied only when they hold an escape). Events
 /// have few fields: a scan is faster than building a map.
-struct Obj<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+struct Obj<'a>(Vec<(Cow<'a, str>, &'a RawValue)>, Dotted);
+
+/// Whether an object has a key with a `.` in it: only then can a part of
+/// a path other than the next segment alone be one of its keys.
+#[derive(Clone, Copy, PartialEq)]
+struct Dotted(bool);
 
 impl<'a> Obj<'a> {
     /// The value of `key`, or `Err` when the object has the key twice:
@@ -55,10 +81,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Obj<'a> {
                 mut m: M,
             ) -> Result<Obj<'a>, M::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                let mut dotted = false;
                 while let Some(Key(k)) = m.next_key::<Key<'a>>()? {
+                    dotted |= k.contains('.');
                     out.push((k, m.next_value::<&'a RawValue>()?));
                 }
-                Ok(Obj(out))
+                Ok(Obj(out, Dotted(dotted)))
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
@@ -97,42 +125,145 @@ impl<'a, 'p> Doc<'a, 'p> {
             root: serde_json::from_str(text)
                 .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?,
             objects: Default::default(),
+            shape: std::marker::PhantomData,
         })
     }
 
-    /// The value at `path`, or an error naming it.
+    /// The value at `path`, or an error naming it: missing, a key twice in
+    /// one object, or the field in two spellings with two values.
     pub(super) fn lookup(&self, path: &'p FieldPath) -> Result<&'a RawValue, String> {
         let missing = || format!("invalid metric event: missing field `{}`", path.text);
-        let (first, rest) = path.segments.split_first().ok_or_else(missing)?;
-        let twice = |key: &str| {
-            format!(
-                "invalid metric event: the key `{key}` (of `{}`) appears twice in its object; JSON keys must be unique",
-                path.text
-            )
-        };
-        let mut cur: &'a RawValue = self
-            .root
-            .get(first)
-            .map_err(|()| twice(first))?
-            .ok_or_else(missing)?;
-        let mut objects = self.objects.borrow_mut();
-        for (seg, prefix) in rest.iter().zip(&path.prefixes) {
-            let i = match objects.iter().position(|(p, _)| *p == prefix.as_str()) {
-                Some(i) => i,
-                None => {
-                    let obj: Obj<'a> = serde_json::from_str(cur.get()).map_err(|_| missing())?;
-                    objects.push((prefix.as_str(), obj));
-                    objects.len() - 1
-                }
-            };
-            cur = objects[i]
-                .1
-                .get(seg)
-                .map_err(|()| twice(seg))?
-                .ok_or_else(missing)?;
+        if let Some(direct) = self.nested_only(path) {
+            return direct.map_err(|e| e.unwrap_or_else(missing));
         }
-        Ok(cur)
+        let mut found: Option<&'a RawValue> = None;
+        let mut differ = false;
+        self.walk(At::Root, path, 0, 0, &mut Trail::new(), &mut |_, v| {
+            match found {
+                None => found = Some(v),
+                Some(f) if f.get().trim() == v.get().trim() => {}
+                Some(_) => differ = true,
+            }
+            !differ
+        })?;
+        if differ {
+            let mut all = Vec::new();
+            self.walk(At::Root, path, 0, 0, &mut Trail::new(), &mut |trail, v| {
+                all.push(format!("`{}` = {}", trail.join("` → `"), clip(v.get())));
+                true
+            })?;
+            return Err(format!(
+                "invalid metric event: the field `{}` is in the event {} times with different values ({}): which one is meant cannot be known. Fix: write each field once, nested or dotted",
+                path.text,
+                all.len(),
+                all.join(", ")
+            ));
+        }
+        found.ok_or_else(missing)
     }
+
+    /// The common case, at the cost of the nested lookup alone: `path`
+    /// read segment by segment through objects none of which has a dotted
+    /// key, so no other spelling can exist (`Err(None)`: missing). `None`
+    /// at the first object with a dotted key, for [`Self::walk`].
+    fn nested_only(&self, path: &'p FieldPath) -> Option<Result<&'a RawValue, Option<String>>> {
+        let mut at = At::Root;
+        let last = path.segments.len() - 1;
+        for (j, seg) in path.segments.iter().enumerate() {
+            let (v, dotted) = match self.get(at, seg) {
+                Ok(got) => got,
+                Err(()) => return Some(Err(Some(twice(seg, path)))),
+            };
+            if dotted == Dotted(true) {
+                return None;
+            }
+            let Some(v) = v else {
+                return Some(Err(None));
+            };
+            if j == last {
+                return Some(Ok(v));
+            }
+            match self.object(v) {
+                Some(inner) => at = inner,
+                None => return Some(Err(None)),
+            }
+        }
+        Some(Err(None))
+    }
+
+    /// Calls `hit` with each spelling of `path` from segment `from` (at
+    /// byte `start` of its text) in the object `at`, and the keys that led
+    /// there, until `hit` says stop.
+    fn walk<'t>(
+        &self,
+        at: At,
+        path: &'p FieldPath,
+        from: usize,
+        start: usize,
+        trail: &mut Trail<'t>,
+        hit: &mut dyn FnMut(&[&'t str], &'a RawValue) -> bool,
+    ) -> Result<bool, String>
+    where
+        'p: 't,
+    {
+        let last = path.segments.len();
+        let mut end = start;
+        for j in from..last {
+            end += path.segments[j].len() + usize::from(j > from);
+            let key = &path.text[start..end];
+            let (v, dotted) = self.get(at, key).map_err(|()| twice(key, path))?;
+            if let Some(v) = v {
+                trail.push(key);
+                let go_on = if j + 1 == last {
+                    hit(trail, v)
+                } else if let Some(inner) = self.object(v) {
+                    self.walk(inner, path, j + 1, end + 1, trail, hit)?
+                } else {
+                    true
+                };
+                trail.pop();
+                if !go_on {
+                    return Ok(false);
+                }
+            }
+            if dotted == Dotted(false) {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The value of `key` in the object `at`, and whether that object has
+    /// dotted keys; `Err` for a key twice.
+    fn get(&self, at: At, key: &str) -> Result<(Option<&'a RawValue>, Dotted), ()> {
+        match at {
+            At::Root => Ok((self.root.get(key)?, self.root.1)),
+            At::Nested(i) => {
+                let objects = self.objects.borrow();
+                Ok((objects[i].1.get(key)?, objects[i].1 .1))
+            }
+        }
+    }
+
+    /// `v` as a nested object, parsed once per event; `None` when it is
+    /// not an object.
+    fn object(&self, v: &'a RawValue) -> Option<At> {
+        let addr = v.get().as_ptr() as usize;
+        let mut objects = self.objects.borrow_mut();
+        if let Some(i) = objects.iter().position(|(a, _)| *a == addr) {
+            return Some(At::Nested(i));
+        }
+        let obj: Obj<'a> = serde_json::from_str(v.get()).ok()?;
+        objects.push((addr, obj));
+        Some(At::Nested(objects.len() - 1))
+    }
+}
+
+fn twice(key: &str, path: &FieldPath) -> String {
+    format!(
+        "invalid metric event: the key `{key}` (of `{}`) appears twice in its object; JSON keys must be unique",
+        path.text
+    )
 }
 
 /// A finite number the `f64` holds exactly (see [`crate::decimal`]), or an

@@ -395,6 +395,54 @@ fn escaped_keys_are_found_and_are_the_same_key_as_unescaped() {
 }
 
 #[test]
+fn a_path_is_one_field_however_it_is_spelled() {
+    let s = keyed_shape();
+    let t = r#""@timestamp":"2026-01-01T00:00:00Z""#;
+    for body in [
+        r#""host":{"name":"a"},"system":{"cpu":{"pct":1}}"#,
+        r#""host.name":"a","system.cpu.pct":1"#,
+        r#""host":{"name":"a"},"system.cpu":{"pct":1}"#,
+        r#""host":{"name":"a"},"system":{"cpu.pct":1}"#,
+        // Both spellings with one value: one field.
+        r#""host.name":"a","host":{"name":"a"},"system":{"cpu":{"pct":1}}"#,
+    ] {
+        let payload = format!("{{{t},{body}}}");
+        let f = s
+            .read(payload.as_bytes())
+            .unwrap_or_else(|e| panic!("{payload}: {e}"));
+        assert_eq!((f.group.as_str(), f.value), ("a", 1.0), "{payload}");
+    }
+    // Two values: which one is meant cannot be known (before, the nested
+    // one was taken and the dotted one dropped).
+    for (body, names) in [
+        (
+            r#""host.name":"b","host":{"name":"c"},"system":{"cpu":{"pct":1}}"#,
+            r#"`host` → `name` = "c", `host.name` = "b""#,
+        ),
+        (
+            r#""host":{"name":"a"},"system":{"cpu":{"pct":16}},"system.cpu":{"pct":32}"#,
+            "`system` → `cpu` → `pct` = 16, `system.cpu` → `pct` = 32",
+        ),
+    ] {
+        let payload = format!("{{{t},{body}}}");
+        let e = s.read(payload.as_bytes()).unwrap_err();
+        assert!(
+            e.contains("is in the event 2 times with different values") && e.contains(names),
+            "{payload}: {e}"
+        );
+    }
+}
+
+fn keyed_shape() -> EventShape {
+    section(
+        r#"timestamp = "@timestamp"
+value = "system.cpu.pct"
+key = ["host.name"]"#,
+    )
+    .unwrap()
+}
+
+#[test]
 fn a_key_twice_is_refused_not_guessed() {
     let s = shape("@timestamp", TimeFormat::Rfc3339, "system.cpu.pct");
     for (payload, key) in [
