@@ -101,9 +101,15 @@ pub fn decode_until(payload: &[u8], horizon: &Horizon) -> Result<Metric, String>
     })
 }
 
+/// The reason for a record with no event in it, whatever the shape.
+pub(crate) const EMPTY: &str = "invalid metric event: the record is empty (a Kafka tombstone, whose value is null, or a payload of blanks), so it holds no event. Fix: nothing, if the producer meant it; a metrics topic should carry one JSON event per record";
+
 /// The reason for an event serde refused: the field that is not a string,
 /// named with its value (serde's own words name neither), or serde's.
 fn refused(text: &str, e: serde_json::Error) -> String {
+    if text.trim().is_empty() {
+        return EMPTY.into();
+    }
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(text) {
         for field in ["host", "metric", "timestamp"] {
             match o.get(field) {
@@ -216,6 +222,17 @@ mod tests {
                 .contains("soon")
         );
         assert!(decode(b"{").unwrap_err().contains("EOF"));
+        // A tombstone (null value, read as no bytes) or blanks: said so,
+        // in every shape, where serde said "EOF while parsing a value".
+        let ecs = crate::event::EventShape::from_section(
+            &toml::from_str("timestamp = \"@timestamp\"\nvalue = \"v\"").unwrap(),
+        )
+        .unwrap();
+        for empty in [&b""[..], b" \r\n"] {
+            assert_eq!(decode(empty).unwrap_err(), EMPTY);
+            let (ok, bad) = decode_shaped(&ecs, empty, &Horizon::fixed(i64::MAX));
+            assert!(ok.is_empty() && bad.as_deref() == Some(EMPTY), "{bad:?}");
+        }
     }
 
     #[test]

@@ -121,6 +121,9 @@ impl<'a, 'p> Doc<'a, 'p> {
         // than serde_json's check of each string and raw value it borrows.
         let text = std::str::from_utf8(payload)
             .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
+        if text.trim().is_empty() {
+            return Err(crate::metric::EMPTY.into());
+        }
         Ok(Self {
             root: serde_json::from_str(text)
                 .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?,
