@@ -190,15 +190,13 @@ pub struct KafkaSinkConfig {
     /// A record whose payload is not a JSON object with the field is a bad
     /// record (a `null` field is no key).
     pub key_field: Option<String>,
-    /// `linger.ms`.
-    #[serde(default = "d_linger")]
-    pub linger_ms: u32,
-    /// `batch.size` in bytes.
-    #[serde(default = "d_batch_size")]
-    pub batch_size: u32,
-    /// `none`, `gzip`, `snappy`, `lz4`, `zstd`.
-    #[serde(default = "d_compression")]
-    pub compression: String,
+    /// `linger.ms` (default 5). Set here or in `properties`, not both.
+    pub linger_ms: Option<u32>,
+    /// `batch.size` in bytes (default 1 MiB). Here or in `properties`.
+    pub batch_size: Option<u32>,
+    /// `none`, `gzip`, `snappy`, `lz4` (default), `zstd`: librdkafka's
+    /// `compression.type`. Here or in `properties`.
+    pub compression: Option<String>,
     /// How long to wait for the broker at start before failing.
     #[serde(default = "d_connect")]
     pub connect_timeout: String,
@@ -227,14 +225,72 @@ pub struct KafkaSinkConfig {
     pub properties: BTreeMap<String, String>,
 }
 
-fn d_linger() -> u32 {
-    5
-}
-fn d_batch_size() -> u32 {
-    1 << 20
-}
-fn d_compression() -> String {
-    "lz4".into()
+impl KafkaSinkConfig {
+    /// The librdkafka settings the sink has fields for, each with its
+    /// value: the field's, or the one `properties` gives under any of its
+    /// names (librdkafka reads `queue.buffering.max.ms` as `linger.ms` and
+    /// `compression.codec` as `compression.type`), or the default. A
+    /// setting given twice with two values is refused: which one the
+    /// producer would use depended on the order librdkafka was told them,
+    /// and the field lost to the property with nothing said.
+    pub fn producer_settings(&self) -> Result<[(&'static str, String); 3], String> {
+        let one =
+            |field: &str,
+             value: Option<String>,
+             names: &[&'static str],
+             default: &str|
+             -> Result<String, String> {
+                let mut given: Vec<(String, &String)> = value
+                    .as_ref()
+                    .map(|v| (format!("`{field}` = {v:?}"), v))
+                    .into_iter()
+                    .collect();
+                for n in names {
+                    if let Some(v) = self.properties.get(*n) {
+                        given.push((format!("properties \"{n}\" = {v:?}"), v));
+                    }
+                }
+                match given.split_first() {
+                    None => Ok(default.to_string()),
+                    Some(((_, v), rest)) if rest.iter().all(|(_, w)| w == v) => Ok(v.to_string()),
+                    Some(_) => {
+                        Err(format!(
+                    "{} set one producer setting with different values. Fix: keep one of them",
+                    given.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>().join(" and ")
+                ))
+                    }
+                }
+            };
+        Ok([
+            (
+                "linger.ms",
+                one(
+                    "linger_ms",
+                    self.linger_ms.map(|v| v.to_string()),
+                    &["linger.ms", "queue.buffering.max.ms"],
+                    "5",
+                )?,
+            ),
+            (
+                "batch.size",
+                one(
+                    "batch_size",
+                    self.batch_size.map(|v| v.to_string()),
+                    &["batch.size"],
+                    "1048576",
+                )?,
+            ),
+            (
+                "compression.type",
+                one(
+                    "compression",
+                    self.compression.clone(),
+                    &["compression.type", "compression.codec"],
+                    "lz4",
+                )?,
+            ),
+        ])
+    }
 }
 
 /// The longest duration setting: librdkafka counts timeouts in `i32`
@@ -362,6 +418,64 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    fn producer(extra: serde_json::Value) -> Result<Vec<(&'static str, String)>, String> {
+        let mut v = serde_json::json!({"bootstrap_servers": "127.0.0.1:9092", "topic": "t"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let c: KafkaSinkConfig = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        c.producer_settings().map(Vec::from)
+    }
+
+    #[test]
+    fn a_producer_setting_is_given_once_or_with_one_value() {
+        let s = |l: &str, b: &str, c: &str| {
+            vec![
+                ("linger.ms", l.to_string()),
+                ("batch.size", b.to_string()),
+                ("compression.type", c.to_string()),
+            ]
+        };
+        assert_eq!(
+            producer(serde_json::json!({})),
+            Ok(s("5", "1048576", "lz4"))
+        );
+        assert_eq!(
+            producer(serde_json::json!({"linger_ms": 50, "compression": "zstd"})),
+            Ok(s("50", "1048576", "zstd"))
+        );
+        // In properties, under either of librdkafka's names.
+        assert_eq!(
+            producer(
+                serde_json::json!({"properties": {"queue.buffering.max.ms": "20", "compression.codec": "gzip", "batch.size": "4096"}})
+            ),
+            Ok(s("20", "4096", "gzip"))
+        );
+        // Twice with one value: taken.
+        assert_eq!(
+            producer(serde_json::json!({"linger_ms": 20, "properties": {"linger.ms": "20"}})),
+            Ok(s("20", "1048576", "lz4"))
+        );
+        // Twice with two values: before, the property won in silence.
+        for (extra, named) in [
+            (
+                serde_json::json!({"linger_ms": 5, "properties": {"linger.ms": "100"}}),
+                r#"`linger_ms` = "5" and properties "linger.ms" = "100""#,
+            ),
+            (
+                serde_json::json!({"properties": {"linger.ms": "1", "queue.buffering.max.ms": "2"}}),
+                r#"properties "linger.ms" = "1" and properties "queue.buffering.max.ms" = "2""#,
+            ),
+            (
+                serde_json::json!({"compression": "lz4", "properties": {"compression.type": "zstd"}}),
+                r#"`compression` = "lz4" and properties "compression.type" = "zstd""#,
+            ),
+        ] {
+            let e = producer(extra).unwrap_err();
+            assert!(e.contains(named) && e.contains("Fix: keep one"), "{e}");
+        }
     }
 
     #[test]

@@ -83,19 +83,21 @@ impl KafkaSink {
                     })?
             }
         };
-        if cfg.linger_ms > 900_000 {
+        if let Some(ms) = cfg.linger_ms.filter(|ms| *ms > 900_000) {
             return Err(Error::Config(format!(
-                "`linger_ms` = {} is out of range. Fix: a value from 0 to 900000",
-                cfg.linger_ms
+                "`linger_ms` = {ms} is out of range. Fix: a value from 0 to 900000"
             )));
         }
+        let settings = cfg.producer_settings().map_err(Error::Config)?;
         cc.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", timeout_ms.to_string())
-            .set("linger.ms", cfg.linger_ms.to_string())
-            .set("batch.size", cfg.batch_size.to_string())
-            .set("compression.type", &cfg.compression);
+            .set("message.timeout.ms", timeout_ms.to_string());
         for (k, v) in &cfg.properties {
+            cc.set(k, v);
+        }
+        // After the properties: each under its main name, with its value
+        // from the field or the properties (the same, or refused above).
+        for (k, v) in settings {
             cc.set(k, v);
         }
         let mut resend_config = cc.clone();
