@@ -57,11 +57,19 @@ impl CheckpointStore for LocalDirStore {
             .map_err(|e| CheckpointError::incompatible("<new checkpoint>", e))?;
         let path = self.dir.join(format!("chk-{:020}.bin", cp.id));
         let tmp = self.dir.join(format!(".chk-{:020}.tmp", cp.id));
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io_err("write", &tmp, e))?;
-        f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
+        let written = (|| {
+            let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+            f.write_all(&bytes).map_err(|e| io_err("write", &tmp, e))?;
+            f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+            drop(f);
+            fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))
+        })();
+        if written.is_err() {
+            // A part written to a full disk would hold the space the next
+            // attempt (or anything else on that disk) needs.
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -125,6 +133,24 @@ mod tests {
         // A leftover temp file from a crash mid-write is ignored.
         fs::write(dir.path().join(".chk-00000000000000000006.tmp"), b"half").unwrap();
         assert_eq!(s.latest().unwrap().unwrap().id, 5);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_part_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LocalDirStore::new(dir.path()).unwrap();
+        s.save(&cp(1)).unwrap();
+        // The rename fails: a directory holds the checkpoint's name.
+        fs::create_dir(dir.path().join(format!("chk-{:020}.bin", 2))).unwrap();
+        let e = s.save(&cp(2)).unwrap_err();
+        assert!(e.to_string().contains("rename"), "{e}");
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        fs::remove_dir(dir.path().join(format!("chk-{:020}.bin", 2))).unwrap();
+        assert_eq!(s.latest().unwrap(), Some(cp(1)));
     }
 
     #[test]
