@@ -129,7 +129,10 @@ fn the_explanation_keeps_four_significant_digits_at_any_scale() {
         text.contains("its baseline 5.00") && text.contains("e-11"),
         "{text}"
     );
-    assert!(!text.contains("baseline 0.000") && text.contains("averaged 5e-10 "), "{text}");
+    assert!(
+        !text.contains("baseline 0.000") && text.contains("averaged 5e-10 "),
+        "{text}"
+    );
 }
 
 #[test]

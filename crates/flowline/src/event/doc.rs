@@ -236,6 +236,95 @@ impl<'a, 'p> Doc<'a, 'p> {
         Ok(true)
     }
 
+    /// Every entry of the object `path` names from segment `from` (at byte
+    /// `start` of its text) in the object `at`, with the keys that led to
+    /// it joined by ` → `: the entries of each object the path is spelled
+    /// to, and keys that spell the path and an entry dotted.
+    #[allow(clippy::type_complexity)]
+    fn gather(
+        &self,
+        at: At,
+        path: &'p FieldPath,
+        from: usize,
+        start: usize,
+        trail: &mut Trail<'p>,
+        out: &mut Vec<(String, String, &'a RawValue)>,
+    ) -> Result<(), String> {
+        let spelled = |trail: &Trail<'_>, k: &str| {
+            let mut t: Vec<&str> = trail.to_vec();
+            t.push(k);
+            t.join("` → `")
+        };
+        let dotted = self.keys_dotted(at);
+        let rest = &path.text[start..];
+        if dotted == Dotted(true) {
+            for (k, v) in &self.keys(at).0 {
+                if let Some(name) = k.strip_prefix(rest).and_then(|n| n.strip_prefix('.')) {
+                    out.push((name.to_string(), spelled(trail, k), v));
+                }
+            }
+        }
+        let last = path.segments.len();
+        let mut end = start;
+        for j in from..last {
+            end += path.segments[j].len() + usize::from(j > from);
+            let key = &path.text[start..end];
+            let (v, _) = self.get(at, key).map_err(|()| twice(key, path))?;
+            if let (Some(v), true) = (v, j + 1 == last) {
+                if self.object(v).is_none() {
+                    return Err(format!(
+                        "invalid metric event: `{}` = {} is not an object",
+                        path.text,
+                        clip(v.get())
+                    ));
+                }
+            }
+            if let Some(inner) = v.and_then(|v| self.object(v)) {
+                let mut t = trail.clone();
+                t.push(key);
+                if j + 1 == last {
+                    let mut seen = std::collections::HashSet::new();
+                    for (k, v) in self.keys(inner).0 {
+                        if !seen.insert(k.clone()) {
+                            return Err(format!(
+                                "invalid metric event: the key `{k}` appears twice in `{}`; JSON keys must be unique",
+                                path.text
+                            ));
+                        }
+                        out.push((k.to_string(), spelled(&t, &k), v));
+                    }
+                } else {
+                    self.gather(inner, path, j + 1, end + 1, &mut t, out)?;
+                }
+            }
+            if dotted == Dotted(false) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of the object `at` (keys borrowed or copied), and
+    /// whether it has dotted keys.
+    #[allow(clippy::type_complexity)]
+    fn keys(&self, at: At) -> (Vec<(Cow<'a, str>, &'a RawValue)>, Dotted) {
+        match at {
+            At::Root => (self.root.0.clone(), self.root.1),
+            At::Nested(i) => {
+                let objects = self.objects.borrow();
+                (objects[i].1 .0.clone(), objects[i].1 .1)
+            }
+        }
+    }
+
+    /// Whether the object `at` has dotted keys.
+    fn keys_dotted(&self, at: At) -> Dotted {
+        match at {
+            At::Root => self.root.1,
+            At::Nested(i) => self.objects.borrow()[i].1 .1,
+        }
+    }
+
     /// The value of `key` in the object `at`, and whether that object has
     /// dotted keys; `Err` for a key twice.
     fn get(&self, at: At, key: &str) -> Result<(Option<&'a RawValue>, Dotted), ()> {
@@ -282,37 +371,53 @@ pub(crate) fn number(field: &str, raw: &RawValue) -> Result<f64, String> {
 }
 
 /// The entries of the `values_from` object, and the metric prefix.
+///
+/// The object's entries however they are spelled, as for a path: those of
+/// the object `fields` (nested or dotted on the way), and keys that spell
+/// an entry dotted (`{"fields.cpu": 1}` is the entry `cpu` of `fields`).
+/// Before, dotted entries beside the object were left out with nothing
+/// said. An entry in two spellings with two values is refused, naming
+/// both; a key twice in one object is refused as in [`Doc::lookup`].
 #[allow(clippy::type_complexity)]
 pub(super) fn entries<'a, 'p>(
     root: &Doc<'a, 'p>,
     object: &'p FieldPath,
     prefix: Option<&'p FieldPath>,
 ) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
-    let raw = root.lookup(object)?;
-    // In key order; a key twice is refused, as in `lookup`.
-    let obj = serde_json::from_str::<Obj<'a>>(raw.get()).map_err(|_| {
-        format!(
-            "invalid metric event: `{}` = {} is not an object",
-            object.text,
-            clip(raw.get())
-        )
-    })?;
-    let mut map = BTreeMap::new();
-    for (k, v) in obj.0 {
-        match map.entry(k.into_owned()) {
+    let mut found = Vec::new();
+    root.gather(At::Root, object, 0, 0, &mut Trail::new(), &mut found)?;
+    if found.is_empty() {
+        // No spelling holds an entry: say why (missing, or not an object).
+        let raw = root.lookup(object)?;
+        if serde_json::from_str::<Obj<'a>>(raw.get()).is_err() {
+            return Err(format!(
+                "invalid metric event: `{}` = {} is not an object",
+                object.text,
+                clip(raw.get())
+            ));
+        }
+    }
+    // In key order.
+    let mut map: BTreeMap<String, (String, &'a RawValue)> = BTreeMap::new();
+    for (name, spelled, v) in found {
+        match map.entry(name) {
             Entry::Vacant(e) => {
-                e.insert(v);
+                e.insert((spelled, v));
             }
+            Entry::Occupied(e) if e.get().1.get().trim() == v.get().trim() => {}
             Entry::Occupied(e) => {
                 return Err(format!(
-                    "invalid metric event: the key `{}` appears twice in `{}`; JSON keys must be unique",
+                    "invalid metric event: the entry `{}` of `{}` is in the event twice with different values (`{}` = {}, `{spelled}` = {}): which one is meant cannot be known. Fix: write each field once, nested or dotted",
                     e.key(),
-                    object.text
+                    object.text,
+                    e.get().0,
+                    clip(e.get().1.get()),
+                    clip(v.get())
                 ))
             }
         }
     }
-    let map: Vec<(String, &'a RawValue)> = map.into_iter().collect();
+    let map: Vec<(String, &'a RawValue)> = map.into_iter().map(|(k, (_, v))| (k, v)).collect();
     let prefix = match prefix {
         None => None,
         Some(p) => {

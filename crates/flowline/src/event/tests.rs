@@ -354,6 +354,48 @@ timestamp_format = "epoch_s""#,
 }
 
 #[test]
+fn values_from_reads_entries_however_they_are_spelled() {
+    let s = section(
+        r#"values_from = "fields"
+key = ["host"]
+timestamp_format = "epoch_s""#,
+    )
+    .unwrap();
+    let read = |body: &str| {
+        let payload = format!(r#"{{"host":"a","timestamp":1,{body}}}"#);
+        let (f, bad) = s.read_all(payload.as_bytes());
+        let got: Vec<(String, f64)> = f.into_iter().map(|f| (f.metric, f.value)).collect();
+        (got, bad)
+    };
+    let both = vec![("cpu".to_string(), 1.0), ("mem".to_string(), 2.0)];
+    // Before, the dotted entry beside the object was left out in silence,
+    // and one without the object was "missing field `fields`".
+    assert_eq!(
+        read(r#""fields.cpu":1,"fields":{"mem":2}"#),
+        (both.clone(), None)
+    );
+    assert_eq!(
+        read(r#""fields.cpu":1,"fields.mem":2"#),
+        (both.clone(), None)
+    );
+    assert_eq!(
+        read(r#""fields":{"cpu":1,"mem":2},"fields.cpu":1"#),
+        (both, None)
+    );
+    let (f, bad) = read(r#""fields":{"cpu":3,"mem":2},"fields.cpu":1"#);
+    assert!(f.is_empty(), "{f:?}");
+    let bad = bad.unwrap();
+    assert!(
+        bad.contains("the entry `cpu` of `fields` is in the event twice with different values (`fields.cpu` = 1, `fields` → `cpu` = 3)"),
+        "{bad}"
+    );
+    let (_, bad) = read(r#""fields":5,"fields.cpu":1"#);
+    assert!(bad.unwrap().contains("`fields` = 5 is not an object"));
+    let (_, bad) = read(r#""other":1"#);
+    assert!(bad.unwrap().contains("missing field `fields`"));
+}
+
+#[test]
 fn value_modes_are_alternatives() {
     for (text, field, want) in [
         (
