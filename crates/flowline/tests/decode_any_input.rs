@@ -82,6 +82,19 @@ proptest! {
         }
     }
 
+    /// Texts of a time's characters in any order, and damaged times: a
+    /// time or a reason, never a panic (the parser indexes into the text
+    /// around its `T`, fraction and offset).
+    #[test]
+    fn any_time_text_gives_a_time_or_a_reason(
+        s in prop_oneof![
+            "[0-9TtZz:+.,\\-\\[\\]!/ =a-z]{0,40}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9:]{2,9}[.,]?[0-9]{0,14}([Zz]|[+-][0-9:]{0,9})(\\[[!a-zA-Z/_+:0-9=-]{0,20}\\])?",
+        ],
+    ) {
+        let _ = flowline_connector_api::time::parse_rfc3339_ms(&s);
+    }
+
     #[test]
     fn random_bytes_give_a_reason(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let h = Horizon::fixed(i64::MAX);
