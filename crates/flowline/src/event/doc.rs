@@ -121,12 +121,14 @@ impl<'a, 'p> Doc<'a, 'p> {
         // than serde_json's check of each string and raw value it borrows.
         let text = std::str::from_utf8(payload)
             .map_err(|e| format!("invalid metric event: the payload is not UTF-8 ({e})"))?;
-        if text.trim().is_empty() {
-            return Err(crate::metric::EMPTY.into());
-        }
         Ok(Self {
-            root: serde_json::from_str(text)
-                .map_err(|e| format!("invalid metric event: not a JSON object ({e})"))?,
+            root: serde_json::from_str(text).map_err(|e| {
+                if text.trim().is_empty() {
+                    crate::metric::EMPTY.to_string()
+                } else {
+                    format!("invalid metric event: not a JSON object ({e})")
+                }
+            })?,
             objects: Default::default(),
             shape: std::marker::PhantomData,
         })
@@ -209,18 +211,14 @@ impl<'a, 'p> Doc<'a, 'p> {
     where
         'p: 't,
     {
-        let last = path.segments.len();
-        let mut end = start;
-        for j in from..last {
-            end += path.segments[j].len() + usize::from(j > from);
-            let key = &path.text[start..end];
+        for (key, next, end, last) in parts(path, from, start) {
             let (v, dotted) = self.get(at, key).map_err(|()| twice(key, path))?;
             if let Some(v) = v {
                 trail.push(key);
-                let go_on = if j + 1 == last {
+                let go_on = if last {
                     hit(trail, v)
                 } else if let Some(inner) = self.object(v) {
-                    self.walk(inner, path, j + 1, end + 1, trail, hit)?
+                    self.walk(inner, path, next, end + 1, trail, hit)?
                 } else {
                     true
                 };
@@ -237,65 +235,67 @@ impl<'a, 'p> Doc<'a, 'p> {
     }
 
     /// Every entry of the object `path` names from segment `from` (at byte
-    /// `start` of its text) in the object `at`, with the keys that led to
-    /// it joined by ` → `: the entries of each object the path is spelled
-    /// to, and keys that spell the path and an entry dotted.
-    #[allow(clippy::type_complexity)]
+    /// `start` of its text) in the object `at`: the entries of each object
+    /// the path is spelled to, and keys that spell the path and an entry
+    /// dotted. With `spell`, each with the keys that led to it joined by
+    /// ` → ` (for the message when two differ; empty otherwise).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn gather(
         &self,
         at: At,
         path: &'p FieldPath,
         from: usize,
         start: usize,
+        spell: bool,
         trail: &mut Trail<'p>,
         out: &mut Vec<(String, String, &'a RawValue)>,
     ) -> Result<(), String> {
-        let spelled = |trail: &Trail<'_>, k: &str| {
+        let spelled = |trail: &Trail<'p>, k: &str| {
+            if !spell {
+                return String::new();
+            }
             let mut t: Vec<&str> = trail.to_vec();
             t.push(k);
             t.join("` → `")
         };
-        let dotted = self.keys_dotted(at);
-        let rest = &path.text[start..];
+        let dotted = self.with(at, |o| o.1);
         if dotted == Dotted(true) {
-            for (k, v) in &self.keys(at).0 {
+            let rest = &path.text[start..];
+            for (k, v) in self.with(at, |o| o.0.clone()) {
                 if let Some(name) = k.strip_prefix(rest).and_then(|n| n.strip_prefix('.')) {
-                    out.push((name.to_string(), spelled(trail, k), v));
+                    out.push((name.to_string(), spelled(trail, &k), v));
                 }
             }
         }
-        let last = path.segments.len();
-        let mut end = start;
-        for j in from..last {
-            end += path.segments[j].len() + usize::from(j > from);
-            let key = &path.text[start..end];
+        for (key, next, end, last) in parts(path, from, start) {
             let (v, _) = self.get(at, key).map_err(|()| twice(key, path))?;
-            if let (Some(v), true) = (v, j + 1 == last) {
-                if self.object(v).is_none() {
+            match v.map(|v| (v, self.object(v))) {
+                Some((v, None)) if last => {
                     return Err(format!(
                         "invalid metric event: `{}` = {} is not an object",
                         path.text,
                         clip(v.get())
-                    ));
+                    ))
                 }
-            }
-            if let Some(inner) = v.and_then(|v| self.object(v)) {
-                let mut t = trail.clone();
-                t.push(key);
-                if j + 1 == last {
-                    let mut seen = std::collections::HashSet::new();
-                    for (k, v) in self.keys(inner).0 {
-                        if !seen.insert(k.clone()) {
-                            return Err(format!(
-                                "invalid metric event: the key `{k}` appears twice in `{}`; JSON keys must be unique",
-                                path.text
-                            ));
+                Some((_, Some(inner))) => {
+                    trail.push(key);
+                    if last {
+                        let mut seen = std::collections::HashSet::new();
+                        for (k, v) in self.with(inner, |o| o.0.clone()) {
+                            if !seen.insert(k.clone()) {
+                                return Err(format!(
+                                    "invalid metric event: the key `{k}` appears twice in `{}`; JSON keys must be unique",
+                                    path.text
+                                ));
+                            }
+                            out.push((k.to_string(), spelled(trail, &k), v));
                         }
-                        out.push((k.to_string(), spelled(&t, &k), v));
+                    } else {
+                        self.gather(inner, path, next, end + 1, spell, trail, out)?;
                     }
-                } else {
-                    self.gather(inner, path, j + 1, end + 1, &mut t, out)?;
+                    trail.pop();
                 }
+                _ => {}
             }
             if dotted == Dotted(false) {
                 break;
@@ -304,37 +304,18 @@ impl<'a, 'p> Doc<'a, 'p> {
         Ok(())
     }
 
-    /// The entries of the object `at` (keys borrowed or copied), and
-    /// whether it has dotted keys.
-    #[allow(clippy::type_complexity)]
-    fn keys(&self, at: At) -> (Vec<(Cow<'a, str>, &'a RawValue)>, Dotted) {
+    /// `f` of the object `at`.
+    fn with<R>(&self, at: At, f: impl FnOnce(&Obj<'a>) -> R) -> R {
         match at {
-            At::Root => (self.root.0.clone(), self.root.1),
-            At::Nested(i) => {
-                let objects = self.objects.borrow();
-                (objects[i].1 .0.clone(), objects[i].1 .1)
-            }
-        }
-    }
-
-    /// Whether the object `at` has dotted keys.
-    fn keys_dotted(&self, at: At) -> Dotted {
-        match at {
-            At::Root => self.root.1,
-            At::Nested(i) => self.objects.borrow()[i].1 .1,
+            At::Root => f(&self.root),
+            At::Nested(i) => f(&self.objects.borrow()[i].1),
         }
     }
 
     /// The value of `key` in the object `at`, and whether that object has
     /// dotted keys; `Err` for a key twice.
     fn get(&self, at: At, key: &str) -> Result<(Option<&'a RawValue>, Dotted), ()> {
-        match at {
-            At::Root => Ok((self.root.get(key)?, self.root.1)),
-            At::Nested(i) => {
-                let objects = self.objects.borrow();
-                Ok((objects[i].1.get(key)?, objects[i].1 .1))
-            }
-        }
+        self.with(at, |o| Ok((o.get(key)?, o.1)))
     }
 
     /// `v` as a nested object, parsed once per event; `None` when it is
@@ -349,6 +330,23 @@ impl<'a, 'p> Doc<'a, 'p> {
         objects.push((addr, obj));
         Some(At::Nested(objects.len() - 1))
     }
+}
+
+/// The keys a spelling of `path` from segment `from` (at byte `start` of
+/// its text) can take in one object, shortest first (`system`,
+/// `system.cpu`, `system.cpu.pct`), each with the segment after it, the
+/// byte where it ends, and whether it reaches the path's end.
+fn parts(
+    path: &FieldPath,
+    from: usize,
+    start: usize,
+) -> impl Iterator<Item = (&str, usize, usize, bool)> {
+    let last = path.segments.len();
+    let mut end = start;
+    (from..last).map(move |j| {
+        end += path.segments[j].len() + usize::from(j > from);
+        (&path.text[start..end], j + 1, end, j + 1 == last)
+    })
 }
 
 fn twice(key: &str, path: &FieldPath) -> String {
@@ -384,40 +382,40 @@ pub(super) fn entries<'a, 'p>(
     object: &'p FieldPath,
     prefix: Option<&'p FieldPath>,
 ) -> Result<(Option<String>, Vec<(String, &'a RawValue)>), String> {
-    let mut found = Vec::new();
-    root.gather(At::Root, object, 0, 0, &mut Trail::new(), &mut found)?;
+    let gather = |spell: bool| {
+        let mut found = Vec::new();
+        root.gather(At::Root, object, 0, 0, spell, &mut Trail::new(), &mut found)
+            .map(|()| found)
+    };
+    let found = gather(false)?;
     if found.is_empty() {
-        // No spelling holds an entry: say why (missing, or not an object).
-        let raw = root.lookup(object)?;
-        if serde_json::from_str::<Obj<'a>>(raw.get()).is_err() {
-            return Err(format!(
-                "invalid metric event: `{}` = {} is not an object",
-                object.text,
-                clip(raw.get())
-            ));
-        }
+        // No spelling holds an entry: missing (or an empty object).
+        root.lookup(object)?;
     }
-    // In key order.
-    let mut map: BTreeMap<String, (String, &'a RawValue)> = BTreeMap::new();
-    for (name, spelled, v) in found {
+    // In key order; the spellings are written out only for the message.
+    let mut map: BTreeMap<String, &'a RawValue> = BTreeMap::new();
+    for (name, _, v) in found {
         match map.entry(name) {
             Entry::Vacant(e) => {
-                e.insert((spelled, v));
+                e.insert(v);
             }
-            Entry::Occupied(e) if e.get().1.get().trim() == v.get().trim() => {}
+            Entry::Occupied(e) if e.get().get().trim() == v.get().trim() => {}
             Entry::Occupied(e) => {
+                let both: Vec<String> = gather(true)?
+                    .into_iter()
+                    .filter(|(n, _, _)| n == e.key())
+                    .map(|(_, spelled, v)| format!("`{spelled}` = {}", clip(v.get())))
+                    .collect();
                 return Err(format!(
-                    "invalid metric event: the entry `{}` of `{}` is in the event twice with different values (`{}` = {}, `{spelled}` = {}): which one is meant cannot be known. Fix: write each field once, nested or dotted",
+                    "invalid metric event: the entry `{}` of `{}` is in the event twice with different values ({}): which one is meant cannot be known. Fix: write each field once, nested or dotted",
                     e.key(),
                     object.text,
-                    e.get().0,
-                    clip(e.get().1.get()),
-                    clip(v.get())
-                ))
+                    both.join(", ")
+                ));
             }
         }
     }
-    let map: Vec<(String, &'a RawValue)> = map.into_iter().map(|(k, (_, v))| (k, v)).collect();
+    let map: Vec<(String, &'a RawValue)> = map.into_iter().collect();
     let prefix = match prefix {
         None => None,
         Some(p) => {
