@@ -169,6 +169,10 @@ impl SinkFactory for ElasticsearchSinkFactory {
         let settings = c.check()?;
         Ok(EsSink::new(settings)?)
     }
+    /// All of `build`: it contacts no server (the sink does in `restore`).
+    fn check_config(&self, c: &EsSinkConfig) -> Result<(), ConnectorError> {
+        self.build(c.clone()).map(|_| ())
+    }
 }
 
 /// Registers this crate's connectors.

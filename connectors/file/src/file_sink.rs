@@ -71,15 +71,21 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    /// A sink writing to `path`. The file is opened by `restore`, before the
-    /// first write; the parent directory must exist.
-    pub fn new(config: FileSinkConfig) -> Result<Self, ConnectorError> {
+    /// What `new` checks without the file system (`validate --offline`).
+    fn check_settings(config: &FileSinkConfig) -> Result<(), ConnectorError> {
         if config.path.as_os_str().is_empty() {
             return Err(ConnectorError::config(
                 "file",
                 "the sink file path is empty. Fix: set path to a file, e.g. path = \"out/windows.ndjson\"",
             ));
         }
+        Ok(())
+    }
+
+    /// A sink writing to `path`. The file is opened by `restore`, before the
+    /// first write; the parent directory must exist.
+    pub fn new(config: FileSinkConfig) -> Result<Self, ConnectorError> {
+        Self::check_settings(&config)?;
         // What `restore` will meet, found now (so `validate` sees it): a
         // name the system refuses (too long, a NUL byte), a directory, no
         // permission.
@@ -235,6 +241,9 @@ impl SinkFactory for FileSinkFactory {
     }
     fn build(&self, c: FileSinkConfig) -> Result<FileSink, ConnectorError> {
         FileSink::new(c)
+    }
+    fn check_config(&self, c: &FileSinkConfig) -> Result<(), ConnectorError> {
+        FileSink::check_settings(c)
     }
 }
 

@@ -81,8 +81,8 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens the file; fails now when it cannot be read.
-    pub fn open(config: FileSourceConfig) -> Result<Self, ConnectorError> {
+    /// What `open` checks without the file system (`validate --offline`).
+    fn check_settings(config: &FileSourceConfig) -> Result<(), ConnectorError> {
         in_range(
             "batch_size",
             config.batch_size,
@@ -94,7 +94,12 @@ impl FileSource {
             config.max_line_bytes,
             MAX_LINE,
             "(default 16777216)",
-        )?;
+        )
+    }
+
+    /// Opens the file; fails now when it cannot be read.
+    pub fn open(config: FileSourceConfig) -> Result<Self, ConnectorError> {
+        Self::check_settings(&config)?;
         let f = File::open(&config.path).map_err(|e| {
             ConnectorError::config(
                 "file",
@@ -307,6 +312,9 @@ impl SourceFactory for FileSourceFactory {
     }
     fn build(&self, c: FileSourceConfig) -> Result<FileSource, ConnectorError> {
         FileSource::open(c)
+    }
+    fn check_config(&self, c: &FileSourceConfig) -> Result<(), ConnectorError> {
+        FileSource::check_settings(c)
     }
 }
 

@@ -76,6 +76,7 @@
 
 mod admin;
 mod auth;
+mod checked;
 pub mod checkpoint_store;
 mod config;
 mod dedupe;
@@ -139,6 +140,10 @@ impl SourceFactory for KafkaSourceFactory {
     fn build(&self, c: KafkaSourceConfig) -> Result<KafkaSource, ConnectorError> {
         Ok(KafkaSource::new(c)?)
     }
+    fn check_config(&self, c: &KafkaSourceConfig) -> Result<(), ConnectorError> {
+        KafkaSource::check(c)?;
+        Ok(())
+    }
 }
 
 /// Builds [`KafkaSink`]s.
@@ -186,6 +191,10 @@ impl SinkFactory for KafkaSinkFactory {
     }
     fn build(&self, c: KafkaSinkConfig) -> Result<KafkaSink, ConnectorError> {
         Ok(KafkaSink::new(c)?)
+    }
+    fn check_config(&self, c: &KafkaSinkConfig) -> Result<(), ConnectorError> {
+        KafkaSink::check(c)?;
+        Ok(())
     }
 }
 

@@ -64,42 +64,8 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Connects (bounded wait) and checks the topic exists.
     pub fn new(cfg: KafkaSinkConfig) -> Result<Self, Error> {
-        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
-        let dedupe = crate::dedupe::Dedupe::new(cfg.dedupe.as_deref(), cfg.dedupe_header.clone())?;
-        let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
-        let client = cc.clone();
-        let timeout_ms = match &cfg.max_retry_duration {
-            // 0: librdkafka retries a delivery without a time limit.
-            None => 0,
-            Some(v) => {
-                let d = duration("max_retry_duration", v)?;
-                u32::try_from(d.as_millis())
-                    .ok()
-                    .filter(|ms| *ms >= 1)
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "`max_retry_duration` = \"{v}\" is out of range. Fix: from 1ms to 24d"
-                        ))
-                    })?
-            }
-        };
-        if let Some(ms) = cfg.linger_ms.filter(|ms| *ms > 900_000) {
-            return Err(Error::Config(format!(
-                "`linger_ms` = {ms} is out of range. Fix: a value from 0 to 900000"
-            )));
-        }
-        let settings = cfg.producer_settings().map_err(Error::Config)?;
-        cc.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", timeout_ms.to_string());
-        for (k, v) in &cfg.properties {
-            cc.set(k, v);
-        }
-        // After the properties: each under its main name, with its value
-        // from the field or the properties (the same, or refused above).
-        for (k, v) in settings {
-            cc.set(k, v);
-        }
+        let (cc, connect, dedupe) = Self::check(&cfg)?;
+        let client = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
         let mut resend_config = cc.clone();
         resend_config
             .set("batch.num.messages", "1")
@@ -143,6 +109,57 @@ impl KafkaSink {
             written: Default::default(),
             retention,
         })
+    }
+
+    /// Every check of `new` that needs no broker (`validate --offline` runs
+    /// it too): the producer's config, the connect timeout and the dedupe.
+    pub(crate) fn check(
+        cfg: &KafkaSinkConfig,
+    ) -> Result<
+        (
+            rdkafka::ClientConfig,
+            Duration,
+            Option<crate::dedupe::Dedupe>,
+        ),
+        Error,
+    > {
+        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
+        let dedupe = crate::dedupe::Dedupe::new(cfg.dedupe.as_deref(), cfg.dedupe_header.clone())?;
+        let mut cc = client_config(&cfg.bootstrap_servers, &cfg.security, &Default::default())?;
+        let timeout_ms = match &cfg.max_retry_duration {
+            // 0: librdkafka retries a delivery without a time limit.
+            None => 0,
+            Some(v) => {
+                let d = duration("max_retry_duration", v)?;
+                u32::try_from(d.as_millis())
+                    .ok()
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "`max_retry_duration` = \"{v}\" is out of range. Fix: from 1ms to 24d"
+                        ))
+                    })?
+            }
+        };
+        if let Some(ms) = cfg.linger_ms.filter(|ms| *ms > 900_000) {
+            return Err(Error::Config(format!(
+                "`linger_ms` = {ms} is out of range. Fix: a value from 0 to 900000"
+            )));
+        }
+        let settings = cfg.producer_settings().map_err(Error::Config)?;
+        cc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout_ms.to_string());
+        for (k, v) in &cfg.properties {
+            cc.set(k, v);
+        }
+        // After the properties: each under its main name, with its value
+        // from the field or the properties (the same, or refused above).
+        for (k, v) in settings {
+            cc.set(k, v);
+        }
+        crate::checked::native(&cc, "producer")?;
+        Ok((cc, connect, dedupe))
     }
 
     /// Hands one record to `p`. librdkafka holds a reference until the

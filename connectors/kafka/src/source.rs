@@ -98,6 +98,15 @@ fn named_topic<'a>(
         })
 }
 
+/// What [`KafkaSource::check`] read from the config.
+pub(crate) struct Checked {
+    start: StartPosition,
+    poll_timeout: Duration,
+    connect: Duration,
+    revoke_timeout: Duration,
+    cc: rdkafka::ClientConfig,
+}
+
 fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
     let what = what.into();
     move |source| Error::Kafka { what, source }
@@ -108,37 +117,13 @@ impl KafkaSource {
     /// every partition; an unbounded source joins its group when it first
     /// runs ([`Source::next`]).
     pub fn new(cfg: KafkaSourceConfig) -> Result<Self, Error> {
-        let start = cfg.start_position()?;
-        let poll_timeout = duration("poll_timeout", &cfg.poll_timeout)?;
-        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
-        let mut cc = client_config(
-            &cfg.bootstrap_servers,
-            &cfg.security,
-            &BTreeMapDefaults::source(),
-        )?;
-        // librdkafka resets to this when an offset is out of the log's
-        // range: records deleted before they were read, or a log created
-        // again. Reading goes on from the log start, whatever
-        // `auto_offset_reset` says: that names where a partition without
-        // state starts (`start.rs`), which is always an offset of ours.
-        // "latest" here skipped every record left in the log, silently.
-        cc.set("group.id", &cfg.group_id)
-            .set("auto.offset.reset", "earliest");
-        if let Some(id) = cfg.group_instance_id.as_deref().filter(|_| !cfg.bounded) {
-            if id.is_empty() || id.len() > 249 {
-                return Err(Error::Config(format!(
-                    "group_instance_id `{id}` must have 1 to 249 characters"
-                )));
-            }
-            cc.set("group.instance.id", id);
-        }
-        for (k, v) in &cfg.properties {
-            cc.set(k, v);
-        }
-        let revoke_timeout = duration("revoke_timeout", &cfg.revoke_timeout)?;
-        // Both bound the memory held: max_batch × prefetch_batches records.
-        count("max_batch", cfg.max_batch, 1..=1_000_000)?;
-        count("prefetch_batches", cfg.prefetch_batches, 1..=1_024)?;
+        let Checked {
+            start,
+            poll_timeout,
+            connect,
+            revoke_timeout,
+            cc,
+        } = Self::check(&cfg)?;
         let settings = Settings {
             headers: cfg.headers,
             timestamp_field: cfg.timestamp_field.clone(),
@@ -187,11 +172,6 @@ impl KafkaSource {
             cfg,
         };
         if src.cfg.bounded {
-            if src.cfg.topics.is_empty() {
-                return Err(Error::Config(
-                    "bounded = true needs topics = [...] (not topic_pattern)".into(),
-                ));
-            }
             let mut tpl = TopicPartitionList::new();
             for t in &src.cfg.topics {
                 let mt = named_topic(&md, t, &src.cfg.bootstrap_servers)?;
@@ -231,6 +211,55 @@ impl KafkaSource {
         }
         src.warn_compacted(connect);
         Ok(src)
+    }
+
+    /// Every check of `new` that needs no broker (`validate --offline` runs
+    /// it too): the settings read, and librdkafka's consumer config built.
+    pub(crate) fn check(cfg: &KafkaSourceConfig) -> Result<Checked, Error> {
+        let start = cfg.start_position()?;
+        let poll_timeout = duration("poll_timeout", &cfg.poll_timeout)?;
+        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
+        let mut cc = client_config(
+            &cfg.bootstrap_servers,
+            &cfg.security,
+            &BTreeMapDefaults::source(),
+        )?;
+        // librdkafka resets to this when an offset is out of the log's
+        // range: records deleted before they were read, or a log created
+        // again. Reading goes on from the log start, whatever
+        // `auto_offset_reset` says: that names where a partition without
+        // state starts (`start.rs`), which is always an offset of ours.
+        // "latest" here skipped every record left in the log, silently.
+        cc.set("group.id", &cfg.group_id)
+            .set("auto.offset.reset", "earliest");
+        if let Some(id) = cfg.group_instance_id.as_deref().filter(|_| !cfg.bounded) {
+            if id.is_empty() || id.len() > 249 {
+                return Err(Error::Config(format!(
+                    "group_instance_id `{id}` must have 1 to 249 characters"
+                )));
+            }
+            cc.set("group.instance.id", id);
+        }
+        for (k, v) in &cfg.properties {
+            cc.set(k, v);
+        }
+        let revoke_timeout = duration("revoke_timeout", &cfg.revoke_timeout)?;
+        // Both bound the memory held: max_batch × prefetch_batches records.
+        count("max_batch", cfg.max_batch, 1..=1_000_000)?;
+        count("prefetch_batches", cfg.prefetch_batches, 1..=1_024)?;
+        if cfg.bounded && cfg.topics.is_empty() {
+            return Err(Error::Config(
+                "bounded = true needs topics = [...] (not topic_pattern)".into(),
+            ));
+        }
+        crate::checked::native(&cc, "consumer")?;
+        Ok(Checked {
+            start,
+            poll_timeout,
+            connect,
+            revoke_timeout,
+            cc,
+        })
     }
 
     /// Joins the group (unbounded sources), at the first `next`: a source

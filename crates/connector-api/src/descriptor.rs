@@ -180,6 +180,16 @@ pub trait SourceFactory: Send + Sync + 'static {
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Checks a parsed config and builds the source. Fails before any work.
     fn build(&self, config: Self::Config) -> Result<Self::Source, ConnectorError>;
+    /// Checks a parsed config without building anything or contacting any
+    /// server: every check of `build` that needs neither (durations,
+    /// ranges, settings that contradict each other), so that
+    /// `flowline validate --offline` refuses what a start would refuse for
+    /// the config alone. The registry runs it before `build` too.
+    /// Default: accepts. Since API 2.3.
+    fn check_config(&self, config: &Self::Config) -> Result<(), ConnectorError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// Builds sinks of one connector type. See [`SourceFactory`].
@@ -192,6 +202,11 @@ pub trait SinkFactory: Send + Sync + 'static {
     fn descriptor(&self) -> ConnectorDescriptor;
     /// Checks a parsed config and builds the sink.
     fn build(&self, config: Self::Config) -> Result<Self::Sink, ConnectorError>;
+    /// See [`SourceFactory::check_config`]. Default: accepts. Since API 2.3.
+    fn check_config(&self, config: &Self::Config) -> Result<(), ConnectorError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// The object-safe twin of [`SourceFactory`].
@@ -215,11 +230,12 @@ impl<F: SourceFactory> DynSourceFactory for F {
     fn build_dyn(&self, section: serde_json::Value) -> Result<BoxSource, ConnectorError> {
         let name = SourceFactory::descriptor(self).name;
         let config = parse_config(&name, section)?;
+        self.check_config(&config)?;
         Ok(Box::new(self.build(config)?))
     }
     fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
         let name = SourceFactory::descriptor(self).name;
-        parse_config::<F::Config>(&name, section).map(|_| ())
+        self.check_config(&parse_config::<F::Config>(&name, section)?)
     }
 }
 
@@ -244,11 +260,12 @@ impl<F: SinkFactory> DynSinkFactory for F {
     fn build_dyn(&self, section: serde_json::Value) -> Result<BoxSink, ConnectorError> {
         let name = SinkFactory::descriptor(self).name;
         let config = parse_config(&name, section)?;
+        self.check_config(&config)?;
         Ok(Box::new(self.build(config)?))
     }
     fn parse_dyn(&self, section: serde_json::Value) -> Result<(), ConnectorError> {
         let name = SinkFactory::descriptor(self).name;
-        parse_config::<F::Config>(&name, section).map(|_| ())
+        self.check_config(&parse_config::<F::Config>(&name, section)?)
     }
 }
 
@@ -273,5 +290,51 @@ mod secret_tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod check_config_tests {
+    use super::*;
+    use crate::{Record, Sink};
+
+    struct Nothing;
+    impl Sink for Nothing {
+        async fn write(&mut self, _: Vec<Record>) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+    }
+
+    /// Builds anything; its config check refuses `size` 0.
+    struct Factory;
+    impl SinkFactory for Factory {
+        type Config = serde_json::Value;
+        type Sink = Nothing;
+        fn descriptor(&self) -> ConnectorDescriptor {
+            ConnectorDescriptor::new("t", "1.0.0", ConnectorKind::Sink)
+        }
+        fn build(&self, _: serde_json::Value) -> Result<Nothing, ConnectorError> {
+            Ok(Nothing)
+        }
+        fn check_config(&self, c: &serde_json::Value) -> Result<(), ConnectorError> {
+            match c["size"].as_u64() {
+                Some(0) => Err(ConnectorError::config("t", "size = 0. Fix: 1 or more")),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_check_runs_when_a_section_is_only_parsed_and_before_a_build() {
+        let bad = serde_json::json!({"size": 0});
+        let good = serde_json::json!({"size": 1});
+        assert!(Factory.parse_dyn(good.clone()).is_ok());
+        assert!(Factory.build_dyn(good).is_ok());
+        let e = Factory.parse_dyn(bad.clone()).unwrap_err().to_string();
+        assert!(e.contains("size = 0"), "{e}");
+        assert!(Factory.build_dyn(bad).is_err());
     }
 }

@@ -37,7 +37,7 @@ impl fmt::Display for ApiVersion {
 }
 
 /// The version of the connector API that this crate defines.
-pub const API_VERSION: ApiVersion = ApiVersion::new(2, 2);
+pub const API_VERSION: ApiVersion = ApiVersion::new(2, 3);
 
 #[cfg(test)]
 mod tests {
@@ -51,6 +51,6 @@ mod tests {
         assert!(!ApiVersion::new(1, 4).runs_on(rt));
         assert!(!ApiVersion::new(2, 0).runs_on(rt));
         assert!(!ApiVersion::new(0, 9).runs_on(rt));
-        assert_eq!(API_VERSION.to_string(), "2.2");
+        assert_eq!(API_VERSION.to_string(), "2.3");
     }
 }

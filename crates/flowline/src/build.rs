@@ -54,6 +54,28 @@ fn source_settings(section: &ConnectorSection) -> serde_json::Value {
     settings
 }
 
+/// Every connector section read and checked as its connector's config,
+/// contacting nothing (`SourceFactory::check_config`), with the settings
+/// `build_job` gives it. `build_job` runs it before any connector is built
+/// (a build may wait for its server): a bad setting in the last section
+/// fails at once, not after the source connected or while `run` waits for
+/// an unreachable broker. `validate --offline` is this check.
+pub fn check_sections(plan: &JobPlan, registry: &Registry) -> Result<(), Error> {
+    let conn = |name: &str| {
+        let section = format!("[{name}]");
+        move |source| Error::Connector { section, source }
+    };
+    registry
+        .parse_source(&plan.source.kind, source_settings(&plan.source))
+        .map_err(conn("source"))?;
+    for (name, c) in plan.sink_sections() {
+        registry
+            .parse_sink(&c.kind, replayed_once(c, name).settings)
+            .map_err(conn(name))?;
+    }
+    Ok(())
+}
+
 /// Builds every connector (failing before any work on a bad setting), wires
 /// the metrics pipeline and returns the environment, ready to start.
 pub fn build_job(plan: &JobPlan, registry: &Registry) -> Result<StreamEnvironment, Error> {
@@ -82,18 +104,7 @@ pub fn build_job_watched(
         .partitioned_by_key(plan.keyed_by.is_some())
         .max_state_entries(Some(plan.max_state_entries));
     let env = StreamEnvironment::new(cfg);
-    // Every section is read before any connector is built (a build may
-    // wait for its server): a bad setting in the last one fails at once,
-    // as `validate --offline` finds it, not after the source connected or
-    // while `run` waits for an unreachable broker.
-    registry
-        .parse_source(&plan.source.kind, plan.source.settings.clone())
-        .map_err(conn("source"))?;
-    for (name, c) in plan.sink_sections() {
-        registry
-            .parse_sink(&c.kind, replayed_once(c, name).settings)
-            .map_err(conn(name))?;
-    }
+    check_sections(plan, registry)?;
     let source = registry
         .build_source(&plan.source.kind, source_settings(&plan.source))
         .map_err(conn("source"))?;

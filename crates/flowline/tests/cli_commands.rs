@@ -40,9 +40,9 @@ fn connectors_lists_kinds_versions_and_the_api_range() {
             ("stdout", "sink")
         ]
     );
-    assert!(rows.iter().all(|r| r[3] == "2.2"), "{text}");
+    assert!(rows.iter().all(|r| r[3] == "2.3"), "{text}");
     assert!(
-        text.contains("implements connector API 2.2; it runs connectors built for 2.0 up to 2.2"),
+        text.contains("implements connector API 2.3; it runs connectors built for 2.0 up to 2.3"),
         "{text}"
     );
 }
@@ -192,4 +192,88 @@ fn kafka_properties_that_undo_a_guarantee_fail_validate_and_run_alike() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every setting a start refuses without asking a server is refused by
+/// `validate --offline` too, with the same setting named: durations,
+/// ranges, contradicting settings, librdkafka properties librdkafka does
+/// not take. Each file is otherwise valid (it passes offline without the
+/// defect), and nothing listens on its servers' port.
+#[test]
+fn what_a_start_refuses_for_the_config_alone_validate_offline_refuses_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "").unwrap();
+    let kafka = "[source]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\nconnect_timeout = \"1s\"\n";
+    let file = format!("[source]\ntype = \"file\"\npath = {input:?}\n");
+    let es = "[sink]\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:1\"\nindex = \"w\"\n";
+    let ksink = "[sink]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"w\"\nconnect_timeout = \"1s\"\n";
+    let cases: [(String, &str, &str); 8] = [
+        (
+            format!("{kafka}{es}"),
+            "poll_timeout = \"abc\"\n",
+            "poll_timeout",
+        ),
+        (format!("{kafka}{es}"), "max_batch = 0\n", "max_batch"),
+        (
+            format!("{kafka}{es}"),
+            "[source.properties]\n\"fetch.wait.max.msx\" = \"10\"\n",
+            "fetch.wait.max.msx",
+        ),
+        (
+            format!("{file}{ksink}"),
+            "linger_ms = 1000000\n",
+            "linger_ms",
+        ),
+        (
+            format!("{file}{ksink}"),
+            "linger_ms = 5\n[sink.properties]\n\"linger.ms\" = \"7\"\n",
+            "linger.ms",
+        ),
+        (
+            format!("{file}{ksink}"),
+            "[sink.properties]\n\"batch.num.messages\" = \"many\"\n",
+            "batch.num.messages",
+        ),
+        (
+            format!("{file}{es}").replace("http://", "http://b:c@"),
+            "username = \"a\"\n",
+            "credentials",
+        ),
+        (format!("{ksink}{file}"), "batch_size = 0\n", "batch_size"),
+    ];
+    let run = |args: &[&str]| {
+        let out = flowline()
+            .args(args)
+            .arg("--config")
+            .arg(&job)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), text)
+    };
+    for (base, defect, name) in cases {
+        std::fs::write(&job, &base).unwrap();
+        let (ok, text) = run(&["validate", "--offline"]);
+        assert!(ok, "without the defect: {text}\n{base}");
+        // The defect goes at the end of the file's last section.
+        std::fs::write(&job, format!("{base}{defect}")).unwrap();
+        for args in [
+            &["validate", "--offline"][..],
+            &["validate"][..],
+            &["run"][..],
+        ] {
+            let started = std::time::Instant::now();
+            let (ok, text) = run(args);
+            assert!(
+                !ok && text.contains(name),
+                "{args:?} with {defect:?}: {text}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{args:?} waited"
+            );
+        }
+    }
 }

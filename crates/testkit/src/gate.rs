@@ -188,6 +188,9 @@ impl<F: SourceFactory> SourceFactory for GatedFactory<F> {
     fn build(&self, config: F::Config) -> Result<Self::Source, ConnectorError> {
         Ok(Gated::new(self.inner.build(config)?, self.gate.clone()))
     }
+    fn check_config(&self, config: &F::Config) -> Result<(), ConnectorError> {
+        self.inner.check_config(config)
+    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ impl SinkFactory for WebhookFactory {
             .with_field(ConfigField::required("url", "string", "the endpoint"))
     }
 
+    /// Everything `build` checks; it contacts nothing, so
+    /// `flowline validate --offline` runs it.
+    fn check_config(&self, cfg: &WebhookConfig) -> Result<(), ConnectorError> {
+        self.build(cfg.clone()).map(|_| ())
+    }
+
     fn build(&self, cfg: WebhookConfig) -> Result<WebhookSink, ConnectorError> {
         let fail = |m: String| ConnectorError::config("webhook", m);
         if !(cfg.url.starts_with("http://") || cfg.url.starts_with("https://")) {

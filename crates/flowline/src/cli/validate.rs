@@ -1,8 +1,8 @@
 //! `flowline validate`: everything a start would meet, without running.
 //! Online, the job is built (connectors too), `[http] listen` is bound and
 //! released, the checkpoint it would restore is read, and each sink checks
-//! its server; `--offline` only reads the job file and each connector's
-//! section as its config type reads them.
+//! its server; `--offline` reads the job file and checks each connector's
+//! section as a start does before it builds anything (`check_sections`).
 
 use std::path::Path;
 
@@ -15,20 +15,7 @@ use crate::Error;
 /// `validate --offline`: no server contacted, nothing built.
 pub(super) fn offline(config: &Path, registry: &Registry) -> Result<(), Error> {
     let plan = JobPlan::load(config)?;
-    registry
-        .parse_source(&plan.source.kind, plan.source.settings.clone())
-        .map_err(|source| Error::Connector {
-            section: "[source]".into(),
-            source,
-        })?;
-    for (name, c) in plan.sink_sections() {
-        registry
-            .parse_sink(&c.kind, c.settings.clone())
-            .map_err(|source| Error::Connector {
-                section: format!("[{name}]"),
-                source,
-            })?;
-    }
+    crate::build::check_sections(&plan, registry)?;
     out!(
         "{} is valid as far as can be told offline (no server contacted, no connector built).",
         config.display()

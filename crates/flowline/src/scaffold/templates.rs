@@ -107,7 +107,9 @@ impl SourceFactory for __TYPE__Factory {
             .with_field(ConfigField::required("count", "integer", "records per partition"))
     }
 
-    fn build(&self, cfg: __TYPE__Config) -> Result<__TYPE__Source, ConnectorError> {
+    /// The checks that need no server (`flowline validate --offline` runs
+    /// them; so does the registry before `build`).
+    fn check_config(&self, cfg: &__TYPE__Config) -> Result<(), ConnectorError> {
         if cfg.partitions == 0 || cfg.partitions > 1024 {
             return Err(ConnectorError::config(
                 "__NAME__",
@@ -120,6 +122,11 @@ impl SourceFactory for __TYPE__Factory {
                 format!("count = {} is more than 1 000 000 000 records. Fix: a smaller count", cfg.count),
             ));
         }
+        Ok(())
+    }
+
+    fn build(&self, cfg: __TYPE__Config) -> Result<__TYPE__Source, ConnectorError> {
+        self.check_config(&cfg)?;
         Ok(__TYPE__Source {
             next: vec![0; cfg.partitions as usize],
             cfg,
@@ -263,13 +270,20 @@ impl SinkFactory for __TYPE__Factory {
             .with_field(ConfigField::required("target", "string", "where to write"))
     }
 
-    fn build(&self, cfg: __TYPE__Config) -> Result<__TYPE__Sink, ConnectorError> {
+    /// The checks that need no server (`flowline validate --offline` runs
+    /// them; so does the registry before `build`).
+    fn check_config(&self, cfg: &__TYPE__Config) -> Result<(), ConnectorError> {
         if cfg.max_batch == 0 {
             return Err(ConnectorError::config(
                 "__NAME__",
                 "max_batch must be at least 1. Fix: max_batch = 500",
             ));
         }
+        Ok(())
+    }
+
+    fn build(&self, cfg: __TYPE__Config) -> Result<__TYPE__Sink, ConnectorError> {
+        self.check_config(&cfg)?;
         Ok(__TYPE__Sink {
             cfg,
             store: self.0.clone(),
