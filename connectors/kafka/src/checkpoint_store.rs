@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{client_config, Security};
+use flowline_checkpoint::graph::{compare, GraphMatch};
 use flowline_checkpoint::{
     decode_framed, encode_framed, Checkpoint, CheckpointError, CheckpointStore, PartitionSnapshot,
 };
@@ -438,7 +439,9 @@ impl CheckpointStore for KafkaCheckpointStore {
         let mut partitions = BTreeMap::new();
         let mut sinks = BTreeMap::new();
         for (key, e) in entries {
-            if e.graph != graph {
+            // An entry left from before the graph had notes is of the same
+            // job (the runtime warns about such a checkpoint as a whole).
+            if compare(&e.graph, &graph) == GraphMatch::Different {
                 return Err(CheckpointError::Incompatible {
                     path: format!("{} entry {}{key}", self.topic, self.prefix()),
                     reason: format!(

@@ -24,6 +24,7 @@
 mod dir;
 mod error;
 mod format;
+pub mod graph;
 
 pub use dir::LocalDirStore;
 pub use error::CheckpointError;

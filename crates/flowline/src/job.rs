@@ -276,22 +276,26 @@ pub fn metrics_pipeline(
         })
     } else {
         let shape = w.event.clone();
-        source.try_flat_map("decode", move |r: &Record| {
-            if keyless(r) {
-                return (Vec::new(), Some(NO_MESSAGE_KEY.to_string()));
-            }
-            let (mut metrics, mut bad) = decode_shaped(&shape, &r.payload, &horizon);
-            // Series with a name too long are left out, the others kept
-            // (the record is a dead letter once, as for a value unread).
-            if let Some(reason) = metrics.iter().find_map(|m| long_name(m, max_name)) {
-                metrics.retain(|m| long_name(m, max_name).is_none());
-                bad = Some(match bad {
-                    Some(b) => format!("{b}; {reason}"),
-                    None => reason,
-                });
-            }
-            (metrics, bad)
-        })
+        source
+            .try_flat_map("decode", move |r: &Record| {
+                if keyless(r) {
+                    return (Vec::new(), Some(NO_MESSAGE_KEY.to_string()));
+                }
+                let (mut metrics, mut bad) = decode_shaped(&shape, &r.payload, &horizon);
+                // Series with a name too long are left out, the others kept
+                // (the record is a dead letter once, as for a value unread).
+                if let Some(reason) = metrics.iter().find_map(|m| long_name(m, max_name)) {
+                    metrics.retain(|m| long_name(m, max_name).is_none());
+                    bad = Some(match bad {
+                        Some(b) => format!("{b}; {reason}"),
+                        None => reason,
+                    });
+                }
+                (metrics, bad)
+            })
+            // The state behind it depends on the shape: windows open at a
+            // checkpoint hold events read by it.
+            .note(&format!("event {}", w.event))
     };
     let windowed = decoded
         .with_timestamps(|m: &Metric| m.ts)

@@ -317,3 +317,65 @@ fn ecs_several_values_the_bad_one_dead_lettered_once_the_others_kept() {
         );
     }
 }
+
+/// How a job reads its events is part of its job graph: the windows open
+/// at a checkpoint hold values read one way, so a job reading them another
+/// way refuses that checkpoint, naming both graphs, rather than mixing the
+/// two readings in one window. A checkpoint from before the graph recorded
+/// `[event]` (as earlier releases wrote it) still restores, with a warning.
+#[test]
+fn a_checkpoint_taken_with_another_event_shape_is_refused_by_name() {
+    use flowline_checkpoint::CheckpointStore;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = samples()
+        .iter()
+        .map(|(h, ms, v)| {
+            serde_json::json!({"@timestamp": rfc3339_at(*ms, 0), "host": h, "metric": "cpu",
+                "value": v, "doubled": v * 2.0})
+            .to_string()
+        })
+        .collect();
+    let cp = dir.path().join("cp");
+    let shape = |value: &str| {
+        format!(
+            "[event]\ntimestamp = \"@timestamp\"\nvalue = \"{value}\"\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n",
+            cp.display()
+        )
+    };
+    let (got, _) = run(dir.path(), &shape("value"), &lines);
+    assert_same(&got, &group_by(&samples()));
+    let rerun = |value: &str| {
+        let job = std::fs::read_to_string(dir.path().join("job.toml"))
+            .unwrap()
+            .replace(&shape("value"), &shape(value));
+        std::fs::write(dir.path().join("job.toml"), &job).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowline"))
+            .env("FLOWLINE_LOG", "warn")
+            .args(["run", "--config"])
+            .arg(dir.path().join("job.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = rerun("doubled");
+    assert!(!ok, "refused, not mixed: {err}");
+    assert!(
+        err.contains("cannot be restored")
+            && err.contains("value `value`")
+            && err.contains("value `doubled`"),
+        "{err}"
+    );
+
+    // The checkpoint as a release before the note wrote it.
+    let mut store = flowline_checkpoint::LocalDirStore::new(&cp).unwrap();
+    let mut old = store.latest().unwrap().unwrap();
+    old.graph = flowline_checkpoint::graph::without_notes(&old.graph);
+    assert!(!old.graph.contains("event"), "{}", old.graph);
+    old.id += 1;
+    store.save(&old).unwrap();
+    let (ok, err) = rerun("value");
+    assert!(ok && err.contains("did not record"), "{err}");
+}

@@ -244,6 +244,17 @@ impl DataStream<Record> {
 }
 
 impl<T: Send + 'static> DataStream<T> {
+    /// Records `text` in the job graph after the last operator, adding no
+    /// operator: for a setting that changes what the state behind it means
+    /// (how a job reads its events, say), so that a checkpoint taken with
+    /// another restores into this job no more than one of another graph.
+    /// Checkpoints taken before the note existed still restore, with a
+    /// warning (`flowline_checkpoint::graph`).
+    pub fn note(mut self, text: &str) -> Self {
+        self.desc.push_str(&flowline_checkpoint::graph::note(text));
+        self
+    }
+
     /// Appends an operator: `desc` goes into the job graph's text (which a
     /// checkpoint must match), `stage` is what the operations view shows.
     fn then<U>(

@@ -16,16 +16,21 @@ use crate::operator::{Cx, NO_TIME};
 use crate::RuntimeError;
 
 pub(crate) fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
-    if cp.graph != graph {
-        return Err(RuntimeError::state_codec(
+    use flowline_checkpoint::graph::{compare, GraphMatch};
+    match compare(&cp.graph, graph) {
+        GraphMatch::Same => Ok(()),
+        GraphMatch::BeforeNotes => {
+            tracing::warn!(checkpoint = cp.id, graph = %graph, "the checkpoint was taken by a Flowline that did not record the settings noted as #{{...}} in this job graph (such as [event]), so that they are unchanged cannot be checked: restoring it. Had they changed, windows open at the checkpoint would mix both readings");
+            Ok(())
+        }
+        _ => Err(RuntimeError::state_codec(
             &cp.id.to_string(),
             format!(
                 "it was taken from job graph `{}`, this job is `{graph}`",
                 cp.graph
             ),
-        ));
+        )),
     }
-    Ok(())
 }
 
 impl Driver {
