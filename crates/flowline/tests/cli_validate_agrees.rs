@@ -4,7 +4,8 @@
 //! and negative durations, empty and very long strings, wrong types); each
 //! mutant goes through `flowline validate` and `flowline run` (a bounded
 //! file job, so a valid one finishes). Both must agree, and neither may
-//! panic.
+//! panic; `validate --offline` too, but for what only the file system can
+//! tell.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -144,6 +145,20 @@ fn flowline(cmd: &str, job: &Path) -> (Output, Duration) {
     (child.wait_with_output().unwrap(), t0.elapsed())
 }
 
+fn flowline_offline(job: &Path) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowline"))
+        .env("FLOWLINE_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .current_dir(job.parent().unwrap())
+        .args(["validate", "--offline", "--config"])
+        .arg(job)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out, t0.elapsed())
+}
+
 fn events() -> String {
     let mut s = String::new();
     for i in 0..300u64 {
@@ -173,6 +188,7 @@ fn validate_and_run_accept_exactly_the_same_job_files() {
         }
     }
     let mut disagree = Vec::new();
+    let mut offline = Vec::new();
     let mut panics = Vec::new();
     let mut accepted = 0;
     for (n, case) in cases.iter().enumerate() {
@@ -181,6 +197,7 @@ fn validate_and_run_accept_exactly_the_same_job_files() {
         let job = dir.path().join("job.toml");
         std::fs::write(&job, render(dir.path(), *case)).unwrap();
         let (v, _) = flowline("validate", &job);
+        let (o, _) = flowline_offline(&job);
         let (r, took) = flowline("run", &job);
         let what = match case {
             None => "the base file".to_string(),
@@ -191,7 +208,7 @@ fn validate_and_run_accept_exactly_the_same_job_files() {
                 &val[..val.len().min(40)]
             ),
         };
-        for (cmd, out) in [("validate", &v), ("run", &r)] {
+        for (cmd, out) in [("validate", &v), ("validate --offline", &o), ("run", &r)] {
             let err = String::from_utf8_lossy(&out.stderr);
             if err.contains("panicked") || out.status.code() == Some(101) {
                 panics.push(format!("{what}: {cmd} panicked: {err}"));
@@ -203,6 +220,20 @@ fn validate_and_run_accept_exactly_the_same_job_files() {
                 v.status,
                 r.status,
                 String::from_utf8_lossy(&v.stderr),
+                String::from_utf8_lossy(&r.stderr)
+            ));
+        }
+        // Offline, what a start refuses is refused too, unless it needs a
+        // file or an address to tell (a path, a checkpoint directory, a
+        // port to bind); and what a start takes is never refused.
+        let needs_system =
+            case.is_some_and(|(i, _)| matches!(BASE[i].1, "path" | "dir" | "listen"));
+        if o.status.success() != r.status.success() && !(o.status.success() && needs_system) {
+            offline.push(format!(
+                "#{n} {what}: validate --offline {}, run {}: {}{}",
+                o.status,
+                r.status,
+                String::from_utf8_lossy(&o.stderr),
                 String::from_utf8_lossy(&r.stderr)
             ));
         }
@@ -229,6 +260,13 @@ fn validate_and_run_accept_exactly_the_same_job_files() {
         disagree.len(),
         cases.len(),
         disagree.join("\n")
+    );
+    assert!(
+        offline.is_empty(),
+        "{} of {} job files: validate --offline and run disagree:\n{}",
+        offline.len(),
+        cases.len(),
+        offline.join("\n")
     );
     // The mutants are not all accepted, nor all refused.
     assert!(
