@@ -557,4 +557,39 @@ mod tests {
         let both = src(serde_json::json!({"topic_pattern": "^m"})).unwrap();
         assert!(both.start_position().is_err());
     }
+
+    /// Static membership and the cooperative protocol together can leave
+    /// partitions with no member (`COOPERATIVE_STATIC`); either alone is
+    /// taken, and the default protocol is eager.
+    #[test]
+    fn a_static_member_with_the_cooperative_protocol_is_refused() {
+        use crate::source::KafkaSource;
+        let coop = serde_json::json!({"partition.assignment.strategy": "cooperative-sticky"});
+        let c = src(serde_json::json!({"group_instance_id": "a", "properties": coop})).unwrap();
+        let e = KafkaSource::check(&c).err().unwrap().to_string();
+        assert!(
+            e.contains("cooperative-sticky") && e.contains("Fix:"),
+            "{e}"
+        );
+        assert!(KafkaSource::check(&src(serde_json::json!({"properties": coop})).unwrap()).is_ok());
+        let assignor = |c: serde_json::Value| {
+            let checked = KafkaSource::check(&src(c).unwrap()).ok().unwrap();
+            checked
+                .cc
+                .get("partition.assignment.strategy")
+                .map(str::to_string)
+        };
+        assert_eq!(
+            assignor(serde_json::json!({"group_instance_id": "a"})).as_deref(),
+            Some("range")
+        );
+        assert_eq!(
+            assignor(serde_json::json!({})).as_deref(),
+            Some("cooperative-sticky")
+        );
+        // An exclusive source fails when it holds part of its topics: it
+        // stays cooperative, static or not.
+        let exclusive = serde_json::json!({"group_instance_id": "a", "exclusive": true});
+        assert_eq!(assignor(exclusive).as_deref(), Some("cooperative-sticky"));
+    }
 }

@@ -25,7 +25,11 @@
 //!   assignment waits for the runtime's answer (it restores the partitions'
 //!   state and seeks), then starts each partition at the offset named: no
 //!   record is processed against the wrong state. Both waits are bounded by
-//!   `revoke_timeout` (30 s). Cooperative-sticky assignment is the default.
+//!   `revoke_timeout` (30 s). Assignment is cooperative-sticky, and eager
+//!   (`range`) for a static member (`group_instance_id`): a static member
+//!   that died during a cooperative rebalance and came back as itself left
+//!   the partitions being moved with no member, unread for good
+//!   (`COOPERATIVE_STATIC` in `source.rs`).
 //!   With `exclusive = true` the consumer must hold every partition of its
 //!   topics or none: a rebalance that leaves it part of them fails the
 //!   source (after a revoke's checkpoint; before any record of an

@@ -20,6 +20,7 @@ mod members;
 mod message;
 mod poller;
 mod rebalance;
+mod settings;
 mod start;
 mod state;
 
@@ -31,11 +32,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{client_config, count, duration, KafkaSourceConfig, StartPosition};
+use crate::config::{duration, KafkaSourceConfig, StartPosition};
 use crate::error::{with_retries, Error};
 use members::Members;
 pub use poller::Ctx;
 use poller::{lock, Item, Settings, Shared};
+use settings::Checked;
 use start::warn_stale;
 use state::Part;
 
@@ -96,15 +98,6 @@ fn named_topic<'a>(
         .ok_or_else(|| {
             Error::Config(format!("topic `{topic}` does not exist on {bootstrap}. Fix: create it (kafka-topics.sh --create --topic {topic}), or correct topics"))
         })
-}
-
-/// What [`KafkaSource::check`] read from the config.
-pub(crate) struct Checked {
-    start: StartPosition,
-    poll_timeout: Duration,
-    connect: Duration,
-    revoke_timeout: Duration,
-    cc: rdkafka::ClientConfig,
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
@@ -213,55 +206,6 @@ impl KafkaSource {
         Ok(src)
     }
 
-    /// Every check of `new` that needs no broker (`validate --offline` runs
-    /// it too): the settings read, and librdkafka's consumer config built.
-    pub(crate) fn check(cfg: &KafkaSourceConfig) -> Result<Checked, Error> {
-        let start = cfg.start_position()?;
-        let poll_timeout = duration("poll_timeout", &cfg.poll_timeout)?;
-        let connect = duration("connect_timeout", &cfg.connect_timeout)?;
-        let mut cc = client_config(
-            &cfg.bootstrap_servers,
-            &cfg.security,
-            &BTreeMapDefaults::source(),
-        )?;
-        // librdkafka resets to this when an offset is out of the log's
-        // range: records deleted before they were read, or a log created
-        // again. Reading goes on from the log start, whatever
-        // `auto_offset_reset` says: that names where a partition without
-        // state starts (`start.rs`), which is always an offset of ours.
-        // "latest" here skipped every record left in the log, silently.
-        cc.set("group.id", &cfg.group_id)
-            .set("auto.offset.reset", "earliest");
-        if let Some(id) = cfg.group_instance_id.as_deref().filter(|_| !cfg.bounded) {
-            if id.is_empty() || id.len() > 249 {
-                return Err(Error::Config(format!(
-                    "group_instance_id `{id}` must have 1 to 249 characters"
-                )));
-            }
-            cc.set("group.instance.id", id);
-        }
-        for (k, v) in &cfg.properties {
-            cc.set(k, v);
-        }
-        let revoke_timeout = duration("revoke_timeout", &cfg.revoke_timeout)?;
-        // Both bound the memory held: max_batch × prefetch_batches records.
-        count("max_batch", cfg.max_batch, 1..=1_000_000)?;
-        count("prefetch_batches", cfg.prefetch_batches, 1..=1_024)?;
-        if cfg.bounded && cfg.topics.is_empty() {
-            return Err(Error::Config(
-                "bounded = true needs topics = [...] (not topic_pattern)".into(),
-            ));
-        }
-        crate::checked::native(&cc, "consumer")?;
-        Ok(Checked {
-            start,
-            poll_timeout,
-            connect,
-            revoke_timeout,
-            cc,
-        })
-    }
-
     /// Joins the group (unbounded sources), at the first `next`: a source
     /// that is built and dropped without running (`validate`, a job whose
     /// build failed later) never joins, so it never has a rebalance to
@@ -338,33 +282,6 @@ impl Drop for KafkaSource {
     }
 }
 
-/// Defaults this connector sets (overridable through `properties`).
-struct BTreeMapDefaults;
-
-impl BTreeMapDefaults {
-    fn source() -> std::collections::BTreeMap<String, String> {
-        [
-            // Every process of a job has this id, so a member of the group
-            // under another is another application (`source/members.rs`).
-            ("client.id", "flowline"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            ("statistics.interval.ms", "1000"),
-            // Bounded prefetch: when the runtime applies backpressure the
-            // consumer stops fetching after this much.
-            ("queued.max.messages.kbytes", "16384"),
-            // librdkafka waits this long to fetch again after finding that
-            // queue full (default 1 s): a fast reader then sits idle with
-            // an empty queue. 10 ms tripled the drain rate (bench/).
-            ("fetch.queue.backoff.ms", "10"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-}
-
 impl Source for KafkaSource {
     /// End offset (as last fetched, no request) minus the next offset to
     /// read, per owned partition.
@@ -377,7 +294,12 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|part| {
                 let hi = *ends.get(&(part.topic.clone(), part.partition))?;
-                let pos = part.reached().max(part.target.unwrap_or(0));
+                // `expect`: where an assignment started it, before its
+                // first record (at the end of the log, none comes).
+                let pos = part
+                    .reached()
+                    .max(part.target.unwrap_or(0))
+                    .max(part.expect);
                 Some((part.pid.clone(), (hi - pos).max(0) as u64))
             })
             .collect();

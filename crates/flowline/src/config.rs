@@ -76,11 +76,11 @@ pub struct JobSection {
     /// Capacity, in batches, of the channels between stages.
     #[serde(default = "default_capacity")]
     pub channel_capacity: usize,
-    /// This running instance among those of the job (default: the host
-    /// name). A Kafka source in a consumer group joins with the static
-    /// member id `<name>-<instance_id>`, so that a restarted process takes
-    /// its partitions back at once; two instances on one host need their
-    /// own.
+    /// This running instance among those of the job (default: none). When
+    /// set, a Kafka source in a consumer group joins with the static member
+    /// id `<name>-<instance_id>`, so that a restarted process takes its
+    /// partitions back at once, and uses the eager protocol (see
+    /// `member.rs`); every running instance needs its own.
     pub instance_id: Option<String>,
     /// Tasks running the keyed stages behind the exchange (default: the
     /// number of cores).

@@ -1,32 +1,28 @@
-//! Static consumer-group membership for a job's Kafka source: the member
-//! id `<job name>-<instance id>` (KIP-345), so that a process restarted
-//! after a crash takes its partitions back at once instead of waiting for
-//! its old session to time out and the group to rebalance twice.
+//! Static consumer-group membership for a job's Kafka source, when
+//! `[job] instance_id` is set: the member id `<job name>-<instance id>`
+//! (KIP-345), so that a process restarted after a crash takes its
+//! partitions back at once instead of waiting for its old session to time
+//! out. Not by default: a static member restarted during a cooperative
+//! rebalance left the partitions being moved with no member, unread for
+//! good (`COOPERATIVE_STATIC` in the Kafka source), so a static member
+//! takes the eager protocol, whose every rebalance moves every partition;
+//! a dynamic one (the default) keeps the cooperative protocol and, after a
+//! crash, waits out the old session (10 s).
 
 use crate::config::{ConnectorSection, JobSection};
 
-/// The host's name, for the default `[job] instance_id`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// A Kafka source in a consumer group gets the static member id
-/// `<job name>-<instance id>` unless the file sets `group_instance_id`.
+/// `<job name>-<instance id>` when `[job] instance_id` is set, unless the
+/// file sets `group_instance_id`.
 pub(crate) fn static_member(job: &JobSection, source: &mut ConnectorSection) {
     let streaming = source.settings.get("bounded") != Some(&serde_json::Value::Bool(true));
-    if let (true, true, Some(m)) = (
+    if let (true, true, Some(m), Some(instance)) = (
         source.kind == "kafka",
         streaming,
         source.settings.as_object_mut(),
+        job.instance_id.as_ref(),
     ) {
         if !m.contains_key("group_instance_id") {
-            let instance = job.instance_id.clone().unwrap_or_else(host_name);
             m.insert(
                 "group_instance_id".into(),
                 format!("{}-{instance}", job.name).into(),
@@ -65,12 +61,11 @@ mod tests {
     }
 
     #[test]
-    fn a_group_member_gets_a_static_id_from_the_job_and_instance() {
+    fn a_group_member_gets_a_static_id_from_the_job_and_its_instance_id_only() {
         let s = source_of("[job]\nname = \"j\"\ninstance_id = \"a\"\n", "");
         assert_eq!(s["group_instance_id"], "j-a");
         let s = source_of("[job]\nname = \"j\"\n", "");
-        let id = s["group_instance_id"].as_str().unwrap();
-        assert!(id.starts_with("j-") && id.len() > 2, "{id}");
+        assert!(s.get("group_instance_id").is_none(), "dynamic by default");
         let s = source_of("", "group_instance_id = \"mine\"\n");
         assert_eq!(s["group_instance_id"], "mine");
         assert_eq!(
