@@ -88,8 +88,16 @@ fn d_timeout() -> String {
 
 #[derive(Serialize, Deserialize)]
 enum Body {
+    /// Written before partitions kept the sinks' states with them: read
+    /// as a partition whose sinks' states are not known.
     Partition(PartitionSnapshot),
     Sinks(BTreeMap<String, Option<Vec<u8>>>),
+    /// A partition's snapshot and the sinks' states of the checkpoint it
+    /// was taken in: the process the partition moves to after this one
+    /// died reads back what the sinks wrote after them (`Sink::rewind`).
+    /// The job-wide `Sinks` entry holds the newest checkpoint's only, of
+    /// whichever process took it last.
+    PartitionAt(PartitionSnapshot, BTreeMap<String, Option<Vec<u8>>>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -384,7 +392,7 @@ impl CheckpointStore for KafkaCheckpointStore {
                 id: cp.id,
                 graph: cp.graph.clone(),
                 created_ms: cp.created_ms,
-                body: Body::Partition(snap.clone()),
+                body: Body::PartitionAt(snap.clone(), cp.sinks.clone()),
             };
             let v = e.encode().map_err(|e| err("encoding", &self.topic, e))?;
             bytes += v.len() as u64;
@@ -438,6 +446,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         let (id, graph, created) = (newest.id, newest.graph.clone(), newest.created_ms);
         let mut partitions = BTreeMap::new();
         let mut sinks = BTreeMap::new();
+        let mut partition_sinks = BTreeMap::new();
         for (key, e) in entries {
             // An entry left from before the graph had notes is of the same
             // job (the runtime warns about such a checkpoint as a whole).
@@ -450,16 +459,24 @@ impl CheckpointStore for KafkaCheckpointStore {
                     ),
                 });
             }
-            match e.body {
-                Body::Partition(s) => {
-                    let pid = PartitionId::new(key.trim_start_matches("partition/"));
-                    self.known.insert(pid.clone(), s.clone());
-                    partitions.insert(pid, s);
+            let (s, at) = match e.body {
+                Body::Partition(s) => (s, None),
+                Body::PartitionAt(s, at) => (s, Some(at)),
+                Body::Sinks(s) => {
+                    sinks = s;
+                    continue;
                 }
-                Body::Sinks(s) => sinks = s,
+            };
+            let pid = PartitionId::new(key.trim_start_matches("partition/"));
+            self.known.insert(pid.clone(), s.clone());
+            if let Some(at) = at {
+                partition_sinks.insert(pid.clone(), at);
             }
+            partitions.insert(pid, s);
         }
-        Ok(Some(Checkpoint::new(id, graph, created, partitions, sinks)))
+        let mut cp = Checkpoint::new(id, graph, created, partitions, sinks);
+        cp.partition_sinks = partition_sinks;
+        Ok(Some(cp))
     }
 }
 

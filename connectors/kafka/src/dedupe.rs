@@ -26,6 +26,10 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::error::{with_retries, Error};
 
+/// The header naming the source partition of a dead letter or a late
+/// event (the runtime's raw format).
+const SOURCE_PARTITION: &str = "flowline.source.partition";
+
 /// End offset per partition.
 pub(crate) type Ends = BTreeMap<i32, i64>;
 
@@ -132,6 +136,18 @@ impl Written {
         self.len
     }
 
+    /// Adds `other`'s ids, each as often as the more of the two counts (a
+    /// record read back twice is still one record written).
+    pub(crate) fn merge(&mut self, other: Written) {
+        for (id, n) in other.ids {
+            let have = self.ids.entry(id).or_default();
+            if n > *have {
+                self.len += (n - *have) as usize;
+                *have = n;
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -186,12 +202,15 @@ pub(crate) fn ends(
 }
 
 /// The ids of the records of `topic` from `from` up to the current end
-/// offsets.
+/// offsets; with `only`, of those whose `flowline.source.partition` header
+/// names one of these source partitions (a dead letter's or a late
+/// event's), the others left out.
 pub(crate) fn ids_since(
     client: &ClientConfig,
     topic: &str,
     from: &Ends,
     dedupe: &Dedupe,
+    only: Option<&std::collections::BTreeSet<String>>,
     timeout: Duration,
 ) -> Result<Written, Error> {
     let c: BaseConsumer = client
@@ -234,6 +253,22 @@ pub(crate) fn ids_since(
         };
         let m = m.map_err(kafka("reading back the topic"))?;
         let headers = m.headers();
+        let of_source = |want: &std::collections::BTreeSet<String>| {
+            headers
+                .and_then(|h| h.iter().find(|h| h.key == SOURCE_PARTITION))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .is_some_and(|p| want.contains(p))
+        };
+        if only.is_some_and(|want| !of_source(want)) {
+            if left
+                .get(&m.partition())
+                .is_some_and(|&high| m.offset() + 1 >= high)
+            {
+                left.remove(&m.partition());
+            }
+            continue;
+        }
         let id = dedupe.id(m.key(), m.payload().unwrap_or_default(), |name| {
             headers
                 .and_then(|h| h.iter().find(|h| h.key == name))
@@ -293,6 +328,24 @@ mod tests {
         assert_ne!(id(Some(b"k"), b"v"), id(None, b"v"));
         assert_ne!(id(Some(b""), b"v"), id(None, b"v"));
         assert_ne!(id(Some(b"kv"), b""), id(Some(b"k"), b"v"));
+    }
+
+    /// What two read-backs both found (a restore and a rewind over the
+    /// same records) is skipped as often as it was written, not twice as
+    /// often; what only one found is added.
+    #[test]
+    fn a_merge_keeps_the_larger_count_of_each_id() {
+        let mut w = Written::default();
+        w.insert(b"a".to_vec());
+        let mut other = Written::default();
+        other.insert(b"a".to_vec());
+        other.insert(b"b".to_vec());
+        other.insert(b"b".to_vec());
+        w.merge(other);
+        assert_eq!(w.len(), 3);
+        assert!(w.take(b"a") && !w.take(b"a"));
+        assert!(w.take(b"b") && w.take(b"b") && !w.take(b"b"));
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -162,6 +162,50 @@ impl KafkaSink {
         Ok((cc, connect, dedupe))
     }
 
+    /// What was written after the checkpoint whose state of this sink is
+    /// `state` (with `only`, for those source partitions), and the ids that
+    /// checkpoint still expected; `None` without dedupe.
+    async fn read_back(
+        &self,
+        state: &[u8],
+        only: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<Option<crate::dedupe::Written>, ConnectorError> {
+        let Some(d) = &self.dedupe else {
+            return Ok(None);
+        };
+        let state: crate::dedupe::State = serde_json::from_slice(state).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "the checkpoint's state of the Kafka sink for `{}` cannot be read: {e}",
+                self.topic
+            ))
+        })?;
+        let crate::dedupe::State { ends, expected } = state;
+        // Reading the topic back blocks in librdkafka for up to `timeout`:
+        // on a thread of its own, not one of the runtime's few.
+        let (client, topic, d, timeout) = (
+            self.client.clone(),
+            self.topic.clone(),
+            d.clone(),
+            self.timeout,
+        );
+        let mut written = tokio::task::spawn_blocking(move || {
+            crate::dedupe::ids_since(&client, &topic, &ends, &d, only.as_ref(), timeout)
+        })
+        .await
+        .map_err(|e| {
+            ConnectorError::permanent(format!(
+                "reading back `{}` after a restore stopped: {e}",
+                self.topic
+            ))
+        })??;
+        // The ids that checkpoint still expected: its own replay's, not yet
+        // written again when it was taken (of any partition; few).
+        for id in expected.iter().filter_map(|x| crate::dedupe::unhex(x)) {
+            written.insert(id);
+        }
+        Ok(Some(written))
+    }
+
     /// Hands one record to `p`. librdkafka holds a reference until the
     /// delivery report, so a record the broker refuses comes back whole.
     fn try_send(
@@ -400,39 +444,33 @@ impl Sink for KafkaSink {
     }
 
     async fn restore(&mut self, state: Option<Vec<u8>>) -> Result<(), ConnectorError> {
-        let (Some(d), Some(state)) = (&self.dedupe, state) else {
-            return Ok(());
-        };
-        let state: crate::dedupe::State = serde_json::from_slice(&state).map_err(|e| {
-            ConnectorError::permanent(format!(
-                "the checkpoint's state of the Kafka sink for `{}` cannot be read: {e}",
-                self.topic
-            ))
-        })?;
-        let crate::dedupe::State { ends, expected } = state;
-        // Reading the topic back blocks in librdkafka for up to `timeout`:
-        // on a thread of its own, not one of the runtime's few.
-        let (client, topic, d, timeout) = (
-            self.client.clone(),
-            self.topic.clone(),
-            d.clone(),
-            self.timeout,
-        );
-        self.written = tokio::task::spawn_blocking(move || {
-            crate::dedupe::ids_since(&client, &topic, &ends, &d, timeout)
-        })
-        .await
-        .map_err(|e| {
-            ConnectorError::permanent(format!(
-                "reading back `{}` after a restore stopped: {e}",
-                self.topic
-            ))
-        })??;
-        for id in expected.iter().filter_map(|x| crate::dedupe::unhex(x)) {
-            self.written.insert(id);
+        let Some(state) = state else { return Ok(()) };
+        if let Some(w) = self.read_back(&state, None).await? {
+            self.written = w;
         }
         if !self.written.is_empty() {
             tracing::info!(topic = %self.topic, records = self.written.len(), "records written after the checkpoint will not be written again");
+        }
+        Ok(())
+    }
+
+    /// The records the previous owner of `partitions` wrote for them after
+    /// the checkpoint it took them in: dead letters and late events name
+    /// their source partition; the others (windows) cannot be told apart
+    /// from this process's own, and are left to be written again.
+    async fn rewind(
+        &mut self,
+        state: Option<Vec<u8>>,
+        partitions: Vec<flowline_connector_api::PartitionId>,
+    ) -> Result<(), ConnectorError> {
+        let Some(state) = state else { return Ok(()) };
+        let only = partitions.iter().map(|p| p.as_str().to_string()).collect();
+        if let Some(w) = self.read_back(&state, Some(only)).await? {
+            let n = w.len();
+            self.written.merge(w);
+            if n > 0 {
+                tracing::info!(topic = %self.topic, records = n, partitions = ?partitions, "records the partitions' previous owner wrote after their checkpoint will not be written again");
+            }
         }
         Ok(())
     }

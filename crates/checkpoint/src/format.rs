@@ -53,6 +53,14 @@ pub struct Checkpoint {
     /// restore an event behind it is late, never the start of a window
     /// again.
     pub exchange_watermark: i64,
+    /// Per partition, the sinks' states of the checkpoint its snapshot was
+    /// taken in, where a store keeps partitions of several checkpoints (the
+    /// Kafka store, whose processes checkpoint each their own); empty
+    /// otherwise. The runtime hands them to the sinks when a partition
+    /// moves here from another process (`Sink::rewind`). Not encoded: a
+    /// store that keeps them keeps them its own way.
+    #[serde(skip)]
+    pub partition_sinks: BTreeMap<PartitionId, BTreeMap<String, Option<Vec<u8>>>>,
 }
 
 /// Format 1 and 2 bodies: a checkpoint without key groups.
@@ -99,6 +107,7 @@ impl Checkpoint {
             sinks,
             key_groups: BTreeMap::new(),
             exchange_watermark: i64::MIN,
+            partition_sinks: BTreeMap::new(),
         }
     }
 

@@ -73,6 +73,7 @@ pub(crate) mod tests {
             sinks: [("out".to_string(), Some(vec![9]))].into(),
             key_groups: Default::default(),
             exchange_watermark: i64::MIN,
+            partition_sinks: Default::default(),
         }
     }
 }

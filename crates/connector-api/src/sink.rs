@@ -43,6 +43,25 @@ pub trait Sink: Send + 'static {
         async { Ok(()) }
     }
 
+    /// `partitions` moved here from another process (a rebalance), restored
+    /// from a checkpoint whose state of this sink was `state` (what
+    /// [`snapshot`](Self::snapshot) returned there). Their records after
+    /// that checkpoint are read again, so what their previous owner wrote
+    /// for them after it may come again: a sink that writes a record once
+    /// across replays (as [`restore`](Self::restore) arranges at start)
+    /// adds what was written for those partitions after `state` to what it
+    /// skips, keeping what it skips already. Called before any of those
+    /// records reach `write`, once per distinct state. Default: nothing.
+    /// Since API 2.3.
+    fn rewind(
+        &mut self,
+        state: Option<Vec<u8>>,
+        partitions: Vec<crate::PartitionId>,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send {
+        let _ = (state, partitions);
+        async { Ok(()) }
+    }
+
     /// A check of what starting would meet, without writing anything:
     /// the server answers, accepts the credentials, has the topic.
     /// `flowline validate` calls it on a sink it built and then drops; one
@@ -86,6 +105,15 @@ pub trait DynSink: crate::sealed::Sink + Send + 'static {
     fn check_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async { Ok(()) })
     }
+    /// See [`Sink::rewind`].
+    fn rewind_dyn(
+        &mut self,
+        state: Option<Vec<u8>>,
+        partitions: Vec<crate::PartitionId>,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        let _ = (state, partitions);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl<S: Sink> DynSink for S {
@@ -109,6 +137,13 @@ impl<S: Sink> DynSink for S {
     }
     fn check_dyn(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(self.check())
+    }
+    fn rewind_dyn(
+        &mut self,
+        state: Option<Vec<u8>>,
+        partitions: Vec<crate::PartitionId>,
+    ) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(self.rewind(state, partitions))
     }
 }
 

@@ -17,6 +17,13 @@ pub(crate) enum SinkMsg {
     /// Flush, then snapshot; answers with the snapshot.
     Checkpoint(oneshot::Sender<Result<Option<Vec<u8>>, RuntimeError>>),
     Close(oneshot::Sender<Result<(), RuntimeError>>),
+    /// `Sink::rewind` with this state and these partitions, before the
+    /// records it is about.
+    Rewind(
+        Option<Vec<u8>>,
+        Vec<flowline_connector_api::PartitionId>,
+        oneshot::Sender<Result<(), RuntimeError>>,
+    ),
 }
 
 /// Where a sink sends the records it rejects.
@@ -78,6 +85,19 @@ impl SinkTask {
     pub(crate) async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, RuntimeError> {
         let (tx, rx) = oneshot::channel();
         self.send(SinkMsg::Checkpoint(tx)).await?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    pub(crate) async fn rewind(
+        &mut self,
+        state: Option<Vec<u8>>,
+        partitions: Vec<flowline_connector_api::PartitionId>,
+    ) -> Result<(), RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(SinkMsg::Rewind(state, partitions, tx)).await?;
         match rx.await {
             Ok(r) => r,
             Err(_) => Err(self.failure().await),
@@ -193,6 +213,17 @@ async fn run(
                 let fatal = matches!(&r, Err(e) if !e.is_retryable());
                 let _ = reply.send(r.map_err(|e| fail(&spec, e)));
                 if fatal {
+                    return Ok(());
+                }
+            }
+            SinkMsg::Rewind(state, partitions, reply) => {
+                let r = with_retries(&spec, &metrics, "rewind", &mut sink, |s| {
+                    s.rewind_dyn(state.clone(), partitions.clone())
+                })
+                .await;
+                let failed = r.is_err();
+                let _ = reply.send(r.map_err(|e| fail(&spec, e)));
+                if failed {
                     return Ok(());
                 }
             }

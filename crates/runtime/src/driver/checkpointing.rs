@@ -15,6 +15,12 @@ use super::{ooo_ms, Driver, Part};
 use crate::operator::{Cx, NO_TIME};
 use crate::RuntimeError;
 
+/// Each sink's state in one checkpoint, by sink name.
+pub(super) type SinkStates = BTreeMap<String, Option<Vec<u8>>>;
+
+/// Sinks' states to rewind to, each with the partitions restored from it.
+pub(super) type Rewinds = Vec<(SinkStates, Vec<PartitionId>)>;
+
 pub(crate) fn check_graph(cp: &Checkpoint, graph: &str) -> Result<(), RuntimeError> {
     use flowline_checkpoint::graph::{compare, GraphMatch};
     match compare(&cp.graph, graph) {
@@ -218,7 +224,15 @@ impl Driver {
 
     /// Partitions assigned in a rebalance: their state from the store (read
     /// again), and the position the source must seek them to.
-    pub(super) fn assign(&mut self, ids: &[PartitionId]) -> Result<SourcePosition, RuntimeError> {
+    ///
+    /// With it, the sinks' states of the checkpoints the restored
+    /// partitions were taken in, where the store keeps them per partition
+    /// (each distinct map once, with its partitions): the sinks rewind to
+    /// them ([`Driver::rewind_sinks`]).
+    pub(super) fn assign(
+        &mut self,
+        ids: &[PartitionId],
+    ) -> Result<(SourcePosition, Rewinds), RuntimeError> {
         // Read the store again: with a shared store, another
         // process may have checkpointed these partitions
         // when it gave them up.
@@ -240,6 +254,19 @@ impl Driver {
                 self.owners.release(id);
             }
         }
+        let mut rewinds: Rewinds = Vec::new();
+        if let Some(cp) = &self.restored {
+            for id in &fresh {
+                let at = cp.partition_sinks.get(id);
+                let Some(at) = at.filter(|_| cp.partitions.contains_key(id)) else {
+                    continue;
+                };
+                match rewinds.iter_mut().find(|(s, _)| s == at) {
+                    Some((_, ids)) => ids.push(id.clone()),
+                    None => rewinds.push((at.clone(), vec![id.clone()])),
+                }
+            }
+        }
         self.restore_partitions(&fresh)?;
         for id in &fresh {
             self.retired.remove(id);
@@ -259,7 +286,27 @@ impl Driver {
             }
         }
         tracing::debug!(job = %self.cfg.name, assigned = ?ids, restored = ?pos.offsets, "assigned partitions: state restored, the source seeks to these offsets");
-        Ok(pos)
+        Ok((pos, rewinds))
+    }
+
+    /// Each sink rewinds to its state in each of these checkpoints
+    /// (`Sink::rewind`), before the restored partitions' records reach it:
+    /// what an earlier owner of the partitions wrote after its checkpoint
+    /// is read back, not written twice.
+    pub(super) async fn rewind_sinks(&mut self, rewinds: Rewinds) -> Result<(), RuntimeError> {
+        for (states, ids) in rewinds {
+            for task in self
+                .sinks
+                .iter_mut()
+                .chain(self.late.iter_mut())
+                .chain(self.dlq.iter_mut())
+            {
+                if let Some(state) = states.get(&task.name).cloned().flatten() {
+                    task.rewind(Some(state), ids.clone()).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

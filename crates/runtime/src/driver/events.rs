@@ -62,7 +62,8 @@ impl Driver {
             Ok(SourceEvent::End) => return Ok(Next::End(EndReason::InputEnded)),
             Ok(SourceEvent::Revoked(ids)) => self.revoke(&ids).await?,
             Ok(SourceEvent::Assigned(ids)) => {
-                let pos = self.assign(&ids)?;
+                let (pos, rewinds) = self.assign(&ids)?;
+                self.rewind_sinks(rewinds).await?;
                 self.await_partitions(&ids);
                 // Always answer an assignment with a seek, empty when nothing
                 // was checkpointed: the source holds back the new
