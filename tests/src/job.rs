@@ -41,9 +41,38 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// A child process killed when it is dropped still running: a test that
+/// fails before it stops its job leaves no `flowline run` behind (one
+/// that did kept reading and writing the shared services' topics).
+#[derive(Debug)]
+pub struct JobProcess(pub Child);
+
+impl std::ops::Deref for JobProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for JobProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for JobProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `flowline run --config <config>`, its log to `<config>.<n>.log`
-/// (at `FLOWLINE_TEST_LOG`, a `RUST_LOG` filter, or `info`).
-pub fn spawn_job(config: &Path, n: usize) -> Child {
+/// (at `FLOWLINE_TEST_LOG`, a `RUST_LOG` filter, or `info`); killed if
+/// dropped while it runs.
+pub fn spawn_job(config: &Path, n: usize) -> JobProcess {
     let log = std::fs::File::create(config.with_extension(format!("{n}.log"))).expect("log file");
     Command::new(bin("flowline"))
         .args(["run", "--config"])
@@ -55,6 +84,7 @@ pub fn spawn_job(config: &Path, n: usize) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(JobProcess)
         .expect("spawn flowline")
 }
 
@@ -568,4 +598,25 @@ pub async fn run_to_end(toml: &str, within: Duration, ends: &str) -> flowline_ru
         .await
         .expect(ends)
         .expect("the job succeeds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_process_dropped_while_running_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("60").spawn().expect("sleep");
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let p = JobProcess(child);
+        assert!(proc_dir.exists());
+        let t0 = std::time::Instant::now();
+        drop(p);
+        assert!(!proc_dir.exists(), "the process outlived its JobProcess");
+        // Killed, not waited for to the end of its minute.
+        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+        // One that has exited is left as it is.
+        let mut done = JobProcess(Command::new("true").spawn().expect("true"));
+        assert!(done.wait().expect("wait").success());
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use flowline_integration_tests::job::{
     all_docs, get_text, http_addr, job_log, kafka_job_head, lines, produce_lines,
     reference_windows, sigterm, spawn_job, strip_ansi, wait_exit, wait_progress, wait_running,
-    window_diff,
+    window_diff, JobProcess,
 };
 use flowline_integration_tests::{create_topic, earliest_consumer, unique, TestServices};
 use flowline_metric_generator::GeneratorConfig;
@@ -137,7 +137,7 @@ async fn first_half(
     s: &Setup,
     dead_letter: &str,
     http_extra: &str,
-) -> (PathBuf, PathBuf, std::process::Child, String) {
+) -> (PathBuf, PathBuf, JobProcess, String) {
     let t = TestServicesRef::get();
     let streaming = job_file(
         s,

@@ -10,11 +10,12 @@
 //! `FLOWLINE_TEST_MEMBER` set) so that it can be SIGKILLed; `b` runs here.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flowline_connector_api::{Source, SourceEvent, SourcePosition};
+use flowline_integration_tests::job::JobProcess;
 use flowline_integration_tests::{create_topic, unique, TestServices};
 use flowline_kafka::{KafkaSource, KafkaSourceConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -60,13 +61,14 @@ fn spawn_member(
     bootstrap: &str,
     topic: &str,
     group: &str,
-) -> (Child, mpsc::Receiver<String>) {
+) -> (JobProcess, mpsc::Receiver<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
         .env(ROLE, format!("{role} {bootstrap} {topic} {group}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(JobProcess)
         .unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use flowline_integration_tests::job::bin;
+use flowline_integration_tests::job::{bin, JobProcess};
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -50,6 +50,7 @@ fn the_page_shows_the_graph_moving_figures_and_a_chart() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(JobProcess)
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let url = lines
