@@ -1,7 +1,10 @@
 //! A worker behind the exchange: one task owning a range of key groups
 //! (their chains, state, windows and timers, without locks). It takes, in
 //! order, from one bounded channel fed by the driver: element batches, the
-//! watermark, and checkpoint barriers. The driver is its only input, so a
+//! watermark, and checkpoint barriers. A job's only worker runs on the
+//! driver's task instead, which hands it the same messages in the same
+//! order as calls (`Worker::handle`): one worker is one core, as a job
+//! without an exchange with one worker, and no element crosses threads. The driver is its only input, so a
 //! barrier arrives after every element sent before it: the snapshot it
 //! answers with is aligned with the source positions the driver records
 //! (Chandy–Lamport with a single input channel per worker).
@@ -56,7 +59,7 @@ pub(crate) struct WorkerSpec {
     pub(crate) owners: KeyOwners,
 }
 
-struct Worker {
+pub(crate) struct Worker {
     spec: WorkerSpec,
     groups: Box<dyn Groups>,
     outbox: Outbox,
@@ -79,17 +82,14 @@ macro_rules! gcx {
     };
 }
 
-/// Runs a worker: restores its key groups (`restore`; `owned` lists every
-/// group it owns, restored or not), answers `ready`, then serves `rx` until
-/// the driver closes it.
-pub(crate) async fn run(
+/// A worker's state, before it serves: restores its key groups
+/// (`restore`; `owned` lists every group it owns, restored or not).
+pub(crate) fn new(
     spec: WorkerSpec,
     groups: Box<dyn Groups>,
     owned: Vec<u16>,
     restore: GroupStates,
-    ready: oneshot::Sender<Result<(), RuntimeError>>,
-    mut rx: mpsc::Receiver<ToWorker>,
-) -> Result<(), RuntimeError> {
+) -> Result<Worker, RuntimeError> {
     let owners = spec.owners.clone();
     let mut w = Worker {
         outbox: Outbox {
@@ -103,26 +103,54 @@ pub(crate) async fn run(
         watermark: NO_TIME,
         waited: Duration::ZERO,
     };
-    let restored = w.restore(owned, restore);
-    let failed = restored.is_err();
-    let _ = ready.send(restored);
-    if failed {
-        return Ok(());
-    }
+    w.restore(owned, restore)?;
+    Ok(w)
+}
+
+/// Runs a worker on a task of its own: restores its key groups (as
+/// `new`), answers `ready` with how that went, then serves `rx` until the
+/// driver closes it.
+pub(crate) async fn run(
+    spec: WorkerSpec,
+    groups: Box<dyn Groups>,
+    owned: Vec<u16>,
+    restore: GroupStates,
+    ready: oneshot::Sender<Result<(), RuntimeError>>,
+    mut rx: mpsc::Receiver<ToWorker>,
+) -> Result<(), RuntimeError> {
+    let mut w = match new(spec, groups, owned, restore) {
+        Ok(w) => {
+            let _ = ready.send(Ok(()));
+            w
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
+        }
+    };
     while let Some(msg) = rx.recv().await {
+        w.handle(msg).await?;
+    }
+    Ok(())
+}
+
+impl Worker {
+    /// Serves one message of the driver, on the worker's task or, for a
+    /// job's only worker, on the driver's own.
+    pub(crate) async fn handle(&mut self, msg: ToWorker) -> Result<(), RuntimeError> {
         let t0 = Instant::now();
-        w.waited = Duration::ZERO;
+        self.waited = Duration::ZERO;
         match msg {
             ToWorker::Data(batch, floor, budget) => {
-                w.groups.data(batch, floor, &mut gcx!(w));
-                w.route().await?;
+                self.groups.data(batch, floor, &mut gcx!(self));
+                self.route().await?;
                 drop(budget);
             }
-            ToWorker::Watermark(wm) if wm > w.watermark => {
-                w.watermark = wm;
+            ToWorker::Watermark(wm) if wm > self.watermark => {
+                self.watermark = wm;
                 loop {
-                    let fired = w.groups.fire_one(wm, &mut gcx!(w));
-                    w.route().await?;
+                    let fired = self.groups.fire_one(wm, &mut gcx!(self));
+                    self.route().await?;
                     if !fired {
                         break;
                     }
@@ -130,24 +158,23 @@ pub(crate) async fn run(
             }
             ToWorker::Watermark(_) => {}
             ToWorker::Barrier(reply) => {
-                w.route().await?;
-                let snap = w
-                    .groups
-                    .snapshot()
-                    .map_err(|e| RuntimeError::state_codec(&format!("worker {}", w.spec.index), e));
+                self.route().await?;
+                let snap = self.groups.snapshot().map_err(|e| {
+                    RuntimeError::state_codec(&format!("worker {}", self.spec.index), e)
+                });
                 let _ = reply.send(snap);
             }
             ToWorker::Sync(reply) => {
-                w.route().await?;
+                self.route().await?;
                 let _ = reply.send(());
             }
         }
-        w.spec.times.busy(t0.elapsed().saturating_sub(w.waited));
+        self.spec
+            .times
+            .busy(t0.elapsed().saturating_sub(self.waited));
+        Ok(())
     }
-    Ok(())
-}
 
-impl Worker {
     fn restore(&mut self, owned: Vec<u16>, mut restore: GroupStates) -> Result<(), RuntimeError> {
         for kg in owned {
             match restore.remove(&kg) {

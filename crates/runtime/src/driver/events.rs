@@ -44,7 +44,7 @@ impl Driver {
         };
         match ev {
             Ok(SourceEvent::Records(batch)) => {
-                let t0 = Instant::now();
+                let (t0, ran) = (Instant::now(), self.local_time());
                 self.waited = Duration::ZERO;
                 let mut next = Next::Wait;
                 if self.parallel_parts() {
@@ -54,7 +54,9 @@ impl Driver {
                 } else {
                     self.process(batch).await?;
                 }
-                self.times.busy(t0.elapsed().saturating_sub(self.waited));
+                let local = self.local_time() - ran;
+                self.times
+                    .busy(t0.elapsed().saturating_sub(self.waited + local));
                 return Ok(next);
             }
             // The windows still open fire after the last checkpoint (see

@@ -72,9 +72,11 @@ impl Driver {
         if self.outbox.exchanged > 0 {
             self.outbox.exchanged = 0;
             if let Some(w) = self.workers.as_mut() {
-                let t0 = Instant::now();
+                let (t0, ran) = (Instant::now(), w.local_time());
                 let r = w.send_batches(&mut self.outbox.exchange, floor).await;
-                let waited = t0.elapsed();
+                // A local worker's running is not the driver waiting; the
+                // worker counts its own time.
+                let waited = t0.elapsed().saturating_sub(w.local_time() - ran);
                 self.waited += waited;
                 self.times.backpressured(waited);
                 if let Err(e) = r {

@@ -1,7 +1,8 @@
 //! The driver's side of the exchange: starting the workers with the key
 //! groups of their ranges (restored in parallel, each worker its own),
 //! sending them element batches and the watermark, and the aligned
-//! barrier of a checkpoint.
+//! barrier of a checkpoint. A job's only worker runs on the driver's task:
+//! the same messages in the same order, handed to it as calls.
 //!
 //! The exchange's watermark is the minimum over the source partitions this
 //! process reads, idle ones left out: partitions with records, and those
@@ -27,7 +28,7 @@ use super::Driver;
 use crate::exchange::{worker_of, ExBatch, KEY_GROUPS};
 use crate::job::GroupsFactory;
 use crate::operator::NO_TIME;
-use crate::worker::{GroupStates, ToWorker, WorkerSpec};
+use crate::worker::{GroupStates, ToWorker, Worker, WorkerSpec};
 use crate::RuntimeError;
 
 /// Elements in flight to one worker (sent, not yet processed), per slot of
@@ -43,6 +44,12 @@ pub(crate) struct Workers {
     /// The budget's size: a batch longer than it takes all of it.
     budget: usize,
     joins: Vec<JoinHandle<Result<(), RuntimeError>>>,
+    /// A job's only worker, run on the driver's task (no channel, no task):
+    /// `txs` and `joins` are then empty.
+    local: Option<Box<Worker>>,
+    /// Time the local worker has run, in all: the driver's own busy and
+    /// backpressured time leave it out (the worker counts it).
+    local_time: Duration,
     /// The last watermark sent.
     pub(super) watermark: i64,
     /// The source has named or been assigned its partitions, or sent
@@ -68,32 +75,42 @@ impl Workers {
         let mut txs = Vec::with_capacity(n);
         let mut joins = Vec::with_capacity(n);
         let mut readies = Vec::with_capacity(n);
+        let mut local = None;
+        let mut mine = Vec::with_capacity(n);
         for spec in specs {
             let owned: Vec<u16> = (0..KEY_GROUPS)
                 .filter(|&g| worker_of(g, n) == spec.index)
                 .collect();
-            let mine: GroupStates = owned
+            let states: GroupStates = owned
                 .iter()
                 .filter_map(|g| restore.remove(g).map(|s| (*g, s)))
                 .collect();
-            let (tx, rx) = mpsc::channel(capacity);
-            let (ready_tx, ready_rx) = oneshot::channel();
-            joins.push(tokio::spawn(crate::worker::run(
-                spec,
-                factory(),
-                owned,
-                mine,
-                ready_tx,
-                rx,
-            )));
-            txs.push(tx);
-            readies.push(ready_rx);
+            mine.push((spec, owned, states));
         }
         if let Some(&kg) = restore.keys().next() {
             return Err(RuntimeError::state_codec(
                 &format!("key group {kg}"),
                 format!("the checkpoint has key group {kg}; this job has {KEY_GROUPS}"),
             ));
+        }
+        for (spec, owned, states) in mine {
+            if n == 1 {
+                let w = crate::worker::new(spec, factory(), owned, states)?;
+                local = Some(Box::new(w));
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(capacity);
+            let (ready_tx, ready_rx) = oneshot::channel();
+            joins.push(tokio::spawn(crate::worker::run(
+                spec,
+                factory(),
+                owned,
+                states,
+                ready_tx,
+                rx,
+            )));
+            txs.push(tx);
+            readies.push(ready_rx);
         }
         for r in readies {
             match r.await {
@@ -102,22 +119,37 @@ impl Workers {
                 Err(_) => return Err(RuntimeError::Internal("a worker failed to start".into())),
             }
         }
+        Ok(Self::with(txs, joins, local, capacity))
+    }
+
+    fn with(
+        txs: Vec<mpsc::Sender<ToWorker>>,
+        joins: Vec<JoinHandle<Result<(), RuntimeError>>>,
+        local: Option<Box<Worker>>,
+        capacity: usize,
+    ) -> Self {
         let budget = capacity.max(1) * ITEMS_PER_SLOT;
-        Ok(Self {
-            budgets: (0..txs.len())
-                .map(|_| Arc::new(Semaphore::new(budget)))
-                .collect(),
+        let n = txs.len() + usize::from(local.is_some());
+        Self {
+            budgets: (0..n).map(|_| Arc::new(Semaphore::new(budget))).collect(),
             budget,
             txs,
             joins,
+            local,
+            local_time: Duration::ZERO,
             watermark: NO_TIME,
             known: false,
             awaiting: HashMap::new(),
-        })
+        }
     }
 
     pub(super) fn count(&self) -> usize {
-        self.txs.len()
+        self.budgets.len()
+    }
+
+    /// How long the local worker has run, in all (zero without one).
+    pub(super) fn local_time(&self) -> Duration {
+        self.local_time
     }
 
     /// A partition's first records: it no longer holds the watermark back.
@@ -130,6 +162,12 @@ impl Workers {
     }
 
     async fn send(&mut self, w: usize, msg: ToWorker) -> Result<(), RuntimeError> {
+        if let Some(local) = self.local.as_mut() {
+            let t0 = Instant::now();
+            let r = local.handle(msg).await;
+            self.local_time += t0.elapsed();
+            return r;
+        }
         if self.txs[w].send(msg).await.is_ok() {
             return Ok(());
         }
@@ -172,7 +210,7 @@ impl Workers {
             return Ok(());
         }
         self.watermark = wm;
-        for w in 0..self.txs.len() {
+        for w in 0..self.count() {
             self.send(w, ToWorker::Watermark(wm)).await?;
         }
         Ok(())
@@ -181,8 +219,8 @@ impl Workers {
     /// The aligned barrier: every worker sends what it emitted, then
     /// answers with its key groups' state.
     pub(super) async fn barrier(&mut self) -> Result<GroupStates, RuntimeError> {
-        let mut replies = Vec::with_capacity(self.txs.len());
-        for w in 0..self.txs.len() {
+        let mut replies = Vec::with_capacity(self.count());
+        for w in 0..self.count() {
             let (tx, rx) = oneshot::channel();
             self.send(w, ToWorker::Barrier(tx)).await?;
             replies.push(rx);
@@ -199,8 +237,8 @@ impl Workers {
 
     /// Waits until every worker has sent what it emitted.
     pub(super) async fn sync(&mut self) -> Result<(), RuntimeError> {
-        let mut replies = Vec::with_capacity(self.txs.len());
-        for w in 0..self.txs.len() {
+        let mut replies = Vec::with_capacity(self.count());
+        for w in 0..self.count() {
             let (tx, rx) = oneshot::channel();
             self.send(w, ToWorker::Sync(tx)).await?;
             replies.push(rx);
@@ -247,7 +285,12 @@ impl Driver {
                 rejects: self.rejects.clone(),
                 late_to: self.late_to.clone(),
                 metrics: self.metrics.clone(),
-                times: self.metrics.ops().task(&format!("worker {index}")),
+                // The only worker runs on the driver's task, and counts there.
+                times: if n == 1 {
+                    self.times.clone()
+                } else {
+                    self.metrics.ops().task(&format!("worker {index}"))
+                },
                 owners: self.owners.sharing_budget(),
             })
             .collect();
@@ -263,6 +306,13 @@ impl Driver {
         self.outbox.exchange = (0..w.count()).map(|_| None).collect();
         self.workers = Some(w);
         Ok(())
+    }
+
+    /// How long a local worker has run on the driver's task, in all.
+    pub(super) fn local_time(&self) -> Duration {
+        self.workers
+            .as_ref()
+            .map_or(Duration::ZERO, Workers::local_time)
     }
 
     /// The error to report for a failed worker: the sink's own error when a
@@ -455,6 +505,8 @@ mod tests {
         let mut w = Workers {
             txs: vec![tx],
             joins: vec![tokio::spawn(async { Ok(()) })],
+            local: None,
+            local_time: Duration::ZERO,
             budgets: vec![Arc::new(Semaphore::new(100))],
             budget: 100,
             watermark: NO_TIME,
