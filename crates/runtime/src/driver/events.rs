@@ -2,8 +2,9 @@
 //! the chains, end of input, rebalances, idleness, records the source
 //! refused, and source errors.
 //!
-//! With partitions running on tasks of their own (`parts`), the batches
-//! waiting behind a batch are taken with it, and a message of another
+//! With partitions running on tasks of their own (`parts`), or runs split
+//! across tasks (`split`), the batches waiting behind a batch are taken
+//! with it, and a message of another
 //! kind taken from behind them (a rebalance, a caught-up report) is
 //! handled next, in order.
 
@@ -49,6 +50,10 @@ impl Driver {
                 let mut next = Next::Wait;
                 if self.parallel_parts() {
                     if let Some(then) = self.process_parts(batch, rx).await? {
+                        next = Next::Then(then);
+                    }
+                } else if self.split > 1 {
+                    if let Some(then) = self.process_split(batch, rx).await? {
                         next = Next::Then(then);
                     }
                 } else {

@@ -440,7 +440,9 @@ impl Driver {
         }
     }
 
-    async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
+    /// A batch the source sent: counted, tapped, and the end of a pause of
+    /// the whole input.
+    fn count_in(&mut self, batch: &[Record]) {
         if let Some(w) = self.workers.as_mut() {
             w.known = true;
         }
@@ -448,10 +450,11 @@ impl Driver {
         self.metrics
             .records_in
             .fetch_add(batch.len() as u64, Relaxed);
-        self.metrics.ops().tapped("source", &batch);
-        if self.split > 1 {
-            return self.process_split(batch).await;
-        }
+        self.metrics.ops().tapped("source", batch);
+    }
+
+    async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
+        self.count_in(&batch);
         let env = self.env();
         let default_pid = PartitionId::new("0");
         let now = Instant::now();

@@ -34,7 +34,7 @@ const GATHER: usize = 16 * 1024;
 
 /// The most records taken from the source before every chain is back in
 /// the driver (to serve ticks, checkpoints and stop requests).
-const ROUND: usize = 64 * 1024;
+pub(super) const ROUND: usize = 64 * 1024;
 
 /// What a chain runs with besides its partition.
 #[derive(Clone, Copy)]
