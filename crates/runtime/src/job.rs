@@ -146,7 +146,10 @@ impl JobConfig {
         self.retry = r;
         self
     }
-    /// Sets the number of workers behind the exchange (at least 1).
+    /// Sets the number of workers behind the exchange (at least 1). One
+    /// worker runs on the driver's task: the job's operators then take one
+    /// core; with more, each worker is a task of its own and the decode
+    /// before the exchange is split across as many.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
