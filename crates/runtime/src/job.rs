@@ -148,8 +148,9 @@ impl JobConfig {
     }
     /// Sets the number of workers behind the exchange (at least 1). One
     /// worker runs on the driver's task: the job's operators then take one
-    /// core; with more, each worker is a task of its own and the decode
-    /// before the exchange is split across as many.
+    /// core; with more, each worker is a task of its own, and a chain
+    /// before the exchange that keeps no state (the decode) is split across
+    /// as many tasks.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
