@@ -52,6 +52,34 @@ fn services(cmd: &str, name: &str) {
     assert!(st.success(), "scripts/services {cmd} {name}: {st}");
 }
 
+/// A server killed by the test: started again if the test fails before it
+/// does, so that one failure does not take the server from the tests after
+/// it (a failed test once left the broker down and three more failed on
+/// it).
+struct Killed(String);
+
+impl Killed {
+    fn kill(name: &str) -> Self {
+        services("kill", name);
+        Self(name.to_string())
+    }
+
+    fn start(self) {
+        services("start", &self.0);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new(std::env::var("FLOWLINE_SERVICES").unwrap_or_default())
+                .args(["start", &self.0])
+                .status();
+        }
+    }
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     topic: String,
@@ -184,7 +212,7 @@ async fn run_through(
     let half = s.events.len() / 2;
     let (streaming, final_run, mut child, addr) =
         first_half(s, dead_letter, "unhealthy_after = \"5s\"").await;
-    services("kill", kill);
+    let killed = Killed::kill(kill);
     let down = std::time::Instant::now();
     if kill != "kafka" {
         // The job has work to write while its server is away.
@@ -218,7 +246,7 @@ async fn run_through(
         "the job ended during the outage:\n{}",
         job_log(&streaming, 0)
     );
-    services("start", kill);
+    killed.start();
     if kill == "kafka" {
         produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
     }
@@ -429,7 +457,7 @@ async fn a_job_started_while_the_broker_is_away_waits_for_it() {
         dlq_path.display()
     );
     let job = job_file(&s, "bounded.toml", "bounded = true", &dead_letter);
-    services("kill", "kafka");
+    let killed = Killed::kill("kafka");
     let mut child = spawn_job(&job, 0);
     // Two attempts (10 s connect timeout each, then 1 s, 2 s between).
     wait_running(
@@ -446,7 +474,7 @@ async fn a_job_started_while_the_broker_is_away_waits_for_it() {
         },
     )
     .await;
-    services("start", "kafka");
+    killed.start();
     let st = wait_exit(&mut child, &job, 0, Duration::from_secs(180)).await;
     assert!(st.success(), "{st}\n{}", job_log(&job, 0));
     let log = strip_ansi(&job_log(&job, 0));
@@ -490,7 +518,7 @@ async fn a_job_killed_while_the_search_server_is_away_restarts_and_rides_it_out(
     let half = s.events.len() / 2;
     let (streaming, final_run, mut first, addr) = first_half(&s, &dead_letter, "").await;
     let search = t.search_server.service_name();
-    services("kill", search);
+    let killed = Killed::kill(search);
     produce_lines(&t.kafka_bootstrap, &s.topic, &s.events[half..]).await;
     // Killed while its sink retries windows the server cannot take.
     let retrying = async {
@@ -516,7 +544,7 @@ async fn a_job_killed_while_the_search_server_is_away_restarts_and_rides_it_out(
         "the restarted job ended while the search server was away:\n{}",
         job_log(&streaming, 1)
     );
-    services("start", search);
+    killed.start();
     wait_progress(
         "a checkpoint of the restarted job after the outage",
         &addr,

@@ -43,16 +43,6 @@ pub(crate) async fn source_task(
     let mut failures = 0;
     let mut ended = false;
     let task = metrics.ops().task("source");
-    let send = |ev| {
-        let tx = &tx;
-        let task = &task;
-        async move {
-            let t0 = Instant::now();
-            let r = tx.send(FromSource::Event(ev)).await;
-            task.backpressured(t0.elapsed());
-            r
-        }
-    };
     loop {
         if pos_rx.has_changed().unwrap_or(false) {
             let pos = pos_rx.borrow_and_update().clone();
@@ -89,7 +79,7 @@ pub(crate) async fn source_task(
             metrics.set_lag(lag.into_iter().map(|(p, n)| (p.to_string(), n)).collect());
             // A source that reports lag says when partitions are caught up;
             // one that does not leaves idleness to the driver's clock.
-            if !lag_empty && tx.send(FromSource::CaughtUp(caught)).await.is_err() {
+            if !lag_empty && send(&tx, FromSource::CaughtUp(caught), &task, &mut source).await {
                 break;
             }
             task.connected(source.connected_dyn());
@@ -110,10 +100,8 @@ pub(crate) async fn source_task(
                 tracing::warn!(count = rejected.len(), "source rejected records");
                 // Records the source could not read: the driver
                 // dead-letters them with the source's reason.
-                if send(Err(ConnectorError::BadRecords(rejected)))
-                    .await
-                    .is_err()
-                {
+                let rejected = FromSource::Event(Err(ConnectorError::BadRecords(rejected)));
+                if send(&tx, rejected, &task, &mut source).await {
                     break;
                 }
             }
@@ -121,7 +109,7 @@ pub(crate) async fn source_task(
                 failures = 0;
                 task.recovered();
                 ended = matches!(ev, Ok(SourceEvent::End));
-                if send(ev).await.is_err() {
+                if send(&tx, FromSource::Event(ev), &task, &mut source).await {
                     break;
                 }
             }
@@ -129,5 +117,88 @@ pub(crate) async fn source_task(
     }
     if let Err(e) = source.close_dyn().await {
         tracing::warn!(error = %e, "source close failed");
+    }
+}
+
+/// Sends to the driver, waiting while its channel is full (backpressure).
+/// While it waits, the source's connection is still reported each second:
+/// the driver may be held by the very outage that state describes (a sink
+/// to the same broker retrying its checkpoint), and a source task that only
+/// reported between reads left `/health` without "source connection" for
+/// as long as the broker was away. Returns whether the driver is gone.
+async fn send(
+    tx: &mpsc::Sender<FromSource>,
+    msg: FromSource,
+    task: &crate::component::Component,
+    // `&mut`: a shared reference to the source is not `Send`.
+    source: &mut BoxSource,
+) -> bool {
+    let t0 = Instant::now();
+    let sent = tx.send(msg);
+    tokio::pin!(sent);
+    let r = loop {
+        tokio::select! {
+            r = &mut sent => break r,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                task.connected(source.connected_dyn());
+            }
+        }
+    };
+    task.backpressured(t0.elapsed());
+    r.is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowline_connector_api::Source;
+
+    /// Never connected, nothing to read.
+    struct Away;
+
+    impl Source for Away {
+        async fn next(&mut self) -> Result<SourceEvent, ConnectorError> {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(SourceEvent::Idle)
+        }
+        async fn seek(&mut self, _: &SourcePosition) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        fn connected(&self) -> Option<bool> {
+            Some(false)
+        }
+    }
+
+    /// The driver takes nothing (held by a sink's checkpoint): the source
+    /// task waits on a full channel from its first send, and still reports
+    /// that the source has no connection.
+    #[tokio::test]
+    async fn a_source_held_by_backpressure_still_reports_its_connection() {
+        let metrics = Arc::new(Metrics::new("away", &[]));
+        let (tx, _rx) = mpsc::channel(1);
+        let (_pos_tx, pos_rx) = watch::channel(None);
+        let (_seek_tx, seek_rx) = mpsc::channel(1);
+        let task = tokio::spawn(source_task(
+            Box::new(Away),
+            tx,
+            pos_rx,
+            seek_rx,
+            crate::RetryPolicy::default(),
+            metrics.clone(),
+        ));
+        let t0 = Instant::now();
+        let why = loop {
+            let why = metrics.ops().unhealthy(Duration::ZERO);
+            if why.iter().any(|w| w.starts_with("source connection")) {
+                break why;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "never said: {why:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(why[0].contains("no connection"), "{why:?}");
+        task.abort();
     }
 }
