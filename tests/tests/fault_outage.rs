@@ -56,25 +56,27 @@ fn services(cmd: &str, name: &str) {
 /// does, so that one failure does not take the server from the tests after
 /// it (a failed test once left the broker down and three more failed on
 /// it).
-struct Killed(String);
+struct Killed(Option<String>);
 
 impl Killed {
     fn kill(name: &str) -> Self {
         services("kill", name);
-        Self(name.to_string())
+        Self(Some(name.to_string()))
     }
 
-    fn start(self) {
-        services("start", &self.0);
-        std::mem::forget(self);
+    fn start(mut self) {
+        if let Some(name) = self.0.take() {
+            services("start", &name);
+        }
     }
 }
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // Not `services`: its panic would abort a test already panicking.
+        if let Some(name) = self.0.take() {
             let _ = Command::new(std::env::var("FLOWLINE_SERVICES").unwrap_or_default())
-                .args(["start", &self.0])
+                .args(["start", &name])
                 .status();
         }
     }

@@ -4,8 +4,8 @@
 //! watermark, and checkpoint barriers. A job's only worker runs on the
 //! driver's task instead, which hands it the same messages in the same
 //! order as calls (`Worker::handle`): one worker is one core, as a job
-//! without an exchange with one worker, and no element crosses threads. The driver is its only input, so a
-//! barrier arrives after every element sent before it: the snapshot it
+//! without an exchange with one worker, and no element crosses threads.
+//! The driver is its only input, so a barrier arrives after every element sent before it: the snapshot it
 //! answers with is aligned with the source positions the driver records
 //! (Chandy–Lamport with a single input channel per worker).
 //!

@@ -166,12 +166,10 @@ impl Driver {
                     taken += b.len();
                     self.count_in(&b);
                     let more = self.launch(b);
-                    let landed = self.land(flying).await;
+                    // On an error the job ends; chunks still running finish
+                    // their few records and are dropped.
+                    self.land(flying).await?;
                     flying = more;
-                    if let Err(e) = landed {
-                        abort(flying);
-                        return Err(e);
-                    }
                 }
                 Ok(other) => {
                     next = Some(other);
@@ -235,22 +233,13 @@ impl Driver {
     /// Takes a batch's chunks in order, as one chain running them all would
     /// have produced them, and routes what they emitted.
     async fn land(&mut self, flights: Vec<Flight>) -> Result<(), RuntimeError> {
-        let mut flights = flights.into_iter();
-        while let Some(Flight { pid, chunks }) = flights.next() {
-            let mut chunks = chunks.into_iter();
-            while let Some(launched) = chunks.next() {
+        for Flight { pid, chunks } in flights {
+            for launched in chunks {
                 let c = match launched {
                     Launched::Done(c) => *c,
-                    Launched::Running(t) => match t.await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            chunks.for_each(Launched::abort);
-                            abort(flights.collect());
-                            return Err(RuntimeError::Internal(format!(
-                                "a chunk of partition {pid}: {e}"
-                            )));
-                        }
-                    },
+                    Launched::Running(t) => t.await.map_err(|e| {
+                        RuntimeError::Internal(format!("a chunk of partition {pid}: {e}"))
+                    })?,
                 };
                 let part = self.parts.get_mut(&pid).expect("ensured at launch");
                 // The partition's watermark before this chunk's records,
@@ -269,30 +258,11 @@ impl Driver {
                 if self.spare.len() < 2 * self.split {
                     self.spare.push(c.chain);
                 }
-                if let Err(e) = routed {
-                    chunks.for_each(Launched::abort);
-                    abort(flights.collect());
-                    return Err(e);
-                }
+                routed?;
             }
         }
         self.route().await?;
         self.advance_exchange().await
-    }
-}
-
-impl Launched {
-    fn abort(self) {
-        if let Launched::Running(t) = self {
-            t.abort();
-        }
-    }
-}
-
-/// Stops the chunks of flights that will not be taken (the job ends).
-fn abort(flights: Vec<Flight>) {
-    for f in flights {
-        f.chunks.into_iter().for_each(Launched::abort);
     }
 }
 
