@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowline::anomaly::AnomalySettings;
-use flowline::job::{decode, metrics_pipeline, Name, Outputs, WindowDoc, WindowSettings};
+use flowline::job::{decode, metrics_pipeline, Name, Outputs, WindowSettings};
 use flowline::stats::Stats;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::MemorySource;
@@ -126,8 +126,8 @@ fn runtime_run(
 }
 
 /// The hand-written loop; with `render`, it also writes each window's
-/// document as the job does (`WindowDoc`), which the job's windows sink
-/// gets and the plain loop leaves out.
+/// document as the job does (`render::window_record`), which the job's
+/// windows sink gets and the plain loop leaves out.
 fn hand_loop(records: &[Record], render: bool) -> (Duration, u64) {
     let t0 = Instant::now();
     let mut windows: HashMap<(Name, Name, i64), Stats> = HashMap::new();
@@ -151,7 +151,7 @@ fn hand_loop(records: &[Record], render: bool) -> (Duration, u64) {
                 value: stats,
                 update: false,
             };
-            black_box(WindowDoc::from_result(&r).to_record(start));
+            black_box(flowline::render::window_record(&r));
         }
     } else {
         black_box(&windows);

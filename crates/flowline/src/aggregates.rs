@@ -13,7 +13,7 @@ use crate::event::KeyNames;
 use crate::job::SeriesKey;
 use flowline_connector_api::time::format_rfc3339_ms;
 
-use crate::job::{window_id, WindowDoc};
+use crate::job::window_id;
 use crate::stats::Stats;
 
 /// One aggregate.
@@ -140,7 +140,7 @@ impl Aggregates {
     /// document id, timestamp = the window start.
     pub fn record(&self, r: &WindowResult<SeriesKey, Stats>, keys: &KeyNames) -> Record {
         if self.0 == DEFAULT && keys.is_default() {
-            return WindowDoc::from_result(r).to_record(r.window.start);
+            return crate::render::window_record(r);
         }
         let (host, metric) = (&r.key.0, &r.key.1);
         let start = format_rfc3339_ms(r.window.start);

@@ -62,6 +62,7 @@ pub mod page;
 pub mod parallel;
 pub mod rates;
 mod redact;
+pub mod render;
 pub mod results;
 pub mod scaffold;
 pub mod sketch;

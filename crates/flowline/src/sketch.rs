@@ -222,6 +222,42 @@ impl DDSketch {
     }
 }
 
+impl DDSketch {
+    /// [`quantile`](Self::quantile) at each of `qs`, in one walk of the
+    /// buckets (a window document asks for three): `qs` must be in
+    /// ascending order.
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<f64>; N] {
+        debug_assert!(qs.windows(2).all(|w| w[0] <= w[1]), "ascending: {qs:?}");
+        let mut out = [None; N];
+        let count = self.count();
+        if count == 0 {
+            return out;
+        }
+        let ranks = qs.map(|q| nearest_rank(q, count));
+        let (far_pos, far_neg) = self.far_buckets();
+        let (mut seen, mut next) = (0u64, 0usize);
+        let mut take = |seen: u64, value: &dyn Fn() -> f64| {
+            while next < N && seen > ranks[next] {
+                out[next] = Some(value());
+                next += 1;
+            }
+        };
+        // As `quantile`: negative values most negative first, then zeros,
+        // then positive values.
+        for (i, c) in self.neg.buckets(far_neg).rev() {
+            seen += u64::from(c);
+            take(seen, &|| -Self::value(i));
+        }
+        seen += self.zero;
+        take(seen, &|| 0.0);
+        for (i, c) in self.pos.buckets(far_pos) {
+            seen += u64::from(c);
+            take(seen, &|| Self::value(i));
+        }
+        out
+    }
+}
+
 /// 0-based index of the nearest-rank `q` quantile of `n` values.
 pub fn nearest_rank(q: f64, n: u64) -> u64 {
     ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).clamp(1, n) - 1
@@ -258,6 +294,24 @@ mod tests {
             for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
                 prop_assert_eq!(sa.quantile(q), all.quantile(q));
             }
+        }
+    }
+
+    proptest! {
+        /// One walk for several quantiles answers as one walk each.
+        #[test]
+        fn quantiles_equal_quantile_at_each(
+            values in prop::collection::vec(
+                prop_oneof![-1e6f64..1e6, Just(0.0), prop::sample::select(vec![1e300, -1e300, 5e-324])],
+                0..200,
+            ),
+            mut qs in prop::array::uniform3(0.0f64..=1.0),
+        ) {
+            qs.sort_by(f64::total_cmp);
+            let mut s = DDSketch::new();
+            for v in &values { s.add(*v) }
+            prop_assert_eq!(s.quantiles(qs), qs.map(|q| s.quantile(q)));
+            prop_assert_eq!(s.quantiles([0.5, 0.95, 0.99]), [0.5, 0.95, 0.99].map(|q| s.quantile(q)));
         }
     }
 

@@ -119,6 +119,14 @@ impl Stats {
             .unwrap_or(self.min)
             .clamp(self.min, self.max)
     }
+
+    /// [`quantile`](Self::quantile) at each of `ps` (ascending), in one
+    /// walk of the sketch.
+    pub fn quantiles<const N: usize>(&self, ps: [f64; N]) -> [f64; N] {
+        self.sketch
+            .quantiles(ps)
+            .map(|q| q.unwrap_or(self.min).clamp(self.min, self.max))
+    }
 }
 
 #[cfg(test)]
