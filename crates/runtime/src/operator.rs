@@ -328,7 +328,7 @@ pub(crate) struct Counted<T> {
 impl<T> Operator<T> for Counted<T> {
     #[inline]
     fn element(&mut self, el: T, ts: i64, cx: &mut Cx<'_>) {
-        self.count.add1(cx.worker);
+        self.count.add1();
         self.down.element(el, ts, cx)
     }
     stateless_passthrough!();

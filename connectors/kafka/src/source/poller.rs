@@ -339,6 +339,9 @@ pub(crate) fn run(consumer: Arc<BaseConsumer<Ctx>>) {
             // The next batch starts with room for as many as this one, so
             // it does not grow by doubling (a copy and page faults each time).
             let room = st.batch.len();
+            if room > 0 {
+                st.fresh_ids();
+            }
             (
                 std::mem::replace(&mut st.batch, Vec::with_capacity(room)),
                 std::mem::take(&mut st.rejected),
