@@ -202,6 +202,7 @@
 
 mod budget;
 mod component;
+mod count;
 mod driver;
 mod error;
 mod exchange;

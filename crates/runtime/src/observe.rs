@@ -4,8 +4,8 @@
 //! been failing, the dead-letter tally with the last few letters, and taps
 //! that sample the records passing a stage.
 //!
-//! Everything here is cheap on the record path: a stage count is one
-//! relaxed add to the counting thread's own cache line, task times are
+//! Everything here is cheap on the record path: a stage count is a plain
+//! add to the counting thread's own cache line (`count.rs`), task times are
 //! added once per batch, and a tap costs one relaxed load per batch while
 //! nobody listens.
 
@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::component::Component;
+pub(crate) use crate::count::Count;
 use crate::operator::DeadLetter;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,59 +33,6 @@ pub const DEAD_LETTER_HISTORY: usize = 20;
 const MAX_TALLIES: usize = 100;
 /// A reason is kept up to this many bytes.
 const MAX_REASON: usize = 500;
-
-/// Shards of a [`Count`]: one per thread up to this many.
-const COUNT_SHARDS: usize = 8;
-
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Shard(AtomicU64);
-
-/// A count of elements, sharded by the thread that counts: each thread adds
-/// to its own cache line, so the driver, the workers and the decode tasks
-/// do not contend on a stage's count. (Sharded by task before, the driver,
-/// worker 0 and the first decode chunk all added to shard 0 from their own
-/// threads: an e2e job spent 3 % of its CPU passing that line around.)
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Count(Arc<[Shard; COUNT_SHARDS]>);
-
-/// The shard every thread past the first [`SHARED`] counts on.
-const SHARED: usize = COUNT_SHARDS - 1;
-
-/// This thread's shard. The first [`SHARED`] threads to count each take
-/// one of their own for good (a thread that ends leaves its shard unused):
-/// its only writer, so a count there is a plain load and store. Later
-/// threads share the last one, with an atomic add.
-fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Relaxed).min(SHARED));
-        }
-        s.get()
-    })
-}
-
-impl Count {
-    #[inline]
-    pub(crate) fn add1(&self) {
-        let i = shard();
-        let s = &self.0[i].0;
-        if i < SHARED {
-            // This thread is the shard's only writer: no read-modify-write
-            // (an atomic add costs more than the rest of a stage's hand-off).
-            s.store(s.load(Relaxed) + 1, Relaxed);
-        } else {
-            s.fetch_add(1, Relaxed);
-        }
-    }
-    fn get(&self) -> u64 {
-        self.0.iter().map(|s| s.0.load(Relaxed)).sum()
-    }
-}
 
 /// One stage of the operator chain, as the DataStream API declared it.
 #[derive(Debug, Clone)]
@@ -471,52 +419,6 @@ fn reason_class(reason: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn threads_past_the_own_shards_share_one_and_lose_no_count() {
-        let count = Count::default();
-        let n = 3 * COUNT_SHARDS;
-        // All counting at once, so that the shared shard is written by
-        // several threads at the same time (a plain store there loses
-        // counts).
-        let start = Arc::new(std::sync::Barrier::new(n));
-        let threads: Vec<_> = (0..n)
-            .map(|_| {
-                let (c, start) = (count.clone(), start.clone());
-                std::thread::spawn(move || {
-                    start.wait();
-                    for _ in 0..200_000 {
-                        c.add1();
-                    }
-                    shard()
-                })
-            })
-            .collect();
-        let shards: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(count.get(), n as u64 * 200_000);
-        assert!(shards.iter().filter(|&&s| s == SHARED).count() > COUNT_SHARDS);
-    }
-
-    #[test]
-    fn threads_count_on_shards_of_their_own_and_the_total_is_exact() {
-        let count = Count::default();
-        let shards: Vec<usize> = (0..4)
-            .map(|_| {
-                let c = count.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        c.add1();
-                    }
-                    shard()
-                })
-            })
-            .map(|t| t.join().unwrap())
-            .collect();
-        assert_eq!(count.get(), 40_000);
-        let used: std::collections::BTreeSet<_> = shards.iter().collect();
-        assert_eq!(used.len(), 4, "threads shared a shard: {shards:?}");
-        let per: Vec<u64> = count.0.iter().map(|s| s.0.load(Relaxed)).collect();
-        assert_eq!(per.iter().filter(|&&n| n == 10_000).count(), 4, "{per:?}");
-    }
     use crate::operator::DeadLetterKind;
     use flowline_connector_api::PartitionId;
 
