@@ -95,6 +95,13 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Sizes the workers' batches a source batch of `records` starts
+    /// (an even share each): a batch growing by doubling through its
+    /// 1024 elements copied them twice over (2.5 % of a 1-worker job).
+    pub(crate) fn make_room(&mut self, records: usize) {
+        self.exchange_room = records.div_ceil(self.exchange.len().max(1));
+    }
+
     /// Fails the chain's job with `e`, unless an earlier error did.
     pub(crate) fn fail(&mut self, e: RuntimeError) {
         self.error.get_or_insert(e);

@@ -455,6 +455,7 @@ impl Driver {
 
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), RuntimeError> {
         self.count_in(&batch);
+        self.outbox.make_room(batch.len());
         let env = self.env();
         let default_pid = PartitionId::new("0");
         let now = Instant::now();

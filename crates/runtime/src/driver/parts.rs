@@ -185,6 +185,7 @@ impl Driver {
         records: Vec<Record>,
     ) -> Result<(), RuntimeError> {
         let env = self.env();
+        self.outbox.make_room(records.len());
         let mut it = records.into_iter().peekable();
         while it.peek().is_some() {
             self.touch(&pid, Instant::now());

@@ -61,10 +61,10 @@ fn run_chunk(mut chain: BoxOp<Record>, records: Vec<Record>, s: Start, task: usi
     let mut out = Outbox {
         sinks: vec![Vec::new(); s.sinks],
         exchange: (0..s.workers).map(|_| None).collect(),
-        // Keys spread evenly in expectation; a share past this grows once.
-        exchange_room: records.len().div_ceil(s.workers.max(1)),
         ..Outbox::default()
     };
+    // Keys spread evenly in expectation; a share past this grows once.
+    out.make_room(records.len());
     let mut owners = KeyOwners::default();
     let mut cx = Cx {
         partition: &s.pid,
