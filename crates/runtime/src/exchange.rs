@@ -346,7 +346,10 @@ impl<T: Send + 'static> Groups for KeyGroups<T> {
                         )));
                         return;
                     };
-                    cx.with_lent(r, |cx| group.chain.element(it.el, it.ts, cx))
+                    // Lent for this element's call alone: the context is
+                    // the element's own, so nothing is scoped around it.
+                    cx.record = InScope::Lent(r);
+                    group.chain.element(it.el, it.ts, &mut cx)
                 }
                 None => group.chain.element(it.el, it.ts, &mut cx),
             }

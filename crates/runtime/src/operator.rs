@@ -12,7 +12,7 @@ use std::sync::Arc;
 use flowline_connector_api::{PartitionId, Record};
 
 pub(crate) use crate::held::InScope;
-use crate::held::{Kept, Trail};
+use crate::held::Trail;
 pub(crate) use crate::owners::KeyOwners;
 
 /// The next operator state of a restore, decoded; `what` names it in the
@@ -220,13 +220,6 @@ impl Cx<'_> {
         let r = self.scoped(InScope::Held(&rec, &mut held), f);
         held.deliver(rec, self.outbox);
         r
-    }
-
-    /// Runs `f` with `rec`, lent by a worker's batch, as the current source
-    /// record.
-    #[inline]
-    pub(crate) fn with_lent<R>(&mut self, rec: &Kept, f: impl FnOnce(&mut Cx<'_>) -> R) -> R {
-        self.scoped(InScope::Lent(rec), f)
     }
 
     #[inline]
