@@ -1,10 +1,12 @@
 //! Element counts of the chain's stages, cheap on the record path: a count
 //! is sharded by the thread that adds to it, so the driver, the workers
-//! and the decode tasks each add to a cache line of their own, and the
-//! first few threads own theirs outright, so their add is a plain load and
-//! store instead of an atomic read-modify-write.
+//! and the decode tasks each add to a cache line of their own, and a thread
+//! that holds a shard of its own adds with a plain load and store instead
+//! of an atomic read-modify-write.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Arc;
 
 /// Shards of a [`Count`]: one per thread up to this many.
@@ -22,24 +24,60 @@ struct Shard(AtomicU64);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Count(Arc<[Shard; COUNT_SHARDS]>);
 
-/// The shard every thread past the first [`SHARED`] counts on.
+/// The shard every thread counts on while all the others are held.
 const SHARED: usize = COUNT_SHARDS - 1;
 
-/// This thread's shard. The first [`SHARED`] threads to count each take
-/// one of their own for good (a thread that ends leaves its shard unused):
-/// its only writer, so a count there is a plain load and store. Later
-/// threads share the last one, with an atomic add.
-fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Relaxed).min(SHARED));
+/// Which of the shards below [`SHARED`] a living thread holds (bit `i` for
+/// shard `i`).
+static HELD: AtomicU32 = AtomicU32::new(0);
+
+/// Takes the lowest shard below [`SHARED`] that no thread holds, or
+/// [`SHARED`] when every one is held. Acquire pairs with [`give_back`]'s
+/// release: the new holder sees its last holder's counts, so its plain
+/// load and store lose none.
+fn take(held: &AtomicU32) -> usize {
+    let own = (1u32 << SHARED) - 1;
+    let mut cur = held.load(Relaxed);
+    loop {
+        let free = !cur & own;
+        if free == 0 {
+            return SHARED;
         }
-        s.get()
-    })
+        let i = free.trailing_zeros();
+        match held.compare_exchange_weak(cur, cur | 1 << i, Acquire, Relaxed) {
+            Ok(_) => return i as usize,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Frees shard `i` for the next thread to count (nothing for [`SHARED`]).
+fn give_back(held: &AtomicU32, i: usize) {
+    if i < SHARED {
+        held.fetch_and(!(1u32 << i), Release);
+    }
+}
+
+/// A thread's shard, given back when the thread ends: a short-lived thread
+/// does not keep a shard from the threads that count after it.
+struct Holder(usize);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        give_back(&HELD, self.0);
+    }
+}
+
+thread_local! {
+    static HOLDER: Holder = Holder(take(&HELD));
+}
+
+/// This thread's shard: its own while it lives, while fewer than
+/// [`SHARED`] other counting threads live; else the shared one, with an
+/// atomic add.
+fn shard() -> usize {
+    // A thread whose locals are being destroyed counts on the shared one.
+    HOLDER.try_with(|h| h.0).unwrap_or(SHARED)
 }
 
 impl Count {
@@ -63,51 +101,108 @@ impl Count {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Barrier, Mutex};
 
-    #[test]
-    fn threads_past_the_own_shards_share_one_and_lose_no_count() {
-        let count = Count::default();
-        let n = 3 * COUNT_SHARDS;
-        // All counting at once, so that the shared shard is written by
-        // several threads at the same time (a plain store there loses
-        // counts).
-        let start = Arc::new(std::sync::Barrier::new(n));
+    /// One of these tests at a time: the one of many threads holds every
+    /// shard while it runs.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    /// `n` threads, all alive until each has taken its shard, each adding
+    /// `per` to `count`; their shards.
+    fn count_on(count: &Count, n: usize, per: u64) -> Vec<usize> {
+        let (start, taken) = (Arc::new(Barrier::new(n)), Arc::new(Barrier::new(n)));
         let threads: Vec<_> = (0..n)
             .map(|_| {
-                let (c, start) = (count.clone(), start.clone());
+                let (c, start, taken) = (count.clone(), start.clone(), taken.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    for _ in 0..200_000 {
+                    c.add1();
+                    // All at once from here, so that several threads write
+                    // the shared shard at the same time.
+                    taken.wait();
+                    for _ in 1..per {
                         c.add1();
                     }
                     shard()
                 })
             })
             .collect();
-        let shards: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn threads_past_the_own_shards_share_one_and_lose_no_count() {
+        let _one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = Count::default();
+        let n = 3 * COUNT_SHARDS;
+        let shards = count_on(&count, n, 200_000);
+        // Exact: a plain store on the shared shard loses counts.
         assert_eq!(count.get(), n as u64 * 200_000);
-        assert!(shards.iter().filter(|&&s| s == SHARED).count() > COUNT_SHARDS);
+        assert!(shards.iter().filter(|&&s| s == SHARED).count() >= n - SHARED);
     }
 
     #[test]
     fn threads_count_on_shards_of_their_own_and_the_total_is_exact() {
+        let _one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = Count::default();
-        let shards: Vec<usize> = (0..4)
+        let shards = count_on(&count, 4, 10_000);
+        assert_eq!(count.get(), 40_000);
+        // Other tests' threads may hold shards too; of this test's, no two
+        // share an own shard, and each own shard holds its thread's count.
+        let own: Vec<usize> = shards.iter().copied().filter(|&s| s < SHARED).collect();
+        let distinct: std::collections::BTreeSet<_> = own.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            own.len(),
+            "threads shared a shard: {shards:?}"
+        );
+        for s in own {
+            assert_eq!(count.0[s].0.load(Relaxed), 10_000, "shard {s}");
+        }
+    }
+
+    #[test]
+    fn shards_are_taken_lowest_first_and_given_back() {
+        let held = AtomicU32::new(0);
+        let taken: Vec<usize> = (0..COUNT_SHARDS + 2).map(|_| take(&held)).collect();
+        let mut want: Vec<usize> = (0..SHARED).collect();
+        want.extend([SHARED; 3]);
+        assert_eq!(taken, want);
+        give_back(&held, 3);
+        give_back(&held, SHARED);
+        assert_eq!(take(&held), 3);
+        assert_eq!(take(&held), SHARED);
+    }
+
+    #[test]
+    fn a_thread_that_ended_gives_its_shard_back() {
+        let _one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = Count::default();
+        // One thread after another, more than there are shards: each finds
+        // its forerunner's shard free (unless other tests' threads hold
+        // every one at that moment, which some of 2 * COUNT_SHARDS tries
+        // do not meet).
+        let shards: Vec<usize> = (0..2 * COUNT_SHARDS)
             .map(|_| {
                 let c = count.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        c.add1();
-                    }
+                    c.add1();
                     shard()
                 })
+                .join()
+                .unwrap()
             })
-            .map(|t| t.join().unwrap())
             .collect();
-        assert_eq!(count.get(), 40_000);
-        let used: std::collections::BTreeSet<_> = shards.iter().collect();
-        assert_eq!(used.len(), 4, "threads shared a shard: {shards:?}");
-        let per: Vec<u64> = count.0.iter().map(|s| s.0.load(Relaxed)).collect();
-        assert_eq!(per.iter().filter(|&&n| n == 10_000).count(), 4, "{per:?}");
+        assert_eq!(count.get(), 2 * COUNT_SHARDS as u64);
+        assert!(
+            shards[COUNT_SHARDS..].iter().any(|&s| s < SHARED),
+            "ended threads kept their shards: {shards:?}"
+        );
     }
 }
