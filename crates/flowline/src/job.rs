@@ -23,23 +23,29 @@ pub struct MetricStats;
 
 impl AggregateFunction for MetricStats {
     type In = Metric;
-    /// Boxed, as [`MetricMoments`]'s: see there.
-    type Acc = Box<Stats>;
+    /// Inline in the window's hash table, not boxed as [`MetricMoments`]'s:
+    /// every record reads its key's accumulator right after the key, and a
+    /// box made that a second cache miss (1 worker / hand-written loop 0.75
+    /// boxed, 0.81 inline, in interleaved runs), while the peak RSS with
+    /// 100 000 keys stayed the same within 2 MB (142-143 MB boxed, 142-144
+    /// MB inline). A box is stored as what it holds: checkpoints of either
+    /// read the same.
+    type Acc = Stats;
     type Out = Stats;
-    fn create_accumulator(&self) -> Box<Stats> {
-        Box::default()
+    fn create_accumulator(&self) -> Stats {
+        Stats::default()
     }
-    fn add(&self, acc: &mut Box<Stats>, m: &Metric) {
+    fn add(&self, acc: &mut Stats, m: &Metric) {
         acc.add(m.value)
     }
-    fn check(&self, acc: Option<&Box<Stats>>, m: &Metric) -> Result<(), String> {
-        check_sum(acc.map(|a| &**a), m)
+    fn check(&self, acc: Option<&Stats>, m: &Metric) -> Result<(), String> {
+        check_sum(acc, m)
     }
-    fn get_result(&self, acc: &Box<Stats>) -> Stats {
-        Stats::clone(acc)
+    fn get_result(&self, acc: &Stats) -> Stats {
+        acc.clone()
     }
-    fn final_result(&self, acc: Box<Stats>) -> Stats {
-        *acc
+    fn final_result(&self, acc: Stats) -> Stats {
+        acc
     }
     /// The stats with their exact sum and a sketch keeping far values'
     /// buckets: a checkpoint of an older form (a plain running sum, a
@@ -377,6 +383,22 @@ fn keyed_record(doc: &impl Serialize, id: String, keys: &KeyNames) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checkpoints written while the accumulator was boxed restore into
+    /// the inline one, and the other way: the same bytes, under the same
+    /// state name.
+    #[test]
+    fn inline_stats_read_checkpoints_of_boxed_ones() {
+        let mut s = Stats::default();
+        for v in [1.5, -2.0, 1e300, 7.0] {
+            s.add(v);
+        }
+        let boxed = postcard::to_stdvec(&Box::new(s.clone())).unwrap();
+        assert_eq!(postcard::to_stdvec(&s).unwrap(), boxed);
+        let read: <MetricStats as AggregateFunction>::Acc = postcard::from_bytes(&boxed).unwrap();
+        assert_eq!(read, s);
+        assert_eq!(MetricStats.state_name(), Some("stats/exact-sum/sketch-far"));
+    }
 
     #[test]
     fn stats_track_min_max_and_percentiles() {
