@@ -25,11 +25,11 @@ impl AggregateFunction for MetricStats {
     type In = Metric;
     /// Inline in the window's hash table, not boxed as [`MetricMoments`]'s:
     /// every record reads its key's accumulator right after the key, and a
-    /// box made that a second cache miss (1 worker / hand-written loop 0.75
-    /// boxed, 0.81 inline, in interleaved runs), while the peak RSS with
-    /// 100 000 keys stayed the same within 2 MB (142-143 MB boxed, 142-144
-    /// MB inline). A box is stored as what it holds: checkpoints of either
-    /// read the same.
+    /// box made that a second cache miss (1 worker / hand-written loop 0.76
+    /// and 0.74 boxed, 0.82 and 0.81 inline, in interleaved runs), while
+    /// the peak RSS with 100 000 keys moved within the runs' noise (142-143
+    /// MB boxed, 143-146 MB inline). A box is stored as what it holds:
+    /// checkpoints of either read the same.
     type Acc = Stats;
     type Out = Stats;
     fn create_accumulator(&self) -> Stats {

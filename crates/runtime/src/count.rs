@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use std::sync::{Barrier, Mutex};
 
-    /// One of these tests at a time: the one of many threads holds every
+    /// One of these tests at a time: the one with many threads holds every
     /// shard while it runs.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -184,10 +184,13 @@ mod tests {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = Count::default();
-        // One thread after another, more than there are shards: each finds
-        // its forerunner's shard free (unless other tests' threads hold
-        // every one at that moment, which some of 2 * COUNT_SHARDS tries
-        // do not meet).
+        // One thread after another, twice as many as there are shards:
+        // each finds its forerunner's shard free again, unless other
+        // threads hold every own shard at that moment (for all of the last
+        // COUNT_SHARDS, seven other threads would have to be counting
+        // throughout; the other tests here with many threads wait for this
+        // one). Without the give-back, all but the first few threads ever
+        // to count get the shared one.
         let shards: Vec<usize> = (0..2 * COUNT_SHARDS)
             .map(|_| {
                 let c = count.clone();
