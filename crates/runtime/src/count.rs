@@ -101,11 +101,15 @@ impl Count {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Barrier, Mutex};
+    use std::sync::{Barrier, Mutex, MutexGuard, PoisonError};
 
     /// One of these tests at a time: the one with many threads holds every
     /// shard while it runs.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     /// `n` threads, all alive until each has taken its shard, each adding
     /// `per` to `count`; their shards.
@@ -132,9 +136,7 @@ mod tests {
 
     #[test]
     fn threads_past_the_own_shards_share_one_and_lose_no_count() {
-        let _one = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = one_at_a_time();
         let count = Count::default();
         let n = 3 * COUNT_SHARDS;
         let shards = count_on(&count, n, 200_000);
@@ -145,9 +147,7 @@ mod tests {
 
     #[test]
     fn threads_count_on_shards_of_their_own_and_the_total_is_exact() {
-        let _one = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = one_at_a_time();
         let count = Count::default();
         let shards = count_on(&count, 4, 10_000);
         assert_eq!(count.get(), 40_000);
@@ -180,9 +180,7 @@ mod tests {
 
     #[test]
     fn a_thread_that_ended_gives_its_shard_back() {
-        let _one = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = one_at_a_time();
         let count = Count::default();
         // One thread after another, twice as many as there are shards:
         // each finds its forerunner's shard free again, unless other

@@ -418,7 +418,6 @@ fn reason_class(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::operator::DeadLetterKind;
     use flowline_connector_api::PartitionId;
 

@@ -5,9 +5,10 @@
 //! driver's task instead, which hands it the same messages in the same
 //! order as calls (`Worker::handle`): one worker is one core, as a job
 //! without an exchange with one worker, and no element crosses threads.
-//! The driver is its only input, so a barrier arrives after every element sent before it: the snapshot it
-//! answers with is aligned with the source positions the driver records
-//! (Chandy–Lamport with a single input channel per worker).
+//! The driver is its only input, so a barrier arrives after every element
+//! sent before it: the snapshot it answers with is aligned with the source
+//! positions the driver records (Chandy–Lamport with a single input
+//! channel per worker).
 //!
 //! What the chains emit goes straight to the sink tasks, the dead-letter and
 //! the late sinks; a barrier is answered only after all of it was sent, so

@@ -134,9 +134,10 @@ pub(crate) fn rewound(pid: &PartitionId, expected: i64, resumed: i64) -> Rejecte
 impl State {
     /// Gives each partition that delivered records a new [`PartitionId`]
     /// (the same name) for the records of the next batch (one allocation
-    /// per partition and batch, only for those read from). Every record holds its partition's id, an
-    /// `Arc`: cloned here for each record and dropped wherever the runtime
-    /// drops the record (the driver, a worker). Shared by all batches, its
+    /// per partition and batch, only for those read from). Every record
+    /// holds its partition's id, an `Arc`: cloned here for each record and
+    /// dropped wherever the runtime drops the record (the driver, a
+    /// worker). Shared by all batches, its
     /// count was a cache line passed between this thread and the workers'
     /// for every record, 3 % of an e2e job's CPU; a batch's own id is
     /// cloned here while earlier batches' ids are dropped there.
