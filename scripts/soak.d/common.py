@@ -344,15 +344,15 @@ path = "{self.work}/late.ndjson"
                 problems.append(f"unexpected {k[0][:30]!r} {k[1]!r} {k[2]}")
         dl = [json.loads(l) for l in open(f"{self.work}/dead.ndjson")]
         lt = [json.loads(l) for l in open(f"{self.work}/late.ndjson")]
-        ids = [x.get("id") for x in dl]
+        dl_ids = {x.get("id") for x in dl}
         late_ids = {x.get("id") for x in lt}
         print(f"windows: {len(got)} indexed ({dups} duplicates), {len(self.windows)} expected; "
-              f"dead letters {len(dl)} ({len(set(ids))} distinct ids), expected {self.bad_count}; "
+              f"dead letters {len(dl)} ({len(dl_ids)} distinct ids), expected {self.bad_count}; "
               f"late {len(lt)} ({len(late_ids)} distinct ids), expected {self.late}")
         print(f"{len(problems)} problems")
         for p in problems[:15]:
             print("  ", p)
-        if (len(dl) != self.bad_count or len(set(ids)) != len(dl) or len(lt) != self.late
+        if (len(dl) != self.bad_count or len(dl_ids) != len(dl) or len(lt) != self.late
                 or len(late_ids) != len(lt) or problems or dups):
             sys.exit(1)
 

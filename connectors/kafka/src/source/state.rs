@@ -137,10 +137,10 @@ impl State {
     /// per partition and batch, only for those read from). Every record
     /// holds its partition's id, an `Arc`: cloned here for each record and
     /// dropped wherever the runtime drops the record (the driver, a
-    /// worker). Shared by all batches, its
-    /// count was a cache line passed between this thread and the workers'
-    /// for every record, 3 % of an e2e job's CPU; a batch's own id is
-    /// cloned here while earlier batches' ids are dropped there.
+    /// worker). Shared by all batches, its count was a cache line passed
+    /// between this thread and the workers' for every record, 3 % of an
+    /// e2e job's CPU; a batch's own id is cloned here while earlier
+    /// batches' ids are dropped there.
     pub fn fresh_ids(&mut self) {
         for p in self.parts.iter_mut().filter(|p| p.delivered) {
             p.pid = PartitionId::new(p.pid.as_str());
