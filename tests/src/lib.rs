@@ -296,6 +296,19 @@ pub async fn count(es: &Elasticsearch, index: &str) -> u64 {
         .unwrap_or_else(|| panic!("count of {index}: {v}"))
 }
 
+/// Window-like documents `d{from}`..`d{to}` (key = id), for the sink tests.
+pub fn window_docs(from: usize, to: usize) -> Vec<flowline_connector_api::Record> {
+    (from..to)
+        .map(|i| {
+            flowline_connector_api::Record::new(
+                serde_json::json!({"host": "h", "window_start": "2026-01-01T00:00:00Z", "count": i})
+                    .to_string(),
+            )
+            .with_key(format!("d{i}"))
+        })
+        .collect()
+}
+
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     create_topic_with(bootstrap, topic, partitions, &[]).await

@@ -5,21 +5,9 @@
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
-use flowline_connector_api::{Record, Sink};
-use flowline_integration_tests::{count, es_sink, poll, proxy, unique, TestServices};
+use flowline_connector_api::Sink;
+use flowline_integration_tests::{count, es_sink, poll, proxy, unique, window_docs, TestServices};
 use serde_json::json;
-
-fn docs(from: usize, to: usize) -> Vec<Record> {
-    (from..to)
-        .map(|i| {
-            Record::new(
-                json!({"host": "h", "window_start": "2026-01-01T00:00:00Z", "count": i})
-                    .to_string(),
-            )
-            .with_key(format!("d{i}"))
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_requests_and_items_are_retried_until_every_document_lands_once() {
@@ -30,7 +18,7 @@ async fn throttled_requests_and_items_are_retried_until_every_document_lands_onc
     p.faults.item_429_every_nth_bulk.store(2, SeqCst);
     let index = unique("flowline-es-429");
     let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "max_actions": 100, "initial_backoff": "5ms", "max_backoff": "50ms", "max_attempts": 20})).await.unwrap();
-    for chunk in docs(0, 5_000).chunks(500) {
+    for chunk in window_docs(0, 5_000).chunks(500) {
         sink.write(chunk.to_vec()).await.unwrap();
     }
     sink.flush().await.unwrap();
@@ -73,12 +61,12 @@ async fn server_down_mid_run_holds_back_then_loses_nothing() {
     let p = proxy::start(&s.elasticsearch_url).await;
     let index = unique("flowline-es-down");
     let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "max_actions": 100, "max_in_flight": 1, "initial_backoff": "20ms", "max_backoff": "100ms"})).await.unwrap();
-    sink.write(docs(0, 1_000)).await.unwrap();
+    sink.write(window_docs(0, 1_000)).await.unwrap();
     sink.flush().await.unwrap();
     p.faults.down.store(true, SeqCst);
     let stats = sink.stats();
     let writer = tokio::spawn(async move {
-        sink.write(docs(1_000, 3_000)).await.unwrap();
+        sink.write(window_docs(1_000, 3_000)).await.unwrap();
         sink.flush().await.unwrap();
         sink
     });
@@ -111,7 +99,7 @@ async fn max_retry_duration_bounds_the_retries_of_a_request() {
     let mut sink = es_sink(json!({"url": p.url, "index": index, "replicas": 0, "initial_backoff": "10ms", "max_backoff": "50ms", "max_retry_duration": "1s"})).await.unwrap();
     p.faults.down.store(true, SeqCst);
     let t0 = Instant::now();
-    sink.write(docs(0, 10)).await.unwrap();
+    sink.write(window_docs(0, 10)).await.unwrap();
     let err = sink.flush().await.unwrap_err();
     let msg = err.to_string();
     assert!(

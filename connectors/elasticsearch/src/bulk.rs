@@ -33,7 +33,7 @@ pub enum Outcome {
     /// Stored (a `create` whose id exists counts as stored: the document
     /// under it is the one a replay would write).
     Done,
-    /// 429 or 5xx: send again.
+    /// 429, 5xx, or 401 / 403 (the index takes no writes now): send again.
     Retry(String),
     /// Mapping, parsing or another 4xx: dead-letter with this reason.
     Reject(String),
@@ -69,16 +69,30 @@ struct ItemError {
 /// so a conflict there is refused (an ingest pipeline or another setting
 /// changed what the write meant). Before, every 409 counted as stored, and
 /// an update that lost a conflict was gone with nothing said.
+///
+/// 401 and 403 say the index takes no writes now, whatever the document:
+/// a write block (`index.blocks.write`, set for a shrink, a clone or by
+/// hand; `read_only_allow_delete` after a full disk, on servers that answer
+/// it with 403), or a user without the privilege to write it. The document
+/// is sent again, as through an outage, until the block is lifted or the
+/// privilege granted (or `max_attempts` / `max_retry_duration` give up).
+/// Before, each was dead-lettered as a bad record, and without a
+/// dead-letter output a window the server would have taken a minute later
+/// was gone with one log line.
 pub fn classify(action: &str, status: u16, kind: &str, reason: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Done,
         409 if action == "create" => Outcome::Done,
         409 if action == "update" => Outcome::Retry(format!("409 {kind}: {reason}")),
         429 => Outcome::Retry(format!("429 {kind}: {reason}")),
+        401 | 403 => Outcome::Retry(format!("{status} {kind}: {reason}. {NO_WRITES}")),
         s if s >= 500 => Outcome::Retry(format!("{s} {kind}: {reason}")),
         s => Outcome::Reject(format!("{s} {kind}: {reason}")),
     }
 }
+
+/// Why a 401 / 403 is retried, and the fix.
+pub(crate) const NO_WRITES: &str = "The server takes no writes to this index now (a write block, or a user without the privilege to write it), whatever the document: it is kept and sent again. Fix: lift the block (PUT <index>/_settings {\"index.blocks.write\": false}, or free disk space for read_only_allow_delete), or grant the user the `index` or `create_doc` privilege on the index";
 
 /// The outcome of each of the `n` items sent, in order.
 pub fn outcomes(body: &[u8], n: usize) -> Result<Vec<Outcome>, Error> {
@@ -135,9 +149,12 @@ mod tests {
             {"index":{"_index":"x","_id":"5","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary not active"}}},
             {"index":{"_index":"x","_id":"6","status":404,"error":{"type":"index_not_found_exception","reason":"no such index"}}},
             {"update":{"_index":"x","_id":"7","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[7]: version conflict, required seqNo [3]"}}},
-            {"index":{"_index":"x","_id":"8","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[8]: version conflict"}}}
+            {"index":{"_index":"x","_id":"8","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[8]: version conflict"}}},
+            {"index":{"_index":"x","_id":"9","status":403,"error":{"type":"cluster_block_exception","reason":"index [x] blocked by: [FORBIDDEN/8/index write (api)];"}}},
+            {"index":{"_index":"x","_id":"10","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [w]"}}},
+            {"create":{"_index":"x","_id":"11","status":401,"error":{"type":"security_exception","reason":"unable to authenticate user [w]"}}}
         ]}"#;
-        let o = outcomes(resp, 8).unwrap();
+        let o = outcomes(resp, 11).unwrap();
         assert_eq!(o[0], Outcome::Done);
         // The id exists: what a create is for.
         assert_eq!(o[1], Outcome::Done);
@@ -156,6 +173,19 @@ mod tests {
         );
         assert!(matches!(&o[4], Outcome::Retry(_)));
         assert!(matches!(&o[5], Outcome::Reject(r) if r.starts_with("404")));
+        // The index takes no writes now, not this document: kept and sent
+        // again, with the fix.
+        for (i, start) in [
+            (8, "403 cluster_block_exception"),
+            (9, "403 security_exception"),
+            (10, "401 security_exception"),
+        ] {
+            assert!(
+                matches!(&o[i], Outcome::Retry(r) if r.starts_with(start) && r.contains("Fix: lift the block")),
+                "{i}: {:?}",
+                o[i]
+            );
+        }
         assert!(outcomes(resp, 7).is_err());
     }
 }

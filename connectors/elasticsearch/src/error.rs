@@ -42,14 +42,29 @@ pub enum Error {
         /// The last failure.
         last: String,
     },
+    /// Items of a bulk request the server did not store and may store when
+    /// sent again (429, 5xx, a write block): the request itself went through.
+    #[error("{count} bulk items not stored yet: {last}")]
+    ItemsNotStored {
+        /// How many.
+        count: usize,
+        /// The last item's answer.
+        last: String,
+    },
 }
 
 impl Error {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unreachable { .. } => true,
-            Error::Status { status, .. } => *status == 429 || *status >= 500,
+            Error::Unreachable { .. } | Error::ItemsNotStored { .. } => true,
+            Error::Status { status, .. } if *status == 429 || *status >= 500 => true,
+            // A write block on the whole cluster or on every index of the
+            // request (`cluster.blocks.read_only`, a full disk): the server
+            // takes writes again once it is lifted, as after an outage.
+            Error::Status { status, body, .. } => {
+                matches!(status, 401 | 403) && body.contains("cluster_block_exception")
+            }
             _ => false,
         }
     }
@@ -62,5 +77,34 @@ impl From<Error> for ConnectorError {
             _ if e.is_retryable() => ConnectorError::retryable(e.to_string()).with_source(e),
             _ => ConnectorError::permanent(e.to_string()).with_source(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_block_is_retried_and_a_refused_login_is_not() {
+        let status = |status, body: &str| Error::Status {
+            what: "POST /_bulk".into(),
+            status,
+            body: body.into(),
+        };
+        let block = r#"{"error":{"root_cause":[{"type":"cluster_block_exception","reason":"blocked by: [FORBIDDEN/6/cluster read-only (api)];"}],"type":"cluster_block_exception"},"status":403}"#;
+        assert!(status(403, block).is_retryable());
+        assert!(status(429, "").is_retryable() && status(503, "").is_retryable());
+        let login = r#"{"error":{"type":"security_exception","reason":"unable to authenticate user [w]"},"status":401}"#;
+        assert!(!status(401, login).is_retryable());
+        assert!(!status(404, "").is_retryable());
+        let items = Error::ItemsNotStored {
+            count: 3,
+            last: "403 cluster_block_exception: index [x] blocked".into(),
+        };
+        assert!(items.is_retryable());
+        assert_eq!(
+            items.to_string(),
+            "3 bulk items not stored yet: 403 cluster_block_exception: index [x] blocked"
+        );
     }
 }

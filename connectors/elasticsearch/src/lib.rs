@@ -28,6 +28,13 @@
 //!   (the buffer and `max_in_flight` stay bounded), warning once a minute.
 //!   `max_attempts` or `max_retry_duration` set a limit; past it the job
 //!   fails (and restarts from its checkpoint).
+//! - **A write block is an outage, not a bad document**: items answered
+//!   with 401 or 403 (`cluster_block_exception` for `index.blocks.write`
+//!   or `read_only_allow_delete`, `security_exception` for a user without
+//!   the privilege to write the index), and whole requests answered 403
+//!   with `cluster_block_exception` (`cluster.blocks.read_only`), are
+//!   retried the same way, the warning naming the fix: the index takes no
+//!   writes now, whatever the document.
 //! - **The last write of a document stays**: requests in flight together
 //!   never hold two writes of one id (a window re-emitted by a late event,
 //!   a replay), since they can land in either order; a request with a
@@ -40,7 +47,7 @@
 //! - **One bad document never kills the job**: items the server rejects
 //!   (`mapper_parsing_exception`, `document_parsing_exception`,
 //!   `strict_dynamic_mapping_exception`, `illegal_argument_exception`, any
-//!   other 4xx) come back as bad records with the server's error type and
+//!   other 4xx but 401, 403 and 429) come back as bad records with the server's error type and
 //!   reason, for the dead-letter sink; the rest of the batch lands.
 //! - **Bounded memory**: documents are buffered up to `max_actions` (1000) or
 //!   `max_bytes` (5 MB); at most `max_in_flight` (2) bulk requests are out;

@@ -16,8 +16,8 @@ use crate::sink::SinkStats;
 use crate::Error;
 
 /// Sends the items in bulk requests: the whole request is retried on
-/// connection errors, timeouts, 429 and 5xx, and the items that failed
-/// with 429 / 5xx, with exponential backoff and full jitter until the
+/// connection errors, timeouts, 429, 5xx and a write block, and the items
+/// that failed with 429 / 5xx / 401 / 403 (`bulk::classify`), with exponential backoff and full jitter until the
 /// policy gives up (by default never). A request the server refuses whole
 /// (400, 413) is split in halves until the one document it refuses is
 /// found; that document is rejected with the server's answer.
@@ -116,10 +116,9 @@ async fn send_one(
                             return Ok(None);
                         }
                         *items = retry;
-                        Error::Status {
-                            what: format!("{} bulk items", items.len()),
-                            status: 429,
-                            body: last,
+                        Error::ItemsNotStored {
+                            count: items.len(),
+                            last,
                         }
                     }
                     Ok(body) if refused_by_content(status) => {
