@@ -5,7 +5,11 @@
 //!   keyed by host, 4 partitions), Kafka → job (10 s windows) → Kafka,
 //!   events/s next to a raw rdkafka drain of the same topic, the ratio; the
 //!   job runs twice, through the exchange and declared `keyed_by` host.
-//!   `BENCH_ROUNDS` (default 3) interleaved rounds of the three, medians.
+//!   `BENCH_ROUNDS` (default 3) interleaved rounds of the three, medians,
+//!   after `BENCH_WARMUP` (default 1) rounds left out of them: the broker's
+//!   JVM serves fetches with more CPU until it has warmed up, and on two
+//!   cores shared with it that CPU is the job's (first runs after the
+//!   services started: the exchange 0.51, then 0.56, 0.58, 0.58).
 //!   `e2e-search [EVENTS]` (default 2M) writes to the search server instead.
 //! - `rss [KEYS]`: peak RSS of the job holding KEYS keys (default 100k) of
 //!   window and detector state, next to the process's RSS before the job.
@@ -286,19 +290,32 @@ async fn e2e(n: u64, to: To) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let warmup: usize = std::env::var("BENCH_WARMUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut drains = Vec::new();
     let mut jobs = vec![Vec::new(); modes.len()];
-    for round in 1..=rounds {
+    // Rounds up to `warmup` are printed, not counted.
+    for round in 1..=warmup + rounds {
+        let counted = round > warmup;
+        let label = if counted {
+            format!("round {}", round - warmup)
+        } else {
+            format!("warm-up {round}")
+        };
         // Start-up included, as in the job's figures.
         let c0 = common::cpu_seconds();
         let drain = common::raw(&s.kafka_bootstrap, &topic, partitions, n, false).await;
         println!(
-            "round {round}: raw rdkafka drain of the topic:  {:>9.0} events/s ({:.1} s, {:.1} CPU s)",
+            "{label}: raw rdkafka drain of the topic:  {:>9.0} events/s ({:.1} s, {:.1} CPU s)",
             drain.rate(),
             drain.total.as_secs_f64(),
             common::cpu_seconds() - c0
         );
-        drains.push(drain.rate());
+        if counted {
+            drains.push(drain.rate());
+        }
         for (i, (name, keyed_by)) in modes.iter().enumerate() {
             // A group of its own: each run reads the topic from the start.
             let text = format!(
@@ -315,13 +332,15 @@ async fn e2e(n: u64, to: To) {
             let docs: u64 = summary.records_out.iter().map(|(_, v)| v).sum();
             let job = n as f64 / el.as_secs_f64();
             println!(
-                "round {round}: job, {name:<27} {job:>9.0} events/s ({docs} windows, {:.1} s, {:.1} CPU s, {:.2} CPU us/event), {:.2} of this round's drain",
+                "{label}: job, {name:<27} {job:>9.0} events/s ({docs} windows, {:.1} s, {:.1} CPU s, {:.2} CPU us/event), {:.2} of this round's drain",
                 el.as_secs_f64(),
                 cpu,
                 cpu * 1e6 / n as f64,
                 job / drain.rate()
             );
-            jobs[i].push(job);
+            if counted {
+                jobs[i].push(job);
+            }
         }
     }
     let raw = median(&mut drains);
