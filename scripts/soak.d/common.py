@@ -8,7 +8,7 @@ The reference assumes each partition holds the records in the order they
 were produced: the producer is idempotent (a retried batch never lands
 behind a later one), and the topic is read back and compared before any job
 runs, so that a harness fault is never reported as the job's."""
-import datetime, json, math, os, random, signal, subprocess, sys, time, urllib.request
+import datetime, json, math, os, random, signal, subprocess, sys, threading, time, urllib.request
 
 SEED = int(os.environ.get("SEED", "1"))
 N = int(os.environ.get("N", "200000"))
@@ -41,7 +41,21 @@ KEYED = os.environ.get("KEYED", "") == "1"
 # versions (an update with an allowed-late event); the last is compared,
 # and the same key and payload twice is a duplicate.
 SINK = os.environ.get("SINK", "elasticsearch")
+# BLOCK=S (search-server sink): once the windows index exists, a write block
+# is put on it (index.blocks.write, as a shrink or an operator sets it) for S
+# seconds, across whatever stops and restarts fall in them. The server
+# answers each write 403 meanwhile; no window may be lost, doubled or
+# dead-lettered for it.
+BLOCK = float(os.environ.get("BLOCK", "0"))
 rnd = random.Random(SEED)
+
+
+def es_req(method, path, body=None):
+    req = urllib.request.Request(ES + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
 
 
 def free_port():
@@ -242,6 +256,41 @@ type = "file"
 path = "{self.work}/late.ndjson"
 """
         runs = []
+        done = threading.Event()
+        blocker = None
+        if BLOCK and SINK != "kafka":
+            blocker = threading.Thread(target=self.block_writes, args=(done,))
+            blocker.start()
+        try:
+            self.runs(cfg, runs)
+        finally:
+            done.set()
+            if blocker:
+                blocker.join()
+        print("; ".join(runs), flush=True)
+
+    def block_writes(self, done):
+        """Blocks writes to the windows index for BLOCK seconds, from when
+        it exists (or not at all if the runs end first); always lifted."""
+        index = f"{self.run}-windows"
+        while not done.is_set():
+            try:
+                es_req("GET", f"/{index}/_settings")
+                break
+            except OSError:
+                time.sleep(0.02)
+        if done.is_set():
+            print("write block: the windows index never appeared", flush=True)
+            return
+        t0 = time.time()
+        es_req("PUT", f"/{index}/_settings", {"index.blocks.write": True})
+        try:
+            done.wait(BLOCK)
+        finally:
+            es_req("PUT", f"/{index}/_settings", {"index.blocks.write": False})
+        print(f"write block on {index} for {time.time() - t0:.1f} s", flush=True)
+
+    def runs(self, cfg, runs):
         for n, w in enumerate(WORKERS):
             path = f"{self.work}/job{n}.toml"
             port = free_port()
@@ -266,7 +315,6 @@ path = "{self.work}/late.ndjson"
             rc = proc.wait(timeout=900)
             runs.append(f"workers {w}: exit {rc} after {time.time()-t0:.1f}s")
             break
-        print("; ".join(runs), flush=True)
 
     def sink_section(self):
         if SINK == "kafka":
@@ -297,16 +345,12 @@ path = "{self.work}/late.ndjson"
     def docs(self):
         if SINK == "kafka":
             return [(json.loads(v), (k, v)) for k, v in self.topic_docs()]
-        def es(path, body=None):
-            req = urllib.request.Request(ES + path, data=json.dumps(body).encode() if body else None,
-                                         headers={"content-type": "application/json"})
-            return json.load(urllib.request.urlopen(req))
-        es(f"/{self.run}-windows/_refresh", {})
+        es_req("POST", f"/{self.run}-windows/_refresh")
         docs = []
-        r = es(f"/{self.run}-windows/_search?scroll=1m", {"size": 5000, "sort": ["_doc"]})
+        r = es_req("POST", f"/{self.run}-windows/_search?scroll=1m", {"size": 5000, "sort": ["_doc"]})
         while r["hits"]["hits"]:
             docs += r["hits"]["hits"]
-            r = es("/_search/scroll", {"scroll": "1m", "scroll_id": r["_scroll_id"]})
+            r = es_req("POST", "/_search/scroll", {"scroll": "1m", "scroll_id": r["_scroll_id"]})
         return [(h["_source"], h["_id"]) for h in docs]
 
     def check(self, doc_key):
