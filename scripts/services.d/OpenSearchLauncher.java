@@ -13,6 +13,7 @@ import org.opensearch.common.settings.Settings;
 import org.opensearch.env.Environment;
 import org.opensearch.index.mapper.MapperExtrasPlugin;
 import org.opensearch.index.reindex.ReindexPlugin;
+import org.opensearch.ingest.common.IngestCommonPlugin;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
 import org.opensearch.plugins.Plugin;
@@ -51,7 +52,8 @@ public final class OpenSearchLauncher {
         Environment env = InternalSettingsPreparer.prepareEnvironment(
             settings, Map.of(), home.resolve("config"), () -> "flowline-node");
         List<Class<? extends Plugin>> plugins = List.of(
-            Netty4Plugin.class, CommonAnalysisPlugin.class, MapperExtrasPlugin.class, ReindexPlugin.class);
+            Netty4Plugin.class, CommonAnalysisPlugin.class, MapperExtrasPlugin.class, ReindexPlugin.class,
+            IngestCommonPlugin.class);
         Node node = new EmbeddedNode(env, plugins);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {

@@ -309,6 +309,24 @@ pub fn window_docs(from: usize, to: usize) -> Vec<flowline_connector_api::Record
         .collect()
 }
 
+/// Writes `batch` to `sink` and flushes it: the records refused as bad on
+/// the way (any other error fails the test).
+pub async fn write_all<S: flowline_connector_api::Sink>(
+    sink: &mut S,
+    batch: Vec<flowline_connector_api::Record>,
+) -> Vec<flowline_connector_api::Rejected> {
+    use flowline_connector_api::ConnectorError;
+    let mut rejected = Vec::new();
+    for r in [sink.write(batch).await, sink.flush().await] {
+        match r {
+            Ok(()) => {}
+            Err(ConnectorError::BadRecords(v)) => rejected.extend(v),
+            Err(e) => panic!("the sink failed: {e}"),
+        }
+    }
+    rejected
+}
+
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     create_topic_with(bootstrap, topic, partitions, &[]).await

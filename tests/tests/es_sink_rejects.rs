@@ -2,7 +2,7 @@
 //! bad documents with the server's error type and reason.
 
 use flowline_connector_api::{ConnectorError, Record, Rejected, Sink};
-use flowline_integration_tests::{count, es_sink, unique, TestServices};
+use flowline_integration_tests::{count, es_sink, unique, write_all, TestServices};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,18 +55,6 @@ async fn mapping_conflicts_are_rejected_with_reasons_and_the_rest_lands() {
         );
         assert!(r.reason.starts_with("400 "), "{}", r.reason);
     }
-}
-
-async fn write_all(sink: &mut flowline_elasticsearch::EsSink, batch: Vec<Record>) -> Vec<Rejected> {
-    let mut rejected = Vec::new();
-    for r in [sink.write(batch).await, sink.flush().await] {
-        match r {
-            Ok(()) => {}
-            Err(ConnectorError::BadRecords(v)) => rejected.extend(v),
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
-    rejected
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use elasticsearch::indices::IndicesPutSettingsParts;
 use elasticsearch::Elasticsearch;
-use flowline_connector_api::{ConnectorError, Sink};
-use flowline_integration_tests::{count, es_sink, poll, unique, window_docs, TestServices};
+use flowline_connector_api::Sink;
+use flowline_integration_tests::{
+    count, es_sink, poll, unique, window_docs, write_all, TestServices,
+};
 use serde_json::json;
 
 async fn block_writes(es: &Elasticsearch, index: &str, on: bool) {
@@ -37,17 +39,7 @@ async fn a_write_blocked_index_holds_the_documents_back_until_the_block_is_lifte
     block_writes(&es, &index, true).await;
     let stats = sink.stats();
     let writer = tokio::spawn(async move {
-        let mut refused = Vec::new();
-        for r in [
-            sink.write(window_docs(300, 1_000)).await,
-            sink.flush().await,
-        ] {
-            match r {
-                Ok(()) => {}
-                Err(ConnectorError::BadRecords(v)) => refused.extend(v),
-                Err(e) => panic!("the sink failed instead of waiting: {e}"),
-            }
-        }
+        let refused = write_all(&mut sink, window_docs(300, 1_000)).await;
         (sink, refused)
     });
     let retried = poll(Duration::from_secs(60), || async {

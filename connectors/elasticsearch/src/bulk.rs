@@ -35,7 +35,8 @@ pub enum Outcome {
     Done,
     /// 429, 5xx, or 401 / 403 (the index takes no writes now): send again.
     Retry(String),
-    /// Mapping, parsing or another 4xx: dead-letter with this reason.
+    /// Mapping, parsing, another 4xx, or an ingest pipeline's refusal:
+    /// dead-letter with this reason.
     Reject(String),
 }
 
@@ -86,6 +87,13 @@ pub fn classify(action: &str, status: u16, kind: &str, reason: &str) -> Outcome 
         409 if action == "update" => Outcome::Retry(format!("409 {kind}: {reason}")),
         429 => Outcome::Retry(format!("429 {kind}: {reason}")),
         401 | 403 => Outcome::Retry(format!("{status} {kind}: {reason}. {NO_WRITES}")),
+        // An ingest pipeline's refusal of this document, sent back as a 5xx
+        // (a `fail` processor, or another processor's own exception): the
+        // same document fails the same way each time. Retried, it held the
+        // sink, and the job, on one document for ever.
+        s if s >= 500 && kind.ends_with("processor_exception") => Outcome::Reject(format!(
+            "{s} {kind}: {reason} (an ingest pipeline of the index refused this document; sent again, it fails the same way)"
+        )),
         s if s >= 500 => Outcome::Retry(format!("{s} {kind}: {reason}")),
         s => Outcome::Reject(format!("{s} {kind}: {reason}")),
     }
@@ -152,9 +160,11 @@ mod tests {
             {"index":{"_index":"x","_id":"8","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[8]: version conflict"}}},
             {"index":{"_index":"x","_id":"9","status":403,"error":{"type":"cluster_block_exception","reason":"index [x] blocked by: [FORBIDDEN/8/index write (api)];"}}},
             {"index":{"_index":"x","_id":"10","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [w]"}}},
-            {"create":{"_index":"x","_id":"11","status":401,"error":{"type":"security_exception","reason":"unable to authenticate user [w]"}}}
+            {"create":{"_index":"x","_id":"11","status":401,"error":{"type":"security_exception","reason":"unable to authenticate user [w]"}}},
+            {"index":{"_index":"x","_id":"12","status":500,"error":{"type":"fail_processor_exception","reason":"poisoned document"}}},
+            {"index":{"_index":"x","_id":"13","status":500,"error":{"type":"illegal_index_shard_state_exception","reason":"CurrentState[RECOVERING] operations only allowed when shard state is one of [POST_RECOVERY, STARTED]"}}}
         ]}"#;
-        let o = outcomes(resp, 11).unwrap();
+        let o = outcomes(resp, 13).unwrap();
         assert_eq!(o[0], Outcome::Done);
         // The id exists: what a create is for.
         assert_eq!(o[1], Outcome::Done);
@@ -186,6 +196,16 @@ mod tests {
                 o[i]
             );
         }
+        // A pipeline refuses the document itself, every time; a shard
+        // between states is a server's passing 500.
+        assert!(
+            matches!(&o[11], Outcome::Reject(r) if r.starts_with("500 fail_processor_exception: poisoned document") && r.contains("ingest pipeline")),
+            "{:?}",
+            o[11]
+        );
+        assert!(
+            matches!(&o[12], Outcome::Retry(r) if r.starts_with("500 illegal_index_shard_state"))
+        );
         assert!(outcomes(resp, 7).is_err());
     }
 }

@@ -47,7 +47,9 @@
 //! - **One bad document never kills the job**: items the server rejects
 //!   (`mapper_parsing_exception`, `document_parsing_exception`,
 //!   `strict_dynamic_mapping_exception`, `illegal_argument_exception`, any
-//!   other 4xx but 401, 403 and 429) come back as bad records with the server's error type and
+//!   other 4xx but 401, 403 and 429; an ingest pipeline's refusal answered
+//!   with a 5xx, `fail_processor_exception`, which would fail the same way
+//!   each time) come back as bad records with the server's error type and
 //!   reason, for the dead-letter sink; the rest of the batch lands.
 //! - **Bounded memory**: documents are buffered up to `max_actions` (1000) or
 //!   `max_bytes` (5 MB); at most `max_in_flight` (2) bulk requests are out;
