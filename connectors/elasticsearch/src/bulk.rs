@@ -33,7 +33,7 @@ pub enum Outcome {
     /// Stored (a `create` whose id exists counts as stored: the document
     /// under it is the one a replay would write).
     Done,
-    /// 429, 5xx, or 401 / 403 (the index takes no writes now): send again.
+    /// 429, 5xx, or a refusal of the index, not the document: send again.
     Retry(String),
     /// Mapping, parsing, another 4xx, or an ingest pipeline's refusal:
     /// dead-letter with this reason.
@@ -71,22 +71,22 @@ struct ItemError {
 /// changed what the write meant). Before, every 409 counted as stored, and
 /// an update that lost a conflict was gone with nothing said.
 ///
-/// 401 and 403 say the index takes no writes now, whatever the document:
-/// a write block (`index.blocks.write`, set for a shrink, a clone or by
-/// hand; `read_only_allow_delete` after a full disk, on servers that answer
-/// it with 403), or a user without the privilege to write it. The document
-/// is sent again, as through an outage, until the block is lifted or the
-/// privilege granted (or `max_attempts` / `max_retry_duration` give up).
-/// Before, each was dead-lettered as a bad record, and without a
-/// dead-letter output a window the server would have taken a minute later
-/// was gone with one log line.
+/// Some refusals say the index takes no writes now, whatever the document
+/// (`no_writes`): a write block, a closed index, a missing index or
+/// ingest pipeline, a user without the privilege. The document is sent
+/// again, as through an outage, until that is mended (or `max_attempts` /
+/// `max_retry_duration` give up). Before, each was dead-lettered as a bad
+/// record, and without a dead-letter output a window the server would have
+/// taken a minute later was gone with one log line.
 pub fn classify(action: &str, status: u16, kind: &str, reason: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Done,
         409 if action == "create" => Outcome::Done,
         409 if action == "update" => Outcome::Retry(format!("409 {kind}: {reason}")),
         429 => Outcome::Retry(format!("429 {kind}: {reason}")),
-        401 | 403 => Outcome::Retry(format!("{status} {kind}: {reason}. {NO_WRITES}")),
+        s if no_writes(s, kind, reason) => {
+            Outcome::Retry(format!("{s} {kind}: {reason}. {NO_WRITES}"))
+        }
         // An ingest pipeline's refusal of this document, sent back as a 5xx
         // (a `fail` processor, or another processor's own exception): the
         // same document fails the same way each time. Retried, it held the
@@ -99,8 +99,30 @@ pub fn classify(action: &str, status: u16, kind: &str, reason: &str) -> Outcome 
     }
 }
 
-/// Why a 401 / 403 is retried, and the fix.
-pub(crate) const NO_WRITES: &str = "The server takes no writes to this index now (a write block, or a user without the privilege to write it), whatever the document: it is kept and sent again. Fix: lift the block (PUT <index>/_settings {\"index.blocks.write\": false}, or free disk space for read_only_allow_delete), or grant the user the `index` or `create_doc` privilege on the index";
+/// Whether a refusal is the index's, not the document's:
+/// - 401 / 403: a write block (`index.blocks.write`, set for a shrink, a
+///   clone or by hand; `read_only_allow_delete` after a full disk, on
+///   servers that answer it with 403), or a user without the privilege to
+///   write the index;
+/// - 400 `index_closed_exception`: the index is closed (for a change of its
+///   static settings, or by hand);
+/// - 404 `index_not_found_exception`: the index is gone and the server
+///   will not create it;
+/// - 400 `illegal_argument_exception` "pipeline with id [..] does not
+///   exist": the index's default or final pipeline is missing.
+fn no_writes(status: u16, kind: &str, reason: &str) -> bool {
+    match (status, kind) {
+        (401 | 403, _) => true,
+        (400, "index_closed_exception") | (404, "index_not_found_exception") => true,
+        (400, "illegal_argument_exception") => {
+            reason.starts_with("pipeline with id [") && reason.ends_with("] does not exist")
+        }
+        _ => false,
+    }
+}
+
+/// Why a refusal of the index (`no_writes`) is retried, and the fixes.
+pub(crate) const NO_WRITES: &str = "The server takes no writes to this index now, whatever the document: it is kept and sent again. Fix, by the error: lift a write block (PUT <index>/_settings {\"index.blocks.write\": false}, or free disk space for read_only_allow_delete), open a closed index (POST <index>/_open), create the index or the ingest pipeline it names, or grant the user the `index` or `create_doc` privilege on it";
 
 /// The outcome of each of the `n` items sent, in order.
 pub fn outcomes(body: &[u8], n: usize) -> Result<Vec<Outcome>, Error> {
@@ -162,9 +184,12 @@ mod tests {
             {"index":{"_index":"x","_id":"10","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [w]"}}},
             {"create":{"_index":"x","_id":"11","status":401,"error":{"type":"security_exception","reason":"unable to authenticate user [w]"}}},
             {"index":{"_index":"x","_id":"12","status":500,"error":{"type":"fail_processor_exception","reason":"poisoned document"}}},
-            {"index":{"_index":"x","_id":"13","status":500,"error":{"type":"illegal_index_shard_state_exception","reason":"CurrentState[RECOVERING] operations only allowed when shard state is one of [POST_RECOVERY, STARTED]"}}}
+            {"index":{"_index":"x","_id":"13","status":500,"error":{"type":"illegal_index_shard_state_exception","reason":"CurrentState[RECOVERING] operations only allowed when shard state is one of [POST_RECOVERY, STARTED]"}}},
+            {"index":{"_index":"x","_id":"14","status":400,"error":{"type":"index_closed_exception","reason":"closed"}}},
+            {"index":{"_index":"x","_id":"15","status":400,"error":{"type":"illegal_argument_exception","reason":"pipeline with id [enrich] does not exist"}}},
+            {"index":{"_index":"x","_id":"16","status":400,"error":{"type":"illegal_argument_exception","reason":"field [pipeline with id [x] does not exist] is not allowed"}}}
         ]}"#;
-        let o = outcomes(resp, 13).unwrap();
+        let o = outcomes(resp, 16).unwrap();
         assert_eq!(o[0], Outcome::Done);
         // The id exists: what a create is for.
         assert_eq!(o[1], Outcome::Done);
@@ -182,16 +207,23 @@ mod tests {
             )
         );
         assert!(matches!(&o[4], Outcome::Retry(_)));
-        assert!(matches!(&o[5], Outcome::Reject(r) if r.starts_with("404")));
+        // An argument of the document itself, naming no missing pipeline.
+        assert!(matches!(&o[15], Outcome::Reject(r) if r.starts_with("400 illegal_argument")));
         // The index takes no writes now, not this document: kept and sent
         // again, with the fix.
         for (i, start) in [
+            (5, "404 index_not_found_exception"),
             (8, "403 cluster_block_exception"),
             (9, "403 security_exception"),
             (10, "401 security_exception"),
+            (13, "400 index_closed_exception"),
+            (
+                14,
+                "400 illegal_argument_exception: pipeline with id [enrich]",
+            ),
         ] {
             assert!(
-                matches!(&o[i], Outcome::Retry(r) if r.starts_with(start) && r.contains("Fix: lift the block")),
+                matches!(&o[i], Outcome::Retry(r) if r.starts_with(start) && r.contains("lift a write block")),
                 "{i}: {:?}",
                 o[i]
             );

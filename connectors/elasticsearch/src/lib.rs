@@ -28,13 +28,14 @@
 //!   (the buffer and `max_in_flight` stay bounded), warning once a minute.
 //!   `max_attempts` or `max_retry_duration` set a limit; past it the job
 //!   fails (and restarts from its checkpoint).
-//! - **A write block is an outage, not a bad document**: items answered
-//!   with 401 or 403 (`cluster_block_exception` for `index.blocks.write`
-//!   or `read_only_allow_delete`, `security_exception` for a user without
-//!   the privilege to write the index), and whole requests answered 403
+//! - **An index that takes no writes is an outage, not a bad document**:
+//!   items answered with 401 or 403 (`cluster_block_exception` for
+//!   `index.blocks.write` or `read_only_allow_delete`, `security_exception`
+//!   for a user without the privilege to write the index), 400
+//!   `index_closed_exception`, 404 `index_not_found_exception`, 400 for a
+//!   default pipeline that does not exist, and whole requests answered 403
 //!   with `cluster_block_exception` (`cluster.blocks.read_only`), are
-//!   retried the same way, the warning naming the fix: the index takes no
-//!   writes now, whatever the document.
+//!   retried the same way, the warning naming the fix (`bulk::classify`).
 //! - **The last write of a document stays**: requests in flight together
 //!   never hold two writes of one id (a window re-emitted by a late event,
 //!   a replay), since they can land in either order; a request with a
@@ -47,7 +48,7 @@
 //! - **One bad document never kills the job**: items the server rejects
 //!   (`mapper_parsing_exception`, `document_parsing_exception`,
 //!   `strict_dynamic_mapping_exception`, `illegal_argument_exception`, any
-//!   other 4xx but 401, 403 and 429; an ingest pipeline's refusal answered
+//!   other 4xx that is not the index's; an ingest pipeline's refusal answered
 //!   with a 5xx, `fail_processor_exception`, which would fail the same way
 //!   each time) come back as bad records with the server's error type and
 //!   reason, for the dead-letter sink; the rest of the batch lands.
