@@ -43,7 +43,8 @@ pub enum Error {
         last: String,
     },
     /// Items of a bulk request the server did not store and may store when
-    /// sent again (429, 5xx, a write block): the request itself went through.
+    /// sent again (429, 5xx, a refusal of their index such as a write
+    /// block): the request itself went through.
     #[error("{count} bulk items not stored yet: {last}")]
     ItemsNotStored {
         /// How many.

@@ -16,8 +16,9 @@ use crate::sink::SinkStats;
 use crate::Error;
 
 /// Sends the items in bulk requests: the whole request is retried on
-/// connection errors, timeouts, 429, 5xx and a write block, and the items
-/// that failed with 429 / 5xx / 401 / 403 (`bulk::classify`), with exponential backoff and full jitter until the
+/// connection errors, timeouts, 429, 5xx and a cluster write block, and
+/// the items that failed with 429 / 5xx or were refused for their index
+/// (`bulk::classify`), with exponential backoff and full jitter until the
 /// policy gives up (by default never). A request the server refuses whole
 /// (400, 413) is split in halves until the one document it refuses is
 /// found; that document is rejected with the server's answer.
