@@ -327,6 +327,31 @@ pub async fn write_all<S: flowline_connector_api::Sink>(
     rejected
 }
 
+/// Sends `method path` with a JSON `body` to the search server: its status
+/// and JSON answer (`null` when the answer is not JSON), for the REST calls
+/// the typed client does not cover.
+pub async fn es_call(
+    es: &Elasticsearch,
+    method: elasticsearch::http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let r = es
+        .transport()
+        .send(
+            method,
+            path,
+            elasticsearch::http::headers::HeaderMap::new(),
+            None::<&()>,
+            body.map(|b| b.to_string().into_bytes()),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = r.status_code().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     create_topic_with(bootstrap, topic, partitions, &[]).await

@@ -12,12 +12,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use flowline_connector_api::Sink;
 use flowline_integration_tests::{
-    count, es_sink, poll, unique, window_docs, write_all, TestServices,
+    count, es_call, es_sink, poll, unique, window_docs, write_all, TestServices,
 };
 use serde_json::{json, Value};
 
@@ -29,24 +28,8 @@ enum Outage {
 }
 
 async fn call(es: &Elasticsearch, method: Method, path: &str, body: Option<Value>) {
-    let r = es
-        .transport()
-        .send(
-            method,
-            path,
-            HeaderMap::new(),
-            None::<&()>,
-            body.map(|b| b.to_string().into_bytes()),
-            None,
-        )
-        .await
-        .unwrap();
-    let status = r.status_code().as_u16();
-    assert!(
-        (200..300).contains(&status),
-        "{path}: {status} {}",
-        r.text().await.unwrap_or_default()
-    );
+    let (status, answer) = es_call(es, method, path, body).await;
+    assert!((200..300).contains(&status), "{path}: {status} {answer}");
 }
 
 /// Starts (`on`) or mends the outage of `index`.

@@ -12,29 +12,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
-use elasticsearch::Elasticsearch;
 use flowline_connector_api::Record;
-use flowline_integration_tests::{count, es_sink, unique, write_all, SearchServer, TestServices};
-use serde_json::{json, Value};
-
-async fn put(es: &Elasticsearch, path: &str, body: Value) -> (u16, Value) {
-    let r = es
-        .transport()
-        .send(
-            Method::Put,
-            path,
-            HeaderMap::new(),
-            None::<&()>,
-            Some(body.to_string().into_bytes()),
-            None,
-        )
-        .await
-        .unwrap();
-    let status = r.status_code().as_u16();
-    (status, r.json().await.unwrap())
-}
+use flowline_integration_tests::{
+    count, es_call, es_sink, unique, write_all, SearchServer, TestServices,
+};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_an_ingest_pipeline_fails_with_500_is_dead_lettered_not_retried() {
@@ -43,11 +26,12 @@ async fn a_document_an_ingest_pipeline_fails_with_500_is_dead_lettered_not_retri
     let name = unique("flowline-poison");
     // A document with a `poison` field that is not a number fails the
     // pipeline; the others pass it untouched.
-    let (status, answer) = put(
+    let (status, answer) = es_call(
         &es,
+        Method::Put,
         &format!("/_ingest/pipeline/{name}"),
-        json!({"processors": [{"convert": {"field": "poison", "type": "integer", "ignore_missing": true,
-            "on_failure": [{"fail": {"message": "poisoned document"}}]}}]}),
+        Some(json!({"processors": [{"convert": {"field": "poison", "type": "integer", "ignore_missing": true,
+            "on_failure": [{"fail": {"message": "poisoned document"}}]}}]})),
     )
     .await;
     if s.search_server == SearchServer::Elasticsearch {
@@ -61,10 +45,11 @@ async fn a_document_an_ingest_pipeline_fails_with_500_is_dead_lettered_not_retri
     }
     assert_eq!(status, 200, "{answer}");
     let index = unique("flowline-es-pipeline");
-    let (status, answer) = put(
+    let (status, answer) = es_call(
         &es,
+        Method::Put,
         &format!("/{index}"),
-        json!({"settings": {"index.default_pipeline": name, "number_of_replicas": 0}}),
+        Some(json!({"settings": {"index.default_pipeline": name, "number_of_replicas": 0}})),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
