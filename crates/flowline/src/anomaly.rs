@@ -322,10 +322,19 @@ impl KeyedProcessFunction for Detector {
     ) {
         let start_ms = window.window.start;
         let s = ctx.state();
-        let before = s.last_start;
+        let mut before = s.last_start;
         let verdict = if window.update || before.is_some_and(|l| start_ms <= l) {
             None
         } else {
+            // Due to be forgotten before this window ended: in event time
+            // the timer comes first, whether or not it has fired yet (the
+            // watermark may have passed both in one step, as one batch of
+            // a replay does), so the verdict does not depend on the
+            // batches.
+            if before.is_some_and(|l| self.forget_at(l) < window.window.max_timestamp()) {
+                *s = DetectorState::default();
+                before = None;
+            }
             Some(self.assess(s, window.value.avg(), start_ms))
         };
         if verdict.is_some() {
@@ -348,8 +357,8 @@ impl KeyedProcessFunction for Detector {
         })
     }
 
-    /// Forgets a key whose last window started `forget_after` or longer
-    /// before `t`: a series that stopped (a host retired, a pod gone) does
+    /// Forgets a key whose last window's forget time (`forget_at`) is at
+    /// or before `t`: a series that stopped (a host retired, a pod gone) does
     /// not keep its state, and the checkpoints, growing for ever. It
     /// warms up again if it comes back.
     fn on_timer(
@@ -358,11 +367,10 @@ impl KeyedProcessFunction for Detector {
         t: i64,
         ctx: &mut ProcessContext<'_, DetectorState, Assessed>,
     ) {
-        let forget = self.0.forget_after_ms;
         if ctx
             .state()
             .last_start
-            .is_none_or(|l| l.saturating_add(forget) <= t)
+            .is_none_or(|l| self.forget_at(l) <= t)
         {
             ctx.clear_state();
         }
@@ -378,11 +386,22 @@ impl Detector {
     /// period of the timer's setting is dropped, and one with a later
     /// window has a later timer.
     fn forget_timer(&self, before: Option<i64>, start_ms: i64) -> Option<i64> {
-        let forget = self.0.forget_after_ms;
-        let period = |t: i64| t.div_euclid(forget);
+        let period = |t: i64| t.div_euclid(self.0.forget_after_ms);
         before
             .is_none_or(|b| period(b) != period(start_ms))
-            .then(|| period(start_ms).saturating_add(2).saturating_mul(forget))
+            .then(|| self.forget_at(start_ms))
+    }
+
+    /// When a series whose last window started at `last` is forgotten: the
+    /// end of the period of `forget_after` after the one `last` is in
+    /// (between `forget_after` and twice that after it). The timer set at
+    /// that time drops the state; a window ending after it finds the
+    /// series forgotten even where the timer has not fired yet.
+    fn forget_at(&self, last: i64) -> i64 {
+        let forget = self.0.forget_after_ms;
+        last.div_euclid(forget)
+            .saturating_add(2)
+            .saturating_mul(forget)
     }
 
     /// Updates `s` with one window of average `x` starting at `start_ms`.
