@@ -1,8 +1,10 @@
 //! The detector in the job against a naive one written here from the
 //! README's rules: random series with gaps (some longer than
 //! `forget_after`), values from 1e-3 to 1e300 of both signs, random
-//! settings, the input cut into random batches. Every key's last
-//! current-status document and every anomaly must be the reference's.
+//! settings, the input cut into random batches and spread over 1 to 3
+//! partitions read by 1 to 3 workers (through the exchange). Every key's
+//! last current-status document and every anomaly must be the
+//! reference's.
 //!
 //! The reference keeps the spread as a standard deviation updated through
 //! `hypot` (the textbook way to take sqrt(a² + b²) without squares, which
@@ -19,7 +21,7 @@ use flowline::job::{metrics_pipeline, Outputs, WindowSettings};
 use flowline_connector_api::time::parse_rfc3339_ms;
 use flowline_connector_api::Record;
 use flowline_connector_testkit::MemorySink;
-use flowline_file::IterSource;
+use flowline_connector_testkit::MemorySource;
 use flowline_runtime::{JobConfig, StreamEnvironment, Tumbling};
 use proptest::prelude::*;
 
@@ -222,7 +224,28 @@ fn series() -> impl Strategy<Value = Series> {
     .prop_map(|v| v.into_iter().collect())
 }
 
-fn run(windows: &Series, c: AnomalySettings, batch: usize) -> (Vec<CurrentDoc>, Vec<AnomalyDoc>) {
+/// How the job reads its input.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    batch: usize,
+    partitions: usize,
+    workers: usize,
+}
+
+fn readings() -> impl Strategy<Value = Reading> {
+    (
+        prop::sample::select(vec![1usize, 3, 17, 1000]),
+        1usize..4,
+        1usize..4,
+    )
+        .prop_map(|(batch, partitions, workers)| Reading {
+            batch,
+            partitions,
+            workers,
+        })
+}
+
+fn run(windows: &Series, c: AnomalySettings, how: Reading) -> (Vec<CurrentDoc>, Vec<AnomalyDoc>) {
     // In event-time order, spread over each window's first 9 s.
     let mut events = Vec::new();
     for ((h, i), vals) in windows {
@@ -232,18 +255,19 @@ fn run(windows: &Series, c: AnomalySettings, batch: usize) -> (Vec<CurrentDoc>, 
         }
     }
     events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let records: Vec<Record> = events
-        .iter()
-        .map(|(ts, h, v)| {
-            let t = flowline_connector_api::time::format_rfc3339_ms(*ts);
-            Record::new(
-                serde_json::json!({"host": h, "metric": "m", "value": v, "timestamp": t})
-                    .to_string(),
-            )
-        })
-        .collect();
-    let env =
-        StreamEnvironment::new(JobConfig::named("reference").out_of_orderness(Duration::ZERO));
+    // In turn over the partitions: each in event-time order, none late.
+    let mut parts = vec![Vec::new(); how.partitions];
+    for (i, (ts, h, v)) in events.iter().enumerate() {
+        let t = flowline_connector_api::time::format_rfc3339_ms(*ts);
+        parts[i % how.partitions].push(Record::new(
+            serde_json::json!({"host": h, "metric": "m", "value": v, "timestamp": t}).to_string(),
+        ));
+    }
+    let env = StreamEnvironment::new(
+        JobConfig::named("reference")
+            .out_of_orderness(Duration::ZERO)
+            .workers(how.workers),
+    );
     let (cur, an) = (MemorySink::new(), MemorySink::new());
     let windows_out = env.add_sink("windows", Box::new(MemorySink::new()));
     let c_out = env.add_sink("current", Box::new(cur.clone()));
@@ -251,7 +275,7 @@ fn run(windows: &Series, c: AnomalySettings, batch: usize) -> (Vec<CurrentDoc>, 
     metrics_pipeline(
         env.source(
             "events",
-            Box::new(IterSource::new(records.into_iter()).with_batch_size(batch)),
+            Box::new(MemorySource::new(parts).with_batch_size(how.batch)),
         ),
         WindowSettings::new(Tumbling::of(Duration::from_millis(W as u64))),
         c,
@@ -262,7 +286,8 @@ fn run(windows: &Series, c: AnomalySettings, batch: usize) -> (Vec<CurrentDoc>, 
             results: None,
         },
     );
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
@@ -287,10 +312,10 @@ proptest! {
     fn the_jobs_verdicts_are_the_reference_detectors(
         windows in series(),
         c in settings(),
-        batch in prop::sample::select(vec![1usize, 3, 17, 1000]),
+        how in readings(),
     ) {
         let (want_current, want_anomalies) = reference(&windows, &c);
-        let (current, anomalies) = run(&windows, c, batch);
+        let (current, anomalies) = run(&windows, c, how);
         let ms = |s: &str| parse_rfc3339_ms(s).unwrap();
         let mut last = BTreeMap::new();
         for d in current {
