@@ -142,7 +142,7 @@ class Trial:
         self.bad_count = 0
         for i in range(N):
             host = rnd.choice(HOSTS)
-            for j in range(len(HOSTS)):
+            for _ in range(len(HOSTS)):
                 start, length = self.silent.get(host, (0, 0))
                 if not start <= t < start + length:
                     break
