@@ -386,8 +386,8 @@ path = "{self.work}/late.ndjson"
         """The anomaly and current-status documents against the reference
         detector (detector.py) over the group-by's windows. Only without
         allowed lateness: with it, which late events a window's first
-        firing holds (the one the detector judges) depends on how the
-        partitions' reads interleave."""
+        firing holds (the one the detector judges) depends on where the
+        batches were cut and how the partitions' reads interleave."""
         if LATENESS:
             print("anomalies and current status: not compared (allowed lateness)")
             return []
