@@ -9,9 +9,10 @@
 //! and the episode's first window, so a replay rewrites the same document).
 //! Anomalous windows do not move the baseline, so a spike does not teach the
 //! detector that spikes are normal; a shift that lasts `relearn_after`
-//! windows becomes the new baseline. Updated windows (allowed lateness)
-//! refresh the window document only: the detector decides on a window's
-//! first firing.
+//! windows becomes the new baseline. Without allowed lateness a window
+//! fires once, whole, and [`Detector`] judges it then; with it, windows
+//! are judged once final ([`FinalDetector`]), and their earlier firings
+//! and updates refresh the window document only.
 //!
 //! The detector reads the window's numbers ([`Stats`]) and gives a
 //! [`Verdict`], numbers too; the current-status and anomaly documents are
@@ -19,6 +20,9 @@
 //! [`AnomalyDoc::of`]), exactly, with nothing rounded.
 
 mod baseline;
+mod late;
+
+pub use late::{FinalDetector, FinalState};
 
 use flowline_connector_api::time::format_rfc3339_ms;
 use flowline_connector_api::Record;
@@ -196,7 +200,7 @@ impl AnomalyDoc {
     }
 }
 
-/// The detector's verdict on a window's first firing: numbers only.
+/// The detector's verdict on a window: numbers only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     /// Baseline mean before this window.
@@ -320,27 +324,13 @@ impl KeyedProcessFunction for Detector {
         window: Self::In,
         ctx: &mut ProcessContext<'_, DetectorState, Assessed>,
     ) {
-        let start_ms = window.window.start;
-        let s = ctx.state();
-        let mut before = s.last_start;
-        let verdict = if window.update || before.is_some_and(|l| start_ms <= l) {
-            None
+        let (verdict, timer) = if window.update {
+            (None, None)
         } else {
-            // Due to be forgotten before this window ended: in event time
-            // the timer comes first, whether or not it has fired yet (the
-            // watermark may have passed both in one step, as one batch of
-            // a replay does), so the verdict does not depend on the
-            // batches.
-            if before.is_some_and(|l| self.forget_at(l) < window.window.max_timestamp()) {
-                *s = DetectorState::default();
-                before = None;
-            }
-            Some(self.assess(s, window.value.avg(), start_ms))
+            self.judge(ctx.state(), &window)
         };
-        if verdict.is_some() {
-            if let Some(t) = self.forget_timer(before, start_ms) {
-                ctx.register_event_time_timer(t);
-            }
+        if let Some(t) = timer {
+            ctx.register_event_time_timer(t);
         }
         ctx.emit(Assessed { window, verdict });
     }
@@ -367,17 +357,42 @@ impl KeyedProcessFunction for Detector {
         t: i64,
         ctx: &mut ProcessContext<'_, DetectorState, Assessed>,
     ) {
-        if ctx
-            .state()
-            .last_start
-            .is_none_or(|l| self.forget_at(l) <= t)
-        {
+        if self.forgotten_by(ctx.state(), t) {
             ctx.clear_state();
         }
     }
 }
 
 impl Detector {
+    /// The verdict on `window` (`None` for one starting at or before the
+    /// series' last judged window), and the forget timer to set with it.
+    pub(crate) fn judge(
+        &self,
+        s: &mut DetectorState,
+        window: &WindowResult<SeriesKey, Stats>,
+    ) -> (Option<Verdict>, Option<i64>) {
+        let start_ms = window.window.start;
+        let mut before = s.last_start;
+        if before.is_some_and(|l| start_ms <= l) {
+            return (None, None);
+        }
+        // Due to be forgotten before this window ended: in event time the
+        // timer comes first, whether or not it has fired yet (the
+        // watermark may have passed both in one step, as one batch of a
+        // replay does), so the verdict does not depend on the batches.
+        if before.is_some_and(|l| self.forget_at(l) < window.window.max_timestamp()) {
+            *s = DetectorState::default();
+            before = None;
+        }
+        let verdict = self.assess(s, window.value.avg(), start_ms);
+        (Some(verdict), self.forget_timer(before, start_ms))
+    }
+
+    /// Whether a series whose state is `s` is forgotten by time `t`.
+    pub(crate) fn forgotten_by(&self, s: &DetectorState, t: i64) -> bool {
+        s.last_start.is_none_or(|l| self.forget_at(l) <= t)
+    }
+
     /// The timer to set for a key's first window starting at `start_ms`
     /// in a period of `forget_after` (the last one started at `before`):
     /// the end of the next period. One or two timers per key at a time,

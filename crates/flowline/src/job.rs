@@ -10,7 +10,7 @@ use flowline_runtime::{AggregateFunction, DataStream, SinkHandle, WindowResult, 
 use serde::{Deserialize, Serialize};
 
 use crate::aggregates::Aggregates;
-use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector};
+use crate::anomaly::{AnomalyDoc, AnomalySettings, Assessed, CurrentDoc, Detector, FinalDetector};
 use crate::event::{EventShape, KeyNames};
 pub use crate::horizon::Horizon;
 use crate::metric::long_name;
@@ -327,33 +327,45 @@ pub fn metrics_pipeline(
         });
         return;
     }
+    // Documents are rendered at the sink side, from the numbers.
+    let current = out.current.map(|c| (c, current_record(keys.clone())));
+    let anomalies = out
+        .anomalies
+        .map(|a| (a, anomaly_record(keys.clone(), results.clone())));
+    // The runtime's own rule (`WindowedStream::allowed_lateness`).
+    let lateness_ms = w.allowed_lateness.as_millis() as i64;
+    if lateness_ms > 0 {
+        // Judged when final (`FinalDetector`): window documents are
+        // written as the windows fire, verdicts the lateness later.
+        let aggregates = w.aggregates.clone();
+        let judged = windows
+            .side_sink(out.windows, move |r| {
+                if let Some(k) = &results {
+                    k.window(r);
+                }
+                aggregates.record(r, &keys)
+            })
+            .key_by_ref(|r: &WindowResult<SeriesKey, Stats>| &r.key)
+            .process(FinalDetector {
+                detector: Detector(detector),
+                lateness_ms,
+            });
+        match (current, anomalies) {
+            (Some((c, ce)), Some((a, ae))) => judged.side_sink_some(c, ce).sink_some(a, ae),
+            (Some((c, ce)), None) => judged.sink_some(c, ce),
+            (None, Some((a, ae))) => judged.sink_some(a, ae),
+            (None, None) => unreachable!("returned above without a detector output"),
+        }
+        return;
+    }
     let mut assessed = windows
         .key_by_ref(|r: &WindowResult<SeriesKey, Stats>| &r.key)
         .process(Detector(detector));
-    // Documents are rendered here, at the sink side, from the numbers.
-    if let Some(c) = out.current {
-        let keys = keys.clone();
-        assessed = assessed.side_sink_some(c, move |a: &Assessed| {
-            a.verdict.as_ref().map(|v| {
-                let d = CurrentDoc::of(&a.window, v);
-                keyed_record(&d, d.id(), &keys)
-            })
-        });
+    if let Some((c, e)) = current {
+        assessed = assessed.side_sink_some(c, e);
     }
-    if let Some(an) = out.anomalies {
-        let keys = keys.clone();
-        let results = results.clone();
-        assessed = assessed.side_sink_some(an, move |a: &Assessed| {
-            a.verdict
-                .as_ref()
-                .and_then(|v| AnomalyDoc::of(&a.window, v))
-                .map(|d| {
-                    if let Some(k) = &results {
-                        k.anomaly(&d);
-                    }
-                    keyed_record(&d, d.id(), &keys)
-                })
-        });
+    if let Some((a, e)) = anomalies {
+        assessed = assessed.side_sink_some(a, e);
     }
     let aggregates = w.aggregates.clone();
     assessed.sink_with(out.windows, move |a: &Assessed| {
@@ -362,6 +374,36 @@ pub fn metrics_pipeline(
         }
         aggregates.record(&a.window, &keys)
     });
+}
+
+/// The current-status document of a judged window, rendered at the sink
+/// side from the numbers.
+fn current_record(keys: KeyNames) -> impl Fn(&Assessed) -> Option<Record> + Send + Sync {
+    move |a: &Assessed| {
+        a.verdict.as_ref().map(|v| {
+            let d = CurrentDoc::of(&a.window, v);
+            keyed_record(&d, d.id(), &keys)
+        })
+    }
+}
+
+/// The anomaly document of a window that confirmed an episode (kept for
+/// the API too).
+fn anomaly_record(
+    keys: KeyNames,
+    results: Option<std::sync::Arc<crate::results::Results>>,
+) -> impl Fn(&Assessed) -> Option<Record> + Send + Sync {
+    move |a: &Assessed| {
+        a.verdict
+            .as_ref()
+            .and_then(|v| AnomalyDoc::of(&a.window, v))
+            .map(|d| {
+                if let Some(k) = &results {
+                    k.anomaly(&d);
+                }
+                keyed_record(&d, d.id(), &keys)
+            })
+    }
 }
 
 /// A document with `host` and `metric` for the key, as a record keyed by

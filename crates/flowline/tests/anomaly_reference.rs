@@ -2,9 +2,11 @@
 //! README's rules: random series with gaps (some longer than
 //! `forget_after`), values from 1e-3 to 1e300 of both signs, random
 //! settings, the input cut into random batches and spread over 1 to 3
-//! partitions read by 1 to 3 workers (through the exchange). Every key's
-//! last current-status document and every anomaly must be the
-//! reference's.
+//! partitions read by 1 to 3 workers (through the exchange), with or
+//! without allowed lateness (events then arrive out of order, up to the
+//! lateness behind, so windows fire before they hold all their events and
+//! are updated). Every key's last current-status document and every
+//! anomaly must be the reference's, which judges whole windows.
 //!
 //! The reference keeps the spread as a standard deviation updated through
 //! `hypot` (the textbook way to take sqrt(a² + b²) without squares, which
@@ -230,6 +232,11 @@ struct Reading {
     batch: usize,
     partitions: usize,
     workers: usize,
+    /// The windows' allowed lateness, ms; each event arrives up to this
+    /// much less 1 ms after its time (none refused as late).
+    lateness: i64,
+    /// Picks the events' delays.
+    seed: u64,
 }
 
 fn readings() -> impl Strategy<Value = Reading> {
@@ -237,27 +244,48 @@ fn readings() -> impl Strategy<Value = Reading> {
         prop::sample::select(vec![1usize, 3, 17, 1000]),
         1usize..4,
         1usize..4,
+        prop::sample::select(vec![0i64, 4_000, 25_000]),
+        any::<u64>(),
     )
-        .prop_map(|(batch, partitions, workers)| Reading {
+        .prop_map(|(batch, partitions, workers, lateness, seed)| Reading {
             batch,
             partitions,
             workers,
+            lateness,
+            seed,
         })
 }
 
+/// SplitMix64: the `i`th delay of a reading, below `lateness`.
+fn delay(how: &Reading, i: u64) -> i64 {
+    if how.lateness == 0 {
+        return 0;
+    }
+    let mut z = how
+        .seed
+        .wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) % how.lateness as u64) as i64
+}
+
 fn run(windows: &Series, c: AnomalySettings, how: Reading) -> (Vec<CurrentDoc>, Vec<AnomalyDoc>) {
-    // In event-time order, spread over each window's first 9 s.
+    // Spread over each window's first 9 s, in the order they arrive: each
+    // up to the allowed lateness (less 1 ms) after its time, so that a
+    // window's first firing may miss some, which come as updates.
     let mut events = Vec::new();
     for ((h, i), vals) in windows {
         for (j, v) in vals.iter().enumerate() {
             let ts = BASE + i * W + j as i64 * 3_000;
-            events.push((ts, h.clone(), *v));
+            let arrives = ts + delay(&how, events.len() as u64);
+            events.push((arrives, ts, h.clone(), *v));
         }
     }
-    events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    // In turn over the partitions: each in event-time order, none late.
+    events.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    // In turn over the partitions: none behind its partition's watermark
+    // by more than the allowed lateness.
     let mut parts = vec![Vec::new(); how.partitions];
-    for (i, (ts, h, v)) in events.iter().enumerate() {
+    for (i, (_, ts, h, v)) in events.iter().enumerate() {
         let t = flowline_connector_api::time::format_rfc3339_ms(*ts);
         parts[i % how.partitions].push(Record::new(
             serde_json::json!({"host": h, "metric": "m", "value": v, "timestamp": t}).to_string(),
@@ -277,7 +305,10 @@ fn run(windows: &Series, c: AnomalySettings, how: Reading) -> (Vec<CurrentDoc>, 
             "events",
             Box::new(MemorySource::new(parts).with_batch_size(how.batch)),
         ),
-        WindowSettings::new(Tumbling::of(Duration::from_millis(W as u64))),
+        WindowSettings {
+            allowed_lateness: Duration::from_millis(how.lateness as u64),
+            ..WindowSettings::new(Tumbling::of(Duration::from_millis(W as u64)))
+        },
         c,
         Outputs {
             windows: windows_out,

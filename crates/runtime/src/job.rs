@@ -197,3 +197,23 @@ pub(crate) struct Graph {
     /// records may be split across tasks.
     pub(crate) stateless_pre: bool,
 }
+
+impl Graph {
+    /// A job with nothing in it yet.
+    pub(crate) fn new(config: JobConfig) -> Self {
+        Graph {
+            config,
+            source: None,
+            sinks: Vec::new(),
+            dead_letter: None,
+            late: None,
+            pipeline: None,
+            store: None,
+            errors: Vec::new(),
+            assigns_timestamps: false,
+            stages: Vec::new(),
+            keyed: None,
+            stateless_pre: false,
+        }
+    }
+}

@@ -40,20 +40,7 @@ impl StreamEnvironment {
     /// A new environment.
     pub fn new(config: JobConfig) -> Self {
         Self {
-            graph: Arc::new(Mutex::new(Graph {
-                config,
-                source: None,
-                sinks: Vec::new(),
-                dead_letter: None,
-                late: None,
-                pipeline: None,
-                store: None,
-                errors: Vec::new(),
-                assigns_timestamps: false,
-                stages: Vec::new(),
-                keyed: None,
-                stateless_pre: false,
-            })),
+            graph: Arc::new(Mutex::new(Graph::new(config))),
         }
     }
 
@@ -126,23 +113,7 @@ impl StreamEnvironment {
         let graph = {
             let mut g = self.graph();
             let config = g.config.clone();
-            std::mem::replace(
-                &mut *g,
-                Graph {
-                    config,
-                    source: None,
-                    sinks: Vec::new(),
-                    dead_letter: None,
-                    late: None,
-                    pipeline: None,
-                    store: None,
-                    errors: Vec::new(),
-                    assigns_timestamps: false,
-                    stages: Vec::new(),
-                    keyed: None,
-                    stateless_pre: false,
-                },
-            )
+            std::mem::replace(&mut *g, Graph::new(config))
         };
         handle::start(graph)
     }
@@ -442,7 +413,19 @@ impl<T: Send + 'static> DataStream<T> {
     where
         T: Clone,
     {
-        let encode = Arc::new(move |t: &T| Some(encode(t)));
+        self.sink_some(sink, move |t: &T| Some(encode(t)));
+    }
+
+    /// Ends the pipeline in a sink that gets the elements for which
+    /// `encode` returns a record.
+    pub fn sink_some(
+        self,
+        sink: SinkHandle,
+        encode: impl Fn(&T) -> Option<Record> + Send + Sync + 'static,
+    ) where
+        T: Clone,
+    {
+        let encode = Arc::new(encode);
         let prev = self.build;
         let count = Count::default();
         let mut stages = self.stages;

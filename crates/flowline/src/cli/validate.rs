@@ -80,6 +80,12 @@ pub(super) async fn online(config: &Path, registry: &Registry) -> Result<(), Err
     }
     if plan.anomalies.is_some() || plan.current.is_some() {
         out!("anomaly    {:?}", plan.anomaly);
+        if !plan.window.allowed_lateness.is_zero() {
+            out!(
+                "verdicts   once a window is final: {:?} (its allowed lateness) after its end",
+                plan.window.allowed_lateness
+            );
+        }
     }
     match &plan.checkpoint {
         Some((StoreChoice::Dir(dir), iv)) => {
