@@ -178,6 +178,17 @@ pub struct AnomalyDoc {
     pub explanation: String,
 }
 
+impl Assessed {
+    /// A window with no verdict (an update, or a series without state
+    /// while the job's bound is full): its window document alone.
+    pub fn unjudged(window: WindowResult<SeriesKey, Stats>) -> Self {
+        Assessed {
+            window,
+            verdict: None,
+        }
+    }
+}
+
 impl CurrentDoc {
     /// Deterministic id: host and metric.
     pub fn id(&self) -> String {
@@ -341,10 +352,7 @@ impl KeyedProcessFunction for Detector {
     /// runtime logs when the bound fills; `flowline_process_states` shows
     /// the count.
     fn without_state(&self, _key: &Self::Key, window: Self::In) -> Option<Assessed> {
-        Some(Assessed {
-            window,
-            verdict: None,
-        })
+        Some(Assessed::unjudged(window))
     }
 
     /// Forgets a key whose last window's forget time (`forget_at`) is at

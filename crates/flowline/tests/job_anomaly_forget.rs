@@ -34,18 +34,9 @@ fn statuses_of_a(
         }
     }
     std::fs::write(dir.join("events.ndjson"), lines).unwrap();
-    let d = dir.display();
-    let job = format!(
-        "[source]\ntype = \"file\"\npath = \"{d}/events.ndjson\"\nbatch_size = {batch}\n\
-         [sink]\ntype = \"file\"\npath = \"{d}/windows.ndjson\"\nmode = \"overwrite\"\n\
-         [current]\ntype = \"file\"\npath = \"{d}/current.ndjson\"\nmode = \"overwrite\"\n\
-         [window]\nsize = \"10s\"\n[anomaly]\nwarmup = 2\nforget_after = \"{forget_after}\"\n"
-    );
-    common::run_job_file(dir, &job);
-    std::fs::read_to_string(dir.join("current.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let anomaly = format!("warmup = 2\nforget_after = \"{forget_after}\"\n");
+    common::run_detector(dir, batch, "size = \"10s\"\n", &anomaly)
+        .into_iter()
         .filter(|d| d["host"] == "a")
         .map(|d| {
             (

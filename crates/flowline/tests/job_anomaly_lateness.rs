@@ -36,24 +36,10 @@ fn run(dir: &Path, batch: usize) -> Run {
         lines += &event(10 * k + 5, late_value(k));
     }
     std::fs::write(dir.join("events.ndjson"), lines).unwrap();
-    let d = dir.display();
-    let job = format!(
-        "[source]\ntype = \"file\"\npath = \"{d}/events.ndjson\"\nbatch_size = {batch}\n\
-         [sink]\ntype = \"file\"\npath = \"{d}/windows.ndjson\"\nmode = \"overwrite\"\n\
-         [current]\ntype = \"file\"\npath = \"{d}/current.ndjson\"\nmode = \"overwrite\"\n\
-         [window]\nsize = \"10s\"\nout_of_orderness = \"0s\"\nallowed_lateness = \"20s\"\n\
-         [anomaly]\nwarmup = 2\nthreshold = 1.0\n"
-    );
-    common::run_job_file(dir, &job);
-    let read = |f: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(dir.join(f))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let window = "size = \"10s\"\nout_of_orderness = \"0s\"\nallowed_lateness = \"20s\"\n";
+    let current = common::run_detector(dir, batch, window, "warmup = 2\nthreshold = 1.0\n");
     let start = |d: &serde_json::Value| d["window_start"].as_str().unwrap()[14..19].to_string();
-    let current = read("current.ndjson")
+    let current = current
         .iter()
         .map(|d| {
             let status = d["status"].as_str().unwrap().to_string();
@@ -66,7 +52,7 @@ fn run(dir: &Path, batch: usize) -> Run {
         })
         .collect();
     let mut windows = std::collections::BTreeMap::new();
-    for d in read("windows.ndjson") {
+    for d in common::read_ndjson(&dir.join("windows.ndjson")) {
         windows.insert(
             start(&d),
             (d["avg"].as_f64().unwrap(), d["count"].as_u64().unwrap()),

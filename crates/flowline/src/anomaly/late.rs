@@ -78,10 +78,7 @@ impl KeyedProcessFunction for FinalDetector {
     /// A series new while the job holds `max_state_entries` series: no
     /// verdict, as [`Detector`].
     fn without_state(&self, _key: &Self::Key, window: Self::In) -> Option<Assessed> {
-        Some(Assessed {
-            window,
-            verdict: None,
-        })
+        Some(Assessed::unjudged(window))
     }
 
     /// Judges the windows final by `t`, in the order of their starts, then

@@ -165,3 +165,33 @@ pub fn assert_same(got: &Windows, want: &Windows) {
         );
     }
 }
+
+/// Runs the detector over `dir/events.ndjson` (written by the caller),
+/// reading `batch` records per batch, with these `[window]` and
+/// `[anomaly]` lines; returns the current-status documents in the order
+/// written (`dir/current.ndjson`; the windows go to `dir/windows.ndjson`).
+pub fn run_detector(
+    dir: &Path,
+    batch: usize,
+    window: &str,
+    anomaly: &str,
+) -> Vec<serde_json::Value> {
+    let d = dir.display();
+    let job = format!(
+        "[source]\ntype = \"file\"\npath = \"{d}/events.ndjson\"\nbatch_size = {batch}\n\
+         [sink]\ntype = \"file\"\npath = \"{d}/windows.ndjson\"\nmode = \"overwrite\"\n\
+         [current]\ntype = \"file\"\npath = \"{d}/current.ndjson\"\nmode = \"overwrite\"\n\
+         [window]\n{window}[anomaly]\n{anomaly}"
+    );
+    run_job_file(dir, &job);
+    read_ndjson(&dir.join("current.ndjson"))
+}
+
+/// Every line of an NDJSON file, parsed.
+pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
